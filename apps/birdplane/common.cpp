@@ -1,0 +1,28 @@
+#include "common.h"
+
+#include <filesystem>
+
+#include "birdplane/check.h"
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+#include "birdplane/data/download.h"
+#endif
+
+namespace birdplane::cli {
+
+data::Cifar10 load_split(const std::string& data_dir_flag, data::Split split, bool download) {
+  const std::string root = data::resolve_data_root(data_dir_flag);
+  std::string dir = data::batches_dir(root);
+  std::error_code ec;
+  const bool present = std::filesystem::exists(std::filesystem::path(dir) / "test_batch.bin", ec) ||
+                       std::filesystem::exists(std::filesystem::path(dir) / "data_batch_1.bin", ec);
+  if (!present && download) {
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+    dir = data::ensure_cifar10(root);
+#else
+    fail("CIFAR-10 is not in {} and this build has no downloader; copy the files there", dir);
+#endif
+  }
+  return data::Cifar10(dir, split);
+}
+
+}  // namespace birdplane::cli

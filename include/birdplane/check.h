@@ -1,0 +1,37 @@
+// Errors that say what to do. The library throws; only the command line's main() catches.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace birdplane {
+
+/// An error caused by the user's input (a flag, a file, a value). The command line prints
+/// "error: <what>" and exits with code 2. Messages name the file, flag or value, say what was
+/// expected, and where possible the command that fixes it.
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// An error in birdplane itself (a broken invariant): exit code 1.
+class InternalError : public std::runtime_error {
+ public:
+  explicit InternalError(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// Throws birdplane::Error with a fmt-formatted message.
+template <typename... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+}  // namespace birdplane
+
+/// BIRDPLANE_CHECK(cond, "fmt {}", args...): throws birdplane::Error when cond is false.
+#define BIRDPLANE_CHECK(cond, ...)         \
+  do {                                     \
+    if (!(cond)) ::birdplane::fail(__VA_ARGS__); \
+  } while (0)

@@ -1,0 +1,34 @@
+// Downloading and installing the official CIFAR-10 binary archive, crash-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace birdplane::data {
+
+inline constexpr const char* kCifar10Url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+inline constexpr const char* kCifar10Md5 = "c32a1d4ab5d03f1284b67883e8d87530";
+
+/// Options for ensure_cifar10. Defaults are the official archive.
+struct DownloadOptions {
+  std::string url = kCifar10Url;  ///< where the .tar.gz lives (tests point it at 127.0.0.1)
+  std::string md5 = kCifar10Md5;  ///< expected MD5 of the archive, lower-case hex
+  bool progress = true;           ///< progress bar on stderr when it is a terminal
+  /// Refuse to extract more than this many bytes in all (decompression-bomb guard). The real
+  /// archive unpacks to about 185 MB.
+  int64_t max_extract_bytes = int64_t{400} << 20;
+  /// Refuse any single entry larger than this (the largest real file is 30,730,000 bytes).
+  int64_t max_entry_bytes = int64_t{64} << 20;
+};
+
+/// Makes sure CIFAR-10 is complete in batches_dir(root) and returns that folder. When it already
+/// is, does nothing. Otherwise downloads `url` to <root>/cifar-10-binary.tar.gz.part (resuming
+/// with an HTTP Range request when the part file exists and the server allows), checks the MD5,
+/// extracts into a temporary folder beside the target and renames it into place, so an interrupted
+/// run never leaves a half-written dataset. Throws birdplane::Error naming the URL or file.
+std::string ensure_cifar10(const std::string& root, const DownloadOptions& options = {});
+
+/// MD5 of a file as lower-case hex.
+std::string md5_file(const std::string& path);
+
+}  // namespace birdplane::data

@@ -1,0 +1,85 @@
+// Transform classes: thin wrappers that store options, call the function in functional.h and print
+// themselves like torchvision's __repr__. All work on [C,H,W] and on batches [B,C,H,W].
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "birdplane/transforms/functional.h"
+
+namespace birdplane::transforms {
+
+/// Base of every transform: a callable on a tensor that can describe itself.
+class Transform {
+ public:
+  virtual ~Transform() = default;
+  /// Applies the transform to one image [C,H,W] or a batch [B,C,H,W].
+  virtual at::Tensor operator()(const at::Tensor& input) const = 0;
+  /// torchvision-style description, e.g. "Normalize(mean=[0.5], std=[0.25])".
+  virtual std::string repr() const = 0;
+};
+
+using TransformPtr = std::shared_ptr<Transform>;
+
+/// torchvision.transforms.ToTensor: uint8 HWC or CHW to float32 CHW in [0,1].
+class ToTensor : public Transform {
+ public:
+  explicit ToTensor(functional::Layout layout = functional::Layout::kAuto) : layout_(layout) {}
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override { return "ToTensor()"; }
+
+ private:
+  functional::Layout layout_;
+};
+
+/// torchvision.transforms.Normalize(mean, std, inplace=False). A std of 0 is rejected at
+/// construction.
+class Normalize : public Transform {
+ public:
+  Normalize(std::vector<double> mean, std::vector<double> std, bool inplace = false);
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override;
+  const std::vector<double>& mean() const { return mean_; }
+  const std::vector<double>& std() const { return std_; }
+
+ private:
+  std::vector<double> mean_, std_;
+  bool inplace_;
+};
+
+/// torchvision.transforms.Lambda: any function from tensor to tensor.
+class Lambda : public Transform {
+ public:
+  explicit Lambda(std::function<at::Tensor(const at::Tensor&)> fn, std::string name = "")
+      : fn_(std::move(fn)), name_(std::move(name)) {}
+  at::Tensor operator()(const at::Tensor& input) const override { return fn_(input); }
+  std::string repr() const override { return "Lambda(" + name_ + ")"; }
+
+ private:
+  std::function<at::Tensor(const at::Tensor&)> fn_;
+  std::string name_;
+};
+
+/// torchvision.transforms.Compose: applies its transforms in order.
+class Compose : public Transform {
+ public:
+  Compose() = default;
+  explicit Compose(std::vector<TransformPtr> transforms) : transforms_(std::move(transforms)) {}
+  /// Appends a transform; returns *this for chaining.
+  Compose& add(TransformPtr t) {
+    transforms_.push_back(std::move(t));
+    return *this;
+  }
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override;
+  const std::vector<TransformPtr>& transforms() const { return transforms_; }
+
+ private:
+  std::vector<TransformPtr> transforms_;
+};
+
+}  // namespace birdplane::transforms

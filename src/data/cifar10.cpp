@@ -1,0 +1,221 @@
+#include "birdplane/data/cifar10.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+
+namespace fs = std::filesystem;
+
+namespace birdplane::data {
+namespace {
+
+const std::vector<std::string> kTrainFiles = {"data_batch_1.bin", "data_batch_2.bin",
+                                              "data_batch_3.bin", "data_batch_4.bin",
+                                              "data_batch_5.bin"};
+const std::vector<std::string> kTestFiles = {"test_batch.bin"};
+
+const std::vector<std::string>& files_for(Split split) {
+  return split == Split::kTrain ? kTrainFiles : kTestFiles;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+  return out;
+}
+
+// Reads one binary batch file: appends its images to `images` (CHW bytes) and labels.
+void read_batch_file(const fs::path& path, std::vector<uint8_t>& pixels,
+                     std::vector<int64_t>& labels) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    fail("CIFAR-10 file {} is missing; run `birdplane download --data-dir {}` or point --data-dir "
+         "(or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/",
+         path.string(), path.parent_path().parent_path().string());
+  }
+  if (fs::is_directory(path, ec)) fail("CIFAR-10 file {} is a folder, expected a file", path.string());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open CIFAR-10 file {} for reading (check its permissions)", path.string());
+  in.seekg(0, std::ios::end);
+  const int64_t bytes = static_cast<int64_t>(in.tellg());
+  in.seekg(0, std::ios::beg);
+  if (bytes <= 0 || bytes % kRecordBytes != 0 || bytes / kRecordBytes > kRecordsPerFile) {
+    fail("CIFAR-10 file {} has {} bytes; expected a whole number of {}-byte records, at most {} "
+         "records ({} bytes), as in the official binary release. The file is {}; delete it and run "
+         "`birdplane download` again",
+         path.string(), bytes, kRecordBytes, kRecordsPerFile, kRecordsPerFile * kRecordBytes,
+         bytes < kRecordsPerFile * kRecordBytes ? "short or truncated" : "oversized");
+  }
+  const int64_t n = bytes / kRecordBytes;
+  std::vector<uint8_t> raw(static_cast<size_t>(bytes));
+  if (!in.read(reinterpret_cast<char*>(raw.data()), bytes)) {
+    fail("could not read all {} bytes of CIFAR-10 file {}", bytes, path.string());
+  }
+  const size_t pixel_base = pixels.size();
+  const int64_t image_bytes = kRecordBytes - 1;
+  pixels.resize(pixel_base + static_cast<size_t>(n * image_bytes));
+  labels.reserve(labels.size() + static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* rec = raw.data() + i * kRecordBytes;
+    if (rec[0] > 9) {
+      fail("CIFAR-10 file {}: record {} (byte offset {}) has label {}; labels are 0 to 9. The file "
+           "is corrupt: delete it and run `birdplane download` again",
+           path.string(), i, i * kRecordBytes, static_cast<int>(rec[0]));
+    }
+    labels.push_back(rec[0]);
+    std::memcpy(pixels.data() + pixel_base + i * image_bytes, rec + 1, image_bytes);
+  }
+}
+
+}  // namespace
+
+Split parse_split(const std::string& text) {
+  if (text == "train") return Split::kTrain;
+  if (text == "test") return Split::kTest;
+  fail("--split: '{}' is not a split; expected 'train' or 'test'", text);
+}
+
+std::string to_string(Split split) { return split == Split::kTrain ? "train" : "test"; }
+
+const std::vector<std::string>& default_class_names() {
+  static const std::vector<std::string> names = {"airplane", "automobile", "bird", "cat", "deer",
+                                                 "dog",      "frog",       "horse", "ship", "truck"};
+  return names;
+}
+
+std::string resolve_data_root(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("BIRDPLANE_DATA"); env && *env) return env;
+  return "data";
+}
+
+std::string batches_dir(const std::string& root) {
+  fs::path p(root);
+  std::error_code ec;
+  if (fs::exists(p / "data_batch_1.bin", ec) || fs::exists(p / "test_batch.bin", ec)) return p.string();
+  std::string name = p.filename().string();
+  if (name.empty()) name = p.parent_path().filename().string();
+  if (name == kFolderName) return p.string();
+  return (p / kFolderName).string();
+}
+
+bool is_complete(const std::string& dir) {
+  std::error_code ec;
+  for (const auto* list : {&kTrainFiles, &kTestFiles}) {
+    for (const auto& f : *list) {
+      auto size = fs::file_size(fs::path(dir) / f, ec);
+      if (ec || static_cast<int64_t>(size) != kRecordsPerFile * kRecordBytes) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<std::string> read_class_names(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "batches.meta.txt");
+  if (!in) return default_class_names();
+  std::vector<std::string> names;
+  std::string line;
+  while (std::getline(in, line)) {
+    line = trim(line);
+    if (!line.empty()) names.push_back(line);
+  }
+  if (names.size() != 10) {
+    fail("{}: expected 10 class names, one a line, found {}",
+         (fs::path(dir) / "batches.meta.txt").string(), names.size());
+  }
+  return names;
+}
+
+std::vector<std::string> parse_class_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item = trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+Cifar10::Cifar10(const std::string& dir, Split split) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) {
+    fail("CIFAR-10 folder {} does not exist; run `birdplane download --data-dir {}` or point "
+         "--data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/",
+         dir, fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
+  }
+  if (!fs::is_directory(dir, ec)) fail("--data-dir: {} is not a folder", dir);
+  std::vector<uint8_t> pixels;
+  std::vector<int64_t> labels;
+  const auto& files = files_for(split);
+  pixels.reserve(files.size() * kRecordsPerFile * (kRecordBytes - 1));
+  for (const auto& f : files) read_batch_file(fs::path(dir) / f, pixels, labels);
+  const int64_t n = static_cast<int64_t>(labels.size());
+  images_ = torch::empty({n, kChannels, kImageSize, kImageSize}, torch::kUInt8);
+  std::memcpy(images_.data_ptr<uint8_t>(), pixels.data(), pixels.size());
+  labels_ = torch::from_blob(labels.data(), {n}, torch::kInt64).clone();
+  class_names_ = read_class_names(dir);
+}
+
+Cifar10::Cifar10(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names)
+    : images_(std::move(images)), labels_(std::move(labels)), class_names_(std::move(class_names)) {
+  BIRDPLANE_CHECK(images_.dim() == 4 && images_.scalar_type() == torch::kUInt8,
+                  "images must be uint8 [N,C,H,W], got {} {}", c10::str(images_.sizes()),
+                  c10::toString(images_.scalar_type()));
+  BIRDPLANE_CHECK(labels_.dim() == 1 && labels_.size(0) == images_.size(0),
+                  "labels must be [N] with N = {} images", images_.size(0));
+  labels_ = labels_.to(torch::kInt64);
+}
+
+torch::data::Example<> Cifar10::get(size_t index) {
+  return {images_[static_cast<int64_t>(index)], labels_[static_cast<int64_t>(index)]};
+}
+
+std::vector<torch::data::Example<>> Cifar10::get_batch(c10::ArrayRef<size_t> indices) {
+  std::vector<int64_t> idx(indices.begin(), indices.end());
+  auto b = batch(torch::tensor(idx, torch::kInt64));
+  std::vector<torch::data::Example<>> out;
+  out.reserve(idx.size());
+  for (int64_t i = 0; i < static_cast<int64_t>(idx.size()); ++i) out.push_back({b.data[i], b.target[i]});
+  return out;
+}
+
+c10::optional<size_t> Cifar10::size() const { return static_cast<size_t>(images_.size(0)); }
+
+torch::data::Example<> Cifar10::batch(const at::Tensor& indices) const {
+  return {images_.index_select(0, indices), labels_.index_select(0, indices)};
+}
+
+Cifar10 Cifar10::subset(const std::vector<std::string>& classes) const {
+  if (classes.empty()) return Cifar10(images_, labels_, class_names_);
+  std::vector<int64_t> remap(class_names_.size(), -1);
+  for (size_t k = 0; k < classes.size(); ++k) {
+    auto it = std::find(class_names_.begin(), class_names_.end(), classes[k]);
+    if (it == class_names_.end()) {
+      fail("--classes: unknown class '{}'; valid names are {}", classes[k], join(class_names_));
+    }
+    auto old = static_cast<size_t>(it - class_names_.begin());
+    if (remap[old] != -1) fail("--classes: class '{}' is named twice", classes[k]);
+    remap[old] = static_cast<int64_t>(k);
+  }
+  auto map = torch::tensor(remap, torch::kInt64);
+  auto new_labels = map.index_select(0, labels_);
+  auto keep = (new_labels >= 0).nonzero().squeeze(1);
+  return Cifar10(images_.index_select(0, keep), new_labels.index_select(0, keep), classes);
+}
+
+}  // namespace birdplane::data

@@ -1,0 +1,60 @@
+#include "birdplane/data/stats.h"
+
+#include <array>
+#include <cmath>
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+
+namespace birdplane::data {
+
+ChannelStats channel_stats(const at::Tensor& images_u8) {
+  BIRDPLANE_CHECK(images_u8.dim() == 4 && images_u8.scalar_type() == torch::kUInt8,
+                  "channel statistics need uint8 images [N,C,H,W], got {} dims of {}",
+                  images_u8.dim(), c10::toString(images_u8.scalar_type()));
+  auto x = images_u8.contiguous();
+  const int64_t n = x.size(0), channels = x.size(1), plane = x.size(2) * x.size(3);
+  BIRDPLANE_CHECK(n > 0 && plane > 0, "channel statistics need at least one image");
+  const uint8_t* data = x.data_ptr<uint8_t>();
+  // Histogram per channel: 256 counts. Sums of x and x^2 then come out exactly as integers.
+  std::vector<std::array<int64_t, 256>> hist(channels);
+  for (auto& h : hist) h.fill(0);
+  std::mutex merge;
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    std::vector<std::array<int64_t, 256>> local(channels);
+    for (auto& h : local) h.fill(0);
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const uint8_t* p = data + (i * channels + c) * plane;
+        auto& h = local[c];
+        for (int64_t k = 0; k < plane; ++k) ++h[p[k]];
+      }
+    }
+    std::lock_guard<std::mutex> lock(merge);
+    for (int64_t c = 0; c < channels; ++c)
+      for (int v = 0; v < 256; ++v) hist[c][v] += local[c][v];
+  });
+  ChannelStats out;
+  out.pixels_per_channel = n * plane;
+  const double count = static_cast<double>(out.pixels_per_channel);
+  for (int64_t c = 0; c < channels; ++c) {
+    // Integer sums are exact (at most 2^63 / 65025 pixels).
+    int64_t s1 = 0, s2 = 0;
+    for (int v = 0; v < 256; ++v) {
+      s1 += hist[c][v] * v;
+      s2 += hist[c][v] * v * v;
+    }
+    const double mean255 = static_cast<double>(s1) / count;
+    // sum (x - mean)^2 = s2 - s1^2 / n, computed in long double to keep the cancellation small.
+    const long double ss = static_cast<long double>(s2) -
+                           static_cast<long double>(s1) * static_cast<long double>(s1) / count;
+    const double var255 = count > 1 ? static_cast<double>(ss / (count - 1)) : 0.0;
+    out.mean.push_back(mean255 / 255.0);
+    out.std.push_back(std::sqrt(var255) / 255.0);
+  }
+  return out;
+}
+
+}  // namespace birdplane::data

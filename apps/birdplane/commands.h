@@ -11,6 +11,11 @@ void setup_doctor(CLI::App& app);
 void setup_stats(CLI::App& app);
 void setup_download(CLI::App& app);
 void setup_show(CLI::App& app);
+void setup_train(CLI::App& app);
+void setup_eval(CLI::App& app);
+void setup_predict(CLI::App& app);
+void setup_export(CLI::App& app);
+void setup_model(CLI::App& app);
 
 /// Common flag: --data-dir (empty means $BIRDPLANE_DATA, else ./data).
 inline CLI::Option* add_data_dir(CLI::App& cmd, std::string& target) {

@@ -9,6 +9,7 @@
 #include <c10/util/Exception.h>
 
 #include "birdplane/check.h"
+#include "birdplane/train/trainer.h"
 #include "commands.h"
 
 namespace {
@@ -38,6 +39,10 @@ int main(int argc, char** argv) {
   birdplane::cli::setup_stats(app);
   birdplane::cli::setup_download(app);
   birdplane::cli::setup_show(app);
+  birdplane::cli::setup_train(app);
+  birdplane::cli::setup_eval(app);
+  birdplane::cli::setup_export(app);
+  birdplane::cli::setup_model(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,6 +50,9 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);
     std::cerr << "error: " << e.what() << "\n" << "Run with --help for the flags.\n";
     return 2;
+  } catch (const birdplane::train::Interrupted& e) {
+    std::cerr << "\n" << e.what() << "\n";
+    return 130;
   } catch (const birdplane::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

@@ -1,0 +1,58 @@
+// birdplane eval: accuracy, per-class precision and recall, confusion matrix of a saved model.
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "birdplane/train/trainer.h"
+#include "commands.h"
+#include "common.h"
+
+namespace birdplane::cli {
+namespace {
+
+struct EvalOptions {
+  std::string checkpoint;
+  std::string data_dir;
+  std::string split = "test";
+  std::string device = "auto";
+  bool json = false;
+  bool no_download = false;
+};
+
+void run_eval(const EvalOptions& o) {
+  const auto split = data::parse_split(o.split);
+  auto ck = train::load_checkpoint(o.checkpoint);
+  const auto device = train::resolve_device(o.device);
+  auto set = load_split(o.data_dir, split, !o.no_download).subset(ck.config.classes);
+  ck.model->to(device);
+  auto r = train::evaluate(ck.model, set, ck.config, device);
+  if (o.json) {
+    auto j = r.confusion.to_json(ck.config.classes);
+    j["checkpoint"] = o.checkpoint;
+    j["split"] = o.split;
+    j["loss"] = r.loss;
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  std::cout << fmt::format("{} on the {} split ({} images, {}): accuracy {:.4f}, loss {:.4f}\n\n",
+                           o.checkpoint, o.split, r.confusion.total(), ck.config.model_name,
+                           r.confusion.accuracy(), r.loss);
+  std::cout << r.confusion.format(ck.config.classes);
+}
+
+}  // namespace
+
+void setup_eval(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a saved model: accuracy, per-class precision and recall, "
+                                         "confusion matrix");
+  cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt")->required();
+  add_data_dir(*cmd, o->data_dir);
+  cmd->add_option("--split", o->split, "train or test")->capture_default_str();
+  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
+  cmd->callback([o] { run_eval(*o); });
+}
+
+}  // namespace birdplane::cli

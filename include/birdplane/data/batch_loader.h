@@ -1,0 +1,106 @@
+// The batch loader: a seeded shuffle, one index_select per batch, whole-batch transforms, and the
+// next batch prepared on a background thread while the model trains.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include "birdplane/data/cifar10.h"
+
+namespace birdplane::data {
+
+/// One batch: images as the transform left them (float32 [B,3,32,32] normalized by default),
+/// labels int64 [B].
+struct Batch {
+  at::Tensor images;
+  at::Tensor labels;
+  int64_t index = 0;  ///< position of the batch within its epoch
+};
+
+/// A function applied to each whole uint8 batch [B,3,32,32]; it may draw random numbers from the
+/// generator it is given (seeded per epoch, so a run is reproducible).
+using BatchTransform = std::function<at::Tensor(const at::Tensor& images_u8, at::Generator& gen)>;
+
+/// Options for BatchLoader. Defaults follow the book's DataLoader(batch_size=64, shuffle=True).
+struct BatchLoaderOptions {
+  explicit BatchLoaderOptions(int64_t batch_size = 64) : batch_size_(batch_size) {}
+  BatchLoaderOptions& batch_size(int64_t v) { batch_size_ = v; return *this; }
+  BatchLoaderOptions& shuffle(bool v) { shuffle_ = v; return *this; }
+  BatchLoaderOptions& drop_last(bool v) { drop_last_ = v; return *this; }
+  BatchLoaderOptions& seed(uint64_t v) { seed_ = v; return *this; }
+  /// How many prepared batches may wait in the queue (at least 1).
+  BatchLoaderOptions& prefetch(int64_t v) { prefetch_ = v; return *this; }
+  /// Prepare batches on a background thread (true) or on the caller's thread (false).
+  BatchLoaderOptions& background(bool v) { background_ = v; return *this; }
+
+  int64_t batch_size_;
+  bool shuffle_ = true;
+  bool drop_last_ = false;  ///< the book keeps the last short batch
+  uint64_t seed_ = 123;
+  int64_t prefetch_ = 2;
+  bool background_ = true;
+};
+
+/// The order of the indices for one epoch: a permutation drawn from a generator seeded with
+/// (seed, epoch), so epoch e is the same whether the run was resumed or not, on any thread count.
+at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle);
+
+/// A seed for one purpose in one epoch, derived from the run's seed (splitmix64 mixing).
+uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
+
+/// Iterates a dataset in batches, one epoch at a time:
+///   BatchLoader loader(set, opts, transform);
+///   loader.start_epoch(e); while (auto b = loader.next()) { ... }
+/// The dataset must outlive the loader. Errors raised while preparing a batch are rethrown from
+/// next(); destroying the loader stops and joins its thread.
+class BatchLoader {
+ public:
+  BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, BatchTransform transform);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  /// Begins epoch `epoch` (0-based): fixes its order and starts preparing batches.
+  void start_epoch(int64_t epoch);
+  /// The next batch of the current epoch, or nullopt at its end.
+  std::optional<Batch> next();
+  /// Batches in one epoch (the last short one counts unless drop_last).
+  int64_t batches_per_epoch() const;
+  int64_t size() const { return size_; }
+
+  /// The default transform: ToTensor then Normalize(mean, std) in one pass.
+  static BatchTransform normalize_transform(std::vector<double> mean, std::vector<double> std);
+
+ private:
+  Batch make_batch(int64_t b);
+  void stop();
+  void produce();
+
+  const Cifar10& dataset_;
+  BatchLoaderOptions options_;
+  BatchTransform transform_;
+  int64_t size_;
+  int64_t epoch_ = -1;
+  at::Tensor order_;
+  std::optional<at::Generator> gen_;
+  int64_t next_to_make_ = 0;
+  int64_t next_to_hand_ = 0;
+
+  std::thread worker_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Batch> queue_;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace birdplane::data

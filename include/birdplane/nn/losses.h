@@ -1,0 +1,31 @@
+// The chapter's losses: NLL on log-probabilities, cross-entropy on logits, and MSE between the
+// softmax and one-hot targets (the counter-example that saturates).
+#pragma once
+
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace birdplane::nn {
+
+/// Which loss, and what it expects of the model's output.
+enum class LossKind { kNll, kCrossEntropy, kMse };
+
+/// Parses "nll", "cross-entropy" (or "ce"), "mse"; other values are an error naming --loss.
+LossKind parse_loss(const std::string& name);
+std::string to_string(LossKind kind);
+
+/// Checks that the loss fits the output: nll needs LogSoftmax at the end, cross-entropy needs
+/// logits. MSE fits both (it applies softmax, or exp to log-probabilities). Throws an Error that
+/// says which loss fits.
+void check_loss_fits(LossKind kind, bool model_ends_in_log_softmax);
+
+/// Mean loss over the batch. `output` is [B,K] log-probabilities (log_softmax models) or logits;
+/// `target` int64 [B].
+at::Tensor compute_loss(LossKind kind, const at::Tensor& output, const at::Tensor& target,
+                        bool output_is_log_probs);
+
+/// Class probabilities from the model's output (softmax of logits or exp of log-probabilities).
+at::Tensor probabilities(const at::Tensor& output, bool output_is_log_probs);
+
+}  // namespace birdplane::nn

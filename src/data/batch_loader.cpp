@@ -1,0 +1,128 @@
+#include "birdplane/data/batch_loader.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/transforms/functional.h"
+
+namespace birdplane::data {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+constexpr uint64_t kShuffleStream = 1;
+constexpr uint64_t kTransformStream = 2;
+
+}  // namespace
+
+uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream) {
+  return splitmix64(splitmix64(splitmix64(seed) ^ static_cast<uint64_t>(epoch)) ^ stream);
+}
+
+at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle) {
+  if (!shuffle) return torch::arange(size, torch::kInt64);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, epoch, kShuffleStream));
+  return torch::randperm(size, gen, torch::kInt64);
+}
+
+BatchTransform BatchLoader::normalize_transform(std::vector<double> mean, std::vector<double> std) {
+  return [mean = std::move(mean), std = std::move(std)](const at::Tensor& x, at::Generator&) {
+    return transforms::functional::to_normalized(x, mean, std);
+  };
+}
+
+BatchLoader::BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, BatchTransform transform)
+    : dataset_(dataset), options_(options), transform_(std::move(transform)),
+      size_(static_cast<int64_t>(*dataset.size())) {
+  BIRDPLANE_CHECK(options_.batch_size_ >= 1, "--batch-size: {} is not allowed; expected 1 or more",
+                  options_.batch_size_);
+  BIRDPLANE_CHECK(options_.prefetch_ >= 1, "prefetch must be at least 1, got {}", options_.prefetch_);
+  BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
+}
+
+BatchLoader::~BatchLoader() { stop(); }
+
+int64_t BatchLoader::batches_per_epoch() const {
+  const int64_t b = options_.batch_size_;
+  return options_.drop_last_ ? size_ / b : (size_ + b - 1) / b;
+}
+
+void BatchLoader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+Batch BatchLoader::make_batch(int64_t b) {
+  const int64_t start = b * options_.batch_size_;
+  const int64_t end = std::min(size_, start + options_.batch_size_);
+  auto idx = order_.slice(0, start, end);
+  auto ex = dataset_.batch(idx);
+  Batch batch;
+  batch.images = transform_ ? transform_(ex.data, *gen_) : ex.data;
+  batch.labels = ex.target;
+  batch.index = b;
+  return batch;
+}
+
+void BatchLoader::produce() {
+  const int64_t total = batches_per_epoch();
+  try {
+    for (int64_t b = 0; b < total; ++b) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || static_cast<int64_t>(queue_.size()) < options_.prefetch_; });
+        if (stop_) return;
+      }
+      Batch batch = make_batch(b);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(batch));
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  cv_.notify_all();
+}
+
+void BatchLoader::start_epoch(int64_t epoch) {
+  stop();
+  epoch_ = epoch;
+  order_ = epoch_order(size_, options_.seed_, epoch, options_.shuffle_);
+  gen_ = at::make_generator<at::CPUGeneratorImpl>(derive_seed(options_.seed_, epoch, kTransformStream));
+  next_to_make_ = 0;
+  next_to_hand_ = 0;
+  queue_.clear();
+  error_ = nullptr;
+  stop_ = false;
+  if (options_.background_) worker_ = std::thread([this] { produce(); });
+}
+
+std::optional<Batch> BatchLoader::next() {
+  BIRDPLANE_CHECK(epoch_ >= 0, "BatchLoader::next() called before start_epoch()");
+  if (next_to_hand_ >= batches_per_epoch()) return std::nullopt;
+  if (!options_.background_) return make_batch(next_to_hand_++);
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return !queue_.empty() || error_; });
+  if (queue_.empty() && error_) std::rethrow_exception(error_);
+  Batch batch = std::move(queue_.front());
+  queue_.pop_front();
+  ++next_to_hand_;
+  lock.unlock();
+  cv_.notify_all();
+  return batch;
+}
+
+}  // namespace birdplane::data

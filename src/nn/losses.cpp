@@ -1,0 +1,54 @@
+#include "birdplane/nn/losses.h"
+
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+
+namespace birdplane::nn {
+
+LossKind parse_loss(const std::string& name) {
+  if (name == "nll") return LossKind::kNll;
+  if (name == "cross-entropy" || name == "ce") return LossKind::kCrossEntropy;
+  if (name == "mse") return LossKind::kMse;
+  fail("--loss: unknown loss '{}'; expected nll, cross-entropy or mse", name);
+}
+
+std::string to_string(LossKind kind) {
+  switch (kind) {
+    case LossKind::kNll: return "nll";
+    case LossKind::kCrossEntropy: return "cross-entropy";
+    case LossKind::kMse: return "mse";
+  }
+  return "?";
+}
+
+void check_loss_fits(LossKind kind, bool log_softmax) {
+  if (kind == LossKind::kNll && !log_softmax) {
+    fail("--loss nll expects log-probabilities, but this model ends in plain logits (no "
+         "LogSoftmax); use --loss cross-entropy, which applies log_softmax itself");
+  }
+  if (kind == LossKind::kCrossEntropy && log_softmax) {
+    fail("--loss cross-entropy expects logits, but this model already ends in LogSoftmax; use "
+         "--loss nll");
+  }
+}
+
+at::Tensor probabilities(const at::Tensor& output, bool log_probs) {
+  return log_probs ? output.exp() : torch::softmax(output, 1);
+}
+
+at::Tensor compute_loss(LossKind kind, const at::Tensor& output, const at::Tensor& target,
+                        bool log_probs) {
+  switch (kind) {
+    case LossKind::kNll: return torch::nll_loss(output, target);
+    case LossKind::kCrossEntropy: return torch::cross_entropy_loss(output, target);
+    case LossKind::kMse: {
+      auto probs = probabilities(output, log_probs);
+      auto onehot = torch::one_hot(target, output.size(1)).to(probs.scalar_type());
+      return torch::mse_loss(probs, onehot);
+    }
+  }
+  throw InternalError("unhandled loss kind");
+}
+
+}  // namespace birdplane::nn

@@ -1,0 +1,215 @@
+#include "birdplane/train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+
+namespace fs = std::filesystem;
+
+namespace birdplane::train {
+namespace {
+
+constexpr int64_t kFormatVersion = 1;
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string shape(const at::Tensor& t) { return c10::str(t.sizes()); }
+
+std::vector<char> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open {} for reading", path);
+  return std::vector<char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void check_exists(const std::string& path, const char* what) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail("{} {} does not exist", what, path);
+  if (fs::is_directory(path, ec)) fail("{} {} is a folder; expected a file", what, path);
+}
+
+}  // namespace
+
+nlohmann::json ModelConfig::to_json() const {
+  return {{"model", model_name},
+          {"in_features", mlp.in_features},
+          {"hidden", mlp.hidden},
+          {"out_features", mlp.out_features},
+          {"activation", mlp.activation},
+          {"log_softmax", mlp.log_softmax},
+          {"loss", loss},
+          {"classes", classes},
+          {"mean", mean},
+          {"std", std}};
+}
+
+ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
+  ModelConfig c;
+  c.model_name = j.at("model").get<std::string>();
+  c.mlp.in_features = j.at("in_features").get<int64_t>();
+  c.mlp.hidden = j.at("hidden").get<std::vector<int64_t>>();
+  c.mlp.out_features = j.at("out_features").get<int64_t>();
+  c.mlp.activation = j.at("activation").get<std::string>();
+  c.mlp.log_softmax = j.at("log_softmax").get<bool>();
+  c.loss = j.at("loss").get<std::string>();
+  c.classes = j.at("classes").get<std::vector<std::string>>();
+  c.mean = j.at("mean").get<std::vector<double>>();
+  c.std = j.at("std").get<std::vector<double>>();
+  return c;
+}
+
+void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
+  fs::path target(path);
+  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail("cannot write {}: folder {} does not exist", path, dir.string());
+  std::random_device rd;
+  const std::string tmp = (dir / (target.filename().string() + ".tmp-" + std::to_string(rd()))).string();
+  try {
+    write(tmp);
+    fsync_path(tmp);
+  } catch (...) {
+    fs::remove(tmp, ec);
+    throw;
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    fail("cannot write {}: {}", path, ec.message());
+  }
+  fsync_path(dir.string());
+}
+
+void save_checkpoint(const std::string& path, const ModelConfig& config, const torch::nn::Sequential& model,
+                     const torch::optim::Optimizer* optimizer, int64_t epoch,
+                     const nlohmann::json& run_config) {
+  torch::serialize::OutputArchive archive;
+  archive.write("birdplane_format", c10::IValue(kFormatVersion));
+  archive.write("model_config", c10::IValue(config.to_json().dump()));
+  archive.write("run_config", c10::IValue(run_config.dump()));
+  archive.write("epoch", c10::IValue(epoch));
+  torch::serialize::OutputArchive model_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt_archive;
+    optimizer->save(opt_archive);
+    archive.write("optimizer", opt_archive);
+  }
+  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  check_exists(path, "checkpoint");
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error&) {
+    fail("checkpoint {} is truncated or not a birdplane checkpoint (LibTorch could not read it); "
+         "use a checkpoint.pt or model.pt from a runs/<name>/ folder",
+         path);
+  }
+  c10::IValue v;
+  if (!archive.try_read("birdplane_format", v)) {
+    fail("{} is a LibTorch archive but not a birdplane checkpoint (no birdplane_format entry); "
+         "for a Python state_dict use `birdplane train --init-from`",
+         path);
+  }
+  BIRDPLANE_CHECK(v.toInt() == kFormatVersion, "checkpoint {} has format {}, this birdplane reads {}", path,
+                  v.toInt(), kFormatVersion);
+  Checkpoint ck;
+  archive.read("model_config", v);
+  ck.config = ModelConfig::from_json(nlohmann::json::parse(v.toStringRef()));
+  archive.read("run_config", v);
+  ck.run_config = nlohmann::json::parse(v.toStringRef());
+  archive.read("epoch", v);
+  ck.epoch = v.toInt();
+  ck.model = nn::make_mlp(ck.config.mlp);
+  // Keep the expected shapes: Module::load replaces tensors without comparing shapes.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& p : ck.model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  torch::serialize::InputArchive model_archive;
+  try {
+    archive.read("model", model_archive);
+    ck.model->load(model_archive);
+  } catch (const c10::Error& e) {
+    fail("checkpoint {}: the weights do not fit the model it describes ({})", path,
+         e.what_without_backtrace());
+  }
+  auto params = ck.model->named_parameters();
+  for (const auto& [name, sizes] : expected) {
+    const auto& t = params[name];
+    BIRDPLANE_CHECK(t.sizes().vec() == sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
+                    name, shape(t), c10::str(c10::IntArrayRef(sizes)));
+  }
+  return ck;
+}
+
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive archive;
+  archive.load_from(path);
+  torch::serialize::InputArchive opt_archive;
+  if (!archive.try_read("optimizer", opt_archive)) {
+    fail("checkpoint {} holds no optimizer state; it cannot be resumed (it is a final model file)", path);
+  }
+  optimizer.load(opt_archive);
+}
+
+void export_state_dict(const std::string& path, const torch::nn::Sequential& model) {
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& p : model->named_parameters()) dict.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& b : model->named_buffers()) dict.insert(b.key(), b.value().detach().cpu().contiguous());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  write_atomically(path, [&](const std::string& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) fail("cannot write {}", tmp);
+  });
+}
+
+void import_state_dict(const std::string& path, torch::nn::Sequential& model) {
+  check_exists(path, "state_dict file");
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(read_bytes(path));
+  } catch (const c10::Error& e) {
+    fail("{} is not a state_dict saved by torch.save or `birdplane export` ({})", path,
+         e.what_without_backtrace());
+  }
+  BIRDPLANE_CHECK(value.isGenericDict(), "{} holds a {}, expected a dict of tensors (a state_dict)", path,
+                  value.tagKind());
+  auto dict = value.toGenericDict();
+  auto params = model->named_parameters();
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params) {
+    auto it = dict.find(c10::IValue(p.key()));
+    BIRDPLANE_CHECK(it != dict.end(), "{}: key '{}' is missing; the model needs {} of shape {}", path, p.key(),
+                    p.key(), shape(p.value()));
+    BIRDPLANE_CHECK(it->value().isTensor(), "{}: '{}' is not a tensor", path, p.key());
+    auto t = it->value().toTensor();
+    BIRDPLANE_CHECK(t.sizes() == p.value().sizes(), "{}: '{}' has shape {}, the model needs {}", path, p.key(),
+                    shape(t), shape(p.value()));
+    p.value().copy_(t);
+  }
+  for (const auto& entry : dict) {
+    const auto key = entry.key().toStringRef();
+    BIRDPLANE_CHECK(params.contains(key), "{}: unexpected key '{}'; this model has {} parameters", path, key,
+                    params.size());
+  }
+}
+
+}  // namespace birdplane::train

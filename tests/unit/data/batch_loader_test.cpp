@@ -1,0 +1,106 @@
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/data/batch_loader.h"
+#include "birdplane/transforms/functional.h"
+#include "support/fixtures.h"
+
+using namespace birdplane;
+
+namespace {
+
+data::Cifar10 fake_set(int64_t n) {
+  auto images = torch::arange(n * 3 * 32 * 32, torch::kInt64).remainder(251).to(torch::kUInt8).view({n, 3, 32, 32});
+  auto labels = torch::arange(n, torch::kInt64).remainder(10);
+  return data::Cifar10(images, labels, data::default_class_names());
+}
+
+std::vector<data::Batch> one_epoch(data::BatchLoader& loader, int64_t epoch) {
+  std::vector<data::Batch> out;
+  loader.start_epoch(epoch);
+  while (auto b = loader.next()) out.push_back(*b);
+  return out;
+}
+
+}  // namespace
+
+TEST(BatchLoader, BatchesEqualThePerImageLoopUnderTheSameSeed) {
+  auto set = fake_set(150);
+  const std::vector<double> mean = {0.5, 0.4, 0.3}, std = {0.2, 0.25, 0.3};
+  data::BatchLoader loader(set, data::BatchLoaderOptions(64).seed(9),
+                           data::BatchLoader::normalize_transform(mean, std));
+  auto batches = one_epoch(loader, 3);
+  ASSERT_EQ(batches.size(), 3u);  // 64 + 64 + 22: the short batch is kept
+  EXPECT_EQ(batches[2].images.size(0), 22);
+  // The per-image reference: the same order, get(i), ToTensor and Normalize one at a time.
+  auto order = data::epoch_order(150, 9, 3, true);
+  int64_t k = 0;
+  for (const auto& b : batches) {
+    for (int64_t j = 0; j < b.images.size(0); ++j, ++k) {
+      auto ex = set.get(static_cast<size_t>(order[k].item<int64_t>()));
+      auto ref = transforms::functional::normalize(transforms::functional::to_tensor(ex.data), mean, std);
+      ASSERT_LE((b.images[j] - ref).abs().max().item<double>(), 1e-5) << "image " << k;
+      ASSERT_EQ(b.labels[j].item<int64_t>(), ex.target.item<int64_t>());
+    }
+  }
+  // Every image appears once per epoch.
+  auto all = torch::cat({batches[0].labels, batches[1].labels, batches[2].labels});
+  EXPECT_EQ(all.size(0), 150);
+  EXPECT_TRUE(torch::equal(std::get<0>(order.sort()), torch::arange(150)));
+}
+
+TEST(BatchLoader, SameBatchesWhateverTheThreadCountOrBackgroundThread) {
+  auto set = fake_set(100);
+  auto run = [&](int threads, bool background) {
+    at::set_num_threads(threads);
+    data::BatchLoader loader(set, data::BatchLoaderOptions(16).seed(123).background(background),
+                             data::BatchLoader::normalize_transform({0.5}, {0.25}));
+    return one_epoch(loader, 0);
+  };
+  auto a = run(1, true), b = run(2, false);
+  at::set_num_threads(2);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::equal(a[i].images, b[i].images));
+    EXPECT_TRUE(torch::equal(a[i].labels, b[i].labels));
+  }
+}
+
+TEST(BatchLoader, EpochsShuffleDifferentlyAndDropLastDrops) {
+  auto set = fake_set(100);
+  data::BatchLoader loader(set, data::BatchLoaderOptions(30).drop_last(true), nullptr);
+  EXPECT_EQ(loader.batches_per_epoch(), 3);
+  auto e0 = one_epoch(loader, 0), e1 = one_epoch(loader, 1), e0b = one_epoch(loader, 0);
+  ASSERT_EQ(e0.size(), 3u);
+  EXPECT_EQ(e0[2].images.size(0), 30);
+  EXPECT_FALSE(torch::equal(e0[0].labels, e1[0].labels));
+  EXPECT_TRUE(torch::equal(e0[0].images, e0b[0].images));  // an epoch is a function of (seed, epoch)
+  EXPECT_EQ(e0[0].images.scalar_type(), torch::kUInt8);    // no transform: raw bytes
+  data::BatchLoader ordered(set, data::BatchLoaderOptions(40).shuffle(false), nullptr);
+  auto o = one_epoch(ordered, 5);
+  EXPECT_TRUE(torch::equal(o[0].labels, set.labels().slice(0, 0, 40)));
+}
+
+TEST(BatchLoader, ErrorsOnTheWorkerReachTheCaller) {
+  auto set = fake_set(50);
+  int calls = 0;
+  data::BatchLoader loader(set, data::BatchLoaderOptions(10), [&](const at::Tensor& x, at::Generator&) {
+    if (++calls == 3) fail("transform failed on purpose");
+    return x;
+  });
+  loader.start_epoch(0);
+  EXPECT_TRUE(loader.next().has_value());
+  EXPECT_TRUE(loader.next().has_value());
+  EXPECT_THROW(while (loader.next()) {}, Error);
+  // Destroying a loader in the middle of an epoch stops its thread cleanly.
+  data::BatchLoader other(set, data::BatchLoaderOptions(1).prefetch(1), nullptr);
+  other.start_epoch(0);
+  other.next();
+}
+
+TEST(BatchLoader, RejectsBadOptions) {
+  auto set = fake_set(10);
+  EXPECT_THROW(data::BatchLoader(set, data::BatchLoaderOptions(0), nullptr), Error);
+}

@@ -1,0 +1,118 @@
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/train/checkpoint.h"
+#include "birdplane/train/optim.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace birdplane;
+
+namespace {
+
+train::ModelConfig small_config() {
+  train::ModelConfig c;
+  c.model_name = "mlp";
+  c.mlp = nn::preset("mlp", 3);
+  c.mlp.hidden = {16};
+  c.classes = {"a", "b", "c"};
+  c.mean = {0.5, 0.5, 0.5};
+  c.std = {0.25, 0.25, 0.25};
+  return c;
+}
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  auto model = nn::make_mlp(cfg.mlp);
+  train::OptimizerConfig oc;
+  oc.momentum = 0.9;
+  auto opt = train::make_optimizer(oc, model->parameters());
+  // One step so the momentum buffers exist.
+  auto loss = model->forward(torch::randn({4, 3072})).sum();
+  opt->zero_grad();
+  loss.backward();
+  opt->step();
+  train::save_checkpoint(tmp / "c.pt", cfg, model, opt.get(), 7, {{"k", 1}});
+  auto ck = train::load_checkpoint(tmp / "c.pt");
+  EXPECT_EQ(ck.epoch, 7);
+  EXPECT_EQ(ck.config.classes, cfg.classes);
+  EXPECT_EQ(ck.config.mlp.hidden, std::vector<int64_t>{16});
+  EXPECT_EQ(ck.run_config["k"], 1);
+  auto a = model->parameters(), b = ck.model->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
+  auto opt2 = train::make_optimizer(oc, ck.model->parameters());
+  EXPECT_NO_THROW(train::load_optimizer_state(tmp / "c.pt", *opt2));
+  // No temporary files are left beside it.
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(tmp.path())) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+}
+
+TEST(Checkpoint, RejectsMissingTruncatedForeignAndMismatchedFiles) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  auto model = nn::make_mlp(cfg.mlp);
+  EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "none.pt"); }).find("does not exist"), std::string::npos);
+  train::save_checkpoint(tmp / "c.pt", cfg, model);
+  const auto bytes = fixtures::read_file(tmp / "c.pt");
+  std::ofstream(tmp / "cut.pt", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "cut.pt"); }).find("truncated"), std::string::npos);
+  std::ofstream(tmp / "text.pt") << "hello";
+  EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "text.pt"); }).find("text.pt"), std::string::npos);
+  // Weights from a 32-wide model under a config that says 16.
+  auto wide_cfg = cfg;
+  wide_cfg.mlp.hidden = {32};
+  train::save_checkpoint(tmp / "bad.pt", cfg, nn::make_mlp(wide_cfg.mlp));
+  auto msg = message_of([&] { train::load_checkpoint(tmp / "bad.pt"); });
+  EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[16, 3072]"), std::string::npos) << msg;
+}
+
+TEST(Checkpoint, ExportAndImportStateDict) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  auto model = nn::make_mlp(cfg.mlp);
+  train::export_state_dict(tmp / "sd.pt", model);
+  auto other = nn::make_mlp(cfg.mlp);
+  train::import_state_dict(tmp / "sd.pt", other);
+  auto x = torch::randn({3, 3072});
+  EXPECT_TRUE(torch::equal(model->forward(x), other->forward(x)));
+  auto wide = cfg.mlp;
+  wide.hidden = {8};
+  auto mismatched = nn::make_mlp(wide);
+  auto msg = message_of([&] { train::import_state_dict(tmp / "sd.pt", mismatched); });
+  EXPECT_NE(msg.find("'0.weight' has shape [16, 3072], the model needs [8, 3072]"), std::string::npos) << msg;
+}
+
+TEST(WriteAtomically, KeepsTheOldFileWhenWritingFails) {
+  fixtures::TempDir tmp;
+  std::ofstream(tmp / "f.txt") << "old";
+  EXPECT_THROW(train::write_atomically(tmp / "f.txt",
+                                       [](const std::string& t) {
+                                         std::ofstream(t) << "half";
+                                         fail("disk full (simulated)");
+                                       }),
+               Error);
+  EXPECT_EQ(fixtures::read_file(tmp / "f.txt"), "old");
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(tmp.path())) files += e.is_regular_file();
+  EXPECT_EQ(files, 1);
+  EXPECT_THROW(train::write_atomically(tmp / "no/such/dir/f", [](const std::string&) {}), Error);
+}

@@ -1,0 +1,131 @@
+#include <filesystem>
+#include <sstream>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "birdplane/data/stats.h"
+#include "birdplane/train/trainer.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace birdplane;
+
+namespace {
+
+struct SmallRun {
+  fixtures::TempDir tmp;
+  data::Cifar10 train, val;
+  SmallRun()
+      : train(fixtures::write_fake_cifar(tmp.path(), 30), data::Split::kTrain),
+        val(data::batches_dir(tmp.path()), data::Split::kTest) {}
+
+  train::TrainConfig config(int64_t epochs) const {
+    train::TrainConfig c;
+    c.model = "mlp";
+    c.hidden = {32};
+    c.epochs = epochs;
+    c.batch_size = 16;
+    c.seed = 5;
+    c.optimizer.momentum = 0.9;  // so the optimizer state matters for resume
+    return c;
+  }
+
+  train::TrainResult run(const train::TrainConfig& c, const std::string& name, bool resume,
+                         torch::nn::Sequential* out = nullptr) {
+    auto stats = data::channel_stats(train.images());
+    const std::string dir = tmp / name;
+    fs::create_directories(dir);
+    train::Trainer t(c, train, val, stats.mean, stats.std, dir, resume);
+    std::ostringstream log;
+    auto r = t.run(log, false);
+    if (out) *out = t.model();
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST(Trainer, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
+  SmallRun s;
+  torch::nn::Sequential whole{nullptr}, resumed{nullptr};
+  s.run(s.config(4), "whole", false, &whole);
+  s.run(s.config(2), "split", false);
+  auto r = s.run(s.config(4), "split", true, &resumed);
+  auto a = whole->parameters(), b = resumed->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+  // The resumed run's metrics hold all four epochs, and match the whole run's.
+  auto m1 = train::read_metrics(s.tmp / "whole/metrics.csv");
+  auto m2 = train::read_metrics(s.tmp / "split/metrics.csv");
+  ASSERT_EQ(m1.size(), 4u);
+  ASSERT_EQ(m2.size(), 4u);
+  for (size_t e = 0; e < 4; ++e) EXPECT_DOUBLE_EQ(m1[e].train_loss, m2[e].train_loss);
+  EXPECT_EQ(r.history.size(), 4u);
+  for (const char* f : {"checkpoint.pt", "model.pt", "metrics.csv", "results.json"})
+    EXPECT_TRUE(fs::exists(s.tmp / (std::string("split/") + f))) << f;
+}
+
+TEST(Trainer, LearnsASeparableTwoClassProblem) {
+  // Class 0 images are dark noise, class 1 bright noise: any working trainer separates them.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  auto labels = torch::arange(200, torch::kInt64).remainder(2);
+  auto noise = torch::randint(0, 100, {200, 3, 32, 32}, gen, torch::kInt64);
+  auto images = (noise + labels.view({-1, 1, 1, 1}) * 120).to(torch::kUInt8);
+  data::Cifar10 train(images.slice(0, 0, 160), labels.slice(0, 0, 160), {"dark", "bright"});
+  data::Cifar10 val(images.slice(0, 160), labels.slice(0, 160), {"dark", "bright"});
+  fixtures::TempDir tmp;
+  train::TrainConfig c;
+  c.epochs = 3;
+  c.batch_size = 16;
+  train::Trainer t(c, train, val, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}, tmp.path(), false);
+  std::ostringstream log;
+  auto r = t.run(log, false);
+  EXPECT_EQ(r.final_train_accuracy, 1.0);
+  EXPECT_EQ(r.final_val_accuracy, 1.0);
+  EXPECT_LT(r.history.back().train_loss, r.history.front().train_loss);
+  EXPECT_NE(log.str().find("epoch 3/3"), std::string::npos) << log.str();
+}
+
+TEST(Trainer, StopsOnANonFiniteLossAndKeepsTheLastGoodCheckpoint) {
+  SmallRun s;
+  s.run(s.config(1), "nan", false);
+  const auto before = fixtures::read_file(s.tmp / "nan/checkpoint.pt");
+  auto c = s.config(3);
+  c.optimizer.lr = 3e38;  // the weights overflow to inf, then inf - inf gives nan
+  c.optimizer.momentum = 0;
+  try {
+    s.run(c, "nan", true);
+    FAIL() << "expected the run to stop";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("became"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("--lr"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(fixtures::read_file(s.tmp / "nan/checkpoint.pt"), before);
+}
+
+TEST(TrainConfig, ValidatesFlags) {
+  train::TrainConfig c;
+  c.epochs = 0;
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  c.optimizer.lr = 0;
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  c.batch_size = 0;
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  c.model = "vgg";
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  c.optimizer.name = "rmsprop";
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  c.loss = "hinge";
+  EXPECT_THROW(c.validate(), Error);
+  c = {};
+  auto j = c.to_json();
+  EXPECT_EQ(train::TrainConfig::from_json(j).to_json(), j);
+}

@@ -1,0 +1,217 @@
+#include "birdplane/data/image_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+
+#include <ATen/ATen.h>
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include "birdplane/check.h"
+#include "birdplane/data/font.h"
+
+namespace fs = std::filesystem;
+
+namespace birdplane::data {
+namespace {
+
+std::string describe(const at::Tensor& t) {
+  if (!t.defined()) return "an undefined tensor";
+  return fmt::format("{} {}", c10::toString(t.scalar_type()), c10::str(t.sizes()));
+}
+
+// Float images follow ToTensor's [0,1] convention; ToPILImage multiplies by 255 and truncates, we
+// round instead so that a uint8 -> ToTensor -> write_png round trip is exact.
+at::Tensor to_u8_chw(const at::Tensor& image, const std::string& path) {
+  BIRDPLANE_CHECK(image.defined() && image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3),
+                  "cannot write {}: expected an image tensor [3,H,W] or [1,H,W], got {}", path,
+                  describe(image));
+  BIRDPLANE_CHECK(image.size(1) > 0 && image.size(2) > 0, "cannot write {}: the image is empty ({})",
+                  path, describe(image));
+  at::Tensor cpu = image.cpu();
+  if (cpu.scalar_type() == at::kByte) return cpu;
+  BIRDPLANE_CHECK(at::isFloatingType(cpu.scalar_type()),
+                  "cannot write {}: expected uint8 (0..255) or float (0..1) pixels, got {}", path,
+                  describe(image));
+  return at::nan_to_num(cpu.to(at::kFloat), 0.0, 1.0, 0.0).mul(255.0f).round().clamp(0, 255).to(at::kByte);
+}
+
+void append_bytes(void* context, void* data, int size) {
+  auto* out = static_cast<std::string*>(context);
+  out->append(static_cast<const char*>(data), static_cast<size_t>(size));
+}
+
+// Creates path + ".tmp-XXXXXX" exclusively. open() with mode 0666 lets the umask decide the final
+// permissions, which mkstemp (always 0600) would not.
+int create_temp_beside(const std::string& path, std::string& temp_path) {
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device device;
+  std::mt19937 gen(device());
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(sizeof(kAlphabet)) - 2);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    temp_path = path + ".tmp-";
+    for (int i = 0; i < 6; ++i) temp_path += kAlphabet[pick(gen)];
+    const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
+bool write_all(int fd, const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void check_u8_chw(const at::Tensor& image, const char* what) {
+  BIRDPLANE_CHECK(image.defined() && image.dim() == 3 && image.scalar_type() == at::kByte,
+                  "{} needs a uint8 image [C,H,W], got {}", what, describe(image));
+}
+
+}  // namespace
+
+void write_png(const std::string& path, const at::Tensor& image) {
+  const at::Tensor chw = to_u8_chw(image, path);
+  const fs::path target(path);
+  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  BIRDPLANE_CHECK(fs::is_directory(folder, ec), "cannot write {}: folder {} does not exist (create it first)",
+                  path, folder.string());
+  BIRDPLANE_CHECK(!fs::is_directory(target, ec), "cannot write {}: it is a folder", path);
+
+  // Encode in memory first, so a failure to encode never creates a file.
+  const at::Tensor hwc = chw.permute({1, 2, 0}).contiguous();
+  const int height = static_cast<int>(hwc.size(0));
+  const int width = static_cast<int>(hwc.size(1));
+  const int channels = static_cast<int>(hwc.size(2));
+  std::string bytes;
+  const int ok = stbi_write_png_to_func(append_bytes, &bytes, width, height, channels, hwc.data_ptr<uint8_t>(),
+                                        width * channels);
+  BIRDPLANE_CHECK(ok != 0 && !bytes.empty(), "cannot write {}: PNG encoding failed for a {}x{} image", path,
+                  width, height);
+
+  // Same-folder temporary + rename: rename(2) is atomic within a file system, so readers (and a
+  // crash) see either the old file or the complete new one, never a truncated PNG.
+  std::string temp;
+  const int fd = create_temp_beside(path, temp);
+  if (fd < 0) {
+    fail("cannot write {}: {} (is the folder {} writable?)", path, std::strerror(errno), folder.string());
+  }
+  const bool written = write_all(fd, bytes);
+  const int write_errno = errno;
+  const bool closed = ::close(fd) == 0;
+  if (!written || !closed) {
+    ::unlink(temp.c_str());
+    fail("cannot write {}: {} (is the disk full?)", path, std::strerror(written ? errno : write_errno));
+  }
+  if (::rename(temp.c_str(), path.c_str()) != 0) {
+    const int rename_errno = errno;
+    ::unlink(temp.c_str());
+    fail("cannot write {}: renaming the temporary file failed: {}", path, std::strerror(rename_errno));
+  }
+}
+
+LoadedImage read_image(const std::string& path) {
+  std::error_code ec;
+  BIRDPLANE_CHECK(fs::exists(path, ec), "cannot read image {}: the file does not exist", path);
+  BIRDPLANE_CHECK(!fs::is_directory(path, ec), "cannot read image {}: it is a folder", path);
+  int width = 0, height = 0, channels = 0;
+  // Asking stb for 3 channels makes it expand gray and drop alpha, so callers always get RGB.
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &width, &height, &channels, 3),
+                                                   stbi_image_free);
+  if (!pixels) {
+    const char* reason = stbi_failure_reason();
+    fail("cannot read image {}: {} (PNG, JPEG and BMP files are supported)", path,
+         reason ? reason : "unknown error");
+  }
+  LoadedImage out;
+  // from_blob wraps stb's buffer without copying; contiguous() after the permute makes the copy
+  // that outlives it.
+  out.image = at::from_blob(pixels.get(), {height, width, 3}, at::kByte).permute({2, 0, 1}).contiguous();
+  out.original_width = width;
+  out.original_height = height;
+  out.original_channels = channels;
+  return out;
+}
+
+at::Tensor resize_bilinear(const at::Tensor& image_u8, int height, int width) {
+  check_u8_chw(image_u8, "resize_bilinear");
+  BIRDPLANE_CHECK(height >= 1 && width >= 1, "resize_bilinear: the size must be at least 1x1, got {}x{}",
+                  height, width);
+  // torchvision (functional_tensor.resize) casts to float32, calls interpolate(..., antialias=True)
+  // which is aten::_upsample_bilinear2d_aa, then rounds and casts back. The aa kernel is used in
+  // both directions: when enlarging it computes the same triangle filter as upsample_bilinear2d,
+  // but sums in another order, so only it reproduces torchvision's result at exact .5 ties.
+  const at::Tensor x = image_u8.to(at::kFloat).unsqueeze(0);
+  const at::Tensor y = at::_upsample_bilinear2d_aa(x, {height, width}, /*align_corners=*/false);
+  return y.squeeze(0).round().clamp(0, 255).to(at::kByte);
+}
+
+at::Tensor upscale_nearest(const at::Tensor& image_u8, int factor) {
+  BIRDPLANE_CHECK(image_u8.defined() && image_u8.dim() == 3, "upscale_nearest needs an image [C,H,W], got {}",
+                  describe(image_u8));
+  BIRDPLANE_CHECK(factor >= 1, "upscale_nearest: the factor must be at least 1, got {}", factor);
+  if (factor == 1) return image_u8.clone();
+  return image_u8.repeat_interleave(factor, 1).repeat_interleave(factor, 2);
+}
+
+int grid_text_scale(int scale) { return std::max(1, (scale + 1) / 3); }
+
+at::Tensor make_grid(const at::Tensor& images_u8, int rows, int cols, int scale,
+                     const std::vector<std::string>& captions, int padding) {
+  BIRDPLANE_CHECK(images_u8.defined() && images_u8.dim() == 4 && images_u8.size(1) == 3 &&
+                      images_u8.scalar_type() == at::kByte,
+                  "make_grid needs uint8 images [N,3,H,W], got {}", describe(images_u8));
+  BIRDPLANE_CHECK(rows >= 1 && cols >= 1, "make_grid: rows and cols must be at least 1, got {}x{}", rows, cols);
+  BIRDPLANE_CHECK(scale >= 1, "make_grid: scale must be at least 1, got {}", scale);
+  BIRDPLANE_CHECK(padding >= 0, "make_grid: padding must not be negative, got {}", padding);
+  const int64_t n = images_u8.size(0);
+  BIRDPLANE_CHECK(n <= static_cast<int64_t>(rows) * cols, "make_grid: {} images do not fit a {}x{} grid", n,
+                  rows, cols);
+  BIRDPLANE_CHECK(captions.empty() || static_cast<int64_t>(captions.size()) == n,
+                  "make_grid: {} captions for {} images (give one per image, or none)", captions.size(), n);
+
+  const int text_scale = grid_text_scale(scale);
+  const int image_h = static_cast<int>(images_u8.size(2)) * scale;
+  const int image_w = static_cast<int>(images_u8.size(3)) * scale;
+  int widest = 0;
+  for (const auto& c : captions) widest = std::max(widest, text_width(c, text_scale));
+  const int band = captions.empty() ? 0 : 2 * text_scale + text_height(text_scale);
+  const int cell_w = std::max(image_w, widest);
+  const int cell_h = image_h + band;
+  const int grid_w = cols * cell_w + (cols + 1) * padding;
+  const int grid_h = rows * cell_h + (rows + 1) * padding;
+
+  // White like matplotlib's figure background; captions in near-black.
+  at::Tensor grid = at::full({3, grid_h, grid_w}, 255, images_u8.options().device(at::kCPU));
+  const std::array<uint8_t, 3> ink = {20, 20, 20};
+  const at::Tensor scaled = images_u8.cpu();
+  for (int64_t i = 0; i < n; ++i) {
+    const int r = static_cast<int>(i / cols);
+    const int c = static_cast<int>(i % cols);
+    const int x0 = padding + c * (cell_w + padding);
+    const int y0 = padding + r * (cell_h + padding);
+    const int ix = x0 + (cell_w - image_w) / 2;
+    grid.slice(1, y0, y0 + image_h).slice(2, ix, ix + image_w).copy_(upscale_nearest(scaled[i], scale));
+    if (!captions.empty()) {
+      const int tx = x0 + (cell_w - text_width(captions[i], text_scale)) / 2;
+      draw_text(grid, tx, y0 + image_h + text_scale, captions[i], ink, text_scale);
+    }
+  }
+  return grid;
+}
+
+}  // namespace birdplane::data

@@ -28,6 +28,7 @@ struct TrainOptions {
   std::string hidden;
   std::string resume;
   bool no_download = false;
+  bool epochs_given = false;
 };
 
 extern "C" void on_sigint(int) {
@@ -59,6 +60,7 @@ void run_train(TrainOptions o) {
       fail("--resume: {} is not a valid birdplane config ({})", config_path.string(), e.what());
     }
     if (!o.config.data_dir.empty()) cfg.data_dir = o.config.data_dir;  // the data may have moved
+    if (o.epochs_given) cfg.epochs = o.config.epochs;                  // extend a finished run
     BIRDPLANE_CHECK(fs::exists(fs::path(run_dir) / "checkpoint.pt"),
                     "--resume: {} has no checkpoint.pt yet (the run stopped before its first epoch ended); "
                     "start it again instead",
@@ -90,12 +92,13 @@ void run_train(TrainOptions o) {
                                val_subset.labels().slice(0, 0, cfg.limit_val), val_subset.class_names());
   }
 
+  // The trainer checks the model, loss and optimizer settings before anything is written.
+  train::Trainer trainer(cfg, train_subset, val_subset, stats.mean, stats.std, run_dir, resume);
   if (!resume) {
     std::error_code ec;
     fs::create_directories(run_dir, ec);
     if (ec) fail("cannot create run folder {}: {}", run_dir, ec.message());
   }
-  train::Trainer trainer(cfg, train_subset, val_subset, stats.mean, stats.std, run_dir, resume);
   if (!resume) {
     nlohmann::json config = {
         {"train", cfg.to_json()},
@@ -153,7 +156,11 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--limit-train", c.limit_train, "Use only the first N training images (0: all)");
   cmd->add_option("--limit-val", c.limit_val, "Use only the first N validation images (0: all)");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
-  cmd->callback([o] { run_train(*o); });
+  auto* epochs = cmd->get_option("--epochs");
+  cmd->callback([o, epochs] {
+    o->epochs_given = epochs->count() > 0;
+    run_train(*o);
+  });
 }
 
 }  // namespace birdplane::cli

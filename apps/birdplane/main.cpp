@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   birdplane::cli::setup_show(app);
   birdplane::cli::setup_train(app);
   birdplane::cli::setup_eval(app);
+  birdplane::cli::setup_predict(app);
   birdplane::cli::setup_export(app);
   birdplane::cli::setup_model(app);
   try {

@@ -1,0 +1,44 @@
+"""(b) The book's training loop (DataLoader, SGD lr 1e-2, batch 64) on the prepared cifar2 list.
+Usage: book_epoch.py DATA_DIR MODEL EPOCHS [THREADS]. Prints one JSON line with seconds per epoch
+(data preparation is not timed: it is workload (a))."""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.optim as optim
+from torchvision import transforms
+
+from book_common import BinaryCIFAR10
+
+root, model_name, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 2)
+torch.manual_seed(123)
+cifar10 = BinaryCIFAR10(root, train=True, transform=transforms.Compose([
+    transforms.ToTensor(),
+    transforms.Normalize((0.4915, 0.4823, 0.4468), (0.2470, 0.2435, 0.2616))]))
+label_map = {0: 0, 2: 1}
+cifar2 = [(img, label_map[label]) for img, label in cifar10 if label in [0, 2]]
+
+if model_name == "book-small":
+    model = nn.Sequential(nn.Linear(3072, 512), nn.Tanh(), nn.Linear(512, 2), nn.LogSoftmax(dim=1))
+    loss_fn = nn.NLLLoss()
+else:
+    model = nn.Sequential(nn.Linear(3072, 1024), nn.Tanh(), nn.Linear(1024, 512), nn.Tanh(),
+                          nn.Linear(512, 128), nn.Tanh(), nn.Linear(128, 2))
+    loss_fn = nn.CrossEntropyLoss()
+train_loader = torch.utils.data.DataLoader(cifar2, batch_size=64, shuffle=True)
+optimizer = optim.SGD(model.parameters(), lr=1e-2)
+seconds = []
+for epoch in range(epochs):
+    t0 = time.perf_counter()
+    for imgs, labels in train_loader:
+        outputs = model(imgs.view(imgs.shape[0], -1))
+        loss = loss_fn(outputs, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    seconds.append(time.perf_counter() - t0)
+print(json.dumps({"mode": "epoch", "model": model_name, "epoch_seconds": seconds,
+                  "final_train_loss": float(loss)}))

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/data/memory.h"
 
 namespace fs = std::filesystem;
 
@@ -38,9 +39,8 @@ std::string join(const std::vector<std::string>& names) {
   return out;
 }
 
-// Reads one binary batch file: appends its images to `images` (CHW bytes) and labels.
-void read_batch_file(const fs::path& path, std::vector<uint8_t>& pixels,
-                     std::vector<int64_t>& labels) {
+// The size of a batch file, after checking that it exists and holds whole records.
+int64_t checked_size(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
     fail("CIFAR-10 file {} is missing; run `birdplane download --data-dir {}` or point --data-dir "
@@ -48,11 +48,8 @@ void read_batch_file(const fs::path& path, std::vector<uint8_t>& pixels,
          path.string(), path.parent_path().parent_path().string());
   }
   if (fs::is_directory(path, ec)) fail("CIFAR-10 file {} is a folder, expected a file", path.string());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open CIFAR-10 file {} for reading (check its permissions)", path.string());
-  in.seekg(0, std::ios::end);
-  const int64_t bytes = static_cast<int64_t>(in.tellg());
-  in.seekg(0, std::ios::beg);
+  const auto bytes = static_cast<int64_t>(fs::file_size(path, ec));
+  if (ec) fail("cannot read the size of CIFAR-10 file {}: {}", path.string(), ec.message());
   if (bytes <= 0 || bytes % kRecordBytes != 0 || bytes / kRecordBytes > kRecordsPerFile) {
     fail("CIFAR-10 file {} has {} bytes; expected a whole number of {}-byte records, at most {} "
          "records ({} bytes), as in the official binary release. The file is {}; delete it and run "
@@ -60,25 +57,29 @@ void read_batch_file(const fs::path& path, std::vector<uint8_t>& pixels,
          path.string(), bytes, kRecordBytes, kRecordsPerFile, kRecordsPerFile * kRecordBytes,
          bytes < kRecordsPerFile * kRecordBytes ? "short or truncated" : "oversized");
   }
+  return bytes;
+}
+
+// Reads one batch file into `dst` (records as on disk) after checking its size; returns the
+// number of records. The label bytes are validated here, once.
+int64_t read_batch_file(const fs::path& path, uint8_t* dst, int64_t max_records) {
+  const int64_t bytes = checked_size(path);
   const int64_t n = bytes / kRecordBytes;
-  std::vector<uint8_t> raw(static_cast<size_t>(bytes));
-  if (!in.read(reinterpret_cast<char*>(raw.data()), bytes)) {
+  BIRDPLANE_CHECK(n <= max_records, "internal: buffer too small for {}", path.string());
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open CIFAR-10 file {} for reading (check its permissions)", path.string());
+  if (!in.read(reinterpret_cast<char*>(dst), bytes)) {
     fail("could not read all {} bytes of CIFAR-10 file {}", bytes, path.string());
   }
-  const size_t pixel_base = pixels.size();
-  const int64_t image_bytes = kRecordBytes - 1;
-  pixels.resize(pixel_base + static_cast<size_t>(n * image_bytes));
-  labels.reserve(labels.size() + static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    const uint8_t* rec = raw.data() + i * kRecordBytes;
-    if (rec[0] > 9) {
+    const uint8_t label = dst[i * kRecordBytes];
+    if (label > 9) {
       fail("CIFAR-10 file {}: record {} (byte offset {}) has label {}; labels are 0 to 9. The file "
            "is corrupt: delete it and run `birdplane download` again",
-           path.string(), i, i * kRecordBytes, static_cast<int>(rec[0]));
+           path.string(), i, i * kRecordBytes, static_cast<int>(label));
     }
-    labels.push_back(rec[0]);
-    std::memcpy(pixels.data() + pixel_base + i * image_bytes, rec + 1, image_bytes);
   }
+  return n;
 }
 
 }  // namespace
@@ -159,15 +160,18 @@ Cifar10::Cifar10(const std::string& dir, Split split) {
          dir, fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
   }
   if (!fs::is_directory(dir, ec)) fail("--data-dir: {} is not a folder", dir);
-  std::vector<uint8_t> pixels;
-  std::vector<int64_t> labels;
+  // All records go into one buffer as they are on disk; images_ is a strided view of it
+  // ([N,3,32,32] with a record stride of 3073 bytes), so the pixels are read once and never copied.
   const auto& files = files_for(split);
-  pixels.reserve(files.size() * kRecordsPerFile * (kRecordBytes - 1));
-  for (const auto& f : files) read_batch_file(fs::path(dir) / f, pixels, labels);
-  const int64_t n = static_cast<int64_t>(labels.size());
-  images_ = torch::empty({n, kChannels, kImageSize, kImageSize}, torch::kUInt8);
-  std::memcpy(images_.data_ptr<uint8_t>(), pixels.data(), pixels.size());
-  labels_ = torch::from_blob(labels.data(), {n}, torch::kInt64).clone();
+  int64_t total = 0;
+  for (const auto& f : files) total += checked_size(fs::path(dir) / f) / kRecordBytes;
+  auto raw = empty_huge({total * kRecordBytes}, torch::kUInt8);
+  uint8_t* dst = raw.data_ptr<uint8_t>();
+  int64_t n = 0;
+  for (const auto& f : files) n += read_batch_file(fs::path(dir) / f, dst + n * kRecordBytes, total - n);
+  images_ = raw.as_strided({n, kChannels, kImageSize, kImageSize},
+                           {kRecordBytes, kImageSize * kImageSize, kImageSize, 1}, 1);
+  labels_ = raw.as_strided({n}, {kRecordBytes}, 0).to(torch::kInt64);
   class_names_ = read_class_names(dir);
 }
 
@@ -215,7 +219,9 @@ Cifar10 Cifar10::subset(const std::vector<std::string>& classes) const {
   auto map = torch::tensor(remap, torch::kInt64);
   auto new_labels = map.index_select(0, labels_);
   auto keep = (new_labels >= 0).nonzero().squeeze(1);
-  return Cifar10(images_.index_select(0, keep), new_labels.index_select(0, keep), classes);
+  auto images = empty_huge({keep.size(0), images_.size(1), images_.size(2), images_.size(3)}, torch::kUInt8);
+  torch::index_select_out(images, images_, 0, keep);
+  return Cifar10(images, new_labels.index_select(0, keep), classes);
 }
 
 }  // namespace birdplane::data

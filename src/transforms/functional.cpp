@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/data/memory.h"
+#include <ATen/Parallel.h>
 
 namespace birdplane::transforms::functional {
 namespace {
@@ -84,9 +86,29 @@ at::Tensor to_normalized(const at::Tensor& image_u8, const std::vector<double>& 
     scale[c] = 1.0 / (255.0 * s);
     shift[c] = -m / s;
   }
-  auto sc = torch::tensor(scale, torch::kFloat64).to(torch::kFloat32).view({-1, 1, 1});
-  auto sh = torch::tensor(shift, torch::kFloat64).to(torch::kFloat32).view({-1, 1, 1});
-  return torch::addcmul(sh, image_u8.to(torch::kFloat32), sc);
+  // One fused pass: out = x * scale[c] + shift[c]. Each image's C*H*W block must be contiguous;
+  // images may sit at any stride (the dataset's records are 3073 bytes apart).
+  at::Tensor x = image_u8;
+  const bool batched = x.dim() == 4;
+  if (!batched) x = x.unsqueeze(0);
+  const int64_t n = x.size(0), plane = x.size(2) * x.size(3);
+  if (x.stride(3) != 1 || x.stride(2) != x.size(3) || x.stride(1) != plane) x = x.contiguous();
+  at::Tensor out = data::empty_huge({n, channels, x.size(2), x.size(3)}, torch::kFloat32);
+  const uint8_t* src = x.data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  const int64_t image_stride = x.stride(0);
+  std::vector<float> sc(scale.begin(), scale.end()), sh(shift.begin(), shift.end());
+  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t c = 0; c < channels; ++c) {
+        const uint8_t* in = src + i * image_stride + c * plane;
+        float* o = dst + (i * channels + c) * plane;
+        const float a = sc[c], b = sh[c];
+        for (int64_t k = 0; k < plane; ++k) o[k] = static_cast<float>(in[k]) * a + b;
+      }
+    }
+  });
+  return batched ? out : out.squeeze(0);
 }
 
 }  // namespace birdplane::transforms::functional

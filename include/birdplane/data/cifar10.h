@@ -41,6 +41,8 @@ std::string batches_dir(const std::string& root);
 bool is_complete(const std::string& dir);
 
 /// The dataset. Images are held once as uint8 [N,3,32,32] (no float copy); labels int64 [N].
+/// Read from disk, images() is a strided view of the file records (3073 bytes apart, each image's
+/// 3072 bytes contiguous); call .contiguous() where a packed tensor is needed.
 /// get(i) returns one Example like LibTorch's MNIST; get_batch() does one index_select.
 class Cifar10 : public torch::data::datasets::Dataset<Cifar10> {
  public:

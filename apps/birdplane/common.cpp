@@ -17,7 +17,7 @@ data::Cifar10 load_split(const std::string& data_dir_flag, data::Split split, bo
                        std::filesystem::exists(std::filesystem::path(dir) / "data_batch_1.bin", ec);
   if (!present && download) {
 #ifdef BIRDPLANE_WITH_DOWNLOAD
-    dir = data::ensure_cifar10(root);
+    dir = data::ensure_cifar10(root, data::default_download_options());
 #else
     fail("CIFAR-10 is not in {} and this build has no downloader; copy the files there", dir);
 #endif

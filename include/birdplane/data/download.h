@@ -19,13 +19,27 @@ struct DownloadOptions {
   int64_t max_extract_bytes = int64_t{400} << 20;
   /// Refuse any single entry larger than this (the largest real file is 30,730,000 bytes).
   int64_t max_entry_bytes = int64_t{64} << 20;
+  /// true (default): the installed folder must pass is_complete (every file 10,000 records). false
+  /// (tests, tiny fake archives): every file present with a whole number of records, 1 to 10,000.
+  bool require_full_size = true;
 };
+
+/// The options `train`, `stats` and `download` start from: the official URL and MD5, replaced by
+/// $BIRDPLANE_CIFAR10_URL and $BIRDPLANE_CIFAR10_MD5 when set (a mirror, or a local test server);
+/// $BIRDPLANE_CIFAR10_ALLOW_SMALL=1 sets require_full_size to false (for tests only).
+DownloadOptions default_download_options();
+
+/// True when `dir` (a cifar-10-batches-bin folder) holds a dataset good enough for `options`:
+/// is_complete(dir), or with require_full_size false every file present with whole records.
+bool is_installed(const std::string& dir, const DownloadOptions& options);
 
 /// Makes sure CIFAR-10 is complete in batches_dir(root) and returns that folder. When it already
 /// is, does nothing. Otherwise downloads `url` to <root>/cifar-10-binary.tar.gz.part (resuming
 /// with an HTTP Range request when the part file exists and the server allows), checks the MD5,
 /// extracts into a temporary folder beside the target and renames it into place, so an interrupted
 /// run never leaves a half-written dataset. Throws birdplane::Error naming the URL or file.
+/// (When root is the cifar-10-batches-bin folder itself, its parent plays the part of <root>.)
+/// Processes sharing a data folder take turns: the folder is locked (flock) while installing.
 std::string ensure_cifar10(const std::string& root, const DownloadOptions& options = {});
 
 /// MD5 of a file as lower-case hex.

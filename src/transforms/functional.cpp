@@ -98,7 +98,10 @@ at::Tensor to_normalized(const at::Tensor& image_u8, const std::vector<double>& 
   float* dst = out.data_ptr<float>();
   const int64_t image_stride = x.stride(0);
   std::vector<float> sc(scale.begin(), scale.end()), sh(shift.begin(), shift.end());
-  at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
+  // Threads only pay off on large inputs; a training batch is converted on the loader's thread
+  // alone, so it does not compete with the matmuls for cores.
+  const int64_t grain = n * channels * plane >= (int64_t{1} << 21) ? 16 : n;
+  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       for (int64_t c = 0; c < channels; ++c) {
         const uint8_t* in = src + i * image_stride + c * plane;

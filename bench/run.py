@@ -77,7 +77,7 @@ def main():
               "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps, "epochs_per_process": args.epochs,
               "rows": rows}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", datetime.date.today().isoformat() + ".json")
+    path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")
     with open(path, "w") as f:
         json.dump(result, f, indent=2)
     print(f"\nwrote {path}")

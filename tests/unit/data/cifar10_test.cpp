@@ -6,26 +6,14 @@
 
 #include "birdplane/check.h"
 #include "birdplane/data/cifar10.h"
+#include "support/expect_error.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace birdplane;
+using birdplane::fixtures::expect_error;
 using birdplane::fixtures::TempDir;
 
-namespace {
-
-// Expects `fn` to throw birdplane::Error whose message contains every part of `parts`.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    FAIL() << "expected birdplane::Error";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
-
-}  // namespace
 
 TEST(Cifar10, ReadsFakeTrainAndTestSplits) {
   TempDir tmp;

@@ -11,24 +11,16 @@
 #include "birdplane/check.h"
 #include "birdplane/data/font.h"
 #include "birdplane/data/image_io.h"
+#include "support/expect_error.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace birdplane;
+using birdplane::fixtures::expect_error;
 using birdplane::fixtures::TempDir;
 
 namespace {
 
-// Expects `fn` to throw birdplane::Error whose message contains every part of `parts`.
-template <typename F>
-void expect_error(F fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    FAIL() << "expected birdplane::Error";
-  } catch (const Error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
-  }
-}
 
 // A deterministic uint8 [c,h,w] image that uses the whole 0..255 range.
 torch::Tensor pattern(int64_t c, int64_t h, int64_t w) {

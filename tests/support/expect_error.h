@@ -1,0 +1,23 @@
+// expect_error(fn, {"part", ...}): fn must throw birdplane::Error whose message holds every part.
+#pragma once
+
+#include <initializer_list>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "birdplane/check.h"
+
+namespace birdplane::fixtures {
+
+template <typename F>
+void expect_error(F fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected birdplane::Error";
+  } catch (const Error& e) {
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace birdplane::fixtures

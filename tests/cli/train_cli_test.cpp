@@ -1,6 +1,9 @@
 // End-to-end: train, eval, predict, export and model through the built program.
 #include <filesystem>
+#include <chrono>
 #include <fstream>
+#include <future>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -190,4 +193,30 @@ TEST(CliDoctor, ReportsOpenBlasAndThreads) {
   EXPECT_TRUE(contains(r.out, "threads          2 of")) << r.out;
   auto one = run_birdplane("doctor --threads 1");
   EXPECT_TRUE(contains(one.out, "threads          1 of")) << one.out;
+}
+
+TEST(CliInterrupt, CtrlCStopsCleanlyAndTheRunResumes) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 40);
+  const std::string runs = t / "runs";
+  // Start a long run in the background, wait for its first checkpoint, then send SIGINT.
+  const std::string cmd = std::string(BIRDPLANE_BINARY) + " train --data-dir " + t.path() +
+                          " --epochs 100000 --batch-size 4 --no-download --threads 1 --runs-dir " + runs +
+                          " --name stop > " + (t / "out.txt") + " 2> " + (t / "err.txt") + " & echo $! > " +
+                          (t / "pid") + "; wait $!; echo $? > " + (t / "rc");
+  auto launcher = std::async(std::launch::async, [&] { return run_shell(cmd); });
+  const std::string ckpt = runs + "/stop/checkpoint.pt";
+  for (int i = 0; i < 600 && !fs::exists(ckpt); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint after 30 s";
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  run_shell("kill -INT $(cat " + (t / "pid") + ")");
+  launcher.wait();
+  EXPECT_EQ(birdplane::fixtures::read_file(t / "rc"), "130\n");
+  const auto err = birdplane::fixtures::read_file(t / "err.txt");
+  EXPECT_TRUE(contains(err, "interrupted")) << err;
+  EXPECT_TRUE(contains(err, "--resume")) << err;
+  // The checkpoint left behind is whole and the run continues from it.
+  auto r = run_birdplane("train --resume " + runs + "/stop --epochs 1 --data-dir " + t.path() + " --threads 1");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "resuming stop")) << r.out;
 }

@@ -28,6 +28,8 @@ void fsync_path(const std::string& path) {
   }
 }
 
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
 std::string shape(const at::Tensor& t) { return c10::str(t.sizes()); }
 
 std::vector<char> read_bytes(const std::string& path) {
@@ -187,8 +189,11 @@ void import_state_dict(const std::string& path, torch::nn::Sequential& model) {
   try {
     value = torch::pickle_load(read_bytes(path));
   } catch (const c10::Error& e) {
-    fail("{} is not a state_dict saved by torch.save or `birdplane export` ({})", path,
-         e.what_without_backtrace());
+    // LibTorch 1.13's unpickler cannot rebuild Python's OrderedDict, which is what
+    // torch.save(model.state_dict()) writes; a plain dict of the same tensors loads.
+    fail("{} could not be read as a dict of tensors ({}). Files from `birdplane export` load; from "
+         "Python, save with torch.save(dict(model.state_dict()), path)",
+         path, first_line(e.what_without_backtrace()));
   }
   BIRDPLANE_CHECK(value.isGenericDict(), "{} holds a {}, expected a dict of tensors (a state_dict)", path,
                   value.tagKind());

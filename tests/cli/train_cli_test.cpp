@@ -220,3 +220,27 @@ TEST(CliInterrupt, CtrlCStopsCleanlyAndTheRunResumes) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "resuming stop")) << r.out;
 }
+
+TEST(CliInitFrom, PythonStateDictsLoadAsPlainDictsAndOrderedDictsGetAHint) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "Debian's /usr/bin/python3 is not installed";
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 4);
+  const std::string script = R"PY(
+import sys, torch, torch.nn as nn
+torch.manual_seed(0)
+m = nn.Sequential(nn.Linear(3072, 512), nn.Tanh(), nn.Linear(512, 2), nn.LogSoftmax(dim=1))
+torch.save(dict(m.state_dict()), sys.argv[1])
+torch.save(m.state_dict(), sys.argv[2])
+)PY";
+  std::ofstream(t / "make.py") << script;
+  auto py = run_shell("/usr/bin/python3 " + (t / "make.py") + " " + (t / "plain.pt") + " " + (t / "ordered.pt"));
+  ASSERT_EQ(py.exit_code, 0) << py.err;
+  const std::string base = "train --data-dir " + t.path() + " --classes airplane,bird --epochs 1 --no-download --runs-dir " +
+                           (t / "runs");
+  auto ok = run_birdplane(base + " --name a --init-from " + (t / "plain.pt"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  auto bad = run_birdplane(base + " --name b --init-from " + (t / "ordered.pt"));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_TRUE(contains(bad.err, "torch.save(dict(model.state_dict()), path)")) << bad.err;
+  EXPECT_FALSE(fs::exists(t / "runs/b")) << "a refused run left a folder";
+}

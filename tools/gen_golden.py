@@ -63,8 +63,35 @@ def losses():
     save("losses.pt", out)
 
 
+def geometry():
+    """Constant pad, crop, flips, and RandomCrop / RandomHorizontalFlip parameters from a seed."""
+    import torchvision.transforms.functional as F
+    g = torch.Generator().manual_seed(11)
+    imgs = torch.randint(0, 256, (4, 3, 32, 32), generator=g, dtype=torch.uint8)
+    padded = F.pad(imgs, [4], fill=0, padding_mode="constant")
+    tops, lefts, flips = [], [], []
+    torch.manual_seed(42)  # torchvision draws from the default generator
+    crop = transforms.RandomCrop(32, padding=4)
+    for i in range(4):
+        t, l, _, _ = crop.get_params(padded[i], (32, 32))
+        tops.append(t)
+        lefts.append(l)
+    torch.manual_seed(43)
+    for i in range(4):
+        flips.append(bool(torch.rand(1) < 0.5))
+    cropped = torch.stack([F.crop(padded[i], tops[i], lefts[i], 32, 32) for i in range(4)])
+    flipped = torch.stack([F.hflip(cropped[i]) if flips[i] else cropped[i] for i in range(4)])
+    save("geometry.pt", {
+        "images": imgs, "padded": padded, "tops": torch.tensor(tops), "lefts": torch.tensor(lefts),
+        "flips": torch.tensor(flips), "cropped": cropped, "crop_then_flip": flipped,
+        "hflip": F.hflip(imgs), "vflip": F.vflip(imgs),
+        "pad_fill": F.pad(imgs[0], [1, 2, 3, 4], fill=7),
+    })
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     basic_transforms()
     losses()
+    geometry()
     print("wrote", OUT)

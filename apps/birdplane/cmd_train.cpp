@@ -155,6 +155,9 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--resume", o->resume, "Continue the stopped run in this folder (runs/<name>)");
   cmd->add_option("--limit-train", c.limit_train, "Use only the first N training images (0: all)");
   cmd->add_option("--limit-val", c.limit_val, "Use only the first N validation images (0: all)");
+  cmd->add_option("--augment", c.augment,
+                  "Augmentation of training batches, e.g. \"RandomCrop(32, padding=4), RandomHorizontalFlip()\" "
+                  "or \"crop,flip\"");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   auto* epochs = cmd->get_option("--epochs");
   cmd->callback([o, epochs] {

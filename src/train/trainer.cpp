@@ -14,6 +14,7 @@
 
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/transforms/functional.h"
+#include "birdplane/transforms/spec.h"
 
 namespace fs = std::filesystem;
 
@@ -43,6 +44,7 @@ void TrainConfig::validate() const {
                   "--device: '{}' is not a device; expected auto, cpu or cuda", device);
   BIRDPLANE_CHECK(limit_train >= 0 && limit_val >= 0, "--limit-train/--limit-val must be 0 or more");
   if (!loss.empty()) nn::parse_loss(loss);
+  if (!augment.empty()) transforms::parse_augment(augment);
   optimizer.validate();
 }
 
@@ -53,7 +55,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"epochs", epochs},       {"batch_size", batch_size}, {"seed", seed},
           {"drop_last", drop_last}, {"eval_every", eval_every}, {"runs_dir", runs_dir},
           {"name", name},           {"device", device},         {"init_from", init_from},
-          {"limit_train", limit_train}, {"limit_val", limit_val}};
+          {"limit_train", limit_train}, {"limit_val", limit_val}, {"augment", augment}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -76,6 +78,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   c.init_from = j.at("init_from").get<std::string>();
   c.limit_train = j.at("limit_train").get<int64_t>();
   c.limit_val = j.at("limit_val").get<int64_t>();
+  c.augment = j.value("augment", std::string());
   return c;
 }
 
@@ -201,7 +204,10 @@ TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
   const std::string ckpt = (fs::path(run_dir_) / "checkpoint.pt").string();
   data::BatchLoader loader(train_set_,
                            data::BatchLoaderOptions(config_.batch_size).seed(config_.seed).drop_last(config_.drop_last),
-                           data::BatchLoader::normalize_transform(model_config_.mean, model_config_.std));
+                           config_.augment.empty()
+                               ? data::BatchLoader::normalize_transform(model_config_.mean, model_config_.std)
+                               : transforms::augment_then_normalize(config_.augment, model_config_.mean,
+                                                                    model_config_.std));
   const int64_t steps = loader.batches_per_epoch();
   auto params = model_->parameters();
   Timer run_timer;

@@ -67,6 +67,14 @@ TEST_F(CliTrain, RefusesToOverwriteAnExistingRun) {
   EXPECT_EQ(birdplane::fixtures::read_file(run_dir() + "/metrics.csv"), before);
 }
 
+TEST_F(CliTrain, TrainsWithAugmentationAndRecordsTheSpec) {
+  auto r = run_birdplane("train --data-dir " + data() + " --classes airplane,bird --epochs 1 --runs-dir " +
+                         (*tmp_ / "runs") + " --name aug --augment 'crop, flip' --no-download");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto config = nlohmann::json::parse(birdplane::fixtures::read_file(*tmp_ / "runs/aug/config.json"));
+  EXPECT_EQ(config["train"]["augment"], "crop, flip");
+}
+
 TEST_F(CliTrain, ResumeExtendsARun) {
   const std::string copy = *tmp_ / "runs/r1copy";
   fs::copy(run_dir(), copy);
@@ -83,7 +91,8 @@ TEST_F(CliTrain, BadFlagsExitTwoWithAMessage) {
       {"--epochs 0", "--epochs"},   {"--model vgg", "--model"},   {"--loss hinge", "--loss"},
       {"--optimizer rmsprop", "--optimizer"}, {"--classes airplane,zebra", "zebra"},
       {"--model book-large --loss nll", "cross-entropy"},     {"--device tpu", "--device"},
-      {"--hidden 10,x", "--hidden"}, {"--epochs abc", "--epochs"}};
+      {"--hidden 10,x", "--hidden"}, {"--epochs abc", "--epochs"},
+      {"--augment 'RandomCrop(32, padding=-4)'", "--augment"}, {"--augment blur", "unknown transform"}};
   for (const auto& c : cases) {
     auto r = run_birdplane("train --data-dir " + data() + " --runs-dir " + (*tmp_ / "bad") + " --no-download " + c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;

@@ -40,6 +40,7 @@ struct TrainConfig {
   std::string init_from;              ///< a state_dict file to start from
   int64_t limit_train = 0;            ///< use only the first N training images (0: all)
   int64_t limit_val = 0;              ///< use only the first N validation images (0: all)
+  std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
 
   /// Throws an Error naming the flag when a value is out of range.
   void validate() const;

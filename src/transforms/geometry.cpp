@@ -1,6 +1,11 @@
 #include "birdplane/transforms/geometry.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/DistributionsHelper.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -39,9 +44,21 @@ at::Generator& generator_or_default(at::Generator* g) {
   return g ? *g : fallback;
 }
 
-// torch.randint(low, high, (1,), generator=g).item(), as torchvision draws crop offsets.
+// torch.randint(0, high, (1,), generator=g).item(), as torchvision draws crop offsets: the same
+// distribution object LibTorch's CPU kernel uses, without building a tensor per draw.
 int64_t randint(at::Generator& gen, int64_t high) {
-  return torch::randint(0, high, {1}, gen, torch::kInt64).item<int64_t>();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
+  at::uniform_int_from_to_distribution<int64_t> dist(static_cast<uint64_t>(high), 0);
+  return dist(g);
+}
+
+// torch.rand(1, generator=g).item() (float32).
+float rand_float(at::Generator& gen) {
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
+  at::uniform_real_distribution<float> dist(0.0f, 1.0f);
+  return static_cast<float>(dist(g));
 }
 
 }  // namespace
@@ -72,6 +89,23 @@ at::Tensor RandomCrop::apply(const at::Tensor& input, const std::vector<Params>&
   BIRDPLANE_CHECK(static_cast<int64_t>(params.size()) == input.size(0),
                   "RandomCrop: {} parameter sets for a batch of {}", params.size(), input.size(0));
   auto out = torch::empty({input.size(0), input.size(1), size_, size_}, input.options());
+  if (padded.scalar_type() == torch::kUInt8 && padded.is_contiguous()) {
+    // Row copies straight from the padded batch: no tensor op per image.
+    const int64_t c = padded.size(1), ph = padded.size(2), pw = padded.size(3);
+    const uint8_t* src = padded.data_ptr<uint8_t>();
+    uint8_t* dst = out.data_ptr<uint8_t>();
+    for (int64_t i = 0; i < input.size(0); ++i) {
+      const auto& p = params[static_cast<size_t>(i)];
+      BIRDPLANE_CHECK(p.height == size_ && p.width == size_ && p.top >= 0 && p.left >= 0 && p.top + size_ <= ph &&
+                          p.left + size_ <= pw,
+                      "RandomCrop: window top={} left={} does not fit the padded {}x{} image", p.top, p.left, ph, pw);
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t y = 0; y < size_; ++y)
+          std::memcpy(dst + ((i * c + ch) * size_ + y) * size_,
+                      src + ((i * c + ch) * ph + p.top + y) * pw + p.left, static_cast<size_t>(size_));
+    }
+    return out;
+  }
   for (int64_t i = 0; i < input.size(0); ++i) {
     const auto& p = params[static_cast<size_t>(i)];
     out[i].copy_(functional::crop(padded[i], p.top, p.left, p.height, p.width));
@@ -99,7 +133,7 @@ RandomHorizontalFlip::RandomHorizontalFlip(double p, at::Generator* generator) :
 std::vector<bool> RandomHorizontalFlip::get_params(at::Generator& gen, int64_t count, double p) {
   // One torch.rand(1) per image, in order, exactly as torchvision's forward() draws it.
   std::vector<bool> out(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i)] = torch::rand({1}, gen).item<float>() < p;
+  for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i)] = rand_float(gen) < static_cast<float>(p);
   return out;
 }
 
@@ -111,6 +145,15 @@ at::Tensor RandomHorizontalFlip::apply(const at::Tensor& input, const std::vecto
   for (size_t i = 0; i < flip.size(); ++i)
     if (flip[i]) idx.push_back(static_cast<int64_t>(i));
   if (idx.empty()) return input;
+  if (input.scalar_type() == torch::kUInt8 && input.is_contiguous()) {
+    // Reverse the rows of the chosen images in a copy: no tensor op per image.
+    auto out = input.clone();
+    const int64_t rows = input.size(1) * input.size(2), w = input.size(3);
+    uint8_t* base = out.data_ptr<uint8_t>();
+    for (int64_t i : idx)
+      for (int64_t r = 0; r < rows; ++r) std::reverse(base + (i * rows + r) * w, base + (i * rows + r + 1) * w);
+    return out;
+  }
   auto out = input.clone();
   auto sel = torch::tensor(idx, torch::kInt64);
   out.index_copy_(0, sel, functional::hflip(input.index_select(0, sel)));

@@ -19,8 +19,7 @@ struct ModelOptions {
 void run_model(const ModelOptions& o) {
   const auto classes = data::parse_class_list(o.classes);
   const int64_t k = classes.empty() ? 10 : static_cast<int64_t>(classes.size());
-  if (!classes.empty()) data::Cifar10(torch::empty({0, 3, 32, 32}, torch::kUInt8), torch::empty({0}, torch::kInt64),
-                                      data::default_class_names()).subset(classes);  // validates the names
+  data::class_label_map(classes, data::default_class_names());  // validates the names
   auto opts = nn::preset(o.model, k);
   if (!o.hidden.empty()) opts.hidden = nn::parse_hidden(o.hidden);
   opts.activation = o.activation;

@@ -83,14 +83,8 @@ void run_train(TrainOptions o) {
   auto stats = data::channel_stats(full_train.images());
   auto train_subset = full_train.subset(cfg.classes);
   auto val_subset = load_split(cfg.data_dir, data::Split::kTest, false).subset(cfg.classes);
-  if (cfg.limit_train > 0 && cfg.limit_train < static_cast<int64_t>(*train_subset.size())) {
-    train_subset = data::Cifar10(train_subset.images().slice(0, 0, cfg.limit_train),
-                                 train_subset.labels().slice(0, 0, cfg.limit_train), train_subset.class_names());
-  }
-  if (cfg.limit_val > 0 && cfg.limit_val < static_cast<int64_t>(*val_subset.size())) {
-    val_subset = data::Cifar10(val_subset.images().slice(0, 0, cfg.limit_val),
-                               val_subset.labels().slice(0, 0, cfg.limit_val), val_subset.class_names());
-  }
+  train_subset = train_subset.first(cfg.limit_train);
+  val_subset = val_subset.first(cfg.limit_val);
 
   // The trainer checks the model, loss and optimizer settings before anything is written.
   train::Trainer trainer(cfg, train_subset, val_subset, stats.mean, stats.std, run_dir, resume);

@@ -102,7 +102,6 @@ void BatchLoader::start_epoch(int64_t epoch) {
   epoch_ = epoch;
   order_ = epoch_order(size_, options_.seed_, epoch, options_.shuffle_);
   gen_ = at::make_generator<at::CPUGeneratorImpl>(derive_seed(options_.seed_, epoch, kTransformStream));
-  next_to_make_ = 0;
   next_to_hand_ = 0;
   queue_.clear();
   error_ = nullptr;

@@ -60,12 +60,10 @@ int64_t checked_size(const fs::path& path) {
   return bytes;
 }
 
-// Reads one batch file into `dst` (records as on disk) after checking its size; returns the
-// number of records. The label bytes are validated here, once.
-int64_t read_batch_file(const fs::path& path, uint8_t* dst, int64_t max_records) {
-  const int64_t bytes = checked_size(path);
+// Reads one batch file of `bytes` bytes (from checked_size) into `dst`, records as on disk;
+// returns the number of records. The label bytes are validated here, once.
+int64_t read_batch_file(const fs::path& path, int64_t bytes, uint8_t* dst) {
   const int64_t n = bytes / kRecordBytes;
-  BIRDPLANE_CHECK(n <= max_records, "internal: buffer too small for {}", path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open CIFAR-10 file {} for reading (check its permissions)", path.string());
   if (!in.read(reinterpret_cast<char*>(dst), bytes)) {
@@ -163,12 +161,14 @@ Cifar10::Cifar10(const std::string& dir, Split split) {
   // All records go into one buffer as they are on disk; images_ is a strided view of it
   // ([N,3,32,32] with a record stride of 3073 bytes), so the pixels are read once and never copied.
   const auto& files = files_for(split);
-  int64_t total = 0;
-  for (const auto& f : files) total += checked_size(fs::path(dir) / f) / kRecordBytes;
-  auto raw = empty_huge({total * kRecordBytes}, torch::kUInt8);
+  std::vector<int64_t> sizes;
+  int64_t total_bytes = 0;
+  for (const auto& f : files) total_bytes += sizes.emplace_back(checked_size(fs::path(dir) / f));
+  auto raw = empty_huge({total_bytes}, torch::kUInt8);
   uint8_t* dst = raw.data_ptr<uint8_t>();
   int64_t n = 0;
-  for (const auto& f : files) n += read_batch_file(fs::path(dir) / f, dst + n * kRecordBytes, total - n);
+  for (size_t k = 0; k < files.size(); ++k)
+    n += read_batch_file(fs::path(dir) / files[k], sizes[k], dst + n * kRecordBytes);
   images_ = raw.as_strided({n, kChannels, kImageSize, kImageSize},
                            {kRecordBytes, kImageSize * kImageSize, kImageSize, 1}, 1);
   labels_ = raw.as_strided({n}, {kRecordBytes}, 0).to(torch::kInt64);
@@ -204,19 +204,27 @@ torch::data::Example<> Cifar10::batch(const at::Tensor& indices) const {
   return {images_.index_select(0, indices), labels_.index_select(0, indices)};
 }
 
-Cifar10 Cifar10::subset(const std::vector<std::string>& classes) const {
-  if (classes.empty()) return Cifar10(images_, labels_, class_names_);
-  std::vector<int64_t> remap(class_names_.size(), -1);
+std::vector<int64_t> class_label_map(const std::vector<std::string>& classes,
+                                     const std::vector<std::string>& known) {
+  std::vector<int64_t> remap(known.size(), -1);
   for (size_t k = 0; k < classes.size(); ++k) {
-    auto it = std::find(class_names_.begin(), class_names_.end(), classes[k]);
-    if (it == class_names_.end()) {
-      fail("--classes: unknown class '{}'; valid names are {}", classes[k], join(class_names_));
-    }
-    auto old = static_cast<size_t>(it - class_names_.begin());
+    auto it = std::find(known.begin(), known.end(), classes[k]);
+    if (it == known.end()) fail("--classes: unknown class '{}'; valid names are {}", classes[k], join(known));
+    auto old = static_cast<size_t>(it - known.begin());
     if (remap[old] != -1) fail("--classes: class '{}' is named twice", classes[k]);
     remap[old] = static_cast<int64_t>(k);
   }
-  auto map = torch::tensor(remap, torch::kInt64);
+  return remap;
+}
+
+Cifar10 Cifar10::first(int64_t n) const {
+  if (n <= 0 || n >= images_.size(0)) return *this;
+  return Cifar10(images_.slice(0, 0, n), labels_.slice(0, 0, n), class_names_);
+}
+
+Cifar10 Cifar10::subset(const std::vector<std::string>& classes) const {
+  if (classes.empty()) return Cifar10(images_, labels_, class_names_);
+  auto map = torch::tensor(class_label_map(classes, class_names_), torch::kInt64);
   auto new_labels = map.index_select(0, labels_);
   auto keep = (new_labels >= 0).nonzero().squeeze(1);
   auto images = empty_huge({keep.size(0), images_.size(1), images_.size(2), images_.size(3)}, torch::kUInt8);

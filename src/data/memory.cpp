@@ -24,4 +24,9 @@ at::Tensor empty_huge(at::IntArrayRef sizes, c10::ScalarType dtype) {
   return torch::from_blob(p, sizes, [](void* q) { std::free(q); }, torch::dtype(dtype));
 }
 
+at::Tensor packed_images(const at::Tensor& x) {
+  const bool packed = x.stride(3) == 1 && x.stride(2) == x.size(3) && x.stride(1) == x.size(2) * x.size(3);
+  return packed ? x : x.contiguous();
+}
+
 }  // namespace birdplane::data

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/data/memory.h"
 
 namespace birdplane::data {
 
@@ -14,10 +15,8 @@ ChannelStats channel_stats(const at::Tensor& images_u8) {
   BIRDPLANE_CHECK(images_u8.dim() == 4 && images_u8.scalar_type() == torch::kUInt8,
                   "channel statistics need uint8 images [N,C,H,W], got {} dims of {}",
                   images_u8.dim(), c10::toString(images_u8.scalar_type()));
-  auto x = images_u8;
+  auto x = packed_images(images_u8);
   const int64_t n = x.size(0), channels = x.size(1), plane = x.size(2) * x.size(3);
-  // Images may sit at any stride (the dataset's records); each image's pixels must be contiguous.
-  if (x.stride(3) != 1 || x.stride(2) != x.size(3) || x.stride(1) != plane) x = x.contiguous();
   const int64_t image_stride = x.stride(0);
   BIRDPLANE_CHECK(n > 0 && plane > 0, "channel statistics need at least one image");
   const uint8_t* data = x.data_ptr<uint8_t>();

@@ -13,20 +13,31 @@ namespace {
 
 bool is_channel_count(int64_t n) { return n == 1 || n == 3 || n == 4; }
 
-// Per-channel values as a [C,1,1] tensor of `like`'s dtype; one value broadcasts to all channels.
-at::Tensor channel_tensor(const std::vector<double>& values, int64_t channels, const char* what,
-                          const at::Tensor& like) {
+// One value per channel: `values` itself, or its single value repeated.
+std::vector<double> per_channel(const std::vector<double>& values, int64_t channels, const char* what) {
   BIRDPLANE_CHECK(values.size() == 1 || static_cast<int64_t>(values.size()) == channels,
                   "Normalize: {} has {} values; the image has {} channels (give one value per "
                   "channel, or one for all)",
                   what, values.size(), channels);
-  return torch::tensor(values, torch::kFloat64).to(like.scalar_type()).view({-1, 1, 1});
+  return values.size() == 1 ? std::vector<double>(static_cast<size_t>(channels), values[0]) : values;
+}
+
+// Per-channel values as a [C,1,1] tensor of `like`'s dtype.
+at::Tensor channel_tensor(const std::vector<double>& values, int64_t channels, const char* what,
+                          const at::Tensor& like) {
+  return torch::tensor(per_channel(values, channels, what), torch::kFloat64).to(like.scalar_type()).view({-1, 1, 1});
 }
 
 void check_normalize_args(const at::Tensor& image, const std::vector<double>& std) {
   BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4,
                   "Normalize expects an image [C,H,W] or a batch [B,C,H,W], got {} dims",
                   image.dim());
+  check_std(std);
+}
+
+}  // namespace
+
+void check_std(const std::vector<double>& std) {
   for (size_t i = 0; i < std.size(); ++i) {
     BIRDPLANE_CHECK(std[i] != 0.0 && std::isfinite(std[i]),
                     "Normalize: std[{}] is {}; a standard deviation must be finite and not 0 "
@@ -34,8 +45,6 @@ void check_normalize_args(const at::Tensor& image, const std::vector<double>& st
                     i, std[i]);
   }
 }
-
-}  // namespace
 
 at::Tensor to_tensor(const at::Tensor& image, Layout layout) {
   BIRDPLANE_CHECK(image.dim() >= 2 && image.dim() <= 4,
@@ -75,29 +84,20 @@ at::Tensor to_normalized(const at::Tensor& image_u8, const std::vector<double>& 
   BIRDPLANE_CHECK(image_u8.scalar_type() == torch::kUInt8,
                   "to_normalized expects uint8 pixels, got {}", c10::toString(image_u8.scalar_type()));
   const int64_t channels = image_u8.size(-3);
-  BIRDPLANE_CHECK(mean.size() == 1 || static_cast<int64_t>(mean.size()) == channels,
-                  "Normalize: mean has {} values; the image has {} channels", mean.size(), channels);
-  BIRDPLANE_CHECK(std.size() == 1 || static_cast<int64_t>(std.size()) == channels,
-                  "Normalize: std has {} values; the image has {} channels", std.size(), channels);
-  std::vector<double> scale(channels), shift(channels);
-  for (int64_t c = 0; c < channels; ++c) {
-    const double m = mean.size() == 1 ? mean[0] : mean[c];
-    const double s = std.size() == 1 ? std[0] : std[c];
-    scale[c] = 1.0 / (255.0 * s);
-    shift[c] = -m / s;
+  const auto m = per_channel(mean, channels, "mean"), s = per_channel(std, channels, "std");
+  std::vector<float> sc(static_cast<size_t>(channels)), sh(static_cast<size_t>(channels));
+  for (size_t c = 0; c < sc.size(); ++c) {
+    sc[c] = static_cast<float>(1.0 / (255.0 * s[c]));
+    sh[c] = static_cast<float>(-m[c] / s[c]);
   }
-  // One fused pass: out = x * scale[c] + shift[c]. Each image's C*H*W block must be contiguous;
-  // images may sit at any stride (the dataset's records are 3073 bytes apart).
-  at::Tensor x = image_u8;
-  const bool batched = x.dim() == 4;
-  if (!batched) x = x.unsqueeze(0);
+  // One fused pass: out = x * sc[c] + sh[c], reading images at whatever stride they sit.
+  const bool batched = image_u8.dim() == 4;
+  at::Tensor x = data::packed_images(batched ? image_u8 : image_u8.unsqueeze(0));
   const int64_t n = x.size(0), plane = x.size(2) * x.size(3);
-  if (x.stride(3) != 1 || x.stride(2) != x.size(3) || x.stride(1) != plane) x = x.contiguous();
   at::Tensor out = data::empty_huge({n, channels, x.size(2), x.size(3)}, torch::kFloat32);
   const uint8_t* src = x.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
   const int64_t image_stride = x.stride(0);
-  std::vector<float> sc(scale.begin(), scale.end()), sh(shift.begin(), shift.end());
   // Threads only pay off on large inputs; a training batch is converted on the loader's thread
   // alone, so it does not compete with the matmuls for cores.
   const int64_t grain = n * channels * plane >= (int64_t{1} << 21) ? 16 : n;

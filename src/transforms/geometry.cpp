@@ -14,13 +14,20 @@
 namespace birdplane::transforms {
 namespace functional {
 
-at::Tensor crop(const at::Tensor& image, int64_t top, int64_t left, int64_t height, int64_t width) {
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "crop expects [C,H,W] or [B,C,H,W], got {} dims",
-                  image.dim());
-  const int64_t h = image.size(-2), w = image.size(-1);
+namespace {
+
+void check_window(int64_t top, int64_t left, int64_t height, int64_t width, int64_t h, int64_t w) {
   BIRDPLANE_CHECK(top >= 0 && left >= 0 && height >= 1 && width >= 1 && top + height <= h && left + width <= w,
                   "crop: the window top={} left={} height={} width={} does not fit a {}x{} image", top, left,
                   height, width, h, w);
+}
+
+}  // namespace
+
+at::Tensor crop(const at::Tensor& image, int64_t top, int64_t left, int64_t height, int64_t width) {
+  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "crop expects [C,H,W] or [B,C,H,W], got {} dims",
+                  image.dim());
+  check_window(top, left, height, width, image.size(-2), image.size(-1));
   return image.narrow(-2, top, height).narrow(-1, left, width);
 }
 
@@ -96,9 +103,9 @@ at::Tensor RandomCrop::apply(const at::Tensor& input, const std::vector<Params>&
     uint8_t* dst = out.data_ptr<uint8_t>();
     for (int64_t i = 0; i < input.size(0); ++i) {
       const auto& p = params[static_cast<size_t>(i)];
-      BIRDPLANE_CHECK(p.height == size_ && p.width == size_ && p.top >= 0 && p.left >= 0 && p.top + size_ <= ph &&
-                          p.left + size_ <= pw,
-                      "RandomCrop: window top={} left={} does not fit the padded {}x{} image", p.top, p.left, ph, pw);
+      BIRDPLANE_CHECK(p.height == size_ && p.width == size_, "RandomCrop: a {}x{} window for a {}-pixel crop",
+                      p.height, p.width, size_);
+      functional::check_window(p.top, p.left, size_, size_, ph, pw);
       for (int64_t ch = 0; ch < c; ++ch)
         for (int64_t y = 0; y < size_; ++y)
           std::memcpy(dst + ((i * c + ch) * size_ + y) * size_,
@@ -114,7 +121,10 @@ at::Tensor RandomCrop::apply(const at::Tensor& input, const std::vector<Params>&
 }
 
 at::Tensor RandomCrop::operator()(const at::Tensor& input) const {
-  auto& gen = generator_or_default(generator_);
+  return forward(input, generator_or_default(generator_));
+}
+
+at::Tensor RandomCrop::forward(const at::Tensor& input, at::Generator& gen) const {
   const int64_t h = input.size(-2) + 2 * padding_, w = input.size(-1) + 2 * padding_;
   const int64_t n = input.dim() == 4 ? input.size(0) : 1;
   std::vector<Params> params;
@@ -161,8 +171,11 @@ at::Tensor RandomHorizontalFlip::apply(const at::Tensor& input, const std::vecto
 }
 
 at::Tensor RandomHorizontalFlip::operator()(const at::Tensor& input) const {
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
-  return apply(input, get_params(generator_or_default(generator_), n, p_));
+  return forward(input, generator_or_default(generator_));
+}
+
+at::Tensor RandomHorizontalFlip::forward(const at::Tensor& input, at::Generator& gen) const {
+  return apply(input, get_params(gen, input.dim() == 4 ? input.size(0) : 1, p_));
 }
 
 std::string RandomHorizontalFlip::repr() const { return fmt::format("RandomHorizontalFlip(p={})", p_); }

@@ -139,13 +139,7 @@ Step make_step(Call c, const std::string& spec) {
     BIRDPLANE_CHECK(c.kwargs.empty() && c.args.size() <= 3, "{}: unexpected argument{}", where(),
                     c.kwargs.empty() ? "" : " '" + c.kwargs.begin()->first + "'");
     auto crop = std::make_shared<RandomCrop>(static_cast<int64_t>(size), static_cast<int64_t>(padding), fill);
-    const auto s = static_cast<int64_t>(size), p = static_cast<int64_t>(padding);
-    return [crop, s, p](const at::Tensor& x, at::Generator& gen) {
-      std::vector<RandomCrop::Params> params;
-      for (int64_t i = 0; i < x.size(0); ++i)
-        params.push_back(RandomCrop::get_params(gen, x.size(2) + 2 * p, x.size(3) + 2 * p, s, s));
-      return crop->apply(x, params);
-    };
+    return [crop](const at::Tensor& x, at::Generator& gen) { return crop->forward(x, gen); };
   }
   if (c.name == "flip" || c.name == "RandomHorizontalFlip") {
     const double prob = take(c, 0, "p", 0.5);
@@ -153,9 +147,7 @@ Step make_step(Call c, const std::string& spec) {
     BIRDPLANE_CHECK(c.kwargs.empty() && c.args.size() <= 1, "{}: unexpected argument{}", where(),
                     c.kwargs.empty() ? "" : " '" + c.kwargs.begin()->first + "'");
     auto flip = std::make_shared<RandomHorizontalFlip>(prob);
-    return [flip, prob](const at::Tensor& x, at::Generator& gen) {
-      return flip->apply(x, RandomHorizontalFlip::get_params(gen, x.size(0), prob));
-    };
+    return [flip](const at::Tensor& x, at::Generator& gen) { return flip->forward(x, gen); };
   }
   fail("--augment: unknown transform '{}' at column {} of \"{}\"; known: RandomCrop, RandomHorizontalFlip, crop, "
        "flip",

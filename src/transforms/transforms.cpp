@@ -1,6 +1,5 @@
 #include "birdplane/transforms/transforms.h"
 
-#include <cmath>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,11 +18,7 @@ Normalize::Normalize(std::vector<double> mean, std::vector<double> std, bool inp
   BIRDPLANE_CHECK(mean_.size() == std_.size() || mean_.size() == 1 || std_.size() == 1,
                   "Normalize: mean has {} values and std {}; give the same number", mean_.size(),
                   std_.size());
-  for (size_t i = 0; i < std_.size(); ++i) {
-    BIRDPLANE_CHECK(std_[i] != 0.0 && std::isfinite(std_[i]),
-                    "Normalize: std[{}] is {}; a standard deviation must be finite and not 0", i,
-                    std_[i]);
-  }
+  functional::check_std(std_);
 }
 
 at::Tensor Normalize::operator()(const at::Tensor& input) const {

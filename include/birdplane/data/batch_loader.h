@@ -92,7 +92,6 @@ class BatchLoader {
   int64_t epoch_ = -1;
   at::Tensor order_;
   std::optional<at::Generator> gen_;
-  int64_t next_to_make_ = 0;
   int64_t next_to_hand_ = 0;
 
   std::thread worker_;

@@ -72,11 +72,19 @@ class Cifar10 : public torch::data::datasets::Dataset<Cifar10> {
   /// lists the valid ones. An empty list returns a copy of the whole set.
   Cifar10 subset(const std::vector<std::string>& classes) const;
 
+  /// The first `n` images (views, no copy); n <= 0 or n >= size() gives the whole set.
+  Cifar10 first(int64_t n) const;
+
  private:
   at::Tensor images_;
   at::Tensor labels_;
   std::vector<std::string> class_names_;
 };
+
+/// For each of the `known` class names (in label order), its label in `classes`, or -1 when it is
+/// not kept. An unknown or repeated name is an Error naming --classes and listing the valid names.
+std::vector<int64_t> class_label_map(const std::vector<std::string>& classes,
+                                     const std::vector<std::string>& known);
 
 /// Splits "airplane,bird" into names (spaces trimmed); empty text gives an empty list.
 std::vector<std::string> parse_class_list(const std::string& text);

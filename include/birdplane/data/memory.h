@@ -14,4 +14,8 @@ namespace birdplane::data {
 /// (madvise MADV_HUGEPAGE); small sizes fall back to the normal allocator.
 at::Tensor empty_huge(at::IntArrayRef sizes, c10::ScalarType dtype);
 
+/// `images` [N,C,H,W] itself when each image's C*H*W bytes are contiguous (images may sit at any
+/// stride, like the dataset's records 3073 bytes apart), else a contiguous copy.
+at::Tensor packed_images(const at::Tensor& images);
+
 }  // namespace birdplane::data

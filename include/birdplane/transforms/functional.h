@@ -26,6 +26,9 @@ at::Tensor to_tensor(const at::Tensor& image, Layout layout = Layout::kAuto);
 at::Tensor normalize(const at::Tensor& image, const std::vector<double>& mean,
                      const std::vector<double>& std, bool inplace = false);
 
+/// Throws an Error when a standard deviation is 0 or not finite (Normalize divides by it).
+void check_std(const std::vector<double>& std);
+
 /// to_tensor then normalize in one pass over a uint8 batch: x / 255 - mean) / std, computed as
 /// x * (1 / (255 std)) - mean / std. Equal to the two-step version within float rounding (1e-6).
 at::Tensor to_normalized(const at::Tensor& image_u8, const std::vector<double>& mean,

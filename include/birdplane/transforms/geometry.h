@@ -49,6 +49,8 @@ class RandomCrop : public Transform {
 
   /// Pads, then crops with the given parameters (one per image of a batch).
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
+  /// Draws one window per image from `gen` (in image order) and applies them.
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const;
 
   at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
@@ -67,6 +69,8 @@ class RandomHorizontalFlip : public Transform {
   static std::vector<bool> get_params(at::Generator& gen, int64_t count, double p);
   /// Flips the images whose flag is set.
   at::Tensor apply(const at::Tensor& input, const std::vector<bool>& flip) const;
+  /// Draws one flag per image from `gen` and applies them.
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const;
   at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 

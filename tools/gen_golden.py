@@ -89,9 +89,27 @@ def geometry():
     })
 
 
+def family_modules():
+    """tools/golden/<family>.py modules: each has generate(save) and writes its own file(s)."""
+    import importlib.util
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py") and not name.startswith("_"):
+            spec = importlib.util.spec_from_file_location("golden_" + name[:-3], os.path.join(folder, name))
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            yield module
+
+
 if __name__ == "__main__":
+    import sys
     os.makedirs(OUT, exist_ok=True)
-    basic_transforms()
-    losses()
-    geometry()
+    only = set(sys.argv[1:])  # optional: family names to regenerate (e.g. color), "core" for this file's
+    if not only or "core" in only:
+        basic_transforms()
+        losses()
+        geometry()
+    for module in family_modules():
+        if not only or module.__name__[len("golden_"):] in only:
+            module.generate(save)
     print("wrote", OUT)

@@ -1,15 +1,12 @@
 #include "birdplane/transforms/geometry.h"
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/DistributionsHelper.h>
-
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <fmt/format.h>
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/transforms/random.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -44,31 +41,6 @@ at::Tensor vflip(const at::Tensor& image) { return image.flip({-2}); }
 
 }  // namespace functional
 
-namespace {
-
-at::Generator& generator_or_default(at::Generator* g) {
-  static thread_local at::Generator fallback = at::detail::getDefaultCPUGenerator();
-  return g ? *g : fallback;
-}
-
-// torch.randint(0, high, (1,), generator=g).item(), as torchvision draws crop offsets: the same
-// distribution object LibTorch's CPU kernel uses, without building a tensor per draw.
-int64_t randint(at::Generator& gen, int64_t high) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
-  at::uniform_int_from_to_distribution<int64_t> dist(static_cast<uint64_t>(high), 0);
-  return dist(g);
-}
-
-// torch.rand(1, generator=g).item() (float32).
-float rand_float(at::Generator& gen) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
-  at::uniform_real_distribution<float> dist(0.0f, 1.0f);
-  return static_cast<float>(dist(g));
-}
-
-}  // namespace
 
 RandomCrop::RandomCrop(int64_t size, int64_t padding, double fill, at::Generator* generator)
     : size_(size), padding_(padding), fill_(fill), generator_(generator) {

@@ -35,6 +35,12 @@ at::Tensor Compose::operator()(const at::Tensor& input) const {
   return x;
 }
 
+at::Tensor Compose::forward(const at::Tensor& input, at::Generator& gen) const {
+  at::Tensor x = input;
+  for (const auto& t : transforms_) x = t->forward(x, gen);
+  return x;
+}
+
 std::string Compose::repr() const {
   std::string s = "Compose(\n";
   for (const auto& t : transforms_) s += "    " + t->repr() + "\n";

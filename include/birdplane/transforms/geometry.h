@@ -50,7 +50,7 @@ class RandomCrop : public Transform {
   /// Pads, then crops with the given parameters (one per image of a batch).
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   /// Draws one window per image from `gen` (in image order) and applies them.
-  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const;
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
 
   at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
@@ -70,7 +70,7 @@ class RandomHorizontalFlip : public Transform {
   /// Flips the images whose flag is set.
   at::Tensor apply(const at::Tensor& input, const std::vector<bool>& flip) const;
   /// Draws one flag per image from `gen` and applies them.
-  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const;
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
   at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 

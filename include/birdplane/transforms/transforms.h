@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include "birdplane/transforms/functional.h"
@@ -19,6 +20,13 @@ class Transform {
   virtual ~Transform() = default;
   /// Applies the transform to one image [C,H,W] or a batch [B,C,H,W].
   virtual at::Tensor operator()(const at::Tensor& input) const = 0;
+  /// Applies the transform drawing any random parameters from `gen` (one draw set per image of a
+  /// batch, in image order). Deterministic transforms ignore `gen`; random ones override this and
+  /// their operator() calls it with their own generator (or the default one).
+  virtual at::Tensor forward(const at::Tensor& input, at::Generator& gen) const {
+    (void)gen;
+    return (*this)(input);
+  }
   /// torchvision-style description, e.g. "Normalize(mean=[0.5], std=[0.25])".
   virtual std::string repr() const = 0;
 };
@@ -75,6 +83,8 @@ class Compose : public Transform {
     return *this;
   }
   at::Tensor operator()(const at::Tensor& input) const override;
+  /// Each transform's forward(x, gen) in order, all drawing from `gen`.
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
   std::string repr() const override;
   const std::vector<TransformPtr>& transforms() const { return transforms_; }
 

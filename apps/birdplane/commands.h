@@ -16,6 +16,8 @@ void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_model(CLI::App& app);
+void setup_experiment(CLI::App& app);
+void setup_transforms(CLI::App& app);
 
 /// Common flag: --data-dir (empty means $BIRDPLANE_DATA, else ./data).
 inline CLI::Option* add_data_dir(CLI::App& cmd, std::string& target) {

@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
   birdplane::cli::setup_predict(app);
   birdplane::cli::setup_export(app);
   birdplane::cli::setup_model(app);
+  birdplane::cli::setup_experiment(app);
+  birdplane::cli::setup_transforms(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -253,3 +253,45 @@ torch.save(m.state_dict(), sys.argv[2])
   EXPECT_TRUE(contains(bad.err, "torch.save(dict(model.state_dict()), path)")) << bad.err;
   EXPECT_FALSE(fs::exists(t / "runs/b")) << "a refused run left a folder";
 }
+
+TEST(CliExperiment, SoftmaxAndLossesWriteTablesAndPlots) {
+  TempDir tmp;
+  auto r = run_birdplane("experiment softmax --runs-dir " + tmp.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "order of logits kept"));
+  EXPECT_TRUE(fs::exists(tmp / "experiment-softmax/softmax.svg"));
+  EXPECT_TRUE(fs::exists(tmp / "experiment-softmax/table.json"));
+  r = run_birdplane("experiment losses --out " + (tmp / "l"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(tmp / "l/gradients.svg"));
+  r = run_birdplane("experiment nonsense");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "softmax, losses or translation")) << r.err;
+}
+
+TEST(CliExperiment, TranslationTrainsBothArmsAndReportsAccuracyByShift) {
+  TempDir tmp;
+  birdplane::fixtures::write_fake_cifar(tmp.path(), 20);
+  const std::string common = "experiment translation --data-dir " + tmp.path() +
+                             " --epochs 1 --max-shift 3 --no-download --threads 1 --out " + (tmp / "t");
+  auto r = run_birdplane(common);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto j = nlohmann::json::parse(birdplane::fixtures::read_file(tmp / "t/table.json"));
+  EXPECT_EQ(j.at("summary").at("plain_accuracy_by_shift_right").size(), 4u);
+  EXPECT_GT(j.at("summary").at("augmented_seconds").get<double>(), 0);
+  EXPECT_TRUE(fs::exists(tmp / "t/translation.svg"));
+  EXPECT_TRUE(fs::exists(tmp / "t/plain/model.pt"));
+  EXPECT_TRUE(fs::exists(tmp / "t/augmented/metrics.csv"));
+  // A second run must not touch the first one's folders.
+  const auto before = birdplane::fixtures::read_file(tmp / "t/table.json");
+  r = run_birdplane(common);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "already exists")) << r.err;
+  EXPECT_EQ(birdplane::fixtures::read_file(tmp / "t/table.json"), before);
+  // A bad augmentation is refused before anything is trained or written.
+  r = run_birdplane("experiment translation --data-dir " + tmp.path() + " --no-download --augment 'Blur(3)' --out " +
+                    (tmp / "u"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "unknown transform 'Blur'")) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "u"));
+}

@@ -1,0 +1,86 @@
+// birdplane experiment NAME: the chapter's arguments measured (softmax, losses, translation).
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "birdplane/data/stats.h"
+#include "birdplane/experiments/chapter.h"
+#include "commands.h"
+#include "common.h"
+
+namespace fs = std::filesystem;
+
+namespace birdplane::cli {
+namespace {
+
+struct ExperimentOptions {
+  std::string name;
+  std::string out;
+  std::string runs_dir = "runs";
+  std::string classes = "airplane,bird";
+  bool no_download = false;
+  experiments::TranslationOptions translation;
+};
+
+void run_experiment(ExperimentOptions o) {
+  const std::string dir = o.out.empty() ? (fs::path(o.runs_dir) / ("experiment-" + o.name)).string() : o.out;
+  experiments::Output out;
+  if (o.name == "softmax") {
+    out = experiments::softmax_experiment(o.translation.train.seed);
+  } else if (o.name == "losses") {
+    out = experiments::losses_experiment();
+  } else if (o.name == "translation") {
+    BIRDPLANE_CHECK(!fs::exists(dir), "{} already exists; pass --out with a new folder, or remove it", dir);
+    auto& cfg = o.translation.train;
+    cfg.classes = data::parse_class_list(o.classes);
+    cfg.validate();
+    // Data first, so a data error leaves nothing on disk. Statistics of the whole training split, as the book.
+    auto full_train = load_split(cfg.data_dir, data::Split::kTrain, !o.no_download);
+    auto stats = data::channel_stats(full_train.images());
+    auto train_set = full_train.subset(cfg.classes).first(cfg.limit_train);
+    auto val_set = load_split(cfg.data_dir, data::Split::kTest, false).subset(cfg.classes).first(cfg.limit_val);
+    // Validate the augmentation before training starts.
+    cfg.augment = o.translation.augment;
+    cfg.validate();
+    cfg.augment.clear();
+    out = experiments::translation_experiment(o.translation, train_set, val_set, stats.mean, stats.std, dir, std::cout);
+  } else {
+    fail("experiment: unknown name '{}'; choose softmax, losses or translation", o.name);
+  }
+  experiments::write_outputs(out, dir);
+  for (const auto& t : out.tables) std::cout << t.to_markdown() << "\n";
+  std::cout << fmt::format("wrote {}/table.md, table.json", dir);
+  for (const auto& p : out.plots) std::cout << ", " << p.first;
+  std::cout << "\n";
+}
+
+}  // namespace
+
+void setup_experiment(CLI::App& app) {
+  auto o = std::make_shared<ExperimentOptions>();
+  auto& t = o->translation;
+  auto* cmd = app.add_subcommand("experiment",
+                                 "Run one of the chapter's experiments and write a table (Markdown, JSON) and "
+                                 "plots (SVG) into runs/experiment-NAME/");
+  cmd->add_option("name", o->name,
+                  "softmax (its properties; LogSoftmax+NLL = CrossEntropy), losses (cross-entropy vs MSE), or "
+                  "translation (plain vs augmented training, accuracy on shifted images)")
+      ->required();
+  cmd->add_option("--out", o->out, "Output folder (default: <runs-dir>/experiment-NAME)");
+  cmd->add_option("--runs-dir", o->runs_dir, "Where the default output folder goes")->capture_default_str();
+  cmd->add_option("--seed", t.train.seed, "Seed (random logits; weights and shuffles)")->capture_default_str();
+  add_data_dir(*cmd, t.train.data_dir);
+  cmd->add_option("--classes", o->classes, "translation: classes to train on")->capture_default_str();
+  cmd->add_option("--model", t.train.model, "translation: book-small, book-large or mlp")->capture_default_str();
+  cmd->add_option("--epochs", t.train.epochs, "translation: epochs of each training run")->capture_default_str();
+  cmd->add_option("--augment", t.augment, "translation: the augmentation of run (b)")->capture_default_str();
+  cmd->add_option("--max-shift", t.max_shift, "translation: shift validation images by 0..N pixels")
+      ->capture_default_str();
+  cmd->add_option("--limit-train", t.train.limit_train, "translation: use only the first N training images");
+  cmd->add_option("--limit-val", t.train.limit_val, "translation: use only the first N validation images");
+  cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
+  cmd->callback([o] { run_experiment(*o); });
+}
+
+}  // namespace birdplane::cli

@@ -1,0 +1,241 @@
+#include "birdplane/experiments/chapter.h"
+
+#include <cmath>
+#include <filesystem>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/transforms/geometry.h"
+
+namespace birdplane::experiments {
+
+void write_outputs(const Output& output, const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  BIRDPLANE_CHECK(!ec, "cannot create {}: {}", dir, ec.message());
+  std::string md = "## experiment " + output.name + "\n\n";
+  nlohmann::json tables = nlohmann::json::array();
+  for (const auto& t : output.tables) {
+    md += t.to_markdown() + "\n";
+    tables.push_back(t.to_json());
+  }
+  for (const auto& [file, plot] : output.plots) {
+    plot.write_svg((std::filesystem::path(dir) / file).string());
+    md += fmt::format("![{}]({})\n\n", plot.title, file);
+  }
+  report::write_text_file((std::filesystem::path(dir) / "table.md").string(), md);
+  nlohmann::json j = {{"name", output.name}, {"summary", output.summary}, {"tables", tables}};
+  report::write_text_file((std::filesystem::path(dir) / "table.json").string(), j.dump(2) + "\n");
+}
+
+Output softmax_experiment(uint64_t seed, int64_t count, int64_t classes) {
+  BIRDPLANE_CHECK(count >= 1 && classes >= 2, "softmax experiment: needs at least 1 vector of 2 classes");
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto logits = at::randn({count, classes}, gen, torch::kFloat64) * 3.0;
+  auto target = at::randint(0, classes, {count}, gen, torch::kInt64);
+  auto p = torch::softmax(logits, 1);
+  const double pmin = p.min().item<double>(), pmax = p.max().item<double>();
+  const double sum_err = (p.sum(1) - 1).abs().max().item<double>();
+  // Order kept: sorting by logit and by probability gives the same permutation (no ties in randn).
+  const bool order_kept = torch::equal(logits.argsort(int64_t{1}, false), p.argsort(int64_t{1}, false));
+  const auto nll = torch::nll_loss(torch::log_softmax(logits, 1), target);
+  const auto ce = torch::cross_entropy_loss(logits, target);
+  const double loss_diff = (nll - ce).abs().item<double>();
+  // float32, as a model computes it.
+  auto logits32 = logits.to(torch::kFloat32);
+  const double loss_diff32 = (torch::nll_loss(torch::log_softmax(logits32, 1), target) -
+                              torch::cross_entropy_loss(logits32, target)).abs().item<double>();
+  // Softmax is unchanged by adding a constant to every logit (what log-sum-exp stability relies on).
+  const double shift_err = (torch::softmax(logits + 100.0, 1) - p).abs().max().item<double>();
+
+  Output out;
+  out.name = "softmax";
+  report::Table t;
+  t.title = fmt::format("Softmax on {} random logit vectors of {} classes (float64, seed {})", count, classes, seed);
+  t.columns = {"property", "measured", "holds"};
+  t.rows.push_back({"smallest probability (> 0)", pmin, pmin > 0});
+  t.rows.push_back({"largest probability (< 1)", pmax, pmax < 1});
+  t.rows.push_back({"largest |row sum - 1|", sum_err, sum_err < 1e-12});
+  t.rows.push_back({"order of logits kept in every row", order_kept ? "all rows" : "not all rows", order_kept});
+  t.rows.push_back({"largest |softmax(x + 100) - softmax(x)|", shift_err, shift_err < 1e-12});
+  t.rows.push_back({"|NLLLoss(LogSoftmax(x)) - CrossEntropyLoss(x)|, float64", loss_diff, loss_diff < 1e-12});
+  t.rows.push_back({"the same in float32", loss_diff32, loss_diff32 < 1e-5});
+  out.tables.push_back(t);
+  out.summary = {{"min_probability", pmin},     {"max_probability", pmax}, {"max_sum_error", sum_err},
+                 {"order_kept", order_kept},    {"nll_vs_ce_float64", loss_diff},
+                 {"nll_vs_ce_float32", loss_diff32}};
+
+  report::LinePlot plot;
+  plot.title = "softmax(s * (1, 2, 3)): order kept, sum 1";
+  plot.x_label = "scale s of the logits";
+  plot.y_label = "probability";
+  plot.ymin = 0;
+  plot.ymax = 1;
+  std::vector<report::Series> series(4);
+  for (int k = 0; k < 3; ++k) series[k].label = fmt::format("class with logit {}", k + 1);
+  series[3].label = "sum";
+  report::Table scaled;
+  scaled.title = "softmax(s * (1, 2, 3))";
+  scaled.columns = {"s", "p1", "p2", "p3", "sum"};
+  for (int i = 0; i <= 50; ++i) {
+    const double s = i * 0.1;
+    auto q = torch::softmax(torch::tensor({1.0, 2.0, 3.0}, torch::kFloat64) * s, 0);
+    for (int k = 0; k < 3; ++k) {
+      series[k].x.push_back(s);
+      series[k].y.push_back(q[k].item<double>());
+    }
+    series[3].x.push_back(s);
+    series[3].y.push_back(q.sum().item<double>());
+    if (i % 10 == 0)
+      scaled.rows.push_back({s, q[0].item<double>(), q[1].item<double>(), q[2].item<double>(), q.sum().item<double>()});
+  }
+  plot.series = series;
+  out.tables.push_back(scaled);
+  out.plots.emplace_back("softmax.svg", plot);
+  return out;
+}
+
+Output losses_experiment() {
+  // Two classes, class 0 true: logits (z, 0) give p = sigmoid(z) for the true class.
+  Output out;
+  out.name = "losses";
+  std::vector<double> ps;
+  for (int i = 1; i <= 999; ++i) ps.push_back(i / 1000.0);
+  report::Series ce_loss, mse_loss, ce_grad, mse_grad;
+  ce_loss.label = ce_grad.label = "cross-entropy";
+  mse_loss.label = mse_grad.label = "MSE (softmax vs one-hot)";
+  report::Table t;
+  t.title = "Loss and gradient (d loss / d true logit) against the predicted probability p of the true class";
+  t.columns = {"p", "cross-entropy", "d CE / dz", "MSE", "d MSE / dz"};
+  auto target = torch::tensor({int64_t{0}});
+  auto onehot = torch::tensor({{1.0, 0.0}}, torch::kFloat64);
+  for (double p : ps) {
+    auto z = torch::tensor({{std::log(p / (1 - p)), 0.0}}, torch::kFloat64).requires_grad_(true);
+    auto ce = torch::cross_entropy_loss(z, target);
+    auto gce = torch::autograd::grad({ce}, {z})[0][0][0].item<double>();
+    auto mse = torch::mse_loss(torch::softmax(z, 1), onehot);
+    auto gmse = torch::autograd::grad({mse}, {z})[0][0][0].item<double>();
+    ce_loss.x.push_back(p), ce_loss.y.push_back(ce.item<double>());
+    mse_loss.x.push_back(p), mse_loss.y.push_back(mse.item<double>());
+    ce_grad.x.push_back(p), ce_grad.y.push_back(gce);
+    mse_grad.x.push_back(p), mse_grad.y.push_back(gmse);
+    const int per_mille = static_cast<int>(std::lround(p * 1000));
+    if (per_mille == 1 || per_mille == 10 || per_mille == 100 || per_mille == 250 || per_mille == 500 ||
+        per_mille == 750 || per_mille == 900 || per_mille == 990 || per_mille == 999)
+      t.rows.push_back({p, ce.item<double>(), gce, mse.item<double>(), gmse});
+  }
+  out.tables.push_back(t);
+  // Where MSE's pull is weakest on a wrong prediction: the gradient at p = 0.01 against cross-entropy's.
+  const double ratio_at_001 = mse_grad.y[9] / ce_grad.y[9];
+  out.summary = {{"ce_grad_at_p_0.01", ce_grad.y[9]},
+                 {"mse_grad_at_p_0.01", mse_grad.y[9]},
+                 {"mse_over_ce_grad_at_p_0.01", ratio_at_001},
+                 {"mse_grad_most_negative_at_p", ps[static_cast<size_t>(
+                                                      std::min_element(mse_grad.y.begin(), mse_grad.y.end()) -
+                                                      mse_grad.y.begin())]}};
+  report::LinePlot lp;
+  lp.title = "Loss against the probability of the true class";
+  lp.x_label = "predicted probability p of the true class";
+  lp.y_label = "loss";
+  lp.ymin = 0;
+  lp.ymax = 4;
+  lp.series = {ce_loss, mse_loss};
+  out.plots.emplace_back("losses.svg", lp);
+  report::LinePlot gp;
+  gp.title = "Gradient with respect to the true class's logit";
+  gp.x_label = "predicted probability p of the true class";
+  gp.y_label = "d loss / d logit";
+  gp.ymin = -1;
+  gp.ymax = 0.05;
+  gp.series = {ce_grad, mse_grad};
+  out.plots.emplace_back("gradients.svg", gp);
+  return out;
+}
+
+at::Tensor shift_images(const at::Tensor& images, int64_t dx, int64_t dy, double fill) {
+  namespace F = transforms::functional;
+  const int64_t h = images.size(-2), w = images.size(-1);
+  BIRDPLANE_CHECK(std::abs(dx) < w && std::abs(dy) < h, "shift ({}, {}) moves a {}x{} image out of the frame", dx, dy,
+                  h, w);
+  auto padded = F::pad_constant(images, std::max<int64_t>(dx, 0), std::max<int64_t>(dy, 0),
+                                std::max<int64_t>(-dx, 0), std::max<int64_t>(-dy, 0), fill);
+  return F::crop(padded, std::max<int64_t>(-dy, 0), std::max<int64_t>(-dx, 0), h, w).contiguous();
+}
+
+Output translation_experiment(const TranslationOptions& opts, const data::Cifar10& train_set,
+                              const data::Cifar10& val_set, const std::vector<double>& mean,
+                              const std::vector<double>& std, const std::string& dir, std::ostream& log) {
+  BIRDPLANE_CHECK(opts.max_shift >= 0 && opts.max_shift < 32, "--max-shift must be 0 to 31 pixels, got {}",
+                  opts.max_shift);
+  struct Arm {
+    std::string name, augment;
+    double seconds = 0;
+    std::vector<double> acc_right, acc_diag;
+  };
+  std::vector<Arm> arms(2);
+  arms[0].name = "plain";
+  arms[1].name = "augmented";
+  arms[1].augment = opts.augment;
+  for (auto& arm : arms) {
+    auto cfg = opts.train;
+    cfg.augment = arm.augment;
+    cfg.name = arm.name;
+    const std::string run_dir = (std::filesystem::path(dir) / arm.name).string();
+    BIRDPLANE_CHECK(!std::filesystem::exists(run_dir), "{} already exists; choose another --out folder", run_dir);
+    train::Trainer trainer(cfg, train_set, val_set, mean, std, run_dir, false);
+    std::filesystem::create_directories(run_dir);
+    log << fmt::format("translation: training ({}) {} for {} epochs{}\n", arm.name, cfg.model, cfg.epochs,
+                       arm.augment.empty() ? "" : " with --augment \"" + arm.augment + "\"")
+        << std::flush;
+    auto result = trainer.run(log, false);
+    arm.seconds = result.total_seconds;
+    for (int64_t s = 0; s <= opts.max_shift; ++s) {
+      for (int diag = 0; diag < 2; ++diag) {
+        data::Cifar10 shifted(shift_images(val_set.images(), s, diag ? s : 0), val_set.labels(), val_set.class_names());
+        auto r = train::evaluate(trainer.model(), shifted, trainer.model_config(), c10::Device(c10::kCPU));
+        (diag ? arm.acc_diag : arm.acc_right).push_back(r.confusion.accuracy());
+      }
+    }
+  }
+  Output out;
+  out.name = "translation";
+  report::Table t;
+  t.title = fmt::format("{} on {} training / {} validation images, {} epochs: validation accuracy on shifted images",
+                        opts.train.model, *train_set.size(), *val_set.size(), opts.train.epochs);
+  t.columns = {"shift (px)", "plain, right", "plain, right+down", "augmented, right", "augmented, right+down"};
+  for (int64_t s = 0; s <= opts.max_shift; ++s) {
+    const auto i = static_cast<size_t>(s);
+    t.rows.push_back({s, arms[0].acc_right[i], arms[0].acc_diag[i], arms[1].acc_right[i], arms[1].acc_diag[i]});
+  }
+  out.tables.push_back(t);
+  report::Table cost;
+  cost.title = "Training time";
+  cost.columns = {"run", "augment", "seconds", "ratio to plain"};
+  for (const auto& arm : arms)
+    cost.rows.push_back({arm.name, arm.augment.empty() ? "none" : arm.augment, arm.seconds, arm.seconds / arms[0].seconds});
+  out.tables.push_back(cost);
+  report::LinePlot plot;
+  plot.title = "Validation accuracy against translation";
+  plot.x_label = "shift of the validation images (pixels)";
+  plot.y_label = "accuracy";
+  for (const auto& arm : arms) {
+    report::Series right{arm.name + ", right", {}, arm.acc_right, true};
+    report::Series diag{arm.name + ", right+down", {}, arm.acc_diag, true};
+    for (int64_t s = 0; s <= opts.max_shift; ++s) right.x.push_back(static_cast<double>(s)), diag.x.push_back(static_cast<double>(s));
+    plot.series.push_back(right);
+    plot.series.push_back(diag);
+  }
+  out.plots.emplace_back("translation.svg", plot);
+  out.summary = {{"plain_seconds", arms[0].seconds},
+                 {"augmented_seconds", arms[1].seconds},
+                 {"plain_accuracy_by_shift_right", arms[0].acc_right},
+                 {"augmented_accuracy_by_shift_right", arms[1].acc_right},
+                 {"plain_accuracy_by_shift_diagonal", arms[0].acc_diag},
+                 {"augmented_accuracy_by_shift_diagonal", arms[1].acc_diag}};
+  return out;
+}
+
+}  // namespace birdplane::experiments

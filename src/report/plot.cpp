@@ -1,0 +1,201 @@
+#include "birdplane/report/plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "birdplane/check.h"
+
+namespace birdplane::report {
+namespace {
+
+constexpr double kWidth = 640, kHeight = 400;
+constexpr double kLeft = 72, kRight = 20, kTop = 40, kBottom = 56;
+// Colour-blind friendly (Okabe-Ito).
+const char* const kColors[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"};
+
+std::string escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+std::string tick_label(double v, double step) {
+  if (std::abs(v) < step * 1e-9) return "0";
+  int decimals = 0;  // enough digits to tell ticks `step` apart (0.25 needs 2, 0.2 needs 1)
+  while (decimals < 8 && std::abs(step * std::pow(10.0, decimals) - std::round(step * std::pow(10.0, decimals))) > 1e-6)
+    ++decimals;
+  return fmt::format("{:.{}f}", v, decimals);
+}
+
+std::string format_number(double v, int digits) {
+  if (std::isnan(v)) return "nan";
+  if (v == std::floor(v) && std::abs(v) < 1e15) return fmt::format("{:.0f}", v);
+  return fmt::format("{:.{}g}", v, digits);
+}
+
+}  // namespace
+
+std::vector<double> nice_ticks(double lo, double hi, int count) {
+  if (!(hi > lo)) return {lo};
+  const double raw = (hi - lo) / std::max(1, count - 1);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> ticks;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+  return ticks;
+}
+
+std::string LinePlot::to_svg() const {
+  double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
+  for (const auto& s : series) {
+    BIRDPLANE_CHECK(s.x.size() == s.y.size(), "plot series '{}' has {} x values and {} y values", s.label,
+                    s.x.size(), s.y.size());
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
+      x0 = std::min(x0, s.x[i]);
+      x1 = std::max(x1, s.x[i]);
+      y0 = std::min(y0, s.y[i]);
+      y1 = std::max(y1, s.y[i]);
+    }
+  }
+  if (!std::isfinite(x0)) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 <= x0) x1 = x0 + 1;
+  {  // widen the x range to whole ticks, so the axis starts and ends on a label
+    const auto t = nice_ticks(x0, x1);
+    const double step = t.size() > 1 ? t[1] - t[0] : 1;
+    x0 = std::floor(x0 / step + 1e-9) * step;
+    x1 = std::ceil(x1 / step - 1e-9) * step;
+  }
+  if (ymin < ymax) {
+    y0 = ymin;
+    y1 = ymax;
+  } else {
+    if (y1 <= y0) y1 = y0 + 1;
+    const double pad = (y1 - y0) * 0.05;
+    y0 -= pad;
+    y1 += pad;
+  }
+  const double pw = kWidth - kLeft - kRight, ph = kHeight - kTop - kBottom;
+  auto px = [&](double x) { return kLeft + (x - x0) / (x1 - x0) * pw; };
+  auto py = [&](double y) { return kTop + (1 - (std::clamp(y, y0, y1) - y0) / (y1 - y0)) * ph; };
+
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      kWidth, kHeight);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
+                     kLeft + pw / 2, escape(title));
+  const auto xt = nice_ticks(x0, x1), yt = nice_ticks(y0, y1);
+  const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
+  for (double t : xt) {
+    svg += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#e0e0e0\"/>\n", px(t), kTop,
+                       kTop + ph);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", px(t), kTop + ph + 18,
+                       tick_label(t, xstep));
+  }
+  for (double t : yt) {
+    svg += fmt::format("<line x1=\"{1}\" y1=\"{0:.1f}\" x2=\"{2}\" y2=\"{0:.1f}\" stroke=\"#e0e0e0\"/>\n", py(t), kLeft,
+                       kLeft + pw);
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", kLeft - 6, py(t) + 4,
+                       tick_label(t, ystep));
+  }
+  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", kLeft,
+                     kTop, pw, ph);
+  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", kLeft + pw / 2, kHeight - 12,
+                     escape(x_label));
+  svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+                     kTop + ph / 2, escape(y_label));
+  std::string legend;  // drawn last, over the lines
+  if (!series.empty())
+    legend += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"196\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
+                       "stroke=\"#ccc\"/>\n",
+                       kLeft + pw - 198, kTop + 2, 18 * static_cast<double>(series.size()) + 6);
+  for (size_t k = 0; k < series.size(); ++k) {
+    const auto& s = series[k];
+    const char* color = kColors[k % (sizeof kColors / sizeof kColors[0])];
+    std::string points;
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) points += fmt::format("{:.2f},{:.2f} ", px(s.x[i]), py(s.y[i]));
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color, points);
+    if (s.markers)
+      for (size_t i = 0; i < s.x.size(); ++i)
+        if (std::isfinite(s.x[i]) && std::isfinite(s.y[i]))
+          svg += fmt::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"3\" fill=\"{}\"/>\n", px(s.x[i]), py(s.y[i]), color);
+    const double ly = kTop + 16 + 18 * static_cast<double>(k);
+    legend += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
+                       kLeft + pw - 190, ly - 4, kLeft + pw - 166, ly - 4, color);
+    legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", kLeft + pw - 160, ly, escape(s.label));
+  }
+  return svg + legend + "</svg>\n";
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    BIRDPLANE_CHECK(static_cast<bool>(out), "cannot write {}: check that its folder exists and is writable", path);
+    out << text;
+    out.close();
+    BIRDPLANE_CHECK(static_cast<bool>(out), "writing {} failed (disk full?)", tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  BIRDPLANE_CHECK(!ec, "cannot rename {} to {}: {}", tmp, path, ec.message());
+}
+
+void LinePlot::write_svg(const std::string& path) const { write_text_file(path, to_svg()); }
+
+std::string Table::to_markdown(int digits) const {
+  std::string md;
+  if (!title.empty()) md += "### " + title + "\n\n";
+  md += "|";
+  for (const auto& c : columns) md += " " + c + " |";
+  md += "\n|";
+  for (size_t i = 0; i < columns.size(); ++i) md += " --- |";
+  md += "\n";
+  for (const auto& row : rows) {
+    md += "|";
+    for (const auto& cell : row) {
+      std::string text;
+      if (cell.is_number()) text = format_number(cell.get<double>(), digits);
+      else if (cell.is_boolean()) text = cell.get<bool>() ? "yes" : "no";
+      else if (cell.is_string()) text = cell.get<std::string>();
+      else text = cell.dump();
+      std::string escaped;  // a '|' inside a cell would end it
+      for (char ch : text) escaped += ch == '|' ? std::string("\\|") : std::string(1, ch);
+      md += " " + escaped + " |";
+    }
+    md += "\n";
+  }
+  return md;
+}
+
+nlohmann::json Table::to_json() const {
+  nlohmann::json rows_json = nlohmann::json::array();
+  for (const auto& row : rows) {
+    nlohmann::json r = nlohmann::json::object();
+    for (size_t i = 0; i < columns.size() && i < row.size(); ++i) r[columns[i]] = row[i];
+    rows_json.push_back(r);
+  }
+  return {{"title", title}, {"columns", columns}, {"rows", rows_json}};
+}
+
+}  // namespace birdplane::report

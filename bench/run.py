@@ -35,7 +35,8 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=3, help="epochs per process; the first is warm-up")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--only", default="", help="comma list of workloads: load,small,large")
+    ap.add_argument("--only", default="",
+                    help="comma list of workloads: load,small,large,augepoch,augment (default: all)")
     args = ap.parse_args()
     bench = os.path.join(args.build, "bench", "birdplane_bench")
     py = os.path.join(HERE, "python")
@@ -69,10 +70,40 @@ def main():
                       env_threads],
                      epoch_pick)
 
+    if not only or "augepoch" in only:
+        side_by_side("(d) epoch book-small + crop,flip",
+                     [bench, "epoch", args.data, "book-small", str(args.epochs),
+                      "RandomCrop(32, padding=4), RandomHorizontalFlip()"],
+                     [sys.executable, "book_epoch.py", os.path.abspath(args.data), "book-small", str(args.epochs),
+                      env_threads, "augment"],
+                     epoch_pick)
+    # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
+    # passes after the first) through the loader, against a DataLoader with per-sample transforms.
+    cifar2_images = 10000
+    rate_pick = lambda j: cifar2_images / statistics.median(j["images_per_second"][1:] or j["images_per_second"])
+    for workers in (0, 2):
+        if only and "augment" not in only:
+            continue
+        side_by_side(f"(h) crop+flip+normalize pass, py {workers} workers",
+                     [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()", "4"],
+                     [sys.executable, "augment_loader.py", os.path.abspath(args.data), str(workers), "3",
+                      env_threads],
+                     rate_pick)
+        rows[-1]["cpp_images_per_second"] = cifar2_images / rows[-1]["cpp_seconds"]
+        rows[-1]["python_images_per_second"] = cifar2_images / rows[-1]["python_seconds"]
+
     print()
     print(f"{'workload':<36} {'C++ (s)':>9} {'book PyTorch (s)':>17} {'speedup':>8}")
     for r in rows:
         print(f"{r['workload']:<36} {r['cpp_seconds']:>9.4f} {r['python_seconds']:>17.4f} {r['speedup']:>7.1f}x")
+    by_name = {r["workload"][:3]: r for r in rows}
+    if "(b)" in by_name and "(d)" in by_name:
+        ratio = by_name["(d)"]["cpp_seconds"] / by_name["(b)"]["cpp_seconds"]
+        print(f"\nC++ augmented epoch / plain epoch: {ratio:.3f} (target <= 1.1)")
+    for r in rows:
+        if "cpp_images_per_second" in r:
+            print(f"{r['workload']}: C++ {r['cpp_images_per_second']:,.0f} images/s, "
+                  f"Python {r['python_images_per_second']:,.0f} images/s")
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(),
               "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps, "epochs_per_process": args.epochs,
               "rows": rows}

@@ -1,6 +1,8 @@
-"""(b) The book's training loop (DataLoader, SGD lr 1e-2, batch 64) on the prepared cifar2 list.
-Usage: book_epoch.py DATA_DIR MODEL EPOCHS [THREADS]. Prints one JSON line with seconds per epoch
-(data preparation is not timed: it is workload (a))."""
+"""(b), (c) The book's training loop (DataLoader, SGD lr 1e-2, batch 64) on the prepared cifar2 list.
+(d) with "augment": the same loop with RandomCrop(32, padding=4) and RandomHorizontalFlip() applied to
+each sample by the DataLoader (0 workers, as the book), before ToTensor and Normalize.
+Usage: book_epoch.py DATA_DIR MODEL EPOCHS [THREADS] [augment]. Prints one JSON line with seconds per
+epoch (data preparation is not timed: it is workload (a))."""
 import json
 import sys
 import time
@@ -15,11 +17,28 @@ from book_common import BinaryCIFAR10
 root, model_name, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 2)
 torch.manual_seed(123)
-cifar10 = BinaryCIFAR10(root, train=True, transform=transforms.Compose([
-    transforms.ToTensor(),
-    transforms.Normalize((0.4915, 0.4823, 0.4468), (0.2470, 0.2435, 0.2616))]))
+augment = len(sys.argv) > 5 and sys.argv[5] == "augment"
+to_normalized = [transforms.ToTensor(),
+                 transforms.Normalize((0.4915, 0.4823, 0.4468), (0.2470, 0.2435, 0.2616))]
 label_map = {0: 0, 2: 1}
-cifar2 = [(img, label_map[label]) for img, label in cifar10 if label in [0, 2]]
+if augment:
+    cifar10 = BinaryCIFAR10(root, train=True, transform=None)
+    per_sample = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+                                    + to_normalized)
+    images = [(img, label_map[label]) for img, label in cifar10 if label in [0, 2]]
+
+    class Augmented(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, i):
+            img, label = images[i]
+            return per_sample(img), label
+
+    cifar2 = Augmented()
+else:
+    cifar10 = BinaryCIFAR10(root, train=True, transform=transforms.Compose(to_normalized))
+    cifar2 = [(img, label_map[label]) for img, label in cifar10 if label in [0, 2]]
 
 if model_name == "book-small":
     model = nn.Sequential(nn.Linear(3072, 512), nn.Tanh(), nn.Linear(512, 2), nn.LogSoftmax(dim=1))
@@ -40,5 +59,5 @@ for epoch in range(epochs):
         loss.backward()
         optimizer.step()
     seconds.append(time.perf_counter() - t0)
-print(json.dumps({"mode": "epoch", "model": model_name, "epoch_seconds": seconds,
+print(json.dumps({"mode": "epoch", "model": model_name, "augment": augment, "epoch_seconds": seconds,
                   "final_train_loss": float(loss)}))

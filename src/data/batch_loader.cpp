@@ -1,12 +1,23 @@
 #include "birdplane/data/batch_loader.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/functional.h"
 
+// From libgomp, which LibTorch's CPU library is linked against (its intra-op threads are OpenMP's).
+// Declared here rather than through <omp.h> so the library needs no -fopenmp (which would change the
+// precompiled header's flags for every target).
+extern "C" void omp_set_num_threads(int);
+
 namespace birdplane::data {
+
+void use_one_intraop_thread_here() {
+  at::get_num_threads();    // let LibTorch do its once-per-thread setup first (it would undo ours)
+  omp_set_num_threads(1);   // this thread's OpenMP setting only; at::set_num_threads would be global
+}
 namespace {
 
 uint64_t splitmix64(uint64_t x) {
@@ -75,6 +86,9 @@ Batch BatchLoader::make_batch(int64_t b) {
 }
 
 void BatchLoader::produce() {
+  // The loader thread works on small tensors beside a training thread that owns the cores: parallel
+  // regions here would only make the two fight over OpenMP's workers (spinning at barriers).
+  use_one_intraop_thread_here();
   const int64_t total = batches_per_epoch();
   try {
     for (int64_t b = 0; b < total; ++b) {

@@ -50,6 +50,11 @@ struct BatchLoaderOptions {
   bool background_ = true;
 };
 
+/// Makes LibTorch ops started from the calling thread run on one thread (OpenMP's setting is per
+/// thread); other threads keep theirs. The loader's background thread calls it: its tensors are small,
+/// and parallel regions there fight the training thread for the same cores.
+void use_one_intraop_thread_here();
+
 /// The order of the indices for one epoch: a permutation drawn from a generator seeded with
 /// (seed, epoch), so epoch e is the same whether the run was resumed or not, on any thread count.
 at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle);

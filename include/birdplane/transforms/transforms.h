@@ -92,4 +92,61 @@ class Compose : public Transform {
   std::vector<TransformPtr> transforms_;
 };
 
+/// torchvision.transforms.RandomApply(transforms, p=0.5): applies all of `transforms` in order, or
+/// none. Each image draws torch.rand(1) and is transformed when p >= the draw (torchvision skips when
+/// p < torch.rand(1)); the inner transforms then draw for that image. A batch goes image by image, so
+/// it equals N single-image calls on the same generator.
+class RandomApply : public Transform {
+ public:
+  explicit RandomApply(std::vector<TransformPtr> transforms, double p = 0.5, at::Generator* generator = nullptr);
+  /// One draw per image: true means apply (p >= torch.rand(1), compared as float like torchvision's tensor).
+  static std::vector<bool> get_params(at::Generator& gen, int64_t count, double p);
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override;
+
+ private:
+  std::vector<TransformPtr> transforms_;
+  double p_;
+  at::Generator* generator_;
+};
+
+/// torchvision.transforms.RandomChoice(transforms, p=None): applies one of `transforms` per image,
+/// picked with weights p (uniform when empty). torchvision draws from Python's `random` module, which
+/// C++ cannot reproduce; here the pick is one torch.rand(1) u per image from the generator, and the
+/// choice is the first k with u * sum(p) < p[0] + ... + p[k] (floor(u * n) without weights), the rule
+/// Python's random.choices uses.
+class RandomChoice : public Transform {
+ public:
+  explicit RandomChoice(std::vector<TransformPtr> transforms, std::vector<double> p = {},
+                        at::Generator* generator = nullptr);
+  /// The index picked for one image.
+  static int64_t get_params(at::Generator& gen, int64_t n, const std::vector<double>& p);
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override;
+
+ private:
+  std::vector<TransformPtr> transforms_;
+  std::vector<double> p_;
+  at::Generator* generator_;
+};
+
+/// torchvision.transforms.RandomOrder(transforms): applies all of `transforms` in a random order per
+/// image. torchvision shuffles with Python's `random`; here the order is torch.randperm(n) from the
+/// generator, one per image.
+class RandomOrder : public Transform {
+ public:
+  explicit RandomOrder(std::vector<TransformPtr> transforms, at::Generator* generator = nullptr);
+  /// The order for one image: torch.randperm(n).
+  static std::vector<int64_t> get_params(at::Generator& gen, int64_t n);
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
+  at::Tensor operator()(const at::Tensor& input) const override;
+  std::string repr() const override;
+
+ private:
+  std::vector<TransformPtr> transforms_;
+  at::Generator* generator_;
+};
+
 }  // namespace birdplane::transforms

@@ -293,13 +293,6 @@ namespace F = functional;
 
 namespace {
 
-// torch.empty(1).uniform_(low, high) through LibTorch's own kernel. random.h's uniform() computes
-// x * (high - low) + low in float with a separate multiply and add, while LibTorch's vectorized build
-// of the kernel fuses them (FMA), so the two differ in the last bit for ranges other than [0, 1).
-float torch_uniform(at::Generator& gen, double low, double high) {
-  return at::empty({1}, at::TensorOptions().dtype(at::kFloat)).uniform_(low, high, gen).item<float>();
-}
-
 int64_t count_of(const at::Tensor& x) { return x.dim() == 4 ? x.size(0) : 1; }
 
 void check_p(double p, const char* name) {
@@ -474,7 +467,7 @@ ColorJitter::Params ColorJitter::get_params(at::Generator& gen, const std::optio
   for (size_t i = 0; i < 4; ++i) p.order[i] = perm[i];
   auto draw = [&](const std::optional<std::array<double, 2>>& r) -> std::optional<double> {
     if (!r) return std::nullopt;
-    return static_cast<double>(torch_uniform(gen, (*r)[0], (*r)[1]));
+    return static_cast<double>(uniform(gen, (*r)[0], (*r)[1]));
   };
   p.brightness = draw(brightness);
   p.contrast = draw(contrast);
@@ -533,7 +526,7 @@ GaussianBlur::GaussianBlur(std::array<int64_t, 2> kernel_size, std::array<double
 }
 
 double GaussianBlur::get_params(at::Generator& gen, double sigma_min, double sigma_max) {
-  return static_cast<double>(torch_uniform(gen, sigma_min, sigma_max));
+  return static_cast<double>(uniform(gen, sigma_min, sigma_max));
 }
 
 at::Tensor GaussianBlur::apply(const at::Tensor& input, const std::vector<double>& sigmas) const {

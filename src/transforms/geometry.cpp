@@ -10,7 +10,6 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
-#include "uniform_draw.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -467,8 +466,8 @@ RandomResizedCrop::Params RandomResizedCrop::get_params(at::Generator& gen, int6
   auto log_ratio = at::log(torch::tensor({ratio[0], ratio[1]}, torch::kFloat32));
   const double log_lo = log_ratio[0].item<double>(), log_hi = log_ratio[1].item<double>();
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target_area = area * static_cast<double>(detail::torch_uniform(gen, scale[0], scale[1]));
-    const float log_aspect = detail::torch_uniform(gen, log_lo, log_hi);
+    const double target_area = area * static_cast<double>(uniform(gen, scale[0], scale[1]));
+    const float log_aspect = uniform(gen, log_lo, log_hi);
     const double aspect = at::exp(torch::full({1}, log_aspect, torch::kFloat32)).item<double>();
     const int64_t w = functional::round_half_even(std::sqrt(target_area * aspect));
     const int64_t h = functional::round_half_even(std::sqrt(target_area / aspect));

@@ -127,13 +127,6 @@ std::string number(double v) {
   return fmt::format("{}", v);
 }
 
-// torch.empty(1).uniform_(low, high) through LibTorch's own kernel. random.h's uniform() computes
-// x * (high - low) + low in float with a separate multiply and add, while LibTorch's vectorized build
-// of the kernel fuses them (FMA), so the two differ in the last bit for ranges other than [0, 1).
-float torch_uniform(at::Generator& gen, double low, double high) {
-  return at::empty({1}, at::TensorOptions().dtype(at::kFloat)).uniform_(low, high, gen).item<float>();
-}
-
 // Python's round(): half to even, as std::nearbyint in the default rounding mode.
 int64_t round_half_even(double x) {
   const int saved = std::fegetround();
@@ -169,7 +162,7 @@ RandomErasing::Params RandomErasing::get_params(at::Generator& gen, int64_t chan
   auto log_ratio = at::log(at::tensor({static_cast<float>(ratio[0]), static_cast<float>(ratio[1])}));
   const double log_lo = log_ratio[0].item<float>(), log_hi = log_ratio[1].item<float>();
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const double erase_area = static_cast<double>(area) * static_cast<double>(torch_uniform(gen, scale[0], scale[1]));
+    const double erase_area = static_cast<double>(area) * static_cast<double>(uniform(gen, scale[0], scale[1]));
     // torch.exp(torch.empty(1).uniform_(log_lo, log_hi)) on the one-element tensor, as torchvision does.
     auto u = at::empty({1}, at::TensorOptions().dtype(at::kFloat)).uniform_(log_lo, log_hi, gen);
     const double aspect = at::exp(u).item<float>();

@@ -25,13 +25,19 @@ int64_t randint(at::Generator& gen, int64_t low, int64_t high) {
 }
 
 float uniform(at::Generator& gen, double low, double high) {
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
-  at::uniform_real_distribution<float> dist(static_cast<float>(low), static_cast<float>(high));
-  return static_cast<float>(dist(g));
+  // LibTorch's own kernel on a one-element tensor: its vectorised build fuses the multiply and add of
+  // x * (high - low) + low, so computing it here could differ from torchvision's draw in the last bit.
+  return at::empty({1}, at::kFloat).uniform_(low, high, gen).item<float>();
 }
 
-float rand_float(at::Generator& gen) { return uniform(gen, 0.0, 1.0); }
+float rand_float(at::Generator& gen) {
+  // [0, 1) needs no scaling, so the distribution object gives torch.rand(1)'s value bit for bit,
+  // without a tensor per draw (flips draw once per image).
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  auto* g = at::check_generator<at::CPUGeneratorImpl>(gen);
+  at::uniform_real_distribution<float> dist(0.0f, 1.0f);
+  return static_cast<float>(dist(g));
+}
 
 std::vector<int64_t> randperm(at::Generator& gen, int64_t n) {
   auto perm = torch::randperm(n, gen, torch::kInt64);

@@ -10,8 +10,8 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/transforms/color.h"
 #include "birdplane/transforms/random.h"
-#include "uniform_draw.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -324,7 +324,7 @@ RandomRotation::RandomRotation(std::vector<double> degrees, F::InterpolationMode
 }
 
 double RandomRotation::get_params(at::Generator& gen, std::array<double, 2> degrees) {
-  return static_cast<double>(detail::torch_uniform(gen, degrees[0], degrees[1]));
+  return static_cast<double>(uniform(gen, degrees[0], degrees[1]));
 }
 
 at::Tensor RandomRotation::apply(const at::Tensor& input, const std::vector<double>& angles) const {
@@ -392,20 +392,20 @@ RandomAffine::Params RandomAffine::get_params(at::Generator& gen, std::array<dou
                                               const std::vector<double>& translate, const std::vector<double>& scale,
                                               const std::vector<double>& shear, int64_t width, int64_t height) {
   Params p;
-  p.angle = static_cast<double>(detail::torch_uniform(gen, degrees[0], degrees[1]));
+  p.angle = static_cast<double>(uniform(gen, degrees[0], degrees[1]));
   if (!translate.empty()) {
     const double max_dx = translate[0] * static_cast<double>(width);
     const double max_dy = translate[1] * static_cast<double>(height);
     // int(round(...)): Python rounds halves to even, as std::nearbyint does.
-    const float tx = detail::torch_uniform(gen, -max_dx, max_dx);
-    const float ty = detail::torch_uniform(gen, -max_dy, max_dy);
+    const float tx = uniform(gen, -max_dx, max_dx);
+    const float ty = uniform(gen, -max_dy, max_dy);
     p.translate[0] = static_cast<int64_t>(std::nearbyint(static_cast<double>(tx)));
     p.translate[1] = static_cast<int64_t>(std::nearbyint(static_cast<double>(ty)));
   }
-  if (!scale.empty()) p.scale = static_cast<double>(detail::torch_uniform(gen, scale[0], scale[1]));
+  if (!scale.empty()) p.scale = static_cast<double>(uniform(gen, scale[0], scale[1]));
   if (!shear.empty()) {
-    p.shear[0] = static_cast<double>(detail::torch_uniform(gen, shear[0], shear[1]));
-    if (shear.size() == 4) p.shear[1] = static_cast<double>(detail::torch_uniform(gen, shear[2], shear[3]));
+    p.shear[0] = static_cast<double>(uniform(gen, shear[0], shear[1]));
+    if (shear.size() == 4) p.shear[1] = static_cast<double>(uniform(gen, shear[2], shear[3]));
   }
   return p;
 }
@@ -521,24 +521,6 @@ namespace {
 // torchvision's tensor gaussian_blur (functional_tensor.py) for one float32 image batch: separable
 // kernels from linspace/exp, multiplied into a 2-D kernel, reflect padding, a grouped conv2d.
 // Private to the elastic transform here; functional::gaussian_blur (elsewhere) does the same math.
-at::Tensor kernel1d(int64_t size, double sigma) {
-  const double half = static_cast<double>(size - 1) * 0.5;
-  auto x = at::linspace(-half, half, size);
-  auto pdf = at::exp((x / sigma).pow(2) * -0.5);
-  return pdf / pdf.sum();
-}
-
-at::Tensor blur(const at::Tensor& img, std::array<int64_t, 2> kernel_size, std::array<double, 2> sigma) {
-  auto kx = kernel1d(kernel_size[0], sigma[0]).to(img.scalar_type());
-  auto ky = kernel1d(kernel_size[1], sigma[1]).to(img.scalar_type());
-  auto kernel = torch::mm(ky.unsqueeze(1), kx.unsqueeze(0));
-  const int64_t c = img.size(-3);
-  kernel = kernel.expand({c, 1, kernel.size(0), kernel.size(1)});
-  const int64_t px = kernel_size[0] / 2, py = kernel_size[1] / 2;
-  auto padded = at::reflection_pad2d(img, {px, px, py, py});
-  return at::conv2d(padded, kernel, at::Tensor(), at::IntArrayRef{1}, at::IntArrayRef{0}, at::IntArrayRef{1}, c);
-}
-
 // torchvision's kernel size for sigma: int(8 sigma + 1), made odd.
 int64_t elastic_kernel(double sigma) {
   auto k = static_cast<int64_t>(8 * sigma + 1);
@@ -575,7 +557,7 @@ at::Tensor ElasticTransform::get_params(at::Generator& gen, std::array<double, 2
                       "ElasticTransform: sigma {} blurs with a {}-pixel kernel, which needs an image larger than "
                       "{}x{} (got {}x{}); use a smaller sigma",
                       sigma_k, k, k / 2, k / 2, height, width);
-      d = blur(d, {k, k}, sigma);
+      d = functional::gaussian_blur(d, {k, k}, sigma);  // torchvision passes both sigmas
     }
     return d * alpha_k / static_cast<double>(side);
   };

@@ -422,9 +422,59 @@ at::Tensor crop_windows(const at::Tensor& padded, const std::vector<RandomCrop::
   return out;
 }
 
+// The same windows cut straight from an unpadded contiguous uint8 batch with constant padding
+// `pad` = {left, top, right, bottom} of `fill`: rows outside the image are filled, rows inside are
+// one memcpy plus fills at the edges. Saves building the padded batch (what training runs per batch).
+at::Tensor crop_windows_constant(const at::Tensor& input, std::array<int64_t, 4> pad, uint8_t fill,
+                                 const std::vector<RandomCrop::Params>& params, int64_t out_h, int64_t out_w) {
+  const int64_t n = input.size(0), c = input.size(1), h = input.size(2), w = input.size(3);
+  const int64_t ph = h + pad[1] + pad[3], pw = w + pad[0] + pad[2];
+  BIRDPLANE_CHECK(static_cast<int64_t>(params.size()) == n, "RandomCrop: {} parameter sets for a batch of {}",
+                  params.size(), n);
+  auto out = torch::empty({n, c, out_h, out_w}, input.options());
+  const uint8_t* src = input.data_ptr<uint8_t>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& p = params[static_cast<size_t>(i)];
+    BIRDPLANE_CHECK(p.height == out_h && p.width == out_w, "RandomCrop: a {}x{} window for a {}x{} crop", p.height,
+                    p.width, out_h, out_w);
+    functional::check_window(p.top, p.left, out_h, out_w, ph, pw);
+    // Columns [x0, x1) of the window come from the image; the rest is fill.
+    const int64_t sx = p.left - pad[0];
+    const int64_t x0 = std::clamp<int64_t>(-sx, 0, out_w), x1 = std::clamp<int64_t>(w - sx, 0, out_w);
+    for (int64_t ch = 0; ch < c; ++ch) {
+      for (int64_t y = 0; y < out_h; ++y) {
+        uint8_t* row = dst + ((i * c + ch) * out_h + y) * out_w;
+        const int64_t sy = p.top - pad[1] + y;
+        if (sy < 0 || sy >= h || x1 <= x0) {
+          std::memset(row, fill, static_cast<size_t>(out_w));
+          continue;
+        }
+        if (x0 > 0) std::memset(row, fill, static_cast<size_t>(x0));
+        std::memcpy(row + x0, src + ((i * c + ch) * h + sy) * w + sx + x0, static_cast<size_t>(x1 - x0));
+        if (x1 < out_w) std::memset(row + x1, fill, static_cast<size_t>(out_w - x1));
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
+bool RandomCrop::fused_constant_path(const at::Tensor& input) const {
+  return input.dim() == 4 && input.scalar_type() == torch::kUInt8 && input.is_contiguous() &&
+         options_.padding_mode() == functional::PaddingMode::kConstant && !options_.pad_if_needed() &&
+         options_.fill() >= 0 && options_.fill() <= 255 && options_.fill() == std::floor(options_.fill());
+}
+
+std::array<int64_t, 4> RandomCrop::padding_ltrb() const {
+  if (!padding_given_) return {0, 0, 0, 0};
+  return functional::expand_padding(options_.padding(), "RandomCrop");
+}
+
 at::Tensor RandomCrop::apply(const at::Tensor& input, const std::vector<Params>& params) const {
+  if (fused_constant_path(input))
+    return crop_windows_constant(input, padding_ltrb(), static_cast<uint8_t>(options_.fill()), params, out_h_, out_w_);
   return crop_windows(this->pad(input), params, out_h_, out_w_);
 }
 
@@ -433,10 +483,16 @@ at::Tensor RandomCrop::operator()(const at::Tensor& input) const {
 }
 
 at::Tensor RandomCrop::forward(const at::Tensor& input, at::Generator& gen) const {
-  auto padded = this->pad(input);
-  const int64_t h = padded.size(-2), w = padded.size(-1);
   const int64_t n = input.dim() == 4 ? input.size(0) : 1;
   std::vector<Params> params;
+  if (fused_constant_path(input)) {
+    const auto p = padding_ltrb();
+    const int64_t h = input.size(2) + p[1] + p[3], w = input.size(3) + p[0] + p[2];
+    for (int64_t i = 0; i < n; ++i) params.push_back(get_params(gen, h, w, out_h_, out_w_));
+    return crop_windows_constant(input, p, static_cast<uint8_t>(options_.fill()), params, out_h_, out_w_);
+  }
+  auto padded = this->pad(input);
+  const int64_t h = padded.size(-2), w = padded.size(-1);
   for (int64_t i = 0; i < n; ++i) params.push_back(get_params(gen, h, w, out_h_, out_w_));
   return crop_windows(padded, params, out_h_, out_w_);
 }

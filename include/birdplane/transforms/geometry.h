@@ -170,6 +170,11 @@ class RandomCrop : public Transform {
 
   /// The padding, then pad_if_needed's, as torchvision's forward applies them.
   at::Tensor pad(const at::Tensor& input) const;
+  /// True when a batch can be cropped straight from the unpadded images (uint8, contiguous, constant
+  /// padding with a byte fill, no pad_if_needed): the same pixels without building the padded batch.
+  bool fused_constant_path(const at::Tensor& input) const;
+  /// The padding as {left, top, right, bottom} (zeros when none was given).
+  std::array<int64_t, 4> padding_ltrb() const;
   /// Pads, then crops with the given parameters (one per image of a batch).
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   /// Draws one window per image from `gen` (in image order) and applies them.

@@ -105,3 +105,19 @@ TEST(Geometry2, IdentitiesAndShapes) {
   EXPECT_EQ(F::rotate(x, 90, InterpolationMode::kNearest, true).sizes(), (std::vector<int64_t>{2, 3, 20, 16}));
   EXPECT_EQ(F::to_string(F::interpolation_from_string("InterpolationMode.BICUBIC")), "bicubic");
 }
+
+TEST(RandomCropFused, CroppingStraightFromTheImageEqualsPadThenCrop) {
+  // The fused uint8 path (contiguous batch, constant padding) against the general one (a non-contiguous
+  // view of the same batch goes through pad() then crop), with uneven padding and a fill.
+  auto x = torch::randint(0, 256, {6, 3, 9, 11}, torch::kInt64).to(torch::kUInt8);
+  auto strided = x.permute({0, 1, 3, 2}).contiguous().permute({0, 1, 3, 2});
+  ASSERT_FALSE(strided.is_contiguous());
+  for (std::vector<int64_t> padding : {std::vector<int64_t>{4}, {1, 5}, {0, 2, 7, 3}}) {
+    birdplane::transforms::RandomCrop crop(
+        birdplane::transforms::RandomCropOptions(std::vector<int64_t>{8, 10}).padding(padding).fill(7));
+    ASSERT_TRUE(crop.fused_constant_path(x));
+    ASSERT_FALSE(crop.fused_constant_path(strided));
+    auto g1 = at::make_generator<at::CPUGeneratorImpl>(5), g2 = at::make_generator<at::CPUGeneratorImpl>(5);
+    EXPECT_TRUE(torch::equal(crop.forward(x, g1), crop.forward(strided, g2))) << "padding size " << padding.size();
+  }
+}

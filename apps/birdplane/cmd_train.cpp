@@ -152,6 +152,9 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--augment", c.augment,
                   "Augmentation of training batches, e.g. \"RandomCrop(32, padding=4), RandomHorizontalFlip()\" "
                   "or \"crop,flip\"");
+  cmd->add_option("--precision", c.precision,
+                  "fp32, or bf16: matmuls in bfloat16 (LibTorch autocast), weights and loss in fp32")
+      ->capture_default_str();
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   auto* epochs = cmd->get_option("--epochs");
   cmd->callback([o, epochs] {

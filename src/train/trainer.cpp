@@ -1,5 +1,7 @@
 #include "birdplane/train/trainer.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -45,7 +47,46 @@ void TrainConfig::validate() const {
   BIRDPLANE_CHECK(limit_train >= 0 && limit_val >= 0, "--limit-train/--limit-val must be 0 or more");
   if (!loss.empty()) nn::parse_loss(loss);
   if (!augment.empty()) transforms::parse_augment(augment);
+  check_precision(precision);
   optimizer.validate();
+}
+
+void check_precision(const std::string& precision) {
+  BIRDPLANE_CHECK(precision == "fp32" || precision == "bf16",
+                  "--precision: '{}' is not supported; expected fp32 or bf16", precision);
+}
+
+PrecisionScope::PrecisionScope(bool bf16) : on_(bf16) {
+  if (!on_) return;
+  previous_enabled_ = at::autocast::is_cpu_enabled();
+  previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+at::Tensor forward_in_precision(torch::nn::Sequential& model, const at::Tensor& x, const std::string& precision) {
+  if (precision != "bf16") return model->forward(x);
+  const size_t n = model->size();
+  const bool ends_in_log_softmax =
+      n > 0 && std::dynamic_pointer_cast<torch::nn::LogSoftmaxImpl>(model->ptr(n - 1)) != nullptr;
+  at::Tensor h = x;
+  {
+    PrecisionScope scope(true);
+    auto it = model->begin();
+    for (size_t i = 0; i + (ends_in_log_softmax ? 1 : 0) < n; ++i, ++it) h = it->forward(h);
+  }
+  h = h.to(at::kFloat);
+  if (ends_in_log_softmax) h = model->ptr<torch::nn::LogSoftmaxImpl>(n - 1)->forward(h);
+  return h;
+}
+
+PrecisionScope::~PrecisionScope() {
+  if (!on_) return;
+  // Leaving the outermost region drops the cached bf16 copies of the weights (they change every step).
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_cpu_enabled(previous_enabled_);
+  at::autocast::set_autocast_cpu_dtype(previous_dtype_);
 }
 
 nlohmann::json TrainConfig::to_json() const {
@@ -55,7 +96,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"epochs", epochs},       {"batch_size", batch_size}, {"seed", seed},
           {"drop_last", drop_last}, {"eval_every", eval_every}, {"runs_dir", runs_dir},
           {"name", name},           {"device", device},         {"init_from", init_from},
-          {"limit_train", limit_train}, {"limit_val", limit_val}, {"augment", augment}};
+          {"limit_train", limit_train}, {"limit_val", limit_val}, {"augment", augment},
+          {"precision", precision}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -79,6 +121,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   c.limit_train = j.at("limit_train").get<int64_t>();
   c.limit_val = j.at("limit_val").get<int64_t>();
   c.augment = j.value("augment", std::string());
+  c.precision = j.value("precision", std::string("fp32"));  // runs written before --precision existed
   return c;
 }
 
@@ -95,7 +138,8 @@ c10::Device resolve_device(const std::string& name) {
 }
 
 EvalResult evaluate(const torch::nn::Sequential& model_ref, const data::Cifar10& set, const ModelConfig& config,
-                    c10::Device device, int64_t batch_size) {
+                    c10::Device device, int64_t batch_size, const std::string& precision) {
+  check_precision(precision);
   torch::NoGradGuard no_grad;
   torch::nn::Sequential model = model_ref;  // a holder sharing the module; forward() is not const
   const bool was_training = model->is_training();
@@ -111,7 +155,7 @@ EvalResult evaluate(const torch::nn::Sequential& model_ref, const data::Cifar10&
     auto y = set.labels().slice(0, start, end);
     x = x.view({end - start, -1}).to(device);
     y = y.to(device);
-    auto out = model->forward(x);
+    auto out = forward_in_precision(model, x, precision);
     loss.add(nn::compute_loss(loss_kind, out, y, config.mlp.log_softmax).item<double>(), end - start);
     r.confusion.add(out.argmax(1), y);
   }
@@ -227,7 +271,8 @@ TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
       const int64_t b = batch->images.size(0);
       auto x = batch->images.view({b, -1}).to(device_);
       auto y = batch->labels.to(device_);
-      auto out = model_->forward(x);
+      // float32 out of any precision: log_softmax and the loss are computed in float32.
+      auto out = forward_in_precision(model_, x, config_.precision);
       auto loss = nn::compute_loss(loss_, out, y, model_config_.mlp.log_softmax);
       // Gradients set to none rather than zeroed: backward then writes each one fresh instead of
       // adding into a zeroed buffer, two memory passes per parameter saved (PyTorch's
@@ -264,7 +309,7 @@ TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
     m.seconds = timer.seconds();
     m.images_per_second = seen / std::max(m.seconds, 1e-9);
     if ((epoch + 1) % config_.eval_every == 0 || epoch + 1 == config_.epochs) {
-      auto ev = evaluate(model_, val_set_, model_config_, device_);
+      auto ev = evaluate(model_, val_set_, model_config_, device_, 1000, config_.precision);
       m.val_loss = ev.loss;
       m.val_accuracy = ev.confusion.accuracy();
     }
@@ -284,8 +329,8 @@ TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
   result.history = history_;
   result.run_dir = run_dir_;
   result.total_seconds = run_timer.seconds();
-  auto train_eval = evaluate(model_, train_set_, model_config_, device_);
-  auto val_eval = evaluate(model_, val_set_, model_config_, device_);
+  auto train_eval = evaluate(model_, train_set_, model_config_, device_, 1000, config_.precision);
+  auto val_eval = evaluate(model_, val_set_, model_config_, device_, 1000, config_.precision);
   result.final_train_accuracy = train_eval.confusion.accuracy();
   result.final_val_accuracy = val_eval.confusion.accuracy();
   save_checkpoint((fs::path(run_dir_) / "model.pt").string(), model_config_, model_);

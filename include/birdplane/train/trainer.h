@@ -41,6 +41,7 @@ struct TrainConfig {
   int64_t limit_train = 0;            ///< use only the first N training images (0: all)
   int64_t limit_val = 0;              ///< use only the first N validation images (0: all)
   std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
+  std::string precision = "fp32";     ///< fp32, or bf16: matmuls in bfloat16 (autocast), fp32 weights and loss
 
   /// Throws an Error naming the flag when a value is out of range.
   void validate() const;
@@ -58,6 +59,31 @@ class Interrupted : public Error {
   using Error::Error;
 };
 
+/// Checks --precision: "fp32" or "bf16" (throws an Error naming the flag otherwise).
+void check_precision(const std::string& precision);
+
+/// While alive, with bf16 on, LibTorch's CPU autocast runs matmuls (linear, addmm) in bfloat16;
+/// weights stay float32 (cast per use, cached within the region). LibTorch 1.13's CPU autocast leaves
+/// log_softmax in the input's dtype, so forward_in_precision keeps it out of the region. Restores the
+/// previous autocast state on exit.
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(bool bf16);
+  ~PrecisionScope();
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  bool on_;
+  bool previous_enabled_ = false;
+  c10::ScalarType previous_dtype_ = c10::ScalarType::BFloat16;
+};
+
+/// model->forward(x) in `precision`: with "bf16" every layer but a final LogSoftmax runs under
+/// PrecisionScope, and the result is widened to float32 before that LogSoftmax (and before the loss).
+/// Always returns float32.
+at::Tensor forward_in_precision(torch::nn::Sequential& model, const at::Tensor& x, const std::string& precision);
+
 /// Resolves --device: "auto" takes CUDA when LibTorch has it.
 c10::Device resolve_device(const std::string& name);
 
@@ -68,8 +94,9 @@ struct EvalResult {
 };
 
 /// Evaluates `model` on every image of `set`, normalized with config.mean/std, in batches.
+/// With precision "bf16" the forward pass runs under PrecisionScope.
 EvalResult evaluate(const torch::nn::Sequential& model, const data::Cifar10& set, const ModelConfig& config,
-                    c10::Device device, int64_t batch_size = 1000);
+                    c10::Device device, int64_t batch_size = 1000, const std::string& precision = "fp32");
 
 /// One row of metrics.csv.
 struct EpochMetrics {

@@ -1,5 +1,6 @@
 #include "birdplane/train/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 
 #include <unistd.h>
@@ -46,7 +47,12 @@ void TrainConfig::validate() const {
                   "--device: '{}' is not a device; expected auto, cpu or cuda", device);
   BIRDPLANE_CHECK(limit_train >= 0 && limit_val >= 0, "--limit-train/--limit-val must be 0 or more");
   if (!loss.empty()) nn::parse_loss(loss);
-  if (!augment.empty()) transforms::parse_augment(augment);
+  if (!augment.empty()) {
+    // Parse, then run once on a tiny batch: a spec that changes the size or dtype fails here, before
+    // a run folder exists, not on the loader thread.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+    transforms::parse_augment(augment)(at::zeros({2, 3, 32, 32}, at::kByte), gen);
+  }
   check_precision(precision);
   optimizer.validate();
 }

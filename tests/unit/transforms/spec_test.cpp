@@ -40,3 +40,24 @@ TEST(AugmentSpec, ErrorsPointAtTheSpotAndSayWhatIsAllowed) {
   expect_error([] { transforms::parse_augment("flip(q=1)"); }, {"unexpected argument 'q'"});
   expect_error([] { transforms::parse_augment("crop flip"); }, {"column 6", "','"});
 }
+
+TEST(AugmentSpec, NestedListsWordsAndShapeChecks) {
+  auto x = torch::randint(0, 256, {4, 3, 32, 32}, torch::kInt64).to(torch::kUInt8);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto t = transforms::parse_augment(
+      "RandomApply([RandomCrop(32, padding=(2, 3), padding_mode='reflect'), flip], p=1.0), "
+      "RandomAffine(degrees=0, translate=(0.1, 0.1), interpolation=InterpolationMode.NEAREST)");
+  auto y = t(x, gen);
+  EXPECT_EQ(y.sizes(), x.sizes());
+  EXPECT_EQ(y.scalar_type(), torch::kUInt8);
+  // A pipeline that changes the batch's size or dtype is refused, naming --augment.
+  auto resize = transforms::parse_augment("Resize(16)");
+  expect_error([&] { resize(x, gen); }, {"--augment", "uint8", "same size"});
+  expect_error([] { transforms::parse_transforms("RandomApply([Blur(3)])", "--check"); },
+               {"--check", "unknown transform 'Blur'", "column 14"});
+  expect_error([] { transforms::parse_transforms("GaussianBlur(4)"); }, {"kernel", "4"});
+  expect_error([] { transforms::parse_transforms("Pad(-1)"); }, {"Pad", "-1"});
+  expect_error([] { transforms::parse_transforms("RandomCrop(32, padding_mode='mirror')"); }, {"mirror", "reflect"});
+  expect_error([] { transforms::parse_transforms("RandomCrop(32, 'a)"); }, {"not closed"});
+  EXPECT_TRUE(transforms::parse_transforms("")->repr().find("Compose") != std::string::npos);
+}

@@ -1,14 +1,22 @@
 // birdplane_bench MODE [args]: timings for bench/run.py, one JSON line on stdout.
 //   load DATA_DIR            read the training split from disk and build the normalized cifar2 set
-//   epoch DATA_DIR MODEL N [SPEC]  N epochs of MODEL on cifar2 (batch 64, SGD lr 1e-2), with the
-//                            --augment SPEC when given; seconds per epoch
+//   epoch DATA_DIR MODEL N [SPEC] [--all-classes]  N epochs of MODEL on cifar2 (batch 64, SGD
+//                            lr 1e-2), with the --augment SPEC when given, or on all ten classes
+//                            with --all-classes; seconds per epoch
+//   eval DATA_DIR MODEL N [--all-classes]  train::evaluate of an untrained MODEL (seed 123) over the
+//                            validation set N times and the training set max(3, N/4) times: images/s
+//   matmul DIMS [BATCH] [REPS]  GFLOP/s of the matrix products one training step of the MLP with
+//                            layer widths DIMS (e.g. 3072,512,2) makes, in fp32 and bf16
 //   augment DATA_DIR SPEC N [normalize]  N passes of the batch loader over cifar2 with SPEC on uint8
 //                            batches (then ToTensor + Normalize with "normalize", what training
 //                            consumes): images per second per pass
 //   transform DATA_DIR SPEC N  the transform alone on in-memory uint8 batches of 64: images/s
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -18,6 +26,8 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/stats.h"
+#include "birdplane/nn/mlp.h"
+#include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
@@ -82,12 +92,17 @@ nlohmann::json bench_transform(const std::string& dir, const std::string& spec, 
   return {{"mode", "transform"}, {"spec", spec}, {"images_per_second", rates}, {"checksum", checksum}};
 }
 
+// cifar2 (the book's two classes) or, with all_classes, the whole of CIFAR-10.
+std::vector<std::string> bench_classes(bool all_classes) {
+  return all_classes ? std::vector<std::string>{} : std::vector<std::string>{"airplane", "bird"};
+}
+
 nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int64_t epochs,
-                           const std::string& augment) {
+                           const std::string& augment, bool all_classes) {
   data::Cifar10 train_full(dir, data::Split::kTrain);
   auto stats = data::channel_stats(train_full.images());
-  auto train_set = train_full.subset({"airplane", "bird"});
-  auto val_set = data::Cifar10(dir, data::Split::kTest).subset({"airplane", "bird"});
+  auto train_set = train_full.subset(bench_classes(all_classes));
+  auto val_set = data::Cifar10(dir, data::Split::kTest).subset(bench_classes(all_classes));
   train::TrainConfig c;
   c.model = model;
   c.epochs = epochs;
@@ -102,27 +117,136 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   std::filesystem::remove_all(tmp);
   std::vector<double> secs;
   for (const auto& m : r.history) secs.push_back(m.seconds);
-  return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"epoch_seconds", secs},
+  return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"classes", train_set.num_classes()},
+          {"images", train_set.images().size(0)}, {"epoch_seconds", secs},
           {"final_train_loss", r.history.back().train_loss}};
+}
+
+// Evaluation throughput: train::evaluate (normalize each batch of 1000 from uint8, forward, loss,
+// confusion matrix) of an untrained model; its speed does not depend on the weights.
+nlohmann::json bench_eval(const std::string& dir, const std::string& model, int64_t repeats, bool all_classes) {
+  data::Cifar10 train_full(dir, data::Split::kTrain);
+  auto stats = data::channel_stats(train_full.images());
+  auto train_set = train_full.subset(bench_classes(all_classes));
+  auto val_set = data::Cifar10(dir, data::Split::kTest).subset(bench_classes(all_classes));
+  train::ModelConfig mc;
+  mc.model_name = model;
+  mc.mlp = nn::preset(model, train_set.num_classes());
+  mc.loss = nn::natural_loss(mc.mlp);
+  mc.classes = train_set.class_names();
+  mc.mean = stats.mean;
+  mc.std = stats.std;
+  torch::manual_seed(123);
+  auto net = nn::make_mlp(mc.mlp);
+  const c10::Device cpu(c10::kCPU);
+  double checksum = 0;
+  auto passes = [&](const data::Cifar10& set, int64_t n) {
+    std::vector<double> rates;
+    for (int64_t i = 0; i < n; ++i) {
+      train::Timer t;
+      auto ev = train::evaluate(net, set, mc, cpu);
+      rates.push_back(static_cast<double>(set.images().size(0)) / t.seconds());
+      checksum += ev.loss;
+    }
+    return rates;
+  };
+  auto val_rates = passes(val_set, repeats);
+  auto train_rates = passes(train_set, std::max<int64_t>(3, repeats / 4));
+  return {{"mode", "eval"}, {"model", model}, {"val_images", val_set.images().size(0)},
+          {"train_images", train_set.images().size(0)}, {"val_images_per_second", val_rates},
+          {"train_images_per_second", train_rates}, {"checksum", checksum}};
+}
+
+// Seconds per call of f: enough calls per repetition to fill about 50 ms, then the median of `reps`
+// repetitions.
+double seconds_per_call(const std::function<at::Tensor()>& f, int64_t reps) {
+  f();  // warm-up: first-call allocations, oneDNN primitive creation
+  train::Timer once;
+  f();
+  const int64_t calls = std::max<int64_t>(3, static_cast<int64_t>(0.05 / std::max(once.seconds(), 1e-7)));
+  std::vector<double> per_call;
+  for (int64_t r = 0; r < reps; ++r) {
+    train::Timer t;
+    for (int64_t c = 0; c < calls; ++c) f();
+    per_call.push_back(t.seconds() / static_cast<double>(calls));
+  }
+  std::sort(per_call.begin(), per_call.end());
+  return per_call[per_call.size() / 2];
+}
+
+// The matrix products of one training step of an MLP with widths dims[0] -> ... -> dims[L] at
+// batch B, with the memory layouts autograd uses for nn::Linear (y = addmm(b, x, W.t())):
+//   forward   [B,in] x [in,out]   (W [out,in] read transposed)
+//   weight    [out,B] x [B,in]    (grad_out read transposed; gives grad_W [out,in])
+//   input     [B,out] x [out,in]  (grad_out times W; not made for the first layer, whose input
+//                                  needs no gradient)
+// Each is 2*B*in*out FLOP. The step's rate is its total FLOP over the sum of the per-call times.
+nlohmann::json bench_matmul(const std::vector<int64_t>& dims, int64_t batch, int64_t reps) {
+  BIRDPLANE_CHECK(dims.size() >= 2, "matmul: expected at least two widths, e.g. 3072,512,2");
+  torch::manual_seed(1);
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    const std::string dname = dtype == at::kFloat ? "fp32" : "bf16";
+    nlohmann::json shapes = nlohmann::json::array();
+    double step_flop = 0, step_seconds = 0;
+    for (size_t l = 1; l < dims.size(); ++l) {
+      const int64_t in = dims[l - 1], outw = dims[l];
+      auto x = at::randn({batch, in}).to(dtype), w = at::randn({outw, in}).to(dtype);
+      auto b = at::randn({outw}).to(dtype), g = at::randn({batch, outw}).to(dtype);
+      const double flop = 2.0 * static_cast<double>(batch * in * outw);
+      std::vector<std::pair<std::string, std::function<at::Tensor()>>> ops = {
+          {"forward", [&] { return at::addmm(b, x, w.t()); }},
+          {"weight_grad", [&] { return at::mm(g.t(), x); }}};
+      if (l > 1) ops.push_back({"input_grad", [&] { return at::mm(g, w); }});
+      for (const auto& [op, f] : ops) {
+        const double s = seconds_per_call(f, reps);
+        step_flop += flop;
+        step_seconds += s;
+        shapes.push_back({{"layer", l}, {"op", op}, {"in", in}, {"out", outw}, {"flop", flop},
+                          {"seconds", s}, {"gflops", flop / s / 1e9}});
+      }
+    }
+    out[dname] = {{"shapes", shapes}, {"step_flop", step_flop}, {"step_seconds", step_seconds},
+                  {"gflops", step_flop / step_seconds / 1e9}};
+  }
+  return {{"mode", "matmul"}, {"dims", dims}, {"batch", batch}, {"reps", reps}, {"mkldnn", at::hasMKLDNN()},
+          {"results", out}};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));
+    // All cores, or BIRDPLANE_BENCH_THREADS (bench/run passes its --threads, as it does to Python).
+    const char* threads_env = std::getenv("BIRDPLANE_BENCH_THREADS");
+    at::set_num_threads(threads_env && *threads_env ? std::stoi(threads_env)
+                                                    : static_cast<int>(std::thread::hardware_concurrency()));
     const std::string mode = argc > 1 ? argv[1] : "";
+    // --all-classes may come anywhere after the mode; the rest are positional.
+    std::vector<std::string> pos;
+    bool all_classes = false;
+    for (int i = 2; i < argc; ++i) {
+      if (std::string(argv[i]) == "--all-classes") all_classes = true;
+      else pos.emplace_back(argv[i]);
+    }
     nlohmann::json j;
     if (mode == "load" && argc == 3) {
       j = bench_load(argv[2]);
-    } else if (mode == "epoch" && (argc == 5 || argc == 6)) {
-      j = bench_epoch(argv[2], argv[3], std::stoll(argv[4]), argc == 6 ? argv[5] : "");
+    } else if (mode == "epoch" && (pos.size() == 3 || pos.size() == 4)) {
+      j = bench_epoch(pos[0], pos[1], std::stoll(pos[2]), pos.size() == 4 ? pos[3] : "", all_classes);
+    } else if (mode == "eval" && (pos.size() == 2 || pos.size() == 3)) {
+      j = bench_eval(pos[0], pos[1], pos.size() == 3 ? std::stoll(pos[2]) : 20, all_classes);
+    } else if (mode == "matmul" && !pos.empty() && pos.size() <= 3) {
+      j = bench_matmul(nn::parse_hidden(pos[0]), pos.size() > 1 ? std::stoll(pos[1]) : 64,
+                       pos.size() > 2 ? std::stoll(pos[2]) : 7);
     } else if (mode == "augment" && (argc == 5 || argc == 6)) {
       j = bench_augment(argv[2], argv[3], std::stoll(argv[4]), argc == 6 && std::string(argv[5]) == "normalize");
     } else if (mode == "transform" && argc == 5) {
       j = bench_transform(argv[2], argv[3], std::stoll(argv[4]));
     } else {
-      std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N\n";
+      std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
+                   " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
+                   " | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

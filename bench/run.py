@@ -1,31 +1,81 @@
-"""Driver for bench/run: alternates the C++ and Python sides, takes medians, prints ratios and
-writes bench/results/DATE.json. Every figure comes from a fresh process per repetition."""
+"""Driver for bench/run: runs the C++ side and the Python references in turn, takes medians, prints
+ratios and writes bench/results/DATE-HHMMSS.json. Every figure comes from a fresh process per
+repetition; the order of the sides is reversed on every other repetition, so that drifting machine
+load hits all sides alike.
+
+Sides: "cpp" (build/bench/birdplane_bench), "book" (the book's code as printed: a list of per-image
+tensors and a DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader)
+and "tuned_bf16" (tuned under torch.autocast bf16). Ratios are Python seconds over C++ seconds:
+above 1, C++ is faster."""
 import argparse
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PY = os.path.join(HERE, "python")
+SIDES = ("cpp", "book", "tuned", "tuned_bf16")
+SIDE_TITLES = {"cpp": "C++ s", "book": "book s", "tuned": "tuned s", "tuned_bf16": "bf16 s"}
+RATIO_TITLES = {"book": "book/C++", "tuned": "tuned/C++", "tuned_bf16": "bf16/C++"}
+KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline")
+# Layer widths of the models the roofline covers (cifar2: two outputs).
+MODEL_DIMS = {"book-small": [3072, 512, 2], "book-large": [3072, 1024, 512, 128, 2]}
 
 
-def run_json(cmd, cwd=None):
-    out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
+def run_json(cmd, cwd=None, env=None):
+    out = subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def cpu_name():
+def run_peak_rss(cmd, cwd=None, env=None):
+    """Runs cmd to the end; returns its peak resident set size in MiB. os.wait4 gives the resource
+    usage of that one child (ru_maxrss, KiB on Linux), not the maximum over all children so far as
+    RUSAGE_CHILDREN would."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            err.seek(0)
+            raise subprocess.CalledProcessError(p.returncode, cmd, stderr=err.read().decode(errors="replace"))
+    return usage.ru_maxrss / 1024
+
+
+def epoch_flop(dims, images):
+    """Matmul FLOP of one epoch of an MLP with widths dims over `images` images. Per image and layer
+    (in -> out): forward 2*in*out, weight gradient 2*in*out, input gradient 2*in*out except for the
+    first layer (its input needs no gradient). Bias, activation, loss and optimizer work are not
+    counted."""
+    layers = list(zip(dims[:-1], dims[1:]))
+    per_image = sum(4 * i * o for i, o in layers) + sum(2 * i * o for i, o in layers[1:])
+    return per_image * images
+
+
+def cpu_info():
+    info = {"cpu": platform.processor(), "flags": []}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
+                    break
     except OSError:
         pass
-    return platform.processor()
+    return info
+
+
+def median_tail(values):
+    """Median of all but the first value (the warm-up), or of the only one."""
+    return statistics.median(values[1:] or values)
 
 
 def main():
@@ -35,78 +85,213 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=3, help="epochs per process; the first is warm-up")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--only", default="",
-                    help="comma list of workloads: load,small,large,augepoch,augment (default: all)")
+    ap.add_argument("--only", default="", help="comma list of workloads: " + ",".join(KEYS) + " (default: all)")
+    ap.add_argument("--rss-epochs", type=int, default=100, help="epochs of the (g) peak memory runs")
+    ap.add_argument("--rss-reps", type=int, default=1, help="repetitions of (g) (peak RSS is not noisy)")
+    ap.add_argument("--eval-repeats", type=int, default=20,
+                    help="(e) passes over the validation set per process (training set: a quarter, >= 3)")
     args = ap.parse_args()
     bench = os.path.join(args.build, "bench", "birdplane_bench")
-    py = os.path.join(HERE, "python")
+    cli = os.path.join(args.build, "birdplane")
+    data = os.path.abspath(args.data)
+    threads = str(args.threads)
     only = set(filter(None, args.only.split(",")))
-    rows = []
+    unknown = only - set(KEYS)
+    if unknown:
+        ap.error(f"--only: unknown {','.join(sorted(unknown))}; expected some of {','.join(KEYS)}")
+    cpp_env = dict(os.environ, BIRDPLANE_BENCH_THREADS=threads)
+    rows, memory, roofline = [], [], {}
 
-    def side_by_side(name, cpp_cmd, py_cmd, pick):
-        cpp, pyv = [], []
-        for rep in range(args.reps):  # alternate, so drifting machine load hits both sides alike
-            cpp.append(pick(run_json(cpp_cmd)))
-            pyv.append(pick(run_json(py_cmd, cwd=py)))
-            print(f"  {name} rep {rep + 1}/{args.reps}: C++ {cpp[-1]:.4f} s, Python {pyv[-1]:.4f} s", file=sys.stderr)
-        c, p = statistics.median(cpp), statistics.median(pyv)
-        rows.append({"workload": name, "cpp_seconds": c, "python_seconds": p, "speedup": p / c,
-                     "cpp_all": cpp, "python_all": pyv})
+    def wanted(key):
+        return not only or key in only
 
-    env_threads = str(args.threads)
-    if not only or "load" in only:
-        side_by_side("(a) load + normalized cifar2",
-                     [bench, "load", args.data],
-                     [sys.executable, "book_load.py", os.path.abspath(args.data), env_threads],
-                     lambda j: j["seconds"])
-    # Median of the timed epochs (all but the first) within a process, then median over processes.
-    epoch_pick = lambda j: statistics.median(j["epoch_seconds"][1:] or j["epoch_seconds"])
-    for key, model in (("small", "book-small"), ("large", "book-large")):
-        if only and key not in only:
+    def compare(picks, sides, reps=args.reps):
+        """Runs each side once per repetition and appends one row per (name, pick) of picks; pick(j)
+        turns a side's JSON line into seconds."""
+        values = {name: {key: [] for key, _, _ in sides} for name, _ in picks}
+        for rep in range(reps):
+            order = sides if rep % 2 == 0 else sides[::-1]
+            for key, cmd, cwd in order:
+                j = run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else None)
+                for name, pick in picks:
+                    values[name][key].append(pick(j))
+            last = ", ".join(f"{key} {values[picks[0][0]][key][-1]:.4f}" for key, _, _ in sides)
+            print(f"  {picks[0][0]} rep {rep + 1}/{reps}: {last}", file=sys.stderr)
+        new = []
+        for name, _ in picks:
+            med = {key: statistics.median(v) for key, v in values[name].items()}
+            row = {"workload": name, "reps": reps, "seconds": med, "all": values[name]}
+            # The keys of earlier result files: C++ against the first Python side.
+            py_key = next(k for k in SIDES[1:] if k in med)
+            row.update(cpp_seconds=med["cpp"], python_seconds=med[py_key], python_side=py_key,
+                       speedup=med[py_key] / med["cpp"])
+            rows.append(row)
+            new.append(row)
+        return new
+
+    def py(script, *rest):
+        return [sys.executable, script, *rest]
+
+    def epoch_sides(model, keys, extra_cpp=(), extra_py=()):
+        cmds = {"cpp": ([bench, "epoch", args.data, model, str(args.epochs), *extra_cpp], None),
+                "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
+                "tuned": (py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
+                "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY)}
+        return [(k, *cmds[k]) for k in keys]
+
+    epoch_pick = lambda j: median_tail(j["epoch_seconds"])
+
+    if wanted("load"):
+        compare([("(a) load + normalized cifar2", lambda j: j["seconds"])],
+                [("cpp", [bench, "load", args.data], None),
+                 ("book", py("book_load.py", data, threads), PY)])
+
+    # (b), (c): all four sides; --only tuned runs them without the (slow) book side.
+    for key, letter, model in (("small", "b", "book-small"), ("large", "c", "book-large")):
+        if wanted(key):
+            keys = SIDES
+        elif "tuned" in only:
+            keys = ("cpp", "tuned", "tuned_bf16")
+        else:
             continue
-        side_by_side(f"({'b' if key == 'small' else 'c'}) epoch {model} fp32, batch 64",
-                     [bench, "epoch", args.data, model, str(args.epochs)],
-                     [sys.executable, "book_epoch.py", os.path.abspath(args.data), model, str(args.epochs),
-                      env_threads],
-                     epoch_pick)
+        compare([(f"({letter}) epoch {model}, batch 64", epoch_pick)], epoch_sides(model, keys))
 
-    if not only or "augepoch" in only:
-        side_by_side("(d) epoch book-small + crop,flip",
-                     [bench, "epoch", args.data, "book-small", str(args.epochs),
-                      "RandomCrop(32, padding=4), RandomHorizontalFlip()"],
-                     [sys.executable, "book_epoch.py", os.path.abspath(args.data), "book-small", str(args.epochs),
-                      env_threads, "augment"],
-                     epoch_pick)
+    if wanted("augepoch"):
+        compare([("(d) epoch book-small + crop,flip", epoch_pick)],
+                [("cpp", [bench, "epoch", args.data, "book-small", str(args.epochs),
+                          "RandomCrop(32, padding=4), RandomHorizontalFlip()"], None),
+                 ("book", py("book_epoch.py", data, "book-small", str(args.epochs), threads, "augment"), PY)])
+
+    if wanted("eval"):
+        # Seconds per pass (median of the passes after the first); images/s are printed below.
+        n = str(args.eval_repeats)
+        new = compare([("(e) eval book-small, cifar2 val",
+                        lambda j: j["val_images"] / median_tail(j["val_images_per_second"])),
+                       ("(e) eval book-small, cifar2 train",
+                        lambda j: j["train_images"] / median_tail(j["train_images_per_second"]))],
+                      [("cpp", [bench, "eval", args.data, "book-small", n], None),
+                       ("tuned", py("tuned_eval.py", data, "book-small", n, threads), PY)])
+        for row, images in zip(new, (2000, 10000)):
+            row["images"] = images
+            row["images_per_second"] = {k: images / s for k, s in row["seconds"].items()}
+
+    if wanted("full"):
+        compare([("(f) epoch book-small, all CIFAR-10", epoch_pick)],
+                epoch_sides("book-small", SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
+
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
     # passes after the first) through the loader, against a DataLoader with per-sample transforms.
-    cifar2_images = 10000
-    rate_pick = lambda j: cifar2_images / statistics.median(j["images_per_second"][1:] or j["images_per_second"])
-    for workers in (0, 2):
-        if only and "augment" not in only:
-            continue
-        side_by_side(f"(h) crop+flip+normalize pass, py {workers} workers",
-                     [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()", "4"],
-                     [sys.executable, "augment_loader.py", os.path.abspath(args.data), str(workers), "3",
-                      env_threads],
-                     rate_pick)
-        rows[-1]["cpp_images_per_second"] = cifar2_images / rows[-1]["cpp_seconds"]
-        rows[-1]["python_images_per_second"] = cifar2_images / rows[-1]["python_seconds"]
+    if wanted("augment"):
+        for workers in (0, 2):
+            new = compare([(f"(h) crop+flip+normalize, py {workers} workers",
+                            lambda j: 10000 / median_tail(j["images_per_second"]))],
+                          [("cpp", [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()",
+                                    "4"], None),
+                           ("book", py("augment_loader.py", data, str(workers), "3", threads), PY)])
+            new[0]["images_per_second"] = {k: 10000 / s for k, s in new[0]["seconds"].items()}
 
+    if wanted("rss"):
+        # (g) peak resident memory of a whole book-small cifar2 training run of --rss-epochs epochs.
+        e = str(args.rss_epochs)
+        sides = [("cpp", [bench, "epoch", args.data, "book-small", e], None),
+                 ("book", py("book_epoch.py", data, "book-small", e, threads), PY)]
+        runs_dir = tempfile.mkdtemp(prefix="birdplane-rss-")
+        if os.path.exists(cli):  # the program users run: checkpoints, metrics.csv, validation each epoch
+            sides.append(("cpp_train", [cli, "--threads", threads, "train", "--data-dir", data, "--classes",
+                                        "airplane,bird", "--model", "book-small", "--epochs", e, "--runs-dir",
+                                        runs_dir, "--name", "rss", "--no-download"], None))
+        values = {key: [] for key, _, _ in sides}
+        try:
+            for rep in range(args.rss_reps):
+                for key, cmd, cwd in (sides if rep % 2 == 0 else sides[::-1]):
+                    shutil.rmtree(os.path.join(runs_dir, "rss"), ignore_errors=True)
+                    values[key].append(run_peak_rss(cmd, cwd=cwd, env=cpp_env if cwd is None else None))
+                    print(f"  (g) peak RSS rep {rep + 1}/{args.rss_reps}: {key} {values[key][-1]:.1f} MiB",
+                          file=sys.stderr)
+        finally:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+        memory.append({"workload": f"(g) peak RSS, book-small cifar2, {e} epochs", "epochs": args.rss_epochs,
+                       "reps": args.rss_reps, "mib": {k: statistics.median(v) for k, v in values.items()},
+                       "all": values,
+                       "note": "cpp: birdplane_bench epoch (validation after the last epoch only); "
+                               "cpp_train: birdplane train (validation, checkpoint and metrics.csv every "
+                               "epoch); book: book_epoch.py. One repetition by default: two runs of each side at 2 "
+                               "epochs differed by about 2%."})
+
+    if wanted("roofline"):
+        for model, dims in MODEL_DIMS.items():
+            d = ",".join(map(str, dims))
+            out = {"cpp": [], "python": []}
+            cmds = [("cpp", [bench, "matmul", d, "64"], None), ("python", py("matmul.py", d, "64", "7", threads), PY)]
+            for rep in range(args.reps):
+                for key, cmd, cwd in (cmds if rep % 2 == 0 else cmds[::-1]):
+                    out[key].append(run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else None))
+            print(f"  roofline {model}: {args.reps} reps", file=sys.stderr)
+            entry = {"dims": dims, "batch": 64, "reps": args.reps, "epoch_flop_cifar2": epoch_flop(dims, 10000)}
+            for key, runs in out.items():
+                for dtype in ("fp32", "bf16"):
+                    step = runs[0]["results"][dtype]
+                    shapes = [dict(s, gflops=statistics.median(r["results"][dtype]["shapes"][i]["gflops"]
+                                                               for r in runs))
+                              for i, s in enumerate(step["shapes"])]
+                    for s in shapes:
+                        s.pop("seconds", None)
+                    entry[f"{key}_{dtype}"] = {
+                        "step_gflops": statistics.median(r["results"][dtype]["gflops"] for r in runs),
+                        "shapes": shapes}
+            roofline[model] = entry
+
+    # ---- report ----
     print()
-    print(f"{'workload':<36} {'C++ (s)':>9} {'book PyTorch (s)':>17} {'speedup':>8}")
+    if rows:
+        print("Ratios: Python seconds / C++ seconds (above 1: C++ is faster). Medians of the repetitions.")
+    head = f"{'workload':<36}" + "".join(f"{SIDE_TITLES[k]:>9}" for k in SIDES) + \
+        "".join(f"{RATIO_TITLES[k]:>10}" for k in SIDES[1:])
+    if rows:
+        print(head)
     for r in rows:
-        print(f"{r['workload']:<36} {r['cpp_seconds']:>9.4f} {r['python_seconds']:>17.4f} {r['speedup']:>7.1f}x")
+        s = r["seconds"]
+        line = f"{r['workload']:<36}" + "".join(f"{s[k]:>9.4f}" if k in s else f"{'-':>9}" for k in SIDES)
+        line += "".join(f"{s[k] / s['cpp']:>9.2f}x" if k in s else f"{'-':>10}" for k in SIDES[1:])
+        print(line)
     by_name = {r["workload"][:3]: r for r in rows}
     if "(b)" in by_name and "(d)" in by_name:
-        ratio = by_name["(d)"]["cpp_seconds"] / by_name["(b)"]["cpp_seconds"]
+        ratio = by_name["(d)"]["seconds"]["cpp"] / by_name["(b)"]["seconds"]["cpp"]
         print(f"\nC++ augmented epoch / plain epoch: {ratio:.3f} (target <= 1.1)")
     for r in rows:
-        if "cpp_images_per_second" in r:
-            print(f"{r['workload']}: C++ {r['cpp_images_per_second']:,.0f} images/s, "
-                  f"Python {r['python_images_per_second']:,.0f} images/s")
-    result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cpu_name(),
-              "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps, "epochs_per_process": args.epochs,
-              "rows": rows}
+        if "images_per_second" in r:
+            print(f"{r['workload']}: " + ", ".join(f"{k} {v:,.0f} images/s" for k, v in r["images_per_second"].items()))
+    for m in memory:
+        print(f"\n{m['workload']} (reps {m['reps']}): "
+              + ", ".join(f"{k} {v:,.1f} MiB" for k, v in m["mib"].items())
+              + (f"; book/C++ {m['mib']['book'] / m['mib']['cpp']:.2f}x" if "book" in m["mib"] else ""))
+
+    for model, entry in roofline.items():
+        print(f"\nRoofline {model} (batch 64, GFLOP/s of one training step's matmuls; per shape in the JSON):")
+        for dtype in ("fp32", "bf16"):
+            print(f"  {dtype}: C++ at::mm {entry[f'cpp_{dtype}']['step_gflops']:.1f}, "
+                  f"Python torch.mm {entry[f'python_{dtype}']['step_gflops']:.1f}")
+        letter = "(b)" if model == "book-small" else "(c)"
+        if letter in by_name:
+            flop = entry["epoch_flop_cifar2"]
+            peak32 = entry["cpp_fp32"]["step_gflops"]
+            peak16 = entry["cpp_bf16"]["step_gflops"]
+            entry["achieved"] = {}
+            print(f"  {letter} epoch = {flop / 1e9:.3f} GFLOP of matmul:")
+            for side, secs in by_name[letter]["seconds"].items():
+                rate = flop / secs / 1e9
+                entry["achieved"][side] = {"epoch_seconds": secs, "gflops": rate, "share_of_fp32_roofline": rate / peak32,
+                                           "share_of_bf16_roofline": rate / peak16}
+                print(f"    {side:<11} {secs:.4f} s  {rate:7.1f} GFLOP/s  {100 * rate / peak32:5.1f}% of fp32 matmul"
+                      + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side == "tuned_bf16" else ""))
+
+    info = cpu_info()
+    result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": info["cpu"],
+              "cpu_flags": info["flags"], "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps,
+              "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
+              "eval_repeats": args.eval_repeats, "only": sorted(only),
+              "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+              "ratio": "python seconds / cpp seconds", "rows": rows, "memory": memory, "roofline": roofline}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")
     with open(path, "w") as f:

@@ -180,10 +180,11 @@ def main():
                 epoch_sides("book-small", SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
 
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
-    # passes after the first) through the loader, against a DataLoader with per-sample transforms.
+    # passes after the first) through the loader, as uint8 batches (what the issue measures), against
+    # a DataLoader with per-sample transforms (PIL images, so ToTensor + Normalize to collate them).
     if wanted("augment"):
         for workers in (0, 2):
-            new = compare([(f"(h) crop+flip+normalize, py {workers} workers",
+            new = compare([(f"(h) crop+flip loader, py {workers} workers",
                             lambda j: 10000 / median_tail(j["images_per_second"]))],
                           [("cpp", [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()",
                                     "4"], None),

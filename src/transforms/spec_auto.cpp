@@ -14,16 +14,6 @@ namespace {
 
 namespace F = functional;
 
-// Builds the transform inside a spec error, so a class's own check is reported at the spot in the spec.
-template <typename Make>
-TransformPtr checked(Args& a, Make make) {
-  try {
-    return make();
-  } catch (const Error& e) {
-    a.error(e.what());
-  }
-}
-
 F::InterpolationMode interpolation_arg(Args& a, size_t index, const std::string& fallback) {
   // The grid warps take nearest and bilinear only on tensors, as in torchvision.
   return F::interpolation_from_string(a.choice(index, "interpolation", {"nearest", "bilinear"}, fallback));
@@ -46,7 +36,7 @@ void add_auto_specs(Registry& r) {
                      a.choice(0, "policy", {"IMAGENET", "CIFAR10", "SVHN"}, std::string("IMAGENET")));
                  const auto mode = interpolation_arg(a, 1, "nearest");
                  auto fill = fill_arg(a, 2);
-                 return checked(a, [&] { return std::make_shared<AutoAugment>(policy, mode, fill); });
+                 return make_checked(a, [&] { return std::make_shared<AutoAugment>(policy, mode, fill); });
                }});
   r.push_back({"RandAugment",
                "RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=31, interpolation=nearest, fill=None)",
@@ -59,14 +49,14 @@ void add_auto_specs(Registry& r) {
                                        bins - 1));
                  const auto mode = interpolation_arg(a, 3, "nearest");
                  auto fill = fill_arg(a, 4);
-                 return checked(a, [&] { return std::make_shared<RandAugment>(num_ops, magnitude, bins, mode, fill); });
+                 return make_checked(a, [&] { return std::make_shared<RandAugment>(num_ops, magnitude, bins, mode, fill); });
                }});
   r.push_back({"TrivialAugmentWide", "TrivialAugmentWide(num_magnitude_bins=31, interpolation=nearest, fill=None)",
                [](Args& a) -> TransformPtr {
                  const auto bins = a.whole(0, "num_magnitude_bins", 31, 2);
                  const auto mode = interpolation_arg(a, 1, "nearest");
                  auto fill = fill_arg(a, 2);
-                 return checked(a, [&] { return std::make_shared<TrivialAugmentWide>(bins, mode, fill); });
+                 return make_checked(a, [&] { return std::make_shared<TrivialAugmentWide>(bins, mode, fill); });
                }});
   r.push_back({"AugMix",
                "AugMix(severity=3, mixture_width=3, chain_depth=-1, alpha=1.0, all_ops=True, "
@@ -81,7 +71,7 @@ void add_auto_specs(Registry& r) {
                  const bool all_ops = a.flag(4, "all_ops", true);
                  const auto mode = interpolation_arg(a, 5, "bilinear");
                  auto fill = fill_arg(a, 6);
-                 return checked(
+                 return make_checked(
                      a, [&] { return std::make_shared<AugMix>(severity, width, depth, alpha, all_ops, mode, fill); });
                }});
 }

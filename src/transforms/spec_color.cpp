@@ -14,17 +14,6 @@
 namespace birdplane::transforms::spec {
 namespace {
 
-// Builds the transform inside a spec error: a class's own check ("GaussianBlur: sigma ...") is reported
-// at the spot in the spec that gave the value.
-template <typename Make>
-TransformPtr checked(Args& a, Make make) {
-  try {
-    return make();
-  } catch (const Error& e) {
-    a.error(e.what());
-  }
-}
-
 // A number x or a pair [min, max] (ColorJitter's options).
 JitterRange jitter(Args& a, size_t index, const std::string& key) {
   auto v = a.numbers(index, key, std::vector<double>{0});
@@ -56,7 +45,7 @@ void add_color_specs(Registry& r) {
                [](Args& a) -> TransformPtr {
                  auto b = jitter(a, 0, "brightness"), c = jitter(a, 1, "contrast"), s = jitter(a, 2, "saturation"),
                       h = jitter(a, 3, "hue");
-                 return checked(a, [&] { return std::make_shared<ColorJitter>(b, c, s, h); });
+                 return make_checked(a, [&] { return std::make_shared<ColorJitter>(b, c, s, h); });
                }});
   r.push_back({"GaussianBlur", "GaussianBlur(kernel_size, sigma=(0.1, 2.0))", [](Args& a) -> TransformPtr {
                  const auto k = pair(a, 0, "kernel_size", std::nullopt);
@@ -114,7 +103,7 @@ void add_color_specs(Registry& r) {
                    }
                  }
                  const bool inplace = a.flag(4, "inplace", false);
-                 return checked(a, [&] { return std::make_shared<RandomErasing>(p, scale, ratio, value, random, inplace); });
+                 return make_checked(a, [&] { return std::make_shared<RandomErasing>(p, scale, ratio, value, random, inplace); });
                }});
   r.push_back({"RandomApply", "RandomApply([transforms...], p=0.5)", [](Args& a) -> TransformPtr {
                  auto ts = a.transforms(0, "transforms");
@@ -135,7 +124,7 @@ void add_color_specs(Registry& r) {
                    if (!none && p.size() != ts.size())
                      a.error(fmt::format("p has {} weights for {} transforms; give one each", p.size(), ts.size()));
                  }
-                 return checked(a, [&] { return std::make_shared<RandomChoice>(ts, p); });
+                 return make_checked(a, [&] { return std::make_shared<RandomChoice>(ts, p); });
                }});
   r.push_back({"RandomOrder", "RandomOrder([transforms...])", [](Args& a) -> TransformPtr {
                  return std::make_shared<RandomOrder>(a.transforms(0, "transforms"));
@@ -149,7 +138,7 @@ void add_color_specs(Registry& r) {
                  auto mean = a.numbers(0, "mean");
                  auto std = a.numbers(1, "std");
                  const bool inplace = a.flag(2, "inplace", false);
-                 return checked(a, [&] { return std::make_shared<Normalize>(mean, std, inplace); });
+                 return make_checked(a, [&] { return std::make_shared<Normalize>(mean, std, inplace); });
                }});
 }
 

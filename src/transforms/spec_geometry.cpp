@@ -15,17 +15,6 @@ namespace {
 
 namespace F = functional;
 
-// Runs a constructor; its own checks (which name the transform and parameter) are reported at the
-// spec's position.
-template <typename Make>
-TransformPtr guarded(Args& a, Make make) {
-  try {
-    return make();
-  } catch (const Error& e) {
-    a.error(e.what());
-  }
-}
-
 // One whole number or a list of them, each >= `min`.
 std::vector<int64_t> wholes(Args& a, size_t index, const std::string& key, std::optional<std::vector<double>> fallback,
                             int64_t min) {
@@ -87,7 +76,7 @@ void add_geometry_specs(Registry& r) {
     o.pad_if_needed(a.flag(2, "pad_if_needed", false));
     o.fill(byte_fill(a, 3));
     o.padding_mode(padding_mode_arg(a, 4));
-    return guarded(a, [&] { return std::make_shared<RandomCrop>(o); });
+    return make_checked(a, [&] { return std::make_shared<RandomCrop>(o); });
   };
   r.push_back({"RandomCrop", "RandomCrop(size, padding=None, pad_if_needed=False, fill=0, padding_mode=constant)",
                [=](Args& a) { return random_crop(a, false); }});
@@ -105,17 +94,17 @@ void add_geometry_specs(Registry& r) {
                  std::optional<int64_t> max_size;
                  if (a.has(2, "max_size")) max_size = a.whole(2, "max_size", std::nullopt, 1);
                  auto antialias = antialias_arg(a, 3);
-                 return guarded(a, [&] { return std::make_shared<Resize>(size, mode, max_size, antialias); });
+                 return make_checked(a, [&] { return std::make_shared<Resize>(size, mode, max_size, antialias); });
                }});
   r.push_back({"CenterCrop", "CenterCrop(size)", [](Args& a) -> TransformPtr {
                  auto size = size_arg(a, 0);
-                 return guarded(a, [&] { return std::make_shared<CenterCrop>(size); });
+                 return make_checked(a, [&] { return std::make_shared<CenterCrop>(size); });
                }});
   r.push_back({"Pad", "Pad(padding, fill=0, padding_mode=constant)", [](Args& a) -> TransformPtr {
                  auto padding = wholes(a, 0, "padding", std::nullopt, 0);
                  const double fill = byte_fill(a, 1);
                  auto mode = padding_mode_arg(a, 2);
-                 return guarded(a, [&] { return std::make_shared<Pad>(padding, fill, mode); });
+                 return make_checked(a, [&] { return std::make_shared<Pad>(padding, fill, mode); });
                }});
   r.push_back({"RandomResizedCrop",
                "RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(0.75, 1.3333), interpolation=bilinear, "
@@ -126,7 +115,7 @@ void add_geometry_specs(Registry& r) {
                  auto ratio = range_arg(a, 2, "ratio", {3.0 / 4.0, 4.0 / 3.0});
                  auto mode = interpolation_arg(a, 3, "bilinear");
                  auto antialias = antialias_arg(a, 4);
-                 return guarded(a, [&] {
+                 return make_checked(a, [&] {
                    return std::make_shared<RandomResizedCrop>(size, scale, ratio, mode, antialias);
                  });
                }});
@@ -137,7 +126,7 @@ void add_geometry_specs(Registry& r) {
                  const bool expand = a.flag(2, "expand", false);
                  auto center = center_arg(a, 3);
                  auto fill = a.numbers(4, "fill", std::vector<double>{0});
-                 return guarded(a, [&] { return std::make_shared<RandomRotation>(degrees, mode, expand, center, fill); });
+                 return make_checked(a, [&] { return std::make_shared<RandomRotation>(degrees, mode, expand, center, fill); });
                }});
   r.push_back({"RandomAffine",
                "RandomAffine(degrees, translate=None, scale=None, shear=None, interpolation=nearest, fill=0, "
@@ -150,7 +139,7 @@ void add_geometry_specs(Registry& r) {
                  auto mode = interpolation_arg(a, 4, "nearest");
                  auto fill = a.numbers(5, "fill", std::vector<double>{0});
                  auto center = center_arg(a, 6);
-                 return guarded(a, [&] {
+                 return make_checked(a, [&] {
                    return std::make_shared<RandomAffine>(degrees, translate, scale, shear, mode, fill, center);
                  });
                }});
@@ -160,7 +149,7 @@ void add_geometry_specs(Registry& r) {
                  const double p = a.probability(1, "p", 0.5);
                  auto mode = interpolation_arg(a, 2, "bilinear");
                  auto fill = a.numbers(3, "fill", std::vector<double>{0});
-                 return guarded(a, [&] { return std::make_shared<RandomPerspective>(distortion, p, mode, fill); });
+                 return make_checked(a, [&] { return std::make_shared<RandomPerspective>(distortion, p, mode, fill); });
                }});
   r.push_back({"ElasticTransform", "ElasticTransform(alpha=50.0, sigma=5.0, interpolation=bilinear, fill=0)",
                [](Args& a) -> TransformPtr {
@@ -168,7 +157,7 @@ void add_geometry_specs(Registry& r) {
                  auto sigma = a.numbers(1, "sigma", std::vector<double>{5.0});
                  auto mode = interpolation_arg(a, 2, "bilinear");
                  const double fill = a.number(3, "fill", 0);
-                 return guarded(a, [&] { return std::make_shared<ElasticTransform>(alpha, sigma, mode, fill); });
+                 return make_checked(a, [&] { return std::make_shared<ElasticTransform>(alpha, sigma, mode, fill); });
                }});
 }
 

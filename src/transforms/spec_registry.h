@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "birdplane/check.h"
 #include "birdplane/transforms/transforms.h"
 
 namespace birdplane::transforms::spec {
@@ -98,6 +99,17 @@ class Args {
   Builder build_;
   std::vector<bool> used_args_, used_kwargs_;
 };
+
+/// Runs `make` (a constructor call); an Error from the class's own checks (which name the transform
+/// and parameter) is reported at the spec's position, as Args::error does.
+template <typename Make>
+TransformPtr make_checked(Args& a, Make make) {
+  try {
+    return make();
+  } catch (const Error& e) {
+    a.error(e.what());
+  }
+}
 
 /// Each family's entries. spec.cpp calls all of them once.
 void add_geometry_specs(Registry& registry);

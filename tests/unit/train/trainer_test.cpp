@@ -68,14 +68,23 @@ TEST(Trainer, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
     EXPECT_TRUE(fs::exists(s.tmp / (std::string("split/") + f))) << f;
 }
 
-TEST(Trainer, LearnsASeparableTwoClassProblem) {
-  // Class 0 images are dark noise, class 1 bright noise: any working trainer separates them.
+namespace {
+
+// 160 training and 40 validation images: class 0 dark noise, class 1 bright noise (any working
+// trainer separates them).
+std::pair<data::Cifar10, data::Cifar10> separable_sets() {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   auto labels = torch::arange(200, torch::kInt64).remainder(2);
   auto noise = torch::randint(0, 100, {200, 3, 32, 32}, gen, torch::kInt64);
   auto images = (noise + labels.view({-1, 1, 1, 1}) * 120).to(torch::kUInt8);
-  data::Cifar10 train(images.slice(0, 0, 160), labels.slice(0, 0, 160), {"dark", "bright"});
-  data::Cifar10 val(images.slice(0, 160), labels.slice(0, 160), {"dark", "bright"});
+  return {data::Cifar10(images.slice(0, 0, 160), labels.slice(0, 0, 160), {"dark", "bright"}),
+          data::Cifar10(images.slice(0, 160), labels.slice(0, 160), {"dark", "bright"})};
+}
+
+}  // namespace
+
+TEST(Trainer, LearnsASeparableTwoClassProblem) {
+  auto [train, val] = separable_sets();
   fixtures::TempDir tmp;
   train::TrainConfig c;
   c.epochs = 3;
@@ -161,12 +170,7 @@ TEST(Precision, Bf16ScopeRunsLinearInBfloat16AndRestoresFp32) {
 }
 
 TEST(Precision, Bf16TrainingLearnsKeepsFp32WeightsAndDiffersFromFp32) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
-  auto labels = torch::arange(200, torch::kInt64).remainder(2);
-  auto noise = torch::randint(0, 100, {200, 3, 32, 32}, gen, torch::kInt64);
-  auto images = (noise + labels.view({-1, 1, 1, 1}) * 120).to(torch::kUInt8);
-  data::Cifar10 train(images.slice(0, 0, 160), labels.slice(0, 0, 160), {"dark", "bright"});
-  data::Cifar10 val(images.slice(0, 160), labels.slice(0, 160), {"dark", "bright"});
+  auto [train, val] = separable_sets();
   std::vector<double> losses;
   for (const char* precision : {"fp32", "bf16"}) {
     fixtures::TempDir tmp;

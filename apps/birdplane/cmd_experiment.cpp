@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "birdplane/data/stats.h"
 #include "birdplane/experiments/chapter.h"
 #include "commands.h"
 #include "common.h"
@@ -34,17 +33,12 @@ void run_experiment(ExperimentOptions o) {
     BIRDPLANE_CHECK(!fs::exists(dir), "{} already exists; pass --out with a new folder, or remove it", dir);
     auto& cfg = o.translation.train;
     cfg.classes = data::parse_class_list(o.classes);
+    cfg.augment = o.translation.augment;  // checked here; translation_experiment sets it per run
     cfg.validate();
-    // Data first, so a data error leaves nothing on disk. Statistics of the whole training split, as the book.
-    auto full_train = load_split(cfg.data_dir, data::Split::kTrain, !o.no_download);
-    auto stats = data::channel_stats(full_train.images());
-    auto train_set = full_train.subset(cfg.classes).first(cfg.limit_train);
-    auto val_set = load_split(cfg.data_dir, data::Split::kTest, false).subset(cfg.classes).first(cfg.limit_val);
-    // Validate the augmentation before training starts.
-    cfg.augment = o.translation.augment;
-    cfg.validate();
-    cfg.augment.clear();
-    out = experiments::translation_experiment(o.translation, train_set, val_set, stats.mean, stats.std, dir, std::cout);
+    // Data first, so a data error leaves nothing on disk.
+    auto d = load_training_data(cfg, !o.no_download);
+    out = experiments::translation_experiment(o.translation, d.train, d.val, d.stats.mean, d.stats.std, dir,
+                                              std::cout);
   } else {
     fail("experiment: unknown name '{}'; choose softmax, losses or translation", o.name);
   }

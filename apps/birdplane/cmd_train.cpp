@@ -78,16 +78,12 @@ void run_train(TrainOptions o) {
   cfg.validate();
 
   // Load the data before creating anything on disk, so a data error leaves no empty run folder.
-  auto full_train = load_split(cfg.data_dir, data::Split::kTrain, !o.no_download);
-  // The book normalizes with the statistics of the whole training split, before taking cifar2.
-  auto stats = data::channel_stats(full_train.images());
-  auto train_subset = full_train.subset(cfg.classes);
-  auto val_subset = load_split(cfg.data_dir, data::Split::kTest, false).subset(cfg.classes);
-  train_subset = train_subset.first(cfg.limit_train);
-  val_subset = val_subset.first(cfg.limit_val);
+  auto d = load_training_data(cfg, !o.no_download);
+  const auto& train_subset = d.train;
+  const auto& val_subset = d.val;
 
   // The trainer checks the model, loss and optimizer settings before anything is written.
-  train::Trainer trainer(cfg, train_subset, val_subset, stats.mean, stats.std, run_dir, resume);
+  train::Trainer trainer(cfg, train_subset, val_subset, d.stats.mean, d.stats.std, run_dir, resume);
   if (!resume) {
     std::error_code ec;
     fs::create_directories(run_dir, ec);

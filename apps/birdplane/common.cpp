@@ -25,4 +25,12 @@ data::Cifar10 load_split(const std::string& data_dir_flag, data::Split split, bo
   return data::Cifar10(dir, split);
 }
 
+TrainingData load_training_data(const train::TrainConfig& cfg, bool download) {
+  auto full_train = load_split(cfg.data_dir, data::Split::kTrain, download);
+  auto stats = data::channel_stats(full_train.images());
+  auto train_set = full_train.subset(cfg.classes).first(cfg.limit_train);
+  auto val_set = load_split(cfg.data_dir, data::Split::kTest, false).subset(cfg.classes).first(cfg.limit_val);
+  return {std::move(train_set), std::move(val_set), std::move(stats)};
+}
+
 }  // namespace birdplane::cli

@@ -4,6 +4,8 @@
 #include <string>
 
 #include "birdplane/data/cifar10.h"
+#include "birdplane/data/stats.h"
+#include "birdplane/train/trainer.h"
 
 namespace birdplane::cli {
 
@@ -11,5 +13,16 @@ namespace birdplane::cli {
 /// it is missing and `download` is true; otherwise a missing folder is an error that says how to
 /// get the data.
 data::Cifar10 load_split(const std::string& data_dir_flag, data::Split split, bool download);
+
+/// What a training run reads: the training and validation sets of cfg.classes (cut to --limit-train /
+/// --limit-val), and the normalization statistics of the whole training split (as the book computes
+/// them, before taking a class subset).
+struct TrainingData {
+  data::Cifar10 train, val;
+  data::ChannelStats stats;
+};
+
+/// Loads TrainingData for `cfg` (downloading the training split first when missing and `download`).
+TrainingData load_training_data(const train::TrainConfig& cfg, bool download);
 
 }  // namespace birdplane::cli

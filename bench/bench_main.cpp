@@ -51,10 +51,29 @@ nlohmann::json bench_load(const std::string& dir) {
           {"checksum", x.sum().item<double>()}};
 }
 
-nlohmann::json bench_augment(const std::string& dir, const std::string& spec, int64_t passes, bool normalize) {
+// cifar2 (the book's two classes) or, with all_classes, the whole of CIFAR-10.
+std::vector<std::string> bench_classes(bool all_classes) {
+  return all_classes ? std::vector<std::string>{} : std::vector<std::string>{"airplane", "bird"};
+}
+
+// The training and validation sets a workload runs on, and the normalization statistics of the
+// whole training split (as the trainer's callers compute them).
+struct BenchSets {
+  data::Cifar10 train, val;
+  data::ChannelStats stats;
+};
+
+BenchSets load_sets(const std::string& dir, bool all_classes) {
   data::Cifar10 train_full(dir, data::Split::kTrain);
   auto stats = data::channel_stats(train_full.images());
-  auto train_set = train_full.subset({"airplane", "bird"});
+  return {train_full.subset(bench_classes(all_classes)),
+          data::Cifar10(dir, data::Split::kTest).subset(bench_classes(all_classes)), std::move(stats)};
+}
+
+nlohmann::json bench_augment(const std::string& dir, const std::string& spec, int64_t passes, bool normalize) {
+  auto sets = load_sets(dir, false);
+  const auto& train_set = sets.train;
+  const auto& stats = sets.stats;
   data::BatchLoader loader(train_set, data::BatchLoaderOptions(64),
                            normalize ? transforms::augment_then_normalize(spec, stats.mean, stats.std)
                                      : transforms::parse_augment(spec));
@@ -92,17 +111,10 @@ nlohmann::json bench_transform(const std::string& dir, const std::string& spec, 
   return {{"mode", "transform"}, {"spec", spec}, {"images_per_second", rates}, {"checksum", checksum}};
 }
 
-// cifar2 (the book's two classes) or, with all_classes, the whole of CIFAR-10.
-std::vector<std::string> bench_classes(bool all_classes) {
-  return all_classes ? std::vector<std::string>{} : std::vector<std::string>{"airplane", "bird"};
-}
-
 nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int64_t epochs,
                            const std::string& augment, bool all_classes) {
-  data::Cifar10 train_full(dir, data::Split::kTrain);
-  auto stats = data::channel_stats(train_full.images());
-  auto train_set = train_full.subset(bench_classes(all_classes));
-  auto val_set = data::Cifar10(dir, data::Split::kTest).subset(bench_classes(all_classes));
+  auto sets = load_sets(dir, all_classes);
+  const auto& [train_set, val_set, stats] = sets;
   train::TrainConfig c;
   c.model = model;
   c.epochs = epochs;
@@ -125,10 +137,8 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
 // Evaluation throughput: train::evaluate (normalize each batch of 1000 from uint8, forward, loss,
 // confusion matrix) of an untrained model; its speed does not depend on the weights.
 nlohmann::json bench_eval(const std::string& dir, const std::string& model, int64_t repeats, bool all_classes) {
-  data::Cifar10 train_full(dir, data::Split::kTrain);
-  auto stats = data::channel_stats(train_full.images());
-  auto train_set = train_full.subset(bench_classes(all_classes));
-  auto val_set = data::Cifar10(dir, data::Split::kTest).subset(bench_classes(all_classes));
+  auto sets = load_sets(dir, all_classes);
+  const auto& [train_set, val_set, stats] = sets;
   train::ModelConfig mc;
   mc.model_name = model;
   mc.mlp = nn::preset(model, train_set.num_classes());

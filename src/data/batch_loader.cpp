@@ -57,20 +57,18 @@ BatchLoader::BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, Bat
   BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
 }
 
-BatchLoader::~BatchLoader() { stop(); }
+BatchLoader::~BatchLoader() {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
 
 int64_t BatchLoader::batches_per_epoch() const {
   const int64_t b = options_.batch_size_;
   return options_.drop_last_ ? size_ / b : (size_ + b - 1) / b;
-}
-
-void BatchLoader::stop() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
 }
 
 Batch BatchLoader::make_batch(int64_t b) {
@@ -85,17 +83,16 @@ Batch BatchLoader::make_batch(int64_t b) {
   return batch;
 }
 
-void BatchLoader::produce() {
-  // The loader thread works on small tensors beside a training thread that owns the cores: parallel
-  // regions here would only make the two fight over OpenMP's workers (spinning at barriers).
-  use_one_intraop_thread_here();
+void BatchLoader::produce_epoch() {
   const int64_t total = batches_per_epoch();
   try {
     for (int64_t b = 0; b < total; ++b) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] { return stop_ || static_cast<int64_t>(queue_.size()) < options_.prefetch_; });
-        if (stop_) return;
+        cv_.wait(lock, [&] {
+          return shutdown_ || cancel_ || static_cast<int64_t>(queue_.size()) < options_.prefetch_;
+        });
+        if (shutdown_ || cancel_) return;
       }
       Batch batch = make_batch(b);
       {
@@ -108,19 +105,50 @@ void BatchLoader::produce() {
     std::lock_guard<std::mutex> lock(mutex_);
     error_ = std::current_exception();
   }
+}
+
+void BatchLoader::worker_loop() {
+  // The loader thread works on small tensors beside a training thread that owns the cores: parallel
+  // regions here would only make the two fight over OpenMP's workers (spinning at barriers).
+  use_one_intraop_thread_here();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return shutdown_ || has_work_; });
+      if (shutdown_) return;
+      has_work_ = false;
+      busy_ = true;
+    }
+    produce_epoch();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      busy_ = false;
+    }
+    cv_.notify_all();
+  }
+}
+
+void BatchLoader::cancel_and_wait_idle(std::unique_lock<std::mutex>& lock) {
+  cancel_ = true;
   cv_.notify_all();
+  cv_.wait(lock, [&] { return !busy_; });
+  cancel_ = false;
 }
 
 void BatchLoader::start_epoch(int64_t epoch) {
-  stop();
+  std::unique_lock<std::mutex> lock(mutex_);
+  cancel_and_wait_idle(lock);  // the worker no longer reads order_ or gen_
   epoch_ = epoch;
   order_ = epoch_order(size_, options_.seed_, epoch, options_.shuffle_);
   gen_ = at::make_generator<at::CPUGeneratorImpl>(derive_seed(options_.seed_, epoch, kTransformStream));
   next_to_hand_ = 0;
   queue_.clear();
   error_ = nullptr;
-  stop_ = false;
-  if (options_.background_) worker_ = std::thread([this] { produce(); });
+  if (!options_.background_) return;
+  has_work_ = true;
+  if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
+  lock.unlock();
+  cv_.notify_all();
 }
 
 std::optional<Batch> BatchLoader::next() {

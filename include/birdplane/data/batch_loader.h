@@ -67,6 +67,10 @@ uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
 ///   loader.start_epoch(e); while (auto b = loader.next()) { ... }
 /// The dataset must outlive the loader. Errors raised while preparing a batch are rethrown from
 /// next(); destroying the loader stops and joins its thread.
+///
+/// One worker thread serves every epoch of a loader. A thread's first LibTorch parallel op runs
+/// LibTorch's per-thread setup, which (in a build with pthreadpool, like Debian's) recreates that pool
+/// and its spinning workers: a new thread per epoch cost that every epoch.
 class BatchLoader {
  public:
   BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, BatchTransform transform);
@@ -87,8 +91,9 @@ class BatchLoader {
 
  private:
   Batch make_batch(int64_t b);
-  void stop();
-  void produce();
+  void cancel_and_wait_idle(std::unique_lock<std::mutex>& lock);
+  void produce_epoch();
+  void worker_loop();
 
   const Cifar10& dataset_;
   BatchLoaderOptions options_;
@@ -103,7 +108,10 @@ class BatchLoader {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;
-  bool stop_ = false;
+  bool shutdown_ = false;  ///< the loader is being destroyed
+  bool cancel_ = false;    ///< abandon the epoch in progress
+  bool has_work_ = false;  ///< an epoch is set up and waiting for the worker
+  bool busy_ = false;      ///< the worker is producing (it reads order_ and gen_ unlocked then)
   std::exception_ptr error_;
 };
 

@@ -1,4 +1,7 @@
 #include <ATen/Parallel.h>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -98,6 +101,32 @@ TEST(BatchLoader, ErrorsOnTheWorkerReachTheCaller) {
   data::BatchLoader other(set, data::BatchLoaderOptions(1).prefetch(1), nullptr);
   other.start_epoch(0);
   other.next();
+}
+
+TEST(BatchLoader, OneWorkerThreadServesEveryEpochAndAnAbandonedEpochLeavesNoTrace) {
+  auto set = fake_set(60);
+  std::mutex m;
+  std::set<std::thread::id> threads;
+  auto record = [&](const at::Tensor& x, at::Generator&) {
+    std::lock_guard<std::mutex> lock(m);
+    threads.insert(std::this_thread::get_id());
+    return x;
+  };
+  data::BatchLoader loader(set, data::BatchLoaderOptions(10).prefetch(1), record);
+  data::BatchLoader reference(set, data::BatchLoaderOptions(10).background(false), nullptr);
+  for (int64_t e = 0; e < 4; ++e) {
+    loader.start_epoch(e);
+    loader.next();  // leave the epoch after one batch: the next start_epoch must cancel the rest
+  }
+  auto full = one_epoch(loader, 7);
+  EXPECT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);  // not the caller's thread
+  auto ref = one_epoch(reference, 7);
+  ASSERT_EQ(full.size(), ref.size());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_EQ(full[i].index, static_cast<int64_t>(i));
+    EXPECT_TRUE(torch::equal(full[i].images, ref[i].images));
+  }
 }
 
 TEST(BatchLoader, RejectsBadOptions) {

@@ -121,3 +121,17 @@ TEST(RandomCropFused, CroppingStraightFromTheImageEqualsPadThenCrop) {
     EXPECT_TRUE(torch::equal(crop.forward(x, g1), crop.forward(strided, g2))) << "padding size " << padding.size();
   }
 }
+
+TEST(RandomHorizontalFlipFast, ByteRowsEqualTheTensorFlipAtAnyWidth) {
+  // The uint8 path (eight bytes at a time, then a tail) against functional::hflip per image, at
+  // widths below, at and above a multiple of eight.
+  for (int64_t w : {5, 8, 13, 32}) {
+    auto x = torch::randint(0, 256, {7, 3, 4, w}, torch::kInt64).to(torch::kUInt8);
+    const std::vector<bool> flags = {true, false, true, true, false, false, true};
+    auto out = birdplane::transforms::RandomHorizontalFlip().apply(x, flags);
+    for (int64_t i = 0; i < 7; ++i) {
+      auto expected = flags[static_cast<size_t>(i)] ? F::hflip(x[i]) : x[i];
+      ASSERT_TRUE(torch::equal(out[i], expected)) << "width " << w << ", image " << i;
+    }
+  }
+}

@@ -2,7 +2,10 @@
 //   load DATA_DIR            read the training split from disk and build the normalized cifar2 set
 //   epoch DATA_DIR MODEL N [SPEC] [--all-classes]  N epochs of MODEL on cifar2 (batch 64, SGD
 //                            lr 1e-2), with the --augment SPEC when given, or on all ten classes
-//                            with --all-classes; seconds per epoch
+//                            with --all-classes; seconds per epoch. --step and --precision as in
+//                            `birdplane train` (defaults auto and fp32)
+//   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64: seconds
+//                            per step (median of 5 rounds of N)
 //   eval DATA_DIR MODEL N [--all-classes]  train::evaluate of an untrained MODEL (seed 123) over the
 //                            validation set N times and the training set max(3, N/4) times: images/s
 //   matmul DIMS [BATCH] [REPS]  GFLOP/s of the matrix products one training step of the MLP with
@@ -29,6 +32,7 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
+#include "birdplane/train/fused_step.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/transforms/functional.h"
@@ -111,8 +115,16 @@ nlohmann::json bench_transform(const std::string& dir, const std::string& spec, 
   return {{"mode", "transform"}, {"spec", spec}, {"images_per_second", rates}, {"checksum", checksum}};
 }
 
+// Options that may follow any mode's positional arguments.
+struct Flags {
+  bool all_classes = false;
+  std::string step = "auto";        // TrainConfig::step
+  std::string precision = "fp32";   // TrainConfig::precision
+};
+
 nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int64_t epochs,
-                           const std::string& augment, bool all_classes) {
+                           const std::string& augment, const Flags& flags) {
+  const bool all_classes = flags.all_classes;
   auto sets = load_sets(dir, all_classes);
   const auto& [train_set, val_set, stats] = sets;
   train::TrainConfig c;
@@ -121,15 +133,19 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   c.eval_every = 1 << 30;  // validate only after the last epoch; the Python loop does not validate
   c.device = "cpu";
   c.augment = augment;
+  c.step = flags.step;
+  c.precision = flags.precision;
   auto tmp = std::filesystem::temp_directory_path() / ("birdplane-bench-" + std::to_string(::getpid()));
   std::filesystem::create_directories(tmp);
   train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std, tmp.string(), false);
   std::ostringstream log;
+  const bool fused = trainer.fused();
   auto r = trainer.run(log, false);
   std::filesystem::remove_all(tmp);
   std::vector<double> secs;
   for (const auto& m : r.history) secs.push_back(m.seconds);
   return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"classes", train_set.num_classes()},
+          {"step", fused ? "fused" : "autograd"}, {"precision", flags.precision},
           {"images", train_set.images().size(0)}, {"epoch_seconds", secs},
           {"final_train_loss", r.history.back().train_loss}};
 }
@@ -165,6 +181,45 @@ nlohmann::json bench_eval(const std::string& dir, const std::string& model, int6
   return {{"mode", "eval"}, {"model", model}, {"val_images", val_set.images().size(0)},
           {"train_images", train_set.images().size(0)}, {"val_images_per_second", val_rates},
           {"train_images_per_second", train_rates}, {"checksum", checksum}};
+}
+
+// The training step alone, without the loader: `steps` fused (or autograd + SGD) steps on one fixed
+// random batch of 64, seconds per step (median of 5 rounds). What an epoch spends beyond
+// batches x this is the loader and the epoch's own bookkeeping.
+nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& flags) {
+  auto mlp = nn::preset(model, 2);
+  torch::manual_seed(123);
+  auto net = nn::make_mlp(mlp);
+  auto x = torch::randn({64, mlp.in_features}), y = torch::randint(0, 2, {64}, torch::kInt64);
+  train::OptimizerConfig sgd;
+  const bool bf16 = flags.precision == "bf16";
+  std::function<void()> step;
+  std::unique_ptr<train::FusedMlpStep> fused;
+  auto optimizer = train::make_optimizer(sgd, net->parameters());
+  const auto loss_kind = nn::parse_loss(nn::natural_loss(mlp));
+  if (flags.step != "autograd") {
+    fused = std::make_unique<train::FusedMlpStep>(net, mlp, sgd.lr, bf16);
+    step = [&] { fused->step(x, y); };
+  } else {
+    step = [&] {
+      auto out = train::forward_in_precision(net, x, flags.precision);
+      auto loss = nn::compute_loss(loss_kind, out, y, mlp.log_softmax);
+      for (auto& p : net->parameters()) p.mutable_grad() = at::Tensor();
+      loss.backward();
+      loss.item<double>();
+      optimizer->step();
+    };
+  }
+  for (int i = 0; i < 5; ++i) step();
+  std::vector<double> per_step;
+  for (int r = 0; r < 5; ++r) {
+    train::Timer t;
+    for (int64_t i = 0; i < steps; ++i) step();
+    per_step.push_back(t.seconds() / static_cast<double>(steps));
+  }
+  std::sort(per_step.begin(), per_step.end());
+  return {{"mode", "step"}, {"model", model}, {"step", fused ? "fused" : "autograd"},
+          {"precision", flags.precision}, {"seconds_per_step", per_step[2]}, {"all", per_step}};
 }
 
 // Seconds per call of f: enough calls per repetition to fill about 50 ms, then the median of `reps`
@@ -234,16 +289,22 @@ int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
     // --all-classes may come anywhere after the mode; the rest are positional.
     std::vector<std::string> pos;
-    bool all_classes = false;
+    Flags flags;
     for (int i = 2; i < argc; ++i) {
-      if (std::string(argv[i]) == "--all-classes") all_classes = true;
-      else pos.emplace_back(argv[i]);
+      const std::string a = argv[i];
+      if (a == "--all-classes") flags.all_classes = true;
+      else if (a == "--step" && i + 1 < argc) flags.step = argv[++i];
+      else if (a == "--precision" && i + 1 < argc) flags.precision = argv[++i];
+      else pos.emplace_back(a);
     }
+    const bool all_classes = flags.all_classes;
     nlohmann::json j;
     if (mode == "load" && argc == 3) {
       j = bench_load(argv[2]);
     } else if (mode == "epoch" && (pos.size() == 3 || pos.size() == 4)) {
-      j = bench_epoch(pos[0], pos[1], std::stoll(pos[2]), pos.size() == 4 ? pos[3] : "", all_classes);
+      j = bench_epoch(pos[0], pos[1], std::stoll(pos[2]), pos.size() == 4 ? pos[3] : "", flags);
+    } else if (mode == "step" && pos.size() == 2) {
+      j = bench_step(pos[0], std::stoll(pos[1]), flags);
     } else if (mode == "eval" && (pos.size() == 2 || pos.size() == 3)) {
       j = bench_eval(pos[0], pos[1], pos.size() == 3 ? std::stoll(pos[2]) : 20, all_classes);
     } else if (mode == "matmul" && !pos.empty() && pos.size() <= 3) {
@@ -255,6 +316,7 @@ int main(int argc, char** argv) {
       j = bench_transform(argv[2], argv[3], std::stoll(argv[4]));
     } else {
       std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
+                   " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N\n";
       return 2;

@@ -148,8 +148,12 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--augment", c.augment,
                   "Augmentation of training batches, e.g. \"RandomCrop(32, padding=4), RandomHorizontalFlip()\" "
                   "or \"crop,flip\"");
-  cmd->add_option("--precision", c.precision,
-                  "fp32, or bf16: matmuls in bfloat16 (LibTorch autocast), weights and loss in fp32")
+  cmd->add_option("--precision", c.precision, "fp32, or bf16: matmuls in bfloat16, weights and loss in fp32")
+      ->capture_default_str();
+  cmd->add_option("--step", c.step,
+                  "auto, fused (backward written out, SGD update inside the gradient product; CPU, plain "
+                  "SGD, nll or cross-entropy) or autograd (backward() then optimizer step); auto: fused "
+                  "where it applies")
       ->capture_default_str();
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   auto* epochs = cmd->get_option("--epochs");

@@ -16,6 +16,7 @@
 #include <torch/version.h>
 
 #include "birdplane/data/batch_loader.h"
+#include "birdplane/train/fused_step.h"
 #include "birdplane/transforms/functional.h"
 #include "birdplane/transforms/spec.h"
 
@@ -54,6 +55,8 @@ void TrainConfig::validate() const {
     transforms::parse_augment(augment)(at::zeros({2, 3, 32, 32}, at::kByte), gen);
   }
   check_precision(precision);
+  BIRDPLANE_CHECK(step == "auto" || step == "fused" || step == "autograd",
+                  "--step: '{}' is not supported; expected auto, fused or autograd", step);
   optimizer.validate();
 }
 
@@ -103,7 +106,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"drop_last", drop_last}, {"eval_every", eval_every}, {"runs_dir", runs_dir},
           {"name", name},           {"device", device},         {"init_from", init_from},
           {"limit_train", limit_train}, {"limit_val", limit_val}, {"augment", augment},
-          {"precision", precision}};
+          {"precision", precision}, {"step", step}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -128,6 +131,7 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   c.limit_val = j.at("limit_val").get<int64_t>();
   c.augment = j.value("augment", std::string());
   c.precision = j.value("precision", std::string("fp32"));  // runs written before --precision existed
+  c.step = j.value("step", std::string("auto"));            // and before --step
   return c;
 }
 
@@ -209,7 +213,17 @@ Trainer::Trainer(TrainConfig config, const data::Cifar10& train_set, const data:
     history_ = read_metrics((fs::path(run_dir_) / "metrics.csv").string());
     if (static_cast<int64_t>(history_.size()) > start_epoch_) history_.resize(start_epoch_);
   }
+  if (config_.step != "autograd") {
+    const std::string why = fused_step_unsupported(model_config_.mlp, loss_, config_.optimizer, device_);
+    BIRDPLANE_CHECK(config_.step != "fused" || why.empty(),
+                    "--step fused: this run cannot use the fused step: {}; use --step auto or autograd", why);
+    if (why.empty())
+      fused_ = std::make_unique<FusedMlpStep>(model_, model_config_.mlp, config_.optimizer.lr,
+                                              config_.precision == "bf16");
+  }
 }
+
+Trainer::~Trainer() = default;
 
 void Trainer::write_metrics(const std::vector<EpochMetrics>& rows) const {
   write_atomically((fs::path(run_dir_) / "metrics.csv").string(), [&](const std::string& tmp) {
@@ -277,24 +291,31 @@ TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
       const int64_t b = batch->images.size(0);
       auto x = batch->images.view({b, -1}).to(device_);
       auto y = batch->labels.to(device_);
-      // float32 out of any precision: log_softmax and the loss are computed in float32.
-      auto out = forward_in_precision(model_, x, config_.precision);
-      auto loss = nn::compute_loss(loss_, out, y, model_config_.mlp.log_softmax);
-      // Gradients set to none rather than zeroed: backward then writes each one fresh instead of
-      // adding into a zeroed buffer, two memory passes per parameter saved (PyTorch's
-      // zero_grad(set_to_none=True); LibTorch 1.13's zero_grad() only zeroes).
-      for (auto& p : params) p.mutable_grad() = at::Tensor();
-      loss.backward();
-      const double loss_value = loss.item<double>();
+      double loss_value = 0;
+      if (fused_) {
+        const auto r = fused_->step(x, y);
+        loss_value = r.loss;
+        correct += r.correct;
+      } else {
+        // float32 out of any precision: log_softmax and the loss are computed in float32.
+        auto out = forward_in_precision(model_, x, config_.precision);
+        auto loss = nn::compute_loss(loss_, out, y, model_config_.mlp.log_softmax);
+        // Gradients set to none rather than zeroed: backward then writes each one fresh instead of
+        // adding into a zeroed buffer, two memory passes per parameter saved (PyTorch's
+        // zero_grad(set_to_none=True); LibTorch 1.13's zero_grad() only zeroes).
+        for (auto& p : params) p.mutable_grad() = at::Tensor();
+        loss.backward();
+        loss_value = loss.item<double>();
+        if (std::isfinite(loss_value)) optimizer_->step();
+        correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      }
       if (!std::isfinite(loss_value)) {
         throw Error(fmt::format(
             "the training loss became {} at epoch {}, batch {}; stopped without saving this epoch. "
             "{} holds the last good state (epoch {}). Try a lower --lr (now {})",
             loss_value, epoch + 1, batch->index + 1, ckpt, epoch, config_.optimizer.lr));
       }
-      optimizer_->step();
       loss_meter.add(loss_value, b);
-      correct += out.argmax(1).eq(y).sum().item<int64_t>();
       seen += b;
       if (progress_bar && (batch->index % 8 == 0 || batch->index + 1 == steps)) {
         const double frac = static_cast<double>(batch->index + 1) / steps;

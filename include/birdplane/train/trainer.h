@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,11 @@ struct TrainConfig {
   int64_t limit_train = 0;            ///< use only the first N training images (0: all)
   int64_t limit_val = 0;              ///< use only the first N validation images (0: all)
   std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
-  std::string precision = "fp32";     ///< fp32, or bf16: matmuls in bfloat16 (autocast), fp32 weights and loss
+  std::string precision = "fp32";     ///< fp32, or bf16: matmuls in bfloat16, fp32 weights and loss
+  /// How a step computes gradients: "fused" (train/fused_step.h: no autograd, the update inside the
+  /// weight-gradient product), "autograd" (backward() then optimizer.step()), or "auto": fused where it
+  /// applies (CPU, plain SGD, nll or cross-entropy), autograd elsewhere.
+  std::string step = "auto";
 
   /// Throws an Error naming the flag when a value is out of range.
   void validate() const;
@@ -117,6 +122,8 @@ struct TrainResult {
 
 /// Runs training. The constructor builds the model and optimizer; run() trains and writes
 /// runs/<name>/: config.json, metrics.csv, checkpoint.pt (every epoch), model.pt, results.json.
+class FusedMlpStep;
+
 class Trainer {
  public:
   /// A new run into `run_dir` (which must not exist yet), or with `resume` a stopped run continued
@@ -124,7 +131,12 @@ class Trainer {
   Trainer(TrainConfig config, const data::Cifar10& train_set, const data::Cifar10& val_set,
           std::vector<double> mean, std::vector<double> std, std::string run_dir, bool resume);
 
+  ~Trainer();
+
   TrainResult run(std::ostream& log, bool progress_bar);
+
+  /// Whether the steps run fused (TrainConfig::step) rather than through autograd.
+  bool fused() const { return fused_ != nullptr; }
 
   const torch::nn::Sequential& model() const { return model_; }
   const ModelConfig& model_config() const { return model_config_; }
@@ -140,6 +152,7 @@ class Trainer {
   c10::Device device_;
   torch::nn::Sequential model_{nullptr};
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<FusedMlpStep> fused_;  ///< set when the steps run fused
   std::string run_dir_;
   int64_t start_epoch_ = 0;
   std::vector<EpochMetrics> history_;

@@ -189,3 +189,44 @@ TEST(Precision, Bf16TrainingLearnsKeepsFp32WeightsAndDiffersFromFp32) {
   EXPECT_NE(losses[0], losses[1]);
   EXPECT_NEAR(losses[0], losses[1], 0.05);
 }
+
+TEST(Trainer, FusedAndAutogradStepsTrainTheSameModel) {
+  auto [train, val] = separable_sets();
+  fixtures::TempDir tmp;
+  std::vector<torch::nn::Sequential> models;
+  std::vector<train::TrainResult> results;
+  for (const char* step : {"fused", "autograd"}) {
+    train::TrainConfig c;
+    c.epochs = 3;
+    c.batch_size = 16;
+    c.step = step;
+    fs::create_directories(tmp / step);
+    train::Trainer t(c, train, val, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}, tmp / step, false);
+    EXPECT_EQ(t.fused(), std::string(step) == "fused");
+    std::ostringstream log;
+    results.push_back(t.run(log, false));
+    models.push_back(t.model());
+  }
+  auto a = models[0]->parameters(), b = models[1]->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-5) << "parameter " << i;
+  for (size_t e = 0; e < 3; ++e) {
+    EXPECT_NEAR(results[0].history[e].train_loss, results[1].history[e].train_loss, 1e-5) << "epoch " << e + 1;
+    EXPECT_EQ(results[0].history[e].train_accuracy, results[1].history[e].train_accuracy) << "epoch " << e + 1;
+  }
+}
+
+TEST(Trainer, StepFusedSaysWhyItCannotApply) {
+  auto [train, val] = separable_sets();
+  fixtures::TempDir tmp;
+  train::TrainConfig c;
+  c.step = "fused";
+  c.optimizer.momentum = 0.9;
+  fixtures::expect_error([&] { train::Trainer(c, train, val, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}, tmp / "m", false); },
+                         {"--step fused", "plain SGD", "--momentum"});
+  c.optimizer.momentum = 0;
+  c.step = "auto";
+  train::Trainer t(c, train, val, {0.5, 0.5, 0.5}, {0.25, 0.25, 0.25}, tmp / "auto", false);
+  EXPECT_TRUE(t.fused());
+  c.step = "sometimes";
+  fixtures::expect_error([&] { c.validate(); }, {"--step", "sometimes", "auto, fused or autograd"});
+}

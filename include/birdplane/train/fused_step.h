@@ -1,0 +1,58 @@
+// A training step for MLPs with plain SGD that needs no autograd: the backward pass written out by
+// hand, and each weight updated by the same matrix product that computes its gradient
+// (W <- W - lr * g^T a as one addmm_), so no gradient tensor is ever stored.
+//
+// Against autograd plus optimizer.step() it saves, per step and per weight matrix, writing the
+// gradient, reading it back and a separate update pass (for book-small: about 12 of 30 MB moved),
+// plus the graph bookkeeping. The arithmetic is the same; results agree with the autograd step to
+// float rounding (tests/unit/train/fused_step_test.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+#include <torch/nn/modules/container/sequential.h>
+
+#include "birdplane/nn/losses.h"
+#include "birdplane/nn/mlp.h"
+#include "birdplane/train/optim.h"
+
+namespace birdplane::train {
+
+/// Why the fused step cannot train this configuration, or an empty string when it can: CPU, SGD
+/// without momentum or weight decay, nll after LogSoftmax or cross-entropy on logits (the same
+/// gradient), tanh or relu.
+std::string fused_step_unsupported(const nn::MlpOptions& mlp, nn::LossKind loss, const OptimizerConfig& optimizer,
+                                   c10::Device device);
+
+/// The step itself. Holds references to the model's parameters and updates them in place.
+class FusedMlpStep {
+ public:
+  /// `model` is what nn::make_mlp(mlp) built; `bf16` runs the matrix products in bfloat16 with
+  /// float32 master weights (a bfloat16 copy of each weight, refreshed by the update pass).
+  FusedMlpStep(torch::nn::Sequential& model, const nn::MlpOptions& mlp, double lr, bool bf16);
+
+  struct Result {
+    double loss = 0;      ///< mean loss over the batch (before the update)
+    int64_t correct = 0;  ///< images whose largest output was the label (before the update)
+  };
+
+  /// One SGD step on images x [B, in_features] float32 and labels y int64 [B].
+  Result step(const at::Tensor& x, const at::Tensor& y);
+
+  /// Re-reads the float32 weights into the bfloat16 copies (after they were changed elsewhere,
+  /// such as a resume); a no-op in fp32.
+  void refresh_copies();
+
+ private:
+  std::vector<at::Tensor> weights_, biases_;  ///< the model's own parameters, float32
+  std::vector<at::Tensor> weights_bf16_;      ///< bf16 only: copies used by the products
+  bool relu_;
+  double lr_;
+  bool bf16_;
+};
+
+}  // namespace birdplane::train

@@ -1,0 +1,142 @@
+#include "birdplane/train/fused_step.h"
+
+#include <cstring>
+
+#include <ATen/Parallel.h>
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+
+namespace birdplane::train {
+
+namespace {
+
+inline float bf16_bits_to_float(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Round to nearest even, as c10::BFloat16 does for every finite value (a NaN weight has already
+// made the loss non-finite, which stops the run).
+inline uint16_t float_to_bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// w -= lr * g (g in bf16), then w16 = bf16(w) for elements [begin, end). Compiled for AVX-512, AVX2
+// and the baseline; the loader picks the best the CPU has.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void update_and_cast_range(float* wp, const uint16_t* gp, uint16_t* w16p, float step, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float v = wp[i] - step * bf16_bits_to_float(gp[i]);
+    wp[i] = v;
+    w16p[i] = float_to_bf16_bits(v);
+  }
+}
+
+// One pass over the weight instead of three (widen the gradient, update, cast for the next forward).
+void update_and_cast(at::Tensor& w, const at::Tensor& g, double lr, at::Tensor& w16) {
+  float* wp = w.data_ptr<float>();
+  const auto* gp = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
+  auto* w16p = reinterpret_cast<uint16_t*>(w16.data_ptr<at::BFloat16>());
+  const float step = static_cast<float>(lr);
+  at::parallel_for(0, w.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+    update_and_cast_range(wp, gp, w16p, step, begin, end);
+  });
+}
+
+}  // namespace
+
+std::string fused_step_unsupported(const nn::MlpOptions& mlp, nn::LossKind loss, const OptimizerConfig& optimizer,
+                                   c10::Device device) {
+  if (!device.is_cpu()) return "it runs on the CPU only";
+  if (optimizer.name != "sgd") return fmt::format("it implements SGD only, not {}", optimizer.name);
+  if (optimizer.momentum != 0 || optimizer.weight_decay != 0 || optimizer.nesterov)
+    return "it implements plain SGD only (no --momentum, --weight-decay or --nesterov)";
+  const bool fits = (loss == nn::LossKind::kNll && mlp.log_softmax) ||
+                    (loss == nn::LossKind::kCrossEntropy && !mlp.log_softmax);
+  if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
+                                nn::to_string(loss));
+  if (mlp.activation != "tanh" && mlp.activation != "relu")
+    return fmt::format("it implements tanh and relu, not {}", mlp.activation);
+  return "";
+}
+
+FusedMlpStep::FusedMlpStep(torch::nn::Sequential& model, const nn::MlpOptions& mlp, double lr, bool bf16)
+    : relu_(mlp.activation == "relu"), lr_(lr), bf16_(bf16) {
+  for (const auto& m : model->children()) {
+    if (auto* linear = m->as<torch::nn::Linear>()) {
+      BIRDPLANE_CHECK(linear->weight.scalar_type() == at::kFloat && linear->weight.is_contiguous() &&
+                          linear->bias.defined(),
+                      "the fused step needs float32 contiguous Linear layers with biases");
+      weights_.push_back(linear->weight);
+      biases_.push_back(linear->bias);
+    }
+  }
+  BIRDPLANE_CHECK(!weights_.empty(), "the fused step found no Linear layer in the model");
+  refresh_copies();
+}
+
+void FusedMlpStep::refresh_copies() {
+  if (!bf16_) return;
+  torch::NoGradGuard no_grad;
+  weights_bf16_.clear();
+  for (const auto& w : weights_) weights_bf16_.push_back(w.detach().to(at::kBFloat16).contiguous());
+}
+
+FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y) {
+  torch::NoGradGuard no_grad;
+  const size_t layers = weights_.size();
+  const int64_t batch = x.size(0);
+  const auto dtype = bf16_ ? at::kBFloat16 : at::kFloat;
+  auto weight = [&](size_t l) -> const at::Tensor& { return bf16_ ? weights_bf16_[l] : weights_[l]; };
+
+  // Forward, keeping each layer's input (the activations the weight products need).
+  std::vector<at::Tensor> inputs(layers);
+  inputs[0] = x.to(dtype);
+  at::Tensor z;
+  for (size_t l = 0; l < layers; ++l) {
+    z = at::addmm(biases_[l].to(dtype), inputs[l], weight(l).t());
+    if (l + 1 < layers) inputs[l + 1] = relu_ ? z.relu_() : z.tanh_();
+  }
+  auto log_probs = at::log_softmax(z.to(at::kFloat), 1);  // the loss in float32, whatever the products
+  auto target = y.view({batch, 1});
+  Result r;
+  r.loss = -log_probs.gather(1, target).sum().item<double>() / static_cast<double>(batch);
+  r.correct = log_probs.argmax(1).eq(y).sum().item<int64_t>();
+
+  // d(mean loss)/d(logits) = (softmax - onehot) / B, for nll on log_softmax and cross-entropy alike.
+  auto g = log_probs.exp_();
+  g.scatter_add_(1, target, at::full({batch, 1}, -1.0f, g.options()));
+  g.div_(static_cast<double>(batch));
+
+  for (size_t l = layers; l-- > 0;) {
+    auto g_in = g.to(dtype);
+    at::Tensor g_prev;
+    if (l > 0) {  // through this layer's weight (before its update) and the activation before it
+      g_prev = at::mm(g_in, weight(l));
+      const auto& a = inputs[l];
+      if (relu_) {
+        g_prev.masked_fill_(a.le(0), 0);
+      } else {
+        g_prev.mul_(1 - a * a);  // tanh' = 1 - tanh^2
+      }
+    }
+    biases_[l].sub_(g.sum(0, false, at::kFloat), lr_);
+    if (bf16_) {
+      auto grad = at::mm(g_in.t(), inputs[l]);
+      update_and_cast(weights_[l], grad, lr_, weights_bf16_[l]);
+    } else {
+      weights_[l].addmm_(g_in.t(), inputs[l], 1.0, -lr_);  // W <- W - lr * g^T a, no gradient stored
+    }
+    g = g_prev;
+  }
+  return r;
+}
+
+}  // namespace birdplane::train

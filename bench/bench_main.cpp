@@ -25,6 +25,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "birdplane/data/cifar10.h"
@@ -211,6 +212,10 @@ nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& 
     };
   }
   for (int i = 0; i < 5; ++i) step();
+  if (const char* trace = std::getenv("BIRDPLANE_BENCH_TRACE")) {  // a Chrome trace of 20 steps' ops
+    torch::autograd::profiler::RecordProfile guard(trace);
+    for (int i = 0; i < 20; ++i) step();
+  }
   std::vector<double> per_step;
   for (int r = 0; r < 5; ++r) {
     train::Timer t;

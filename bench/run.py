@@ -3,10 +3,12 @@ ratios and writes bench/results/DATE-HHMMSS.json. Every figure comes from a fres
 repetition; the order of the sides is reversed on every other repetition, so that drifting machine
 load hits all sides alike.
 
-Sides: "cpp" (build/bench/birdplane_bench), "book" (the book's code as printed: a list of per-image
-tensors and a DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader)
-and "tuned_bf16" (tuned under torch.autocast bf16). Ratios are Python seconds over C++ seconds:
-above 1, C++ is faster."""
+Sides: "cpp" (build/bench/birdplane_bench, birdplane's defaults: the fused step in fp32),
+"cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
+optimizer, as in Python), "book" (the book's code as printed: a list of per-image tensors and a
+DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader) and
+"tuned_bf16" (tuned under torch.autocast bf16). Ratios are other sides' seconds over "cpp" seconds:
+above 1, "cpp" is faster."""
 import argparse
 import datetime
 import json
@@ -20,9 +22,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "book", "tuned", "tuned_bf16")
-SIDE_TITLES = {"cpp": "C++ s", "book": "book s", "tuned": "tuned s", "tuned_bf16": "bf16 s"}
-RATIO_TITLES = {"book": "book/C++", "tuned": "tuned/C++", "tuned_bf16": "bf16/C++"}
+SIDES = ("cpp", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16")
+PY_SIDES = ("book", "tuned", "tuned_bf16")
+SIDE_TITLES = {"cpp": "C++ s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
+               "tuned": "tuned s", "tuned_bf16": "bf16 s"}
+RATIO_TITLES = {"cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
+                "tuned_bf16": "bf16/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline")
 # Layer widths of the models the roofline covers (cifar2: two outputs).
 MODEL_DIMS = {"book-small": [3072, 512, 2], "book-large": [3072, 1024, 512, 128, 2]}
@@ -122,7 +127,7 @@ def main():
             med = {key: statistics.median(v) for key, v in values[name].items()}
             row = {"workload": name, "reps": reps, "seconds": med, "all": values[name]}
             # The keys of earlier result files: C++ against the first Python side.
-            py_key = next(k for k in SIDES[1:] if k in med)
+            py_key = next(k for k in PY_SIDES if k in med)
             row.update(cpp_seconds=med["cpp"], python_seconds=med[py_key], python_side=py_key,
                        speedup=med[py_key] / med["cpp"])
             rows.append(row)
@@ -133,7 +138,10 @@ def main():
         return [sys.executable, script, *rest]
 
     def epoch_sides(model, keys, extra_cpp=(), extra_py=()):
-        cmds = {"cpp": ([bench, "epoch", args.data, model, str(args.epochs), *extra_cpp], None),
+        cpp = [bench, "epoch", args.data, model, str(args.epochs), *extra_cpp]
+        cmds = {"cpp": (cpp, None),
+                "cpp_bf16": (cpp + ["--precision", "bf16"], None),
+                "cpp_autograd": (cpp + ["--step", "autograd"], None),
                 "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
                 "tuned": (py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
                 "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY)}
@@ -151,7 +159,7 @@ def main():
         if wanted(key):
             keys = SIDES
         elif "tuned" in only:
-            keys = ("cpp", "tuned", "tuned_bf16")
+            keys = ("cpp", "cpp_bf16", "cpp_autograd", "tuned", "tuned_bf16")
         else:
             continue
         compare([(f"({letter}) epoch {model}, batch 64", epoch_pick)], epoch_sides(model, keys))
@@ -245,7 +253,7 @@ def main():
     # ---- report ----
     print()
     if rows:
-        print("Ratios: Python seconds / C++ seconds (above 1: C++ is faster). Medians of the repetitions.")
+        print("Ratios: each side's seconds / C++ (cpp) seconds (above 1: cpp is faster). Medians of the repetitions.")
     head = f"{'workload':<36}" + "".join(f"{SIDE_TITLES[k]:>9}" for k in SIDES) + \
         "".join(f"{RATIO_TITLES[k]:>10}" for k in SIDES[1:])
     if rows:
@@ -259,6 +267,11 @@ def main():
     if "(b)" in by_name and "(d)" in by_name:
         ratio = by_name["(d)"]["seconds"]["cpp"] / by_name["(b)"]["seconds"]["cpp"]
         print(f"\nC++ augmented epoch / plain epoch: {ratio:.3f} (target <= 1.1)")
+    for letter in ("(b)", "(c)", "(f)"):
+        s = by_name.get(letter, {}).get("seconds", {})
+        if "cpp_bf16" in s and "tuned" in s:
+            print(f"{letter} tuned fp32 / C++ bf16: {s['tuned'] / s['cpp_bf16']:.2f}x (target >= 4)"
+                  + (f"; tuned fp32 / C++ fp32: {s['tuned'] / s['cpp']:.2f}x (target >= 1)" if "cpp" in s else ""))
     for r in rows:
         if "images_per_second" in r:
             print(f"{r['workload']}: " + ", ".join(f"{k} {v:,.0f} images/s" for k, v in r["images_per_second"].items()))
@@ -283,8 +296,8 @@ def main():
                 rate = flop / secs / 1e9
                 entry["achieved"][side] = {"epoch_seconds": secs, "gflops": rate, "share_of_fp32_roofline": rate / peak32,
                                            "share_of_bf16_roofline": rate / peak16}
-                print(f"    {side:<11} {secs:.4f} s  {rate:7.1f} GFLOP/s  {100 * rate / peak32:5.1f}% of fp32 matmul"
-                      + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side == "tuned_bf16" else ""))
+                print(f"    {side:<13} {secs:.4f} s  {rate:7.1f} GFLOP/s  {100 * rate / peak32:5.1f}% of fp32 matmul"
+                      + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side.endswith("bf16") else ""))
 
     info = cpu_info()
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": info["cpu"],

@@ -7,7 +7,10 @@ Sides: "cpp" (build/bench/birdplane_bench, birdplane's defaults: the fused step 
 "cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
 optimizer, as in Python), "book" (the book's code as printed: a list of per-image tensors and a
 DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader) and
-"tuned_bf16" (tuned under torch.autocast bf16). Ratios are other sides' seconds over "cpp" seconds:
+"tuned_bf16" (tuned under torch.autocast bf16). In the (b) and (c) rows, "roofline" is the epoch's
+matmul FLOP divided by the fp32 matmul rate of its shapes (birdplane_bench matmul), measured as one
+more side in the same repetitions, so that the VM's drifting speed hits it alike: its ratio to a
+side is that side's share of the fp32 roofline. Ratios are other sides' seconds over "cpp" seconds:
 above 1, "cpp" is faster."""
 import argparse
 import datetime
@@ -22,12 +25,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16")
+SIDES = ("cpp", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline")
 PY_SIDES = ("book", "tuned", "tuned_bf16")
 SIDE_TITLES = {"cpp": "C++ s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
-               "tuned": "tuned s", "tuned_bf16": "bf16 s"}
+               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s"}
 RATIO_TITLES = {"cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
-                "tuned_bf16": "bf16/C++"}
+                "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline")
 # Layer widths of the models the roofline covers (cifar2: two outputs).
 MODEL_DIMS = {"book-small": [3072, 512, 2], "book-large": [3072, 1024, 512, 128, 2]}
@@ -137,17 +140,26 @@ def main():
     def py(script, *rest):
         return [sys.executable, script, *rest]
 
-    def epoch_sides(model, keys, extra_cpp=(), extra_py=()):
+    def epoch_sides(model, keys, extra_cpp=(), extra_py=(), dims=None):
+        dims = dims or MODEL_DIMS[model]
         cpp = [bench, "epoch", args.data, model, str(args.epochs), *extra_cpp]
         cmds = {"cpp": (cpp, None),
                 "cpp_bf16": (cpp + ["--precision", "bf16"], None),
                 "cpp_autograd": (cpp + ["--step", "autograd"], None),
                 "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
                 "tuned": (py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
-                "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY)}
+                "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY),
+                "roofline": ([bench, "matmul", ",".join(map(str, dims)), "64"], None)}
         return [(k, *cmds[k]) for k in keys]
 
     epoch_pick = lambda j: median_tail(j["epoch_seconds"])
+
+    def epoch_or_roofline(dims, images):
+        """Seconds of an epoch side, or for the roofline side the epoch's matmul FLOP over the fp32
+        step rate birdplane_bench matmul measured."""
+        flop = epoch_flop(dims, images)
+        return lambda j: flop / (j["results"]["fp32"]["gflops"] * 1e9) if j.get("mode") == "matmul" \
+            else epoch_pick(j)
 
     if wanted("load"):
         compare([("(a) load + normalized cifar2", lambda j: j["seconds"])],
@@ -157,12 +169,13 @@ def main():
     # (b), (c): all four sides; --only tuned runs them without the (slow) book side.
     for key, letter, model in (("small", "b", "book-small"), ("large", "c", "book-large")):
         if wanted(key):
-            keys = SIDES
+            keys = SIDES[:-1]
         elif "tuned" in only:
             keys = ("cpp", "cpp_bf16", "cpp_autograd", "tuned", "tuned_bf16")
         else:
             continue
-        compare([(f"({letter}) epoch {model}, batch 64", epoch_pick)], epoch_sides(model, keys))
+        compare([(f"({letter}) epoch {model}, batch 64", epoch_or_roofline(MODEL_DIMS[model], 10000))],
+                epoch_sides(model, keys + ("roofline",)))
 
     if wanted("augepoch"):
         compare([("(d) epoch book-small + crop,flip", epoch_pick)],
@@ -185,7 +198,7 @@ def main():
 
     if wanted("full"):
         compare([("(f) epoch book-small, all CIFAR-10", epoch_pick)],
-                epoch_sides("book-small", SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
+                epoch_sides("book-small", SIDES[:-1], extra_cpp=("--all-classes",), extra_py=("all",)))
 
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
     # passes after the first) through the loader, as uint8 batches (what the issue measures), against
@@ -267,6 +280,15 @@ def main():
     if "(b)" in by_name and "(d)" in by_name:
         ratio = by_name["(d)"]["seconds"]["cpp"] / by_name["(b)"]["seconds"]["cpp"]
         print(f"\nC++ augmented epoch / plain epoch: {ratio:.3f} (target <= 1.1)")
+    for letter in ("(b)", "(c)"):
+        row = by_name.get(letter)
+        if row and "roofline" in row["all"]:
+            mm = row["all"]["roofline"]
+            shares = {k: statistics.median(m / v for m, v in zip(mm, vals))
+                      for k, vals in row["all"].items() if k != "roofline"}
+            row["share_of_fp32_roofline"] = shares
+            print(f"{letter} share of the fp32 roofline measured in the same repetitions (median of per-repetition "
+                  "ratios): " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in shares.items()) + " (target cpp >= 85%)")
     for letter in ("(b)", "(c)", "(f)"):
         s = by_name.get(letter, {}).get("seconds", {})
         if "cpp_bf16" in s and "tuned" in s:

@@ -25,7 +25,7 @@ void run_eval(const EvalOptions& o) {
   train::check_precision(o.precision);
   auto ck = train::load_checkpoint(o.checkpoint);
   const auto device = train::resolve_device(o.device);
-  auto set = load_split(o.data_dir, split, !o.no_download).subset(ck.config.classes);
+  auto set = load_split(o.data_dir, split, !o.no_download, ck.config.classes);
   ck.model->to(device);
   auto r = train::evaluate(ck.model, set, ck.config, device, 1000, o.precision);
   if (o.json) {

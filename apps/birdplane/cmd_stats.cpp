@@ -21,7 +21,7 @@ struct StatsOptions {
 
 void run_stats(const StatsOptions& o) {
   const auto split = data::parse_split(o.split);
-  auto set = load_split(o.data_dir, split, !o.no_download).subset(data::parse_class_list(o.classes));
+  auto set = load_split(o.data_dir, split, !o.no_download, data::parse_class_list(o.classes));
   const auto s = data::channel_stats(set.images());
   if (o.json) {
     nlohmann::json j;

@@ -97,16 +97,17 @@ void run_train(TrainOptions o) {
         {"train_images", static_cast<int64_t>(*train_subset.size())},
         {"val_images", static_cast<int64_t>(*val_subset.size())},
         {"versions", {{"birdplane", BIRDPLANE_VERSION}, {"libtorch", TORCH_VERSION}}},
-        {"threads", at::get_num_threads()}};
+        {"threads", at::get_num_threads()},
+        {"step_used", trainer.fused() ? "fused" : "autograd"}};
     train::write_atomically((fs::path(run_dir) / "config.json").string(),
                             [&](const std::string& tmp) { std::ofstream(tmp) << config.dump(2) << "\n"; });
   }
   std::cout << fmt::format("{} {}: {} on {} training / {} validation images ({}), {} parameters, loss {}, "
-                           "{} threads; writing {}\n",
+                           "{} step in {}, {} threads; writing {}\n",
                            resume ? "resuming" : "training", cfg.name, cfg.model, *train_subset.size(),
                            *val_subset.size(), fmt::join(train_subset.class_names(), ","),
                            nn::count_parameters(trainer.model()), trainer.model_config().loss,
-                           at::get_num_threads(), run_dir)
+                           trainer.fused() ? "fused" : "autograd", cfg.precision, at::get_num_threads(), run_dir)
             << std::flush;
   std::signal(SIGINT, on_sigint);
   trainer.run(std::cout, isatty(STDOUT_FILENO) != 0);

@@ -150,7 +150,9 @@ std::vector<std::string> parse_class_list(const std::string& text) {
   return out;
 }
 
-Cifar10::Cifar10(const std::string& dir, Split split) {
+namespace {
+
+void check_data_folder(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     fail("CIFAR-10 folder {} does not exist; run `birdplane download --data-dir {}` or point "
@@ -158,6 +160,60 @@ Cifar10::Cifar10(const std::string& dir, Split split) {
          dir, fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
   }
   if (!fs::is_directory(dir, ec)) fail("--data-dir: {} is not a folder", dir);
+}
+
+// The images [n,3,32,32] of n records as read from a file: a strided view (labels skipped).
+at::Tensor record_images(const at::Tensor& raw, int64_t n, int64_t offset = 1) {
+  return raw.as_strided({n, kChannels, kImageSize, kImageSize}, {kRecordBytes, kImageSize * kImageSize, kImageSize, 1},
+                        offset);
+}
+
+}  // namespace
+
+Cifar10 Cifar10::read_classes(const std::string& dir, Split split, const std::vector<std::string>& classes,
+                              ChannelStats* stats) {
+  check_data_folder(dir);
+  const auto names = read_class_names(dir);
+  std::vector<int64_t> remap(names.size());
+  if (classes.empty()) {
+    for (size_t k = 0; k < remap.size(); ++k) remap[k] = static_cast<int64_t>(k);
+  } else {
+    remap = class_label_map(classes, names);
+  }
+  const auto& files = files_for(split);
+  std::vector<int64_t> sizes;
+  int64_t total_bytes = 0, largest = 0;
+  for (const auto& f : files) {
+    total_bytes += sizes.emplace_back(checked_size(fs::path(dir) / f));
+    largest = std::max(largest, sizes.back());
+  }
+  // Room for every image of the split, of which only the kept ones are ever written: pages never
+  // touched take no memory.
+  auto kept = empty_huge({total_bytes / kRecordBytes, kChannels, kImageSize, kImageSize}, torch::kUInt8);
+  constexpr int64_t kImageBytes = kRecordBytes - 1;
+  uint8_t* out = kept.data_ptr<uint8_t>();
+  std::vector<int64_t> labels;
+  auto file = empty_huge({largest}, torch::kUInt8);  // one file's records, reused (huge pages: faults are dear here)
+  ChannelHistogram histogram;
+  for (size_t k = 0; k < files.size(); ++k) {
+    const uint8_t* records = file.data_ptr<uint8_t>();
+    const int64_t n = read_batch_file(fs::path(dir) / files[k], sizes[k], file.data_ptr<uint8_t>());
+    if (stats) histogram.add(record_images(file, n));
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t label = remap[records[i * kRecordBytes]];
+      if (label < 0) continue;
+      std::memcpy(out + static_cast<int64_t>(labels.size()) * kImageBytes, records + i * kRecordBytes + 1,
+                  static_cast<size_t>(kImageBytes));
+      labels.push_back(label);
+    }
+  }
+  if (stats) *stats = histogram.stats();
+  const auto n = static_cast<int64_t>(labels.size());
+  return Cifar10(kept.slice(0, 0, n), torch::tensor(labels, torch::kInt64), classes.empty() ? names : classes);
+}
+
+Cifar10::Cifar10(const std::string& dir, Split split) {
+  check_data_folder(dir);
   // All records go into one buffer as they are on disk; images_ is a strided view of it
   // ([N,3,32,32] with a record stride of 3073 bytes), so the pixels are read once and never copied.
   const auto& files = files_for(split);
@@ -169,8 +225,7 @@ Cifar10::Cifar10(const std::string& dir, Split split) {
   int64_t n = 0;
   for (size_t k = 0; k < files.size(); ++k)
     n += read_batch_file(fs::path(dir) / files[k], sizes[k], dst + n * kRecordBytes);
-  images_ = raw.as_strided({n, kChannels, kImageSize, kImageSize},
-                           {kRecordBytes, kImageSize * kImageSize, kImageSize, 1}, 1);
+  images_ = record_images(raw, n);
   labels_ = raw.as_strided({n}, {kRecordBytes}, 0).to(torch::kInt64);
   class_names_ = read_class_names(dir);
 }

@@ -56,6 +56,8 @@ TEST_F(CliTrain, WritesTheRunFolder) {
   EXPECT_EQ(config["parameters"], 1574402);
   EXPECT_EQ(config["model"]["classes"], (std::vector<std::string>{"airplane", "bird"}));
   EXPECT_TRUE(config["versions"].contains("libtorch"));
+  EXPECT_EQ(config["step_used"], "fused");  // book-small with plain SGD: the default takes the fused step
+  EXPECT_TRUE(contains(train_out_, "fused step in fp32")) << train_out_;
 }
 
 TEST_F(CliTrain, RefusesToOverwriteAnExistingRun) {
@@ -92,7 +94,9 @@ TEST_F(CliTrain, BadFlagsExitTwoWithAMessage) {
       {"--optimizer rmsprop", "--optimizer"}, {"--classes airplane,zebra", "zebra"},
       {"--model book-large --loss nll", "cross-entropy"},     {"--device tpu", "--device"},
       {"--hidden 10,x", "--hidden"}, {"--epochs abc", "--epochs"},
-      {"--augment 'RandomCrop(32, padding=-4)'", "--augment"}, {"--augment blur", "unknown transform"}};
+      {"--augment 'RandomCrop(32, padding=-4)'", "--augment"}, {"--augment blur", "unknown transform"},
+      {"--step sometimes", "--step"}, {"--step fused --momentum 0.9", "--step fused"},
+      {"--precision fp16", "--precision"}};
   for (const auto& c : cases) {
     auto r = run_birdplane("train --data-dir " + data() + " --runs-dir " + (*tmp_ / "bad") + " --no-download " + c.args);
     EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;

@@ -9,6 +9,8 @@
 #include <torch/data/example.h>
 #include <ATen/core/Tensor.h>
 
+#include "birdplane/data/stats.h"
+
 namespace birdplane::data {
 
 /// Which half of CIFAR-10: "train" (data_batch_1..5, 50,000 images) or "test" (test_batch, 10,000).
@@ -49,6 +51,13 @@ class Cifar10 : public torch::data::datasets::Dataset<Cifar10> {
   /// Reads a split from `dir` (a cifar-10-batches-bin folder). Throws birdplane::Error naming the
   /// file when it is missing, short, oversized or holds a label over 9.
   Cifar10(const std::string& dir, Split split);
+  /// Reads a split keeping only the named classes (labels remapped as subset() does; all ten when
+  /// `classes` is empty), one file at a time: only one file's records and the kept images are ever
+  /// in memory, not the whole split. When `stats` is given it receives channel_stats() of the whole
+  /// split, every class, gathered on the way. Same result as Cifar10(dir, split).subset(classes).
+  static Cifar10 read_classes(const std::string& dir, Split split, const std::vector<std::string>& classes,
+                              ChannelStats* stats = nullptr);
+
   /// Wraps tensors that are already in memory (uint8 [N,3,32,32], int64 [N]).
   Cifar10(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names);
 

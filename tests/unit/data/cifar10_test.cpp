@@ -97,6 +97,32 @@ TEST(Cifar10, ResolvesDataFolders) {
   EXPECT_FALSE(data::is_complete(dir));  // only 1 record per file
 }
 
+TEST(Cifar10, ReadingOnlySomeClassesEqualsReadingAllThenTakingTheSubset) {
+  TempDir tmp;
+  auto dir = fixtures::write_fake_cifar(tmp.path(), 13);
+  for (const auto split : {data::Split::kTrain, data::Split::kTest}) {
+    data::Cifar10 all(dir, split);
+    for (const std::vector<std::string>& classes :
+         {std::vector<std::string>{"bird", "airplane"}, {"truck"}, std::vector<std::string>{}}) {
+      data::ChannelStats stats;
+      auto some = data::Cifar10::read_classes(dir, split, classes, &stats);
+      auto reference = all.subset(classes);
+      ASSERT_EQ(*some.size(), *reference.size());
+      EXPECT_TRUE(torch::equal(some.images(), reference.images()));
+      EXPECT_TRUE(torch::equal(some.labels(), reference.labels()));
+      EXPECT_EQ(some.class_names(), reference.class_names());
+      // The statistics are those of the whole split (every class), to the last bit.
+      auto whole = data::channel_stats(all.images());
+      EXPECT_EQ(stats.mean, whole.mean);
+      EXPECT_EQ(stats.std, whole.std);
+      EXPECT_EQ(stats.pixels_per_channel, whole.pixels_per_channel);
+    }
+  }
+  expect_error([&] { data::Cifar10::read_classes(dir, data::Split::kTrain, {"zebra"}); }, {"--classes", "zebra"});
+  expect_error([&] { data::Cifar10::read_classes(tmp / "nothing", data::Split::kTrain, {}); },
+               {"nothing", "does not exist"});
+}
+
 TEST(Cifar10, RejectsMissingShortOversizedAndBadLabels) {
   TempDir tmp;
   auto dir = fixtures::write_fake_cifar(tmp.path(), 3);

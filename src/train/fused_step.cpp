@@ -1,5 +1,6 @@
 #include "birdplane/train/fused_step.h"
 
+#include <cmath>
 #include <cstring>
 
 #include <ATen/Parallel.h>
@@ -48,6 +49,38 @@ void update_and_cast(at::Tensor& w, const at::Tensor& g, double lr, at::Tensor& 
   at::parallel_for(0, w.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
     update_and_cast_range(wp, gp, w16p, step, begin, end);
   });
+}
+
+// For logits z [B, K] (float32, contiguous) and labels y [B]: adds the mean negative log-likelihood of
+// log_softmax(z) and the count of rows whose largest logit (the first, on ties) is the label to `r`,
+// and returns (softmax(z) - onehot(y)) / B.
+at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedMlpStep::Result& r) {
+  const int64_t batch = z.size(0), classes = z.size(1);
+  auto labels = y.to(at::kLong).contiguous();
+  const int64_t* label = labels.data_ptr<int64_t>();
+  auto g = at::empty_like(z);
+  const float* zp = z.data_ptr<float>();
+  float* gp = g.data_ptr<float>();
+  double total = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    const float* row = zp + i * classes;
+    float* grow = gp + i * classes;
+    int64_t best = 0;
+    for (int64_t k = 1; k < classes; ++k)
+      if (row[k] > row[best]) best = k;
+    const float top = row[best];
+    double sum = 0;
+    for (int64_t k = 0; k < classes; ++k) sum += std::exp(static_cast<double>(row[k] - top));
+    const int64_t t = label[i];
+    BIRDPLANE_CHECK(t >= 0 && t < classes, "label {} is out of range for {} classes", t, classes);
+    total += std::log(sum) - static_cast<double>(row[t] - top);
+    r.correct += best == t;
+    for (int64_t k = 0; k < classes; ++k)
+      grow[k] = static_cast<float>((std::exp(static_cast<double>(row[k] - top)) / sum - (k == t ? 1.0 : 0.0)) /
+                                   static_cast<double>(batch));
+  }
+  r.loss = total / static_cast<double>(batch);
+  return g;
 }
 
 }  // namespace
@@ -104,16 +137,11 @@ FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y
     z = at::addmm(biases_[l].to(dtype), inputs[l], weight(l).t());
     if (l + 1 < layers) inputs[l + 1] = relu_ ? z.relu_() : z.tanh_();
   }
-  auto log_probs = at::log_softmax(z.to(at::kFloat), 1);  // the loss in float32, whatever the products
-  auto target = y.view({batch, 1});
+  // The loss, the correct count and d(mean loss)/d(logits) = (softmax - onehot) / B (the same for nll
+  // on log_softmax and for cross-entropy) in one loop over the [B, K] logits, in float32 whatever the
+  // products ran in: a dozen small tensor ops otherwise, each dispatched and allocated.
   Result r;
-  r.loss = -log_probs.gather(1, target).sum().item<double>() / static_cast<double>(batch);
-  r.correct = log_probs.argmax(1).eq(y).sum().item<int64_t>();
-
-  // d(mean loss)/d(logits) = (softmax - onehot) / B, for nll on log_softmax and cross-entropy alike.
-  auto g = log_probs.exp_();
-  g.scatter_add_(1, target, at::full({batch, 1}, -1.0f, g.options()));
-  g.div_(static_cast<double>(batch));
+  auto g = softmax_loss_grad(z.to(at::kFloat).contiguous(), y, r);
 
   for (size_t l = layers; l-- > 0;) {
     auto g_in = g.to(dtype);
@@ -121,11 +149,7 @@ FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y
     if (l > 0) {  // through this layer's weight (before its update) and the activation before it
       g_prev = at::mm(g_in, weight(l));
       const auto& a = inputs[l];
-      if (relu_) {
-        g_prev.masked_fill_(a.le(0), 0);
-      } else {
-        g_prev.mul_(1 - a * a);  // tanh' = 1 - tanh^2
-      }
+      g_prev = relu_ ? at::threshold_backward(g_prev, a, 0) : at::tanh_backward(g_prev, a);  // g * (1 - a^2)
     }
     biases_[l].sub_(g.sum(0, false, at::kFloat), lr_);
     if (bf16_) {

@@ -1,6 +1,7 @@
 #include "birdplane/train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -266,8 +268,16 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
 
 TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
   const std::string ckpt = (fs::path(run_dir_) / "checkpoint.pt").string();
+  // The next batch is prepared on a thread of its own only where a core is free for it. When the
+  // intra-op threads already take every core, a loader thread can only run by taking a core from a
+  // matrix product (which then waits at its barrier); on the training thread the same work runs
+  // between steps, on all the intra-op threads. Batches are the same either way.
+  const bool spare_core = std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads());
   data::BatchLoader loader(train_set_,
-                           data::BatchLoaderOptions(config_.batch_size).seed(config_.seed).drop_last(config_.drop_last),
+                           data::BatchLoaderOptions(config_.batch_size)
+                               .seed(config_.seed)
+                               .drop_last(config_.drop_last)
+                               .background(spare_core),
                            config_.augment.empty()
                                ? data::BatchLoader::normalize_transform(model_config_.mean, model_config_.std)
                                : transforms::augment_then_normalize(config_.augment, model_config_.mean,

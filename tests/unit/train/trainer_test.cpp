@@ -68,6 +68,23 @@ TEST(Trainer, ResumedRunEndsBitIdenticalToAnUninterruptedOne) {
     EXPECT_TRUE(fs::exists(s.tmp / (std::string("split/") + f))) << f;
 }
 
+TEST(Trainer, AResumedFusedRunEndsBitIdenticalToo) {
+  // Plain SGD takes the fused step (the test above, with momentum, takes autograd).
+  SmallRun s;
+  auto fused = [&](int64_t epochs) {
+    auto c = s.config(epochs);
+    c.optimizer.momentum = 0;
+    c.step = "fused";
+    return c;
+  };
+  torch::nn::Sequential whole{nullptr}, resumed{nullptr};
+  s.run(fused(3), "whole", false, &whole);
+  s.run(fused(1), "split", false);
+  s.run(fused(3), "split", true, &resumed);
+  auto a = whole->parameters(), b = resumed->parameters();
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+}
+
 namespace {
 
 // 160 training and 40 validation images: class 0 dark noise, class 1 bright noise (any working

@@ -14,6 +14,7 @@
 
 #include "birdplane/transforms/autoaugment.h"
 #include "support/golden.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 namespace F = birdplane::transforms::functional;
@@ -22,7 +23,7 @@ using fixtures::max_abs_diff;
 
 namespace {
 
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using fixtures::seeded;
 
 // uint8 results: equal, or within `tolerance` levels (bilinear resampling); a difference is printed.
 void expect_image(const at::Tensor& got, const at::Tensor& want, int tolerance, const std::string& what) {

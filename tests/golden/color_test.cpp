@@ -14,6 +14,7 @@
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/misc.h"
 #include "support/golden.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 namespace F = birdplane::transforms::functional;
@@ -22,7 +23,7 @@ using fixtures::max_abs_diff;
 
 namespace {
 
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using fixtures::seeded;
 
 // uint8 (and integer) results must be equal; float results within 1e-5. (The functions repeat
 // torchvision's ATen calls in its order, so float results come out bit-equal too; any that do not are

@@ -9,6 +9,7 @@
 #include "birdplane/transforms/geometry.h"
 #include "birdplane/transforms/warp.h"
 #include "support/golden.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 namespace F = birdplane::transforms::functional;
@@ -42,7 +43,7 @@ std::array<F::Point, 4> points(const at::Tensor& t) {
   return p;
 }
 
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using fixtures::seeded;
 
 }  // namespace
 

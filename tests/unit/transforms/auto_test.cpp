@@ -6,6 +6,7 @@
 
 #include "birdplane/transforms/autoaugment.h"
 #include "support/expect_error.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 using fixtures::expect_error;
@@ -13,7 +14,7 @@ namespace F = birdplane::transforms::functional;
 namespace T = birdplane::transforms;
 
 namespace {
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using fixtures::seeded;
 at::Tensor batch(int64_t n, int64_t c = 3) { return torch::randint(0, 256, {n, c, 12, 14}, torch::kInt64).to(torch::kByte); }
 }  // namespace
 

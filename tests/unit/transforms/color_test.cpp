@@ -7,6 +7,7 @@
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/misc.h"
 #include "support/expect_error.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 using fixtures::expect_error;
@@ -15,7 +16,7 @@ namespace T = birdplane::transforms;
 
 namespace {
 at::Tensor image_u8() { return torch::randint(0, 256, {3, 8, 10}, torch::kInt64).to(torch::kByte); }
-at::Generator seeded(uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+using fixtures::seeded;
 }  // namespace
 
 TEST(ColorTransforms, FunctionsRejectBadArguments) {

@@ -7,6 +7,7 @@
 #include "birdplane/transforms/autoaugment.h"
 #include "birdplane/transforms/spec.h"
 #include "support/expect_error.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 using fixtures::expect_error;
@@ -21,13 +22,7 @@ TEST(AutoSpec, EveryPolicyParsesAndKeepsAUint8Batch) {
       "AugMix()", "AugMix(severity=10, mixture_width=1, chain_depth=3, alpha=0.5, all_ops=False, fill=[9])",
       "flip, AutoAugment(CIFAR10), RandomCrop(16, padding=2)",
   };
-  for (const auto& s : specs) {
-    auto aug = transforms::parse_augment(s);
-    auto g = at::make_generator<at::CPUGeneratorImpl>(9);
-    auto y = aug(x.clone(), g);
-    EXPECT_EQ(y.sizes(), x.sizes()) << s;
-    EXPECT_EQ(y.scalar_type(), torch::kByte) << s;
-  }
+  fixtures::expect_specs_keep_uint8_batches(specs, x);
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(4), g2 = at::make_generator<at::CPUGeneratorImpl>(4);
   auto a = transforms::parse_transforms("AutoAugment(policy=AutoAugmentPolicy.CIFAR10), AugMix(severity=5)")->forward(x, g1);
   auto b = transforms::AugMix(5).forward(transforms::AutoAugment(transforms::AutoAugmentPolicy::kCifar10).forward(x, g2), g2);

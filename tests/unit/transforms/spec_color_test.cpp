@@ -7,6 +7,7 @@
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/spec.h"
 #include "support/expect_error.h"
+#include "support/transform_checks.h"
 
 using namespace birdplane;
 using fixtures::expect_error;
@@ -24,13 +25,7 @@ TEST(ColorSpec, EveryColorTransformParsesAndKeepsAUint8Batch) {
       "RandomChoice([RandomInvert, RandomEqualize(1)], p=[1, 2])", "RandomOrder([RandomInvert(), GaussianBlur(3)])",
       "ConvertImageDtype(float32), ConvertImageDtype(torch.uint8)",
   };
-  for (const auto& s : specs) {
-    auto aug = transforms::parse_augment(s);
-    auto g = at::make_generator<at::CPUGeneratorImpl>(9);
-    auto y = aug(x.clone(), g);
-    EXPECT_EQ(y.sizes(), x.sizes()) << s;
-    EXPECT_EQ(y.scalar_type(), torch::kByte) << s;
-  }
+  fixtures::expect_specs_keep_uint8_batches(specs, x);
   // A spec gives the same images as the class it names, from the same seed.
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(4), g2 = at::make_generator<at::CPUGeneratorImpl>(4);
   auto a = transforms::parse_transforms("ColorJitter(brightness=0.3, hue=0.1), RandomEqualize(0.5)")->forward(x, g1);

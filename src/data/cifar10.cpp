@@ -163,9 +163,9 @@ void check_data_folder(const std::string& dir) {
 }
 
 // The images [n,3,32,32] of n records as read from a file: a strided view (labels skipped).
-at::Tensor record_images(const at::Tensor& raw, int64_t n, int64_t offset = 1) {
+at::Tensor record_images(const at::Tensor& raw, int64_t n) {
   return raw.as_strided({n, kChannels, kImageSize, kImageSize}, {kRecordBytes, kImageSize * kImageSize, kImageSize, 1},
-                        offset);
+                        1);
 }
 
 }  // namespace
@@ -212,23 +212,7 @@ Cifar10 Cifar10::read_classes(const std::string& dir, Split split, const std::ve
   return Cifar10(kept.slice(0, 0, n), torch::tensor(labels, torch::kInt64), classes.empty() ? names : classes);
 }
 
-Cifar10::Cifar10(const std::string& dir, Split split) {
-  check_data_folder(dir);
-  // All records go into one buffer as they are on disk; images_ is a strided view of it
-  // ([N,3,32,32] with a record stride of 3073 bytes), so the pixels are read once and never copied.
-  const auto& files = files_for(split);
-  std::vector<int64_t> sizes;
-  int64_t total_bytes = 0;
-  for (const auto& f : files) total_bytes += sizes.emplace_back(checked_size(fs::path(dir) / f));
-  auto raw = empty_huge({total_bytes}, torch::kUInt8);
-  uint8_t* dst = raw.data_ptr<uint8_t>();
-  int64_t n = 0;
-  for (size_t k = 0; k < files.size(); ++k)
-    n += read_batch_file(fs::path(dir) / files[k], sizes[k], dst + n * kRecordBytes);
-  images_ = record_images(raw, n);
-  labels_ = raw.as_strided({n}, {kRecordBytes}, 0).to(torch::kInt64);
-  class_names_ = read_class_names(dir);
-}
+Cifar10::Cifar10(const std::string& dir, Split split) : Cifar10(read_classes(dir, split, {})) {}
 
 Cifar10::Cifar10(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names)
     : images_(std::move(images)), labels_(std::move(labels)), class_names_(std::move(class_names)) {

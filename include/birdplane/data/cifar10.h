@@ -43,13 +43,12 @@ std::string batches_dir(const std::string& root);
 bool is_complete(const std::string& dir);
 
 /// The dataset. Images are held once as uint8 [N,3,32,32] (no float copy); labels int64 [N].
-/// Read from disk, images() is a strided view of the file records (3073 bytes apart, each image's
-/// 3072 bytes contiguous); call .contiguous() where a packed tensor is needed.
+/// Read from disk, images() is packed (the label bytes of the file records left out).
 /// get(i) returns one Example like LibTorch's MNIST; get_batch() does one index_select.
 class Cifar10 : public torch::data::datasets::Dataset<Cifar10> {
  public:
-  /// Reads a split from `dir` (a cifar-10-batches-bin folder). Throws birdplane::Error naming the
-  /// file when it is missing, short, oversized or holds a label over 9.
+  /// Reads a split from `dir` (a cifar-10-batches-bin folder): read_classes(dir, split, {}). Throws
+  /// birdplane::Error naming the file when it is missing, short, oversized or holds a label over 9.
   Cifar10(const std::string& dir, Split split);
   /// Reads a split keeping only the named classes (labels remapped as subset() does; all ten when
   /// `classes` is empty), one file at a time: only one file's records and the kept images are ever

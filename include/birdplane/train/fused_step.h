@@ -43,11 +43,10 @@ class FusedMlpStep {
   /// One SGD step on images x [B, in_features] float32 and labels y int64 [B].
   Result step(const at::Tensor& x, const at::Tensor& y);
 
-  /// Re-reads the float32 weights into the bfloat16 copies (after they were changed elsewhere,
-  /// such as a resume); a no-op in fp32.
+ private:
+  /// Reads the float32 weights into the bfloat16 copies; a no-op in fp32.
   void refresh_copies();
 
- private:
   std::vector<at::Tensor> weights_, biases_;  ///< the model's own parameters, float32
   std::vector<at::Tensor> weights_bf16_;      ///< bf16 only: copies used by the products
   bool relu_;

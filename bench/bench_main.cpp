@@ -30,6 +30,7 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/stats.h"
+#include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
@@ -327,6 +328,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     j["threads"] = at::get_num_threads();
+    j["blas_core"] = inspect_environment().blas_core;  // OpenBLAS's kernels (OPENBLAS_CORETYPE decides)
     std::cout << j.dump() << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -81,6 +81,21 @@ def cpu_info():
     return info
 
 
+# The CPU features OpenBLAS's SkylakeX kernels need (its Cooperlake and SapphireRapids cores add bf16
+# and AMX routines that LibTorch's fp32 products do not call).
+SKYLAKEX_FLAGS = {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"}
+
+
+def blas_core_for(choice, flags):
+    """The OPENBLAS_CORETYPE every side runs with: the environment's for "keep"; for "auto", SKYLAKEX
+    when the CPU has AVX-512 and the environment's otherwise; else the given name. None: leave it."""
+    if choice == "keep":
+        return None
+    if choice == "auto":
+        return "SKYLAKEX" if SKYLAKEX_FLAGS <= set(flags) else None
+    return choice
+
+
 def median_tail(values):
     """Median of all but the first value (the warm-up), or of the only one."""
     return statistics.median(values[1:] or values)
@@ -98,6 +113,9 @@ def main():
     ap.add_argument("--rss-reps", type=int, default=1, help="repetitions of (g) (peak RSS is not noisy)")
     ap.add_argument("--eval-repeats", type=int, default=20,
                     help="(e) passes over the validation set per process (training set: a quarter, >= 3)")
+    ap.add_argument("--blas-core", default="auto",
+                    help="OPENBLAS_CORETYPE for every side alike: auto (SKYLAKEX, OpenBLAS's AVX-512 kernels, when "
+                         "the CPU has AVX-512; otherwise the environment's), keep (the environment's) or a core name")
     args = ap.parse_args()
     bench = os.path.join(args.build, "bench", "birdplane_bench")
     cli = os.path.join(args.build, "birdplane")
@@ -107,7 +125,13 @@ def main():
     unknown = only - set(KEYS)
     if unknown:
         ap.error(f"--only: unknown {','.join(sorted(unknown))}; expected some of {','.join(KEYS)}")
-    cpp_env = dict(os.environ, BIRDPLANE_BENCH_THREADS=threads)
+    info = cpu_info()
+    blas_core = blas_core_for(args.blas_core, info["flags"])
+    # C++ and Python sides get the same BLAS kernels, so the ratios compare the code, not the BLAS.
+    py_env = dict(os.environ, **({"OPENBLAS_CORETYPE": blas_core} if blas_core is not None else {}))
+    cpp_env = dict(py_env, BIRDPLANE_BENCH_THREADS=threads)
+    print(f"OPENBLAS_CORETYPE for every side: {py_env.get('OPENBLAS_CORETYPE', '(unset: OpenBLAS detects)')}",
+          file=sys.stderr)
     rows, memory, roofline = [], [], {}
 
     def wanted(key):
@@ -120,7 +144,7 @@ def main():
         for rep in range(reps):
             order = sides if rep % 2 == 0 else sides[::-1]
             for key, cmd, cwd in order:
-                j = run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else None)
+                j = run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else py_env)
                 for name, pick in picks:
                     values[name][key].append(pick(j))
             last = ", ".join(f"{key} {values[picks[0][0]][key][-1]:.4f}" for key, _, _ in sides)
@@ -227,7 +251,7 @@ def main():
             for rep in range(args.rss_reps):
                 for key, cmd, cwd in (sides if rep % 2 == 0 else sides[::-1]):
                     shutil.rmtree(os.path.join(runs_dir, "rss"), ignore_errors=True)
-                    values[key].append(run_peak_rss(cmd, cwd=cwd, env=cpp_env if cwd is None else None))
+                    values[key].append(run_peak_rss(cmd, cwd=cwd, env=cpp_env if cwd is None else py_env))
                     print(f"  (g) peak RSS rep {rep + 1}/{args.rss_reps}: {key} {values[key][-1]:.1f} MiB",
                           file=sys.stderr)
         finally:
@@ -247,9 +271,10 @@ def main():
             cmds = [("cpp", [bench, "matmul", d, "64"], None), ("python", py("matmul.py", d, "64", "7", threads), PY)]
             for rep in range(args.reps):
                 for key, cmd, cwd in (cmds if rep % 2 == 0 else cmds[::-1]):
-                    out[key].append(run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else None))
+                    out[key].append(run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else py_env))
             print(f"  roofline {model}: {args.reps} reps", file=sys.stderr)
-            entry = {"dims": dims, "batch": 64, "reps": args.reps, "epoch_flop_cifar2": epoch_flop(dims, 10000)}
+            entry = {"dims": dims, "batch": 64, "reps": args.reps, "epoch_flop_cifar2": epoch_flop(dims, 10000),
+                     "blas_core": out["cpp"][0].get("blas_core", "")}  # what OpenBLAS reported it runs
             for key, runs in out.items():
                 for dtype in ("fp32", "bf16"):
                     step = runs[0]["results"][dtype]
@@ -321,12 +346,11 @@ def main():
                 print(f"    {side:<13} {secs:.4f} s  {rate:7.1f} GFLOP/s  {100 * rate / peak32:5.1f}% of fp32 matmul"
                       + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side.endswith("bf16") else ""))
 
-    info = cpu_info()
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": info["cpu"],
               "cpu_flags": info["flags"], "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps,
               "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
               "eval_repeats": args.eval_repeats, "only": sorted(only),
-              "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", ""),
+              "openblas_coretype": py_env.get("OPENBLAS_CORETYPE", ""), "blas_core_option": args.blas_core,
               "ratio": "python seconds / cpp seconds", "rows": rows, "memory": memory, "roofline": roofline}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")

@@ -1,7 +1,9 @@
 #include "birdplane/doctor.h"
 
+#include <dlfcn.h>
 #include <link.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -56,6 +58,15 @@ bool cpu_flag(const std::string& flag) {
   return false;
 }
 
+// OpenBLAS's name for the kernel family it chose at load time, or "" when the BLAS in this process
+// is not OpenBLAS (the symbol is looked up, so nothing links against OpenBLAS itself).
+std::string openblas_core() {
+  using CoreName = char* (*)();
+  auto* fn = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  const char* name = fn ? fn() : nullptr;
+  return name ? std::string(name) : std::string();
+}
+
 }  // namespace
 
 Environment inspect_environment() {
@@ -63,6 +74,9 @@ Environment inspect_environment() {
   env.torch_version = fmt::format("{}.{}.{}", TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH);
   dl_iterate_phdr(collect_blas, &env.blas_path);
   env.blas_kind = classify_blas(env.blas_path);
+  env.blas_core = openblas_core();
+  const char* core_env = std::getenv("OPENBLAS_CORETYPE");
+  env.blas_core_env = core_env ? core_env : "";
   env.threads = at::get_num_threads();
   env.cores = static_cast<int>(std::thread::hardware_concurrency());
   env.avx2 = cpu_flag("avx2");
@@ -74,6 +88,24 @@ Environment inspect_environment() {
   return env;
 }
 
+std::string blas_core_advice(const Environment& env) {
+  if (!env.avx512f || env.blas_core.empty()) return "";
+  std::string lower;
+  for (char c : env.blas_core) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // OpenBLAS's x86 families without AVX-512 kernels (Zen 1-3 run the Haswell ones).
+  for (const char* old : {"haswell", "zen", "sandybridge", "nehalem", "core2", "prescott", "atom", "barcelona",
+                          "bulldozer", "piledriver", "steamroller", "excavator", "penryn", "dunnington"}) {
+    if (lower == old) {
+      return fmt::format(
+          "note: OpenBLAS runs its {} (AVX2 or older) kernels{}, but this CPU has AVX-512.\n"
+          "      OPENBLAS_CORETYPE=SKYLAKEX in the environment selects its AVX-512 kernels\n"
+          "      (fp32 matrix products about 1.45x faster on the machine of docs/performance.md).\n",
+          env.blas_core, env.blas_core_env.empty() ? "" : fmt::format(" (OPENBLAS_CORETYPE={})", env.blas_core_env));
+    }
+  }
+  return "";
+}
+
 std::string format_environment(const Environment& env) {
   auto yes = [](bool b) { return b ? "yes" : "no"; };
   std::string s;
@@ -81,6 +113,9 @@ std::string format_environment(const Environment& env) {
   s += fmt::format("libtorch         {}\n", env.torch_version);
   s += fmt::format("blas             {} ({})\n", env.blas_path.empty() ? "(none loaded)" : env.blas_path,
                    env.blas_kind);
+  if (!env.blas_core.empty())
+    s += fmt::format("blas kernels     {}{}\n", env.blas_core,
+                     env.blas_core_env.empty() ? "" : fmt::format(" (OPENBLAS_CORETYPE={})", env.blas_core_env));
   s += fmt::format("threads          {} of {} cores\n", env.threads, env.cores);
   s += fmt::format("cpu              avx2 {}, avx512f {}, avx512_bf16 {}, amx_bf16 {}\n", yes(env.avx2),
                    yes(env.avx512f), yes(env.avx512_bf16), yes(env.amx_bf16));
@@ -94,6 +129,7 @@ std::string format_environment(const Environment& env) {
          "         Fix: apt-get install libopenblas0-openmp (scripts/setup does it), or\n"
          "         update-alternatives --config libblas.so.3-x86_64-linux-gnu\n";
   }
+  s += blas_core_advice(env);
   if (env.threads < env.cores) {
     s += fmt::format("note: {} of {} cores in use; --threads sets it\n", env.threads, env.cores);
   }

@@ -12,6 +12,7 @@
 #include <torch/version.h>
 
 #include "birdplane/data/stats.h"
+#include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/trainer.h"
 #include "commands.h"
@@ -89,6 +90,7 @@ void run_train(TrainOptions o) {
     fs::create_directories(run_dir, ec);
     if (ec) fail("cannot create run folder {}: {}", run_dir, ec.message());
   }
+  const auto environment = inspect_environment();
   if (!resume) {
     nlohmann::json config = {
         {"train", cfg.to_json()},
@@ -98,7 +100,8 @@ void run_train(TrainOptions o) {
         {"val_images", static_cast<int64_t>(*val_subset.size())},
         {"versions", {{"birdplane", BIRDPLANE_VERSION}, {"libtorch", TORCH_VERSION}}},
         {"threads", at::get_num_threads()},
-        {"step_used", trainer.fused() ? "fused" : "autograd"}};
+        {"step_used", trainer.fused() ? "fused" : "autograd"},
+        {"blas", {{"path", environment.blas_path}, {"core", environment.blas_core}}}};
     train::write_atomically((fs::path(run_dir) / "config.json").string(),
                             [&](const std::string& tmp) { std::ofstream(tmp) << config.dump(2) << "\n"; });
   }
@@ -109,6 +112,7 @@ void run_train(TrainOptions o) {
                            nn::count_parameters(trainer.model()), trainer.model_config().loss,
                            trainer.fused() ? "fused" : "autograd", cfg.precision, at::get_num_threads(), run_dir)
             << std::flush;
+  std::cerr << blas_core_advice(environment);  // "" unless the BLAS kernels lag the CPU
   std::signal(SIGINT, on_sigint);
   trainer.run(std::cout, isatty(STDOUT_FILENO) != 0);
   std::signal(SIGINT, SIG_DFL);

@@ -37,6 +37,17 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, const std::stri
   EXPECT_LE(fixtures::max_abs_diff(got, want), tol) << what;
 }
 
+// For nearest-neighbour warps whose map comes from a float32 least-squares solve: a sample that falls
+// within an ulp of a pixel edge lands on either pixel depending on the BLAS kernels that ran the solve
+// (see the coefficients below), so at most 1% of the values may differ by more than one level.
+void expect_mostly_equal(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  ASSERT_EQ(got.scalar_type(), want.scalar_type()) << what;
+  const auto off = (got.to(torch::kInt) - want.to(torch::kInt)).abs().gt(1).sum().item<int64_t>();
+  EXPECT_LE(static_cast<double>(off), 0.01 * static_cast<double>(want.numel())) << what << ": " << off << " of "
+                                                                                  << want.numel() << " values differ";
+}
+
 std::array<F::Point, 4> points(const at::Tensor& t) {
   std::array<F::Point, 4> p{};
   for (int64_t i = 0; i < 4; ++i) p[i] = {t[i][0].item<int64_t>(), t[i][1].item<int64_t>()};
@@ -118,9 +129,15 @@ TEST(GoldenGeometry2, PerspectiveAndElastic) {
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   const auto start = points(g["start"]), end = points(g["end"]), end2 = points(g["end2"]);
   const auto coeffs = F::perspective_coeffs(start, end);
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(coeffs[i], g["persp_coeffs"][i].item<double>()) << "coefficient " << i;
+  // A float32 least-squares solve (as torchvision's): its last bits depend on which OpenBLAS kernels
+  // run it (with SkylakeX's instead of Haswell's they moved by up to 4e-7 of the value), so equal to
+  // 1e-6 of the value rather than bit for bit.
+  for (int i = 0; i < 8; ++i) {
+    const double want = g["persp_coeffs"][i].item<double>();
+    EXPECT_NEAR(coeffs[i], want, 1e-6 * std::max(1.0, std::abs(want))) << "coefficient " << i;
+  }
   expect_close(F::perspective(u8, start, end), g["persp_u8_bilinear"], "perspective u8");
-  expect_close(F::perspective(u8, start, end, kNearest, std::vector<double>{9, 99, 199}), g["persp_u8_nearest_fill"],
+  expect_mostly_equal(F::perspective(u8, start, end, kNearest, std::vector<double>{9, 99, 199}), g["persp_u8_nearest_fill"],
                "perspective nearest fill u8");
   expect_close(F::perspective(f, start, end2, kBilinear, std::vector<double>{0.7}), g["persp_f_bilinear_fill"],
                "perspective fill float");

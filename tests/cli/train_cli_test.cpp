@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/data/image_io.h"
+#include "birdplane/doctor.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -58,6 +59,9 @@ TEST_F(CliTrain, WritesTheRunFolder) {
   EXPECT_TRUE(config["versions"].contains("libtorch"));
   EXPECT_EQ(config["step_used"], "fused");  // book-small with plain SGD: the default takes the fused step
   EXPECT_TRUE(contains(train_out_, "fused step in fp32")) << train_out_;
+  // The BLAS that ran the products, and OpenBLAS's kernels (whatever OPENBLAS_CORETYPE chose here).
+  EXPECT_TRUE(contains(config["blas"]["path"].get<std::string>(), "openblas")) << config.dump();
+  EXPECT_EQ(config["blas"]["core"], birdplane::inspect_environment().blas_core);
 }
 
 TEST_F(CliTrain, RefusesToOverwriteAnExistingRun) {
@@ -206,6 +210,38 @@ TEST(CliDoctor, ReportsOpenBlasAndThreads) {
   EXPECT_TRUE(contains(r.out, "threads          2 of")) << r.out;
   auto one = run_birdplane("doctor --threads 1");
   EXPECT_TRUE(contains(one.out, "threads          1 of")) << one.out;
+}
+
+TEST(CliDoctor, NamesOpenBlasKernelsAndTheCoreTypeThatChoseThem) {
+  // OpenBLAS reads OPENBLAS_CORETYPE when it loads: the report names the kernels it then runs.
+  auto r = run_birdplane("doctor", "OPENBLAS_CORETYPE=Haswell");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "blas kernels     Haswell (OPENBLAS_CORETYPE=Haswell)")) << r.out;
+  // The note appears exactly when this CPU could run the AVX-512 kernels instead.
+  EXPECT_EQ(contains(r.out, "OPENBLAS_CORETYPE=SKYLAKEX"), birdplane::inspect_environment().avx512f) << r.out;
+}
+
+TEST(CliDoctor, AdvisesAvx512KernelsOnlyWhereTheyWouldRunFaster) {
+  birdplane::Environment env;
+  env.avx512f = true;
+  env.blas_core = "Haswell";
+  env.blas_core_env = "Haswell";
+  const auto note = birdplane::blas_core_advice(env);
+  EXPECT_TRUE(contains(note, "OpenBLAS runs its Haswell")) << note;
+  EXPECT_TRUE(contains(note, "(OPENBLAS_CORETYPE=Haswell)")) << note;
+  EXPECT_TRUE(contains(note, "OPENBLAS_CORETYPE=SKYLAKEX")) << note;
+  env.blas_core = "Zen";  // Zen 1-3 kernels are AVX2 ones too
+  EXPECT_FALSE(birdplane::blas_core_advice(env).empty());
+  env.blas_core = "SkylakeX";
+  EXPECT_EQ(birdplane::blas_core_advice(env), "");
+  env.blas_core = "Cooperlake";
+  EXPECT_EQ(birdplane::blas_core_advice(env), "");
+  env.blas_core = "Haswell";
+  env.avx512f = false;  // an AVX2 CPU: Haswell is the best there is
+  EXPECT_EQ(birdplane::blas_core_advice(env), "");
+  env.avx512f = true;
+  env.blas_core = "";  // not OpenBLAS
+  EXPECT_EQ(birdplane::blas_core_advice(env), "");
 }
 
 TEST(CliInterrupt, CtrlCStopsCleanlyAndTheRunResumes) {

@@ -4,12 +4,14 @@
 //                            lr 1e-2), with the --augment SPEC when given, or on all ten classes
 //                            with --all-classes; seconds per epoch. --step and --precision as in
 //                            `birdplane train` (defaults auto and fp32)
+//   --kernels blas (any mode): the fused fp32 step without birdplane's own kernels (BIRDPLANE_KERNELS=blas)
 //   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64: seconds
 //                            per step (median of 5 rounds of N)
 //   eval DATA_DIR MODEL N [--all-classes]  train::evaluate of an untrained MODEL (seed 123) over the
 //                            validation set N times and the training set max(3, N/4) times: images/s
 //   matmul DIMS [BATCH] [REPS]  GFLOP/s of the matrix products one training step of the MLP with
 //                            layer widths DIMS (e.g. 3072,512,2) makes, in fp32 and bf16
+//   peak                     GFLOP/s of AVX-512 fp32 FMAs and bf16 dot products alone (no memory), all threads
 //   augment DATA_DIR SPEC N [normalize]  N passes of the batch loader over cifar2 with SPEC on uint8
 //                            batches (then ToTensor + Normalize with "normalize", what training
 //                            consumes): images per second per pass
@@ -17,6 +19,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -35,6 +40,7 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/fused_step.h"
+#include "birdplane/train/linear_kernels.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/transforms/functional.h"
@@ -284,6 +290,61 @@ nlohmann::json bench_matmul(const std::vector<int64_t>& dims, int64_t batch, int
           {"results", out}};
 }
 
+#if defined(__x86_64__)
+// The CPU's own ceiling, without memory: 12 independent chains of 512-bit FMAs (fp32) or of
+// bf16 dot-product FMAs (vdpbf16ps: 32 products a lane group), per thread.
+__attribute__((target("avx512f"))) float fma_chains(int64_t iterations) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + static_cast<float>(i) * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) float bf16_dot_chains(int64_t iterations) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + static_cast<float>(i) * 1e-3f);
+  const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+#endif
+
+// GFLOP/s of the CPU's arithmetic alone on the bench's threads (one std::thread each): fp32 FMA and,
+// where the CPU has avx512_bf16, bf16 dot products. The ceiling no product of real data reaches.
+nlohmann::json bench_peak() {
+  nlohmann::json out = {{"mode", "peak"}};
+#if defined(__x86_64__)
+  const int threads = at::get_num_threads();
+  const int64_t iterations = 50'000'000;
+  auto rate = [&](auto kernel, double flop_per_fma_lane) {
+    std::vector<double> rates;
+    for (int rep = 0; rep < 5; ++rep) {
+      train::Timer t;
+      std::vector<std::thread> pool;
+      std::vector<float> sink(static_cast<size_t>(threads));
+      for (int i = 0; i < threads; ++i) pool.emplace_back([&, i] { sink[static_cast<size_t>(i)] = kernel(iterations); });
+      for (auto& th : pool) th.join();
+      rates.push_back(static_cast<double>(iterations) * 12 * 16 * flop_per_fma_lane * threads / t.seconds() / 1e9);
+    }
+    return *std::max_element(rates.begin(), rates.end());  // a ceiling: the best of 5
+  };
+  if (__builtin_cpu_supports("avx512f")) out["fp32_fma_gflops"] = rate(fma_chains, 2.0);
+  if (__builtin_cpu_supports("avx512bf16")) out["bf16_dot_gflops"] = rate(bf16_dot_chains, 4.0);
+#endif
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -301,6 +362,7 @@ int main(int argc, char** argv) {
       if (a == "--all-classes") flags.all_classes = true;
       else if (a == "--step" && i + 1 < argc) flags.step = argv[++i];
       else if (a == "--precision" && i + 1 < argc) flags.precision = argv[++i];
+      else if (a == "--kernels" && i + 1 < argc) setenv("BIRDPLANE_KERNELS", argv[++i], 1);  // blas: no own kernels
       else pos.emplace_back(a);
     }
     const bool all_classes = flags.all_classes;
@@ -316,6 +378,8 @@ int main(int argc, char** argv) {
     } else if (mode == "matmul" && !pos.empty() && pos.size() <= 3) {
       j = bench_matmul(nn::parse_hidden(pos[0]), pos.size() > 1 ? std::stoll(pos[1]) : 64,
                        pos.size() > 2 ? std::stoll(pos[2]) : 7);
+    } else if (mode == "peak" && pos.empty()) {
+      j = bench_peak();
     } else if (mode == "augment" && (argc == 5 || argc == 6)) {
       j = bench_augment(argv[2], argv[3], std::stoll(argv[4]), argc == 6 && std::string(argv[5]) == "normalize");
     } else if (mode == "transform" && argc == 5) {
@@ -324,11 +388,12 @@ int main(int argc, char** argv) {
       std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
                    " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
-                   " | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N\n";
+                   " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();
     j["blas_core"] = inspect_environment().blas_core;  // OpenBLAS's kernels (OPENBLAS_CORETYPE decides)
+    j["own_kernels"] = train::kernels::enabled();     // the fused fp32 step's input layer (BIRDPLANE_KERNELS)
     std::cout << j.dump() << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

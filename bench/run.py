@@ -3,8 +3,9 @@ ratios and writes bench/results/DATE-HHMMSS.json. Every figure comes from a fres
 repetition; the order of the sides is reversed on every other repetition, so that drifting machine
 load hits all sides alike.
 
-Sides: "cpp" (build/bench/birdplane_bench, birdplane's defaults: the fused step in fp32),
-"cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
+Sides: "cpp" (build/bench/birdplane_bench, birdplane's defaults: the fused step in fp32, its input
+layer on birdplane's AVX-512 kernels where the CPU has them), "cpp_blas" (the same with --kernels blas:
+ATen and the BLAS for every product), "cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
 optimizer, as in Python), "book" (the book's code as printed: a list of per-image tensors and a
 DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader) and
 "tuned_bf16" (tuned under torch.autocast bf16). In the (b) and (c) rows, "roofline" is the epoch's
@@ -25,11 +26,11 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline")
+SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline")
 PY_SIDES = ("book", "tuned", "tuned_bf16")
-SIDE_TITLES = {"cpp": "C++ s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
+SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
                "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s"}
-RATIO_TITLES = {"cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
+RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline")
 # Layer widths of the models the roofline covers (cifar2: two outputs).
@@ -168,6 +169,7 @@ def main():
         dims = dims or MODEL_DIMS[model]
         cpp = [bench, "epoch", args.data, model, str(args.epochs), *extra_cpp]
         cmds = {"cpp": (cpp, None),
+                "cpp_blas": (cpp + ["--kernels", "blas"], None),
                 "cpp_bf16": (cpp + ["--precision", "bf16"], None),
                 "cpp_autograd": (cpp + ["--step", "autograd"], None),
                 "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
@@ -195,7 +197,7 @@ def main():
         if wanted(key):
             keys = SIDES[:-1]
         elif "tuned" in only:
-            keys = ("cpp", "cpp_bf16", "cpp_autograd", "tuned", "tuned_bf16")
+            keys = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "tuned", "tuned_bf16")
         else:
             continue
         compare([(f"({letter}) epoch {model}, batch 64", epoch_or_roofline(MODEL_DIMS[model], 10000))],
@@ -327,6 +329,10 @@ def main():
               + ", ".join(f"{k} {v:,.1f} MiB" for k, v in m["mib"].items())
               + (f"; book/C++ {m['mib']['book'] / m['mib']['cpp']:.2f}x" if "book" in m["mib"] else ""))
 
+    # The arithmetic ceiling itself (no memory, no data): what no product can beat.
+    peak = run_json([bench, "peak"], env=cpp_env)
+    print(f"\nCPU peak ({args.threads} threads, `birdplane_bench peak`): fp32 FMA {peak.get('fp32_fma_gflops', 0):.1f} "
+          f"GFLOP/s, bf16 dot products {peak.get('bf16_dot_gflops', 0):.1f} GFLOP/s")
     for model, entry in roofline.items():
         print(f"\nRoofline {model} (batch 64, GFLOP/s of one training step's matmuls; per shape in the JSON):")
         for dtype in ("fp32", "bf16"):
@@ -351,7 +357,7 @@ def main():
               "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
               "eval_repeats": args.eval_repeats, "only": sorted(only),
               "openblas_coretype": py_env.get("OPENBLAS_CORETYPE", ""), "blas_core_option": args.blas_core,
-              "ratio": "python seconds / cpp seconds", "rows": rows, "memory": memory, "roofline": roofline}
+              "ratio": "python seconds / cpp seconds", "peak": peak, "rows": rows, "memory": memory, "roofline": roofline}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")
     with open(path, "w") as f:

@@ -3,7 +3,7 @@ in the docs are the file's, not retyped. Usage: bench/table.py bench/results/DAT
 import json
 import sys
 
-COLUMNS = [("cpp", "C++"), ("cpp_bf16", "C++ bf16"), ("cpp_autograd", "C++ autograd"), ("book", "book"),
+COLUMNS = [("cpp", "C++"), ("cpp_blas", "C++ BLAS only"), ("cpp_bf16", "C++ bf16"), ("cpp_autograd", "C++ autograd"), ("book", "book"),
            ("tuned", "tuned"), ("tuned_bf16", "tuned bf16"), ("roofline", "roofline")]
 
 

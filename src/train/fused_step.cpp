@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/train/linear_kernels.h"
 
 namespace birdplane::train {
 
@@ -101,7 +102,7 @@ std::string fused_step_unsupported(const nn::MlpOptions& mlp, nn::LossKind loss,
 }
 
 FusedMlpStep::FusedMlpStep(torch::nn::Sequential& model, const nn::MlpOptions& mlp, double lr, bool bf16)
-    : relu_(mlp.activation == "relu"), lr_(lr), bf16_(bf16) {
+    : relu_(mlp.activation == "relu"), lr_(lr), bf16_(bf16), own_kernels_(!bf16 && kernels::enabled()) {
   for (const auto& m : model->children()) {
     if (auto* linear = m->as<torch::nn::Linear>()) {
       BIRDPLANE_CHECK(linear->weight.scalar_type() == at::kFloat && linear->weight.is_contiguous() &&
@@ -134,7 +135,12 @@ FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y
   inputs[0] = x.to(dtype);
   at::Tensor z;
   for (size_t l = 0; l < layers; ++l) {
-    z = at::addmm(biases_[l].to(dtype), inputs[l], weight(l).t());
+    if (l == 0 && own_kernels_) {  // the input layer, most of the work: [O, B] from the kernel, seen as [B, O]
+      inputs[0] = inputs[0].contiguous();
+      z = kernels::linear_forward_t(inputs[0], weights_[0], biases_[0]).t();
+    } else {
+      z = at::addmm(biases_[l].to(dtype), inputs[l], weight(l).t());
+    }
     if (l + 1 < layers) inputs[l + 1] = relu_ ? z.relu_() : z.tanh_();
   }
   // The loss, the correct count and d(mean loss)/d(logits) = (softmax - onehot) / B (the same for nll
@@ -155,6 +161,8 @@ FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y
     if (bf16_) {
       auto grad = at::mm(g_in.t(), inputs[l]);
       update_and_cast(weights_[l], grad, lr_, weights_bf16_[l]);
+    } else if (l == 0 && own_kernels_) {
+      kernels::linear_update_(weights_[0], g_in, inputs[0], -lr_);
     } else {
       weights_[l].addmm_(g_in.t(), inputs[l], 1.0, -lr_);  // W <- W - lr * g^T a, no gradient stored
     }

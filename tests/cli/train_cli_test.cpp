@@ -11,6 +11,7 @@
 
 #include "birdplane/data/image_io.h"
 #include "birdplane/doctor.h"
+#include "birdplane/train/linear_kernels.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -62,6 +63,7 @@ TEST_F(CliTrain, WritesTheRunFolder) {
   // The BLAS that ran the products, and OpenBLAS's kernels (whatever OPENBLAS_CORETYPE chose here).
   EXPECT_TRUE(contains(config["blas"]["path"].get<std::string>(), "openblas")) << config.dump();
   EXPECT_EQ(config["blas"]["core"], birdplane::inspect_environment().blas_core);
+  EXPECT_EQ(config["input_layer_kernels"], birdplane::train::kernels::available() ? "birdplane-avx512" : "aten");
 }
 
 TEST_F(CliTrain, RefusesToOverwriteAnExistingRun) {

@@ -43,6 +43,10 @@ class FusedMlpStep {
   /// One SGD step on images x [B, in_features] float32 and labels y int64 [B].
   Result step(const at::Tensor& x, const at::Tensor& y);
 
+  /// Whether the input layer's products run on birdplane's AVX-512 kernels (train/linear_kernels.h):
+  /// in fp32 on a CPU with AVX-512, unless the environment sets BIRDPLANE_KERNELS=blas.
+  bool own_kernels() const { return own_kernels_; }
+
  private:
   /// Reads the float32 weights into the bfloat16 copies; a no-op in fp32.
   void refresh_copies();
@@ -52,6 +56,7 @@ class FusedMlpStep {
   bool relu_;
   double lr_;
   bool bf16_;
+  bool own_kernels_;
 };
 
 }  // namespace birdplane::train

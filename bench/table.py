@@ -44,6 +44,9 @@ def main(path):
             print(f"{letter} tuned fp32 / C++ bf16: {s['tuned'] / s['cpp_bf16']:.2f}x")
     for m in result["memory"]:
         print(f"\n{m['workload']}: " + ", ".join(f"{k} {v:.1f} MiB" for k, v in m["mib"].items()))
+    if "peak" in result:
+        print(f"\nCPU peak (`birdplane_bench peak`): fp32 FMA {result['peak'].get('fp32_fma_gflops', 0):.1f} GFLOP/s, "
+              f"bf16 dot products {result['peak'].get('bf16_dot_gflops', 0):.1f} GFLOP/s")
     for model, entry in result["roofline"].items():
         print(f"\nroofline {model}: fp32 {entry['cpp_fp32']['step_gflops']:.1f} GFLOP/s, "
               f"bf16 {entry['cpp_bf16']['step_gflops']:.1f} GFLOP/s (C++ at::mm)")

@@ -24,8 +24,8 @@ namespace birdplane::train::kernels {
 namespace {
 
 // The forward product runs over blocks of 64 inputs (k) and up to 64 images (b, four vectors of 16):
-// the block of x, transposed to [k][b], is 16 KB and stays in L1 while every weight row of the
-// thread's share passes it. Each weight element is broadcast against four image vectors, so no
+// x is first transposed block by block (each [k][b] block 16 KB, the blocks shared by the threads),
+// and a block stays in L1 while every weight row of the thread's share passes it. Each weight element is broadcast against four image vectors, so no
 // horizontal sums are needed, and the weight is read in its own [out, in] layout.
 constexpr int64_t kKBlock = 64;
 constexpr int64_t kImages = 64;
@@ -86,22 +86,35 @@ BIRDPLANE_AVX512 void forward_block(const float* pack, const float* w, int64_t K
   for (; o < o1; ++o) forward_tile<1, NV>(pack, w, K, out_t, B, o, b0, k0, nk, last, bias, first);
 }
 
-BIRDPLANE_AVX512 void forward_rows(const float* x, const float* w, const float* bias, float* out_t, int64_t B,
+// Blocks of x transposed, for every image pass b and input block k: block (bi, ki) starts at
+// (bi * blocks_k + ki) * kKBlock * kImages. Packed once per product, shared by the threads.
+BIRDPLANE_AVX512 void pack_all(const float* x, int64_t B, int64_t K, float* packed) {
+  const int64_t blocks_k = (K + kKBlock - 1) / kKBlock, blocks = (B + kImages - 1) / kImages * blocks_k;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t block = begin; block < end; ++block) {
+      const int64_t b0 = block / blocks_k * kImages, k0 = block % blocks_k * kKBlock;
+      pack_transposed(x, K, b0, std::min(kImages, B - b0), k0, std::min(kKBlock, K - k0),
+                      packed + block * kKBlock * kImages);
+    }
+  });
+}
+
+BIRDPLANE_AVX512 void forward_rows(const float* packed, const float* w, const float* bias, float* out_t, int64_t B,
                                    int64_t K, int64_t o0, int64_t o1) {
-  std::vector<float> pack(static_cast<size_t>(kKBlock * kImages));
+  const int64_t blocks_k = (K + kKBlock - 1) / kKBlock;
   for (int64_t b0 = 0; b0 < B; b0 += kImages) {
     const int64_t nb = std::min(kImages, B - b0);
     const int64_t nv = (nb + 15) / 16;
     const __mmask16 last = first_lanes(nb - 16 * (nv - 1));
     for (int64_t k0 = 0; k0 < K; k0 += kKBlock) {
       const int64_t nk = std::min(kKBlock, K - k0);
-      pack_transposed(x, K, b0, nb, k0, nk, pack.data());
+      const float* pack = packed + (b0 / kImages * blocks_k + k0 / kKBlock) * kKBlock * kImages;
       const bool first = k0 == 0;
       switch (nv) {
-        case 4: forward_block<4>(pack.data(), w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
-        case 3: forward_block<3>(pack.data(), w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
-        case 2: forward_block<2>(pack.data(), w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
-        default: forward_block<1>(pack.data(), w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
+        case 4: forward_block<4>(pack, w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
+        case 3: forward_block<3>(pack, w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
+        case 2: forward_block<2>(pack, w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
+        default: forward_block<1>(pack, w, K, out_t, B, o0, o1, b0, k0, nk, last, bias, first); break;
       }
     }
   }
@@ -202,8 +215,12 @@ at::Tensor linear_forward_t(const at::Tensor& x, const at::Tensor& w, const at::
   const float* wp = w.data_ptr<float>();
   const float* bp = has_bias ? bias.data_ptr<float>() : nullptr;
   float* op = out_t.data_ptr<float>();
+  auto packed = at::empty({(B + kImages - 1) / kImages * ((K + kKBlock - 1) / kKBlock) * kKBlock * kImages},
+                          x.options());
+  pack_all(xp, B, K, packed.data_ptr<float>());
+  const float* pp = packed.data_ptr<float>();
   // The same split of the rows as linear_update_, so each thread updates the rows it read.
-  at::parallel_for(0, O, 16, [&](int64_t o0, int64_t o1) { forward_rows(xp, wp, bp, op, B, K, o0, o1); });
+  at::parallel_for(0, O, 16, [&](int64_t o0, int64_t o1) { forward_rows(pp, wp, bp, op, B, K, o0, o1); });
 #endif
   return out_t;
 }

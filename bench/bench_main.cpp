@@ -40,7 +40,6 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/fused_step.h"
-#include "birdplane/train/linear_kernels.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/transforms/functional.h"
@@ -147,13 +146,13 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   std::filesystem::create_directories(tmp);
   train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std, tmp.string(), false);
   std::ostringstream log;
-  const bool fused = trainer.fused();
+  const bool fused = trainer.fused(), own_kernels = trainer.input_layer_kernels();
   auto r = trainer.run(log, false);
   std::filesystem::remove_all(tmp);
   std::vector<double> secs;
   for (const auto& m : r.history) secs.push_back(m.seconds);
   return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"classes", train_set.num_classes()},
-          {"step", fused ? "fused" : "autograd"}, {"precision", flags.precision},
+          {"step", fused ? "fused" : "autograd"}, {"precision", flags.precision}, {"own_kernels", own_kernels},
           {"images", train_set.images().size(0)}, {"epoch_seconds", secs},
           {"final_train_loss", r.history.back().train_loss}};
 }
@@ -231,7 +230,8 @@ nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& 
   }
   std::sort(per_step.begin(), per_step.end());
   return {{"mode", "step"}, {"model", model}, {"step", fused ? "fused" : "autograd"},
-          {"precision", flags.precision}, {"seconds_per_step", per_step[2]}, {"all", per_step}};
+          {"precision", flags.precision}, {"own_kernels", fused && fused->own_kernels()},
+          {"seconds_per_step", per_step[2]}, {"all", per_step}};
 }
 
 // Seconds per call of f: enough calls per repetition to fill about 50 ms, then the median of `reps`
@@ -293,30 +293,39 @@ nlohmann::json bench_matmul(const std::vector<int64_t>& dims, int64_t batch, int
 #if defined(__x86_64__)
 // The CPU's own ceiling, without memory: 12 independent chains of 512-bit FMAs (fp32) or of
 // bf16 dot-product FMAs (vdpbf16ps: 32 products a lane group), per thread.
-__attribute__((target("avx512f"))) float fma_chains(int64_t iterations) {
-  __m512 a[12];
-  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + static_cast<float>(i) * 1e-3f);
-  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-  for (int64_t it = 0; it < iterations; ++it) {
-#pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
-  }
+constexpr int kChains = 12;
+
+__attribute__((target("avx512f"), always_inline)) inline void start_chains(__m512 (&a)[kChains]) {
+  for (int i = 0; i < kChains; ++i) a[i] = _mm512_set1_ps(1.0f + static_cast<float>(i) * 1e-3f);
+}
+
+// Their sum, so that the compiler keeps every chain.
+__attribute__((target("avx512f"), always_inline)) inline float sum_chains(const __m512 (&a)[kChains]) {
   __m512 s = a[0];
-  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, a[i]);
   return _mm512_reduce_add_ps(s);
 }
 
+__attribute__((target("avx512f"))) float fma_chains(int64_t iterations) {
+  __m512 a[kChains];
+  start_chains(a);
+  const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  return sum_chains(a);
+}
+
 __attribute__((target("avx512f,avx512bf16"))) float bf16_dot_chains(int64_t iterations) {
-  __m512 a[12];
-  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + static_cast<float>(i) * 1e-3f);
+  __m512 a[kChains];
+  start_chains(a);
   const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380);
   for (int64_t it = 0; it < iterations; ++it) {
 #pragma GCC unroll 12
-    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+    for (int i = 0; i < kChains; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
   }
-  __m512 s = a[0];
-  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
-  return _mm512_reduce_add_ps(s);
+  return sum_chains(a);
 }
 #endif
 
@@ -335,7 +344,7 @@ nlohmann::json bench_peak() {
       std::vector<float> sink(static_cast<size_t>(threads));
       for (int i = 0; i < threads; ++i) pool.emplace_back([&, i] { sink[static_cast<size_t>(i)] = kernel(iterations); });
       for (auto& th : pool) th.join();
-      rates.push_back(static_cast<double>(iterations) * 12 * 16 * flop_per_fma_lane * threads / t.seconds() / 1e9);
+      rates.push_back(static_cast<double>(iterations) * kChains * 16 * flop_per_fma_lane * threads / t.seconds() / 1e9);
     }
     return *std::max_element(rates.begin(), rates.end());  // a ceiling: the best of 5
   };
@@ -393,7 +402,6 @@ int main(int argc, char** argv) {
     }
     j["threads"] = at::get_num_threads();
     j["blas_core"] = inspect_environment().blas_core;  // OpenBLAS's kernels (OPENBLAS_CORETYPE decides)
-    j["own_kernels"] = train::kernels::enabled();     // the fused fp32 step's input layer (BIRDPLANE_KERNELS)
     std::cout << j.dump() << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";

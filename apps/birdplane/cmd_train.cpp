@@ -14,7 +14,6 @@
 #include "birdplane/data/stats.h"
 #include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
-#include "birdplane/train/linear_kernels.h"
 #include "birdplane/train/trainer.h"
 #include "commands.h"
 #include "common.h"
@@ -103,8 +102,7 @@ void run_train(TrainOptions o) {
         {"threads", at::get_num_threads()},
         {"step_used", trainer.fused() ? "fused" : "autograd"},
         // the fused fp32 step's input layer: birdplane's AVX-512 kernels, or ATen and the BLAS
-        {"input_layer_kernels",
-         trainer.fused() && cfg.precision == "fp32" && train::kernels::enabled() ? "birdplane-avx512" : "aten"},
+        {"input_layer_kernels", trainer.input_layer_kernels() ? "birdplane-avx512" : "aten"},
         {"blas", {{"path", environment.blas_path}, {"core", environment.blas_core}}}};
     train::write_atomically((fs::path(run_dir) / "config.json").string(),
                             [&](const std::string& tmp) { std::ofstream(tmp) << config.dump(2) << "\n"; });

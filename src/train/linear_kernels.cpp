@@ -25,8 +25,9 @@ namespace {
 
 // The forward product runs over blocks of 64 inputs (k) and up to 64 images (b, four vectors of 16):
 // x is first transposed block by block (each [k][b] block 16 KB, the blocks shared by the threads),
-// and a block stays in L1 while every weight row of the thread's share passes it. Each weight element is broadcast against four image vectors, so no
-// horizontal sums are needed, and the weight is read in its own [out, in] layout.
+// and a block stays in L1 while every weight row of the thread's share passes it. Each weight
+// element is broadcast against four image vectors, so no horizontal sums are needed, and the weight
+// is read in its own [out, in] layout.
 constexpr int64_t kKBlock = 64;
 constexpr int64_t kImages = 64;
 

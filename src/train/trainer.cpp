@@ -266,6 +266,8 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
   return rows;
 }
 
+bool Trainer::input_layer_kernels() const { return fused_ && fused_->own_kernels(); }
+
 TrainResult Trainer::run(std::ostream& log, bool progress_bar) {
   const std::string ckpt = (fs::path(run_dir_) / "checkpoint.pt").string();
   // The next batch is prepared on a thread of its own only where a core is free for it. When the

@@ -137,6 +137,9 @@ class Trainer {
 
   /// Whether the steps run fused (TrainConfig::step) rather than through autograd.
   bool fused() const { return fused_ != nullptr; }
+  /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels
+  /// (FusedMlpStep::own_kernels).
+  bool input_layer_kernels() const;
 
   const torch::nn::Sequential& model() const { return model_; }
   const ModelConfig& model_config() const { return model_config_; }

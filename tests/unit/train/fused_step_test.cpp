@@ -4,21 +4,11 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/fused_step.h"
 #include "birdplane/train/optim.h"
+#include "support/mlp_twins.h"
 
 using namespace birdplane;
 
 namespace {
-
-// Two models with the same initial weights.
-std::pair<torch::nn::Sequential, torch::nn::Sequential> twins(const nn::MlpOptions& o, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto a = nn::make_mlp(o);
-  auto b = nn::make_mlp(o);
-  torch::NoGradGuard no_grad;
-  auto pa = a->parameters(), pb = b->parameters();
-  for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
-  return {a, b};
-}
 
 struct Batch {
   at::Tensor x, y;
@@ -56,7 +46,7 @@ TEST(FusedStep, MatchesAutogradAndSgdStepForStep) {
     o.activation = c.activation;
     o.log_softmax = c.log_softmax;
     const auto loss_kind = c.log_softmax ? nn::LossKind::kNll : nn::LossKind::kCrossEntropy;
-    auto [reference, fused_model] = twins(o, 7);
+    auto [reference, fused_model] = fixtures::twin_mlps(o, 7);
     train::OptimizerConfig sgd;
     sgd.lr = 0.05;
     auto optimizer = train::make_optimizer(sgd, reference->parameters());
@@ -76,7 +66,7 @@ TEST(FusedStep, MatchesAutogradAndSgdStepForStep) {
       EXPECT_EQ(r.correct, correct) << c.activation << ", step " << i;
       ASSERT_LT(max_difference(reference, fused_model), 1e-6) << c.activation << ", step " << i;
     }
-    EXPECT_GT(max_difference(reference, twins(o, 7).first), 1e-3);  // the weights did move
+    EXPECT_GT(max_difference(reference, fixtures::twin_mlps(o, 7).first), 1e-3);  // the weights did move
   }
 }
 
@@ -85,7 +75,7 @@ TEST(FusedStep, Bf16StaysCloseToFp32AndKeepsFloatWeights) {
   o.in_features = 64;
   o.hidden = {32};
   o.out_features = 2;
-  auto [fp32_model, bf16_model] = twins(o, 3);
+  auto [fp32_model, bf16_model] = fixtures::twin_mlps(o, 3);
   train::FusedMlpStep fp32(fp32_model, o, 0.05, false), bf16(bf16_model, o, 0.05, true);
   double loss_gap = 0;
   for (const auto& [x, y] : batches(20, 16, 64, 2)) {

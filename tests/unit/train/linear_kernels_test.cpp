@@ -8,6 +8,7 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/fused_step.h"
 #include "birdplane/train/linear_kernels.h"
+#include "support/mlp_twins.h"
 
 using namespace birdplane;
 namespace K = birdplane::train::kernels;
@@ -104,14 +105,7 @@ TEST_F(LinearKernels, TheFusedStepUsesThemUnlessToldBlas) {
   o.in_features = 70;
   o.hidden = {20};
   o.out_features = 2;
-  torch::manual_seed(9);
-  auto a = nn::make_mlp(o);
-  auto b = nn::make_mlp(o);
-  {
-    torch::NoGradGuard no_grad;
-    auto pa = a->parameters(), pb = b->parameters();
-    for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
-  }
+  auto [a, b] = fixtures::twin_mlps(o, 9);
   train::FusedMlpStep own(a, o, 0.1, false);
   ASSERT_EQ(setenv("BIRDPLANE_KERNELS", "blas", 1), 0);
   train::FusedMlpStep blas(b, o, 0.1, false);

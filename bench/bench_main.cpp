@@ -39,7 +39,7 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
-#include "birdplane/train/fused_step.h"
+#include "train/fused_step.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/transforms/functional.h"
@@ -52,7 +52,7 @@ namespace {
 nlohmann::json bench_load(const std::string& dir) {
   train::Timer t;
   // Only airplanes and birds are kept while reading (the book reads all ten classes, then filters).
-  auto cifar2 = data::Cifar10::read_classes(dir, data::Split::kTrain, {"airplane", "bird"});
+  auto cifar2 = data::read_cifar10(dir, data::Split::kTrain, {"airplane", "bird"});
   const double read_s = t.seconds();
   // The book normalizes with constants it computed before; use the same fixed constants.
   const std::vector<double> mean = {0.4915, 0.4823, 0.4468}, std = {0.2470, 0.2435, 0.2616};
@@ -70,14 +70,14 @@ std::vector<std::string> bench_classes(bool all_classes) {
 // The training and validation sets a workload runs on, and the normalization statistics of the
 // whole training split (as the trainer's callers compute them).
 struct BenchSets {
-  data::Cifar10 train, val;
+  data::ImageSet train, val;
   data::ChannelStats stats;
 };
 
 BenchSets load_sets(const std::string& dir, bool all_classes) {
   data::ChannelStats stats;
-  auto train = data::Cifar10::read_classes(dir, data::Split::kTrain, bench_classes(all_classes), &stats);
-  return {std::move(train), data::Cifar10::read_classes(dir, data::Split::kTest, bench_classes(all_classes)),
+  auto train = data::read_cifar10(dir, data::Split::kTrain, bench_classes(all_classes), &stats);
+  return {std::move(train), data::read_cifar10(dir, data::Split::kTest, bench_classes(all_classes)),
           std::move(stats)};
 }
 
@@ -106,7 +106,7 @@ nlohmann::json bench_augment(const std::string& dir, const std::string& spec, in
 
 // The transform alone on contiguous uint8 batches of 64 already in memory: images per second.
 nlohmann::json bench_transform(const std::string& dir, const std::string& spec, int64_t passes) {
-  auto set = data::Cifar10(dir, data::Split::kTrain).subset({"airplane", "bird"});
+  auto set = data::read_cifar10(dir, data::Split::kTrain).subset({"airplane", "bird"});
   auto images = set.images().contiguous();
   auto t = transforms::parse_augment(spec);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
@@ -125,8 +125,8 @@ nlohmann::json bench_transform(const std::string& dir, const std::string& spec, 
 // Options that may follow any mode's positional arguments.
 struct Flags {
   bool all_classes = false;
-  std::string step = "auto";        // TrainConfig::step
-  std::string precision = "fp32";   // TrainConfig::precision
+  train::StepKind step = train::StepKind::kAuto;
+  train::Precision precision = train::Precision::kFp32;
 };
 
 nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int64_t epochs,
@@ -138,21 +138,23 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   c.model = model;
   c.epochs = epochs;
   c.eval_every = 1 << 30;  // validate only after the last epoch; the Python loop does not validate
-  c.device = "cpu";
+  c.device = train::DeviceKind::kCpu;
   c.augment = augment;
   c.step = flags.step;
   c.precision = flags.precision;
   auto tmp = std::filesystem::temp_directory_path() / ("birdplane-bench-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(tmp);
-  train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std, tmp.string(), false);
-  std::ostringstream log;
+  train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std);
   const bool fused = trainer.fused(), own_kernels = trainer.input_layer_kernels();
-  auto r = trainer.run(log, false);
+  train::TrainResult r;
+  {
+    auto run_dir = train::RunDir::create(tmp.string());
+    r = trainer.run(run_dir);
+  }
   std::filesystem::remove_all(tmp);
   std::vector<double> secs;
   for (const auto& m : r.history) secs.push_back(m.seconds);
   return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"classes", train_set.num_classes()},
-          {"step", fused ? "fused" : "autograd"}, {"precision", flags.precision}, {"own_kernels", own_kernels},
+          {"step", fused ? "fused" : "autograd"}, {"precision", train::to_string(flags.precision)}, {"own_kernels", own_kernels},
           {"images", train_set.images().size(0)}, {"epoch_seconds", secs},
           {"final_train_loss", r.history.back().train_loss}};
 }
@@ -163,21 +165,21 @@ nlohmann::json bench_eval(const std::string& dir, const std::string& model, int6
   auto sets = load_sets(dir, all_classes);
   const auto& [train_set, val_set, stats] = sets;
   train::ModelConfig mc;
-  mc.model_name = model;
-  mc.mlp = nn::preset(model, train_set.num_classes());
-  mc.loss = nn::natural_loss(mc.mlp);
+  mc.spec.name = model;
+  mc.spec.num_classes = train_set.num_classes();
+  torch::manual_seed(123);
+  auto net = nn::make_model(mc.spec);
+  mc.loss = nn::natural_loss(*net);
   mc.classes = train_set.class_names();
   mc.mean = stats.mean;
   mc.std = stats.std;
-  torch::manual_seed(123);
-  auto net = nn::make_mlp(mc.mlp);
   const c10::Device cpu(c10::kCPU);
   double checksum = 0;
-  auto passes = [&](const data::Cifar10& set, int64_t n) {
+  auto passes = [&](const data::ImageSet& set, int64_t n) {
     std::vector<double> rates;
     for (int64_t i = 0; i < n; ++i) {
       train::Timer t;
-      auto ev = train::evaluate(net, set, mc, cpu);
+      auto ev = train::evaluate(*net, set, mc, cpu);
       rates.push_back(static_cast<double>(set.images().size(0)) / t.seconds());
       checksum += ev.loss;
     }
@@ -194,22 +196,24 @@ nlohmann::json bench_eval(const std::string& dir, const std::string& model, int6
 // random batch of 64, seconds per step (median of 5 rounds). What an epoch spends beyond
 // batches x this is the loader and the epoch's own bookkeeping.
 nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& flags) {
-  auto mlp = nn::preset(model, 2);
+  nn::ModelSpec spec;
+  spec.name = model;
+  const auto mlp = nn::mlp_options(spec);
   torch::manual_seed(123);
   auto net = nn::make_mlp(mlp);
   auto x = torch::randn({64, mlp.in_features}), y = torch::randint(0, 2, {64}, torch::kInt64);
   train::OptimizerConfig sgd;
-  const bool bf16 = flags.precision == "bf16";
+  const bool bf16 = flags.precision == train::Precision::kBf16;
   std::function<void()> step;
   std::unique_ptr<train::FusedMlpStep> fused;
   auto optimizer = train::make_optimizer(sgd, net->parameters());
-  const auto loss_kind = nn::parse_loss(nn::natural_loss(mlp));
-  if (flags.step != "autograd") {
-    fused = std::make_unique<train::FusedMlpStep>(net, mlp, sgd.lr, bf16);
+  const auto loss_kind = nn::natural_loss(*net);
+  if (flags.step != train::StepKind::kAutograd) {
+    fused = std::make_unique<train::FusedMlpStep>(*net, sgd.lr, bf16);
     step = [&] { fused->step(x, y); };
   } else {
     step = [&] {
-      auto out = train::forward_in_precision(net, x, flags.precision);
+      auto out = train::forward_in_precision(*net, x, flags.precision);
       auto loss = nn::compute_loss(loss_kind, out, y, mlp.log_softmax);
       for (auto& p : net->parameters()) p.mutable_grad() = at::Tensor();
       loss.backward();
@@ -230,7 +234,7 @@ nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& 
   }
   std::sort(per_step.begin(), per_step.end());
   return {{"mode", "step"}, {"model", model}, {"step", fused ? "fused" : "autograd"},
-          {"precision", flags.precision}, {"own_kernels", fused && fused->own_kernels()},
+          {"precision", train::to_string(flags.precision)}, {"own_kernels", fused && fused->own_kernels()},
           {"seconds_per_step", per_step[2]}, {"all", per_step}};
 }
 
@@ -369,8 +373,8 @@ int main(int argc, char** argv) {
     for (int i = 2; i < argc; ++i) {
       const std::string a = argv[i];
       if (a == "--all-classes") flags.all_classes = true;
-      else if (a == "--step" && i + 1 < argc) flags.step = argv[++i];
-      else if (a == "--precision" && i + 1 < argc) flags.precision = argv[++i];
+      else if (a == "--step" && i + 1 < argc) flags.step = train::parse_step(argv[++i]);
+      else if (a == "--precision" && i + 1 < argc) flags.precision = train::parse_precision(argv[++i]);
       else if (a == "--kernels" && i + 1 < argc) setenv("BIRDPLANE_KERNELS", argv[++i], 1);  // blas: no own kernels
       else pos.emplace_back(a);
     }

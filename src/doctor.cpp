@@ -15,6 +15,8 @@
 #include <torch/version.h>
 #include <fmt/format.h>
 
+#include "birdplane/version.h"
+
 namespace birdplane {
 namespace {
 
@@ -109,7 +111,7 @@ std::string blas_core_advice(const Environment& env) {
 std::string format_environment(const Environment& env) {
   auto yes = [](bool b) { return b ? "yes" : "no"; };
   std::string s;
-  s += fmt::format("birdplane        {}\n", BIRDPLANE_VERSION);
+  s += fmt::format("birdplane        {}\n", birdplane::version());
   s += fmt::format("libtorch         {}\n", env.torch_version);
   s += fmt::format("blas             {} ({})\n", env.blas_path.empty() ? "(none loaded)" : env.blas_path,
                    env.blas_kind);

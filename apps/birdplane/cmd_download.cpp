@@ -6,6 +6,7 @@
 #include "birdplane/check.h"
 #include "birdplane/data/cifar10.h"
 #include "commands.h"
+#include "download_progress.h"
 #ifdef BIRDPLANE_WITH_DOWNLOAD
 #include "birdplane/data/download.h"
 #endif
@@ -25,7 +26,7 @@ void run_download(const DownloadCmdOptions& o) {
   auto options = data::default_download_options();
   if (!o.url.empty()) options.url = o.url;
   if (!o.md5.empty()) options.md5 = o.md5;
-  options.progress = !o.no_progress;
+  attach_download_progress(options, o.no_progress);
   const std::string root = data::resolve_data_root(o.data_dir);
   if (const std::string dir = data::batches_dir(root); data::is_installed(dir, options)) {
     std::cout << "CIFAR-10 is already present in " << dir << "; nothing to do\n";

@@ -14,20 +14,19 @@ struct EvalOptions {
   std::string checkpoint;
   std::string data_dir;
   std::string split = "test";
-  std::string device = "auto";
-  std::string precision = "fp32";
+  train::DeviceKind device = train::DeviceKind::kAuto;
+  train::Precision precision = train::Precision::kFp32;
   bool json = false;
   bool no_download = false;
 };
 
 void run_eval(const EvalOptions& o) {
   const auto split = data::parse_split(o.split);
-  train::check_precision(o.precision);
   auto ck = train::load_checkpoint(o.checkpoint);
   const auto device = train::resolve_device(o.device);
   auto set = load_split(o.data_dir, split, !o.no_download, ck.config.classes);
   ck.model->to(device);
-  auto r = train::evaluate(ck.model, set, ck.config, device, 1000, o.precision);
+  auto r = train::evaluate(*ck.model, set, ck.config, device, 1000, o.precision);
   if (o.json) {
     auto j = r.confusion.to_json(ck.config.classes);
     j["checkpoint"] = o.checkpoint;
@@ -37,7 +36,7 @@ void run_eval(const EvalOptions& o) {
     return;
   }
   std::cout << fmt::format("{} on the {} split ({} images, {}): accuracy {:.4f}, loss {:.4f}\n\n",
-                           o.checkpoint, o.split, r.confusion.total(), ck.config.model_name,
+                           o.checkpoint, o.split, r.confusion.total(), ck.config.spec.name,
                            r.confusion.accuracy(), r.loss);
   std::cout << r.confusion.format(ck.config.classes);
 }
@@ -51,8 +50,12 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt")->required();
   add_data_dir(*cmd, o->data_dir);
   cmd->add_option("--split", o->split, "train or test")->capture_default_str();
-  cmd->add_option("--device", o->device, "auto, cpu or cuda")->capture_default_str();
-  cmd->add_option("--precision", o->precision, "fp32, or bf16 (matmuls in bfloat16)")->capture_default_str();
+  cmd->add_option("--device", o->device, "auto, cpu or cuda")
+      ->transform(choices(train::kDeviceKinds))
+      ->default_str(train::to_string(o->device));
+  cmd->add_option("--precision", o->precision, "fp32, or bf16 (matmuls in bfloat16)")
+      ->transform(choices(train::kPrecisions))
+      ->default_str(train::to_string(o->precision));
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   cmd->callback([o] { run_eval(*o); });

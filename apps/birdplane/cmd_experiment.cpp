@@ -1,10 +1,14 @@
 // birdplane experiment NAME: the chapter's arguments measured (softmax, losses, translation).
+#include <unistd.h>
+
 #include <filesystem>
 #include <iostream>
 
 #include <fmt/format.h>
 
 #include "birdplane/experiments/chapter.h"
+#include "birdplane/nn/model.h"
+#include "common/text.h"
 #include "commands.h"
 #include "common.h"
 
@@ -30,15 +34,25 @@ void run_experiment(ExperimentOptions o) {
   } else if (o.name == "losses") {
     out = experiments::losses_experiment();
   } else if (o.name == "translation") {
-    BIRDPLANE_CHECK(!fs::exists(dir), "{} already exists; pass --out with a new folder, or remove it", dir);
+    BIRDPLANE_CHECK(o.translation.resume || !fs::exists(dir),
+                    "{} already exists; pass --out with a new folder, remove it, or continue it with --resume", dir);
     auto& cfg = o.translation.train;
     cfg.classes = data::parse_class_list(o.classes);
     cfg.augment = o.translation.augment;  // checked here; translation_experiment sets it per run
     cfg.validate();
     // Data first, so a data error leaves nothing on disk.
     auto d = load_training_data(cfg, !o.no_download);
-    out = experiments::translation_experiment(o.translation, d.train, d.val, d.stats.mean, d.stats.std, dir,
-                                              std::cout);
+    ProgressPrinter progress(isatty(STDOUT_FILENO) != 0);
+    InterruptGuard interrupt;
+    try {
+      out = experiments::translation_experiment(o.translation, d.train, d.val, d.stats.mean, d.stats.std, dir,
+                                                &progress, interrupt.stop_token());
+    } catch (const train::Interrupted& e) {
+      throw train::Interrupted(
+          fmt::format("{}. Continue with `birdplane experiment translation --out {} --resume` and the same flags",
+                      e.what(), dir),
+          e.run_dir(), e.epochs_done());
+    }
   } else {
     fail("experiment: unknown name '{}'; choose softmax, losses or translation", o.name);
   }
@@ -66,13 +80,17 @@ void setup_experiment(CLI::App& app) {
   cmd->add_option("--seed", t.train.seed, "Seed (random logits; weights and shuffles)")->capture_default_str();
   add_data_dir(*cmd, t.train.data_dir);
   cmd->add_option("--classes", o->classes, "translation: classes to train on")->capture_default_str();
-  cmd->add_option("--model", t.train.model, "translation: book-small, book-large or mlp")->capture_default_str();
+  cmd->add_option("--model", t.train.model, "translation: the model preset (" + join(nn::model_names(), ", ") + ")")
+      ->check(CLI::IsMember(nn::model_names()))
+      ->capture_default_str();
   cmd->add_option("--epochs", t.train.epochs, "translation: epochs of each training run")->capture_default_str();
   cmd->add_option("--augment", t.augment, "translation: the augmentation of run (b)")->capture_default_str();
   cmd->add_option("--max-shift", t.max_shift, "translation: shift validation images by 0..N pixels")
       ->capture_default_str();
   cmd->add_option("--limit-train", t.train.limit_train, "translation: use only the first N training images");
   cmd->add_option("--limit-val", t.train.limit_val, "translation: use only the first N validation images");
+  cmd->add_flag("--resume", t.resume,
+                "translation: continue a stopped experiment in its --out folder (each run from its checkpoint)");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   cmd->callback([o] { run_experiment(*o); });
 }

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
 #include "commands.h"
 
@@ -16,9 +17,11 @@ struct ExportOptions {
 
 void run_export(const ExportOptions& o) {
   auto ck = train::load_checkpoint(o.checkpoint);
-  train::export_state_dict(o.out, ck.model);
-  std::cout << fmt::format("wrote {}: state_dict of {} ({}), classes {}\n", o.out, ck.config.model_name,
-                           fmt::join(ck.config.mlp.hidden, "-"), fmt::join(ck.config.classes, ","));
+  train::export_state_dict(o.out, *ck.model);
+  std::string shape;
+  if (const auto* mlp = dynamic_cast<const nn::Mlp*>(ck.model.get())) shape = fmt::format(" ({})", fmt::join(mlp->options().hidden, "-"));
+  std::cout << fmt::format("wrote {}: state_dict of {}{}, classes {}\n", o.out, ck.config.spec.name, shape,
+                           fmt::join(ck.config.classes, ","));
   std::cout << "in Python: model.load_state_dict(torch.load(\"" << o.out << "\"))\n";
 }
 

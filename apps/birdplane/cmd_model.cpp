@@ -3,7 +3,10 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/nn/model.h"
 #include "commands.h"
+#include "common.h"
+#include "common/text.h"
 
 namespace birdplane::cli {
 namespace {
@@ -12,7 +15,7 @@ struct ModelOptions {
   std::string model = "book-small";
   std::string classes = "airplane,bird";
   std::string hidden;
-  std::string activation = "tanh";
+  nn::Activation activation = nn::Activation::kTanh;
   bool summary = false;
 };
 
@@ -20,10 +23,13 @@ void run_model(const ModelOptions& o) {
   const auto classes = data::parse_class_list(o.classes);
   const int64_t k = classes.empty() ? 10 : static_cast<int64_t>(classes.size());
   data::class_label_map(classes, data::default_class_names());  // validates the names
-  auto opts = nn::preset(o.model, k);
-  if (!o.hidden.empty()) opts.hidden = nn::parse_hidden(o.hidden);
-  opts.activation = o.activation;
-  std::cout << o.model << " for " << k << " classes\n" << nn::summary(opts);
+  nn::ModelSpec spec;
+  spec.name = o.model;
+  spec.num_classes = k;
+  spec.image_shape = {data::kChannels, data::kImageSize, data::kImageSize};
+  if (!o.hidden.empty()) spec.hidden = nn::parse_hidden(o.hidden);
+  spec.activation = o.activation;
+  std::cout << o.model << " for " << k << " classes\n" << nn::summary(*nn::make_model(spec));
 }
 
 }  // namespace
@@ -32,11 +38,15 @@ void setup_model(CLI::App& app) {
   auto o = std::make_shared<ModelOptions>();
   auto* cmd = app.add_subcommand("model", "Describe a model: layers, output shapes, parameter counts");
   cmd->add_flag("--summary", o->summary, "Print the layer table (the default action)");
-  cmd->add_option("--model", o->model, "book-small, book-large or mlp")->capture_default_str();
+  cmd->add_option("--model", o->model, "Model preset: " + join(nn::model_names(), ", "))
+      ->check(CLI::IsMember(nn::model_names()))
+      ->capture_default_str();
   cmd->add_option("--classes", o->classes, "Class names (their count sets the output width; empty: all ten)")
       ->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512");
-  cmd->add_option("--activation", o->activation, "tanh or relu")->capture_default_str();
+  cmd->add_option("--activation", o->activation, "tanh or relu")
+      ->transform(choices(nn::kActivations))
+      ->default_str(nn::to_string(o->activation));
   cmd->callback([o] { run_model(*o); });
 }
 

@@ -43,8 +43,8 @@ void run_predict(const PredictOptions& o) {
   torch::NoGradGuard no_grad;
   ck.model->eval();
   auto x = transforms::functional::to_normalized(torch::stack(batch), ck.config.mean, ck.config.std);
-  auto out = ck.model->forward(x.view({x.size(0), -1}));
-  auto probs = nn::probabilities(out, ck.config.mlp.log_softmax);
+  auto out = ck.model->forward(x);
+  auto probs = nn::probabilities(out, ck.model->ends_in_log_softmax());
   nlohmann::json all = nlohmann::json::array();
   for (size_t i = 0; i < o.images.size(); ++i) {
     const int64_t best = probs[i].argmax().item<int64_t>();

@@ -35,8 +35,8 @@ void run_stats(const StatsOptions& o) {
   }
   std::cout << fmt::format("{} split, {} images, classes: {}\n", o.split, set.images().size(0),
                            fmt::join(set.class_names(), ","));
-  std::cout << fmt::format("mean  ({:.4f}, {:.4f}, {:.4f})\n", s.mean[0], s.mean[1], s.mean[2]);
-  std::cout << fmt::format("std   ({:.4f}, {:.4f}, {:.4f})\n", s.std[0], s.std[1], s.std[2]);
+  std::cout << fmt::format("mean  ({:.4f})\n", fmt::join(s.mean, ", "));
+  std::cout << fmt::format("std   ({:.4f})\n", fmt::join(s.std, ", "));
 }
 
 }  // namespace

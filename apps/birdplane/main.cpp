@@ -10,7 +10,9 @@
 
 #include "birdplane/check.h"
 #include "birdplane/train/trainer.h"
+#include "birdplane/version.h"
 #include "commands.h"
+#include "common.h"
 
 namespace {
 
@@ -27,7 +29,7 @@ int main(int argc, char** argv) {
                "of Deep Learning with PyTorch"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags such as --threads may follow the subcommand
-  app.set_version_flag("--version", std::string("birdplane ") + BIRDPLANE_VERSION);
+  app.set_version_flag("--version", "birdplane " + birdplane::version());
   // All cores by default (LibTorch's own default on this machine is 1); --threads overrides. The
   // option callback runs during parsing, before any subcommand runs.
   at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
@@ -56,6 +58,10 @@ int main(int argc, char** argv) {
   } catch (const birdplane::train::Interrupted& e) {
     std::cerr << "\n" << e.what() << "\n";
     return 130;
+  } catch (const birdplane::SettingError& e) {
+    // The library names its settings ("batch_size"); here they are flags ("--batch-size").
+    std::cerr << "error: " << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";
+    return 2;
   } catch (const birdplane::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;

@@ -42,17 +42,11 @@ at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle)
   return torch::randperm(size, gen, torch::kInt64);
 }
 
-BatchTransform BatchLoader::normalize_transform(std::vector<double> mean, std::vector<double> std) {
-  return [mean = std::move(mean), std = std::move(std)](const at::Tensor& x, at::Generator&) {
-    return transforms::functional::to_normalized(x, mean, std);
-  };
-}
-
-BatchLoader::BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, BatchTransform transform)
+BatchLoader::BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, BatchTransform transform)
     : dataset_(dataset), options_(options), transform_(std::move(transform)),
       size_(static_cast<int64_t>(*dataset.size())) {
-  BIRDPLANE_CHECK(options_.batch_size_ >= 1, "--batch-size: {} is not allowed; expected 1 or more",
-                  options_.batch_size_);
+  BIRDPLANE_CHECK_SETTING(options_.batch_size_ >= 1, "batch_size", "{} is not allowed; expected 1 or more",
+                          options_.batch_size_);
   BIRDPLANE_CHECK(options_.prefetch_ >= 1, "prefetch must be at least 1, got {}", options_.prefetch_);
   BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
 }

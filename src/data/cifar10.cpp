@@ -10,7 +10,8 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/memory.h"
+#include "common/text.h"
+#include "common/memory.h"
 
 namespace fs = std::filesystem;
 
@@ -24,19 +25,6 @@ const std::vector<std::string> kTestFiles = {"test_batch.bin"};
 
 const std::vector<std::string>& files_for(Split split) {
   return split == Split::kTrain ? kTrainFiles : kTestFiles;
-}
-
-std::string trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
-}
-
-std::string join(const std::vector<std::string>& names) {
-  std::string out;
-  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
-  return out;
 }
 
 // The size of a batch file, after checking that it exists and holds whole records.
@@ -85,7 +73,7 @@ int64_t read_batch_file(const fs::path& path, int64_t bytes, uint8_t* dst) {
 Split parse_split(const std::string& text) {
   if (text == "train") return Split::kTrain;
   if (text == "test") return Split::kTest;
-  fail("--split: '{}' is not a split; expected 'train' or 'test'", text);
+  fail_setting("split", "'{}' is not a split; expected 'train' or 'test'", text);
 }
 
 std::string to_string(Split split) { return split == Split::kTrain ? "train" : "test"; }
@@ -139,17 +127,6 @@ std::vector<std::string> read_class_names(const std::string& dir) {
   return names;
 }
 
-std::vector<std::string> parse_class_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 namespace {
 
 void check_data_folder(const std::string& dir) {
@@ -159,7 +136,7 @@ void check_data_folder(const std::string& dir) {
          "--data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/",
          dir, fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
   }
-  if (!fs::is_directory(dir, ec)) fail("--data-dir: {} is not a folder", dir);
+  if (!fs::is_directory(dir, ec)) fail_setting("data_dir", "{} is not a folder", dir);
 }
 
 // The images [n,3,32,32] of n records as read from a file: a strided view (labels skipped).
@@ -170,8 +147,8 @@ at::Tensor record_images(const at::Tensor& raw, int64_t n) {
 
 }  // namespace
 
-Cifar10 Cifar10::read_classes(const std::string& dir, Split split, const std::vector<std::string>& classes,
-                              ChannelStats* stats) {
+ImageSet read_cifar10(const std::string& dir, Split split, const std::vector<std::string>& classes,
+                      ChannelStats* stats) {
   check_data_folder(dir);
   const auto names = read_class_names(dir);
   std::vector<int64_t> remap(names.size());
@@ -209,66 +186,8 @@ Cifar10 Cifar10::read_classes(const std::string& dir, Split split, const std::ve
   }
   if (stats) *stats = histogram.stats();
   const auto n = static_cast<int64_t>(labels.size());
-  return Cifar10(kept.slice(0, 0, n), torch::tensor(labels, torch::kInt64), classes.empty() ? names : classes);
-}
-
-Cifar10::Cifar10(const std::string& dir, Split split) : Cifar10(read_classes(dir, split, {})) {}
-
-Cifar10::Cifar10(at::Tensor images, at::Tensor labels, std::vector<std::string> class_names)
-    : images_(std::move(images)), labels_(std::move(labels)), class_names_(std::move(class_names)) {
-  BIRDPLANE_CHECK(images_.dim() == 4 && images_.scalar_type() == torch::kUInt8,
-                  "images must be uint8 [N,C,H,W], got {} {}", c10::str(images_.sizes()),
-                  c10::toString(images_.scalar_type()));
-  BIRDPLANE_CHECK(labels_.dim() == 1 && labels_.size(0) == images_.size(0),
-                  "labels must be [N] with N = {} images", images_.size(0));
-  labels_ = labels_.to(torch::kInt64);
-}
-
-torch::data::Example<> Cifar10::get(size_t index) {
-  return {images_[static_cast<int64_t>(index)], labels_[static_cast<int64_t>(index)]};
-}
-
-std::vector<torch::data::Example<>> Cifar10::get_batch(c10::ArrayRef<size_t> indices) {
-  std::vector<int64_t> idx(indices.begin(), indices.end());
-  auto b = batch(torch::tensor(idx, torch::kInt64));
-  std::vector<torch::data::Example<>> out;
-  out.reserve(idx.size());
-  for (int64_t i = 0; i < static_cast<int64_t>(idx.size()); ++i) out.push_back({b.data[i], b.target[i]});
-  return out;
-}
-
-c10::optional<size_t> Cifar10::size() const { return static_cast<size_t>(images_.size(0)); }
-
-torch::data::Example<> Cifar10::batch(const at::Tensor& indices) const {
-  return {images_.index_select(0, indices), labels_.index_select(0, indices)};
-}
-
-std::vector<int64_t> class_label_map(const std::vector<std::string>& classes,
-                                     const std::vector<std::string>& known) {
-  std::vector<int64_t> remap(known.size(), -1);
-  for (size_t k = 0; k < classes.size(); ++k) {
-    auto it = std::find(known.begin(), known.end(), classes[k]);
-    if (it == known.end()) fail("--classes: unknown class '{}'; valid names are {}", classes[k], join(known));
-    auto old = static_cast<size_t>(it - known.begin());
-    if (remap[old] != -1) fail("--classes: class '{}' is named twice", classes[k]);
-    remap[old] = static_cast<int64_t>(k);
-  }
-  return remap;
-}
-
-Cifar10 Cifar10::first(int64_t n) const {
-  if (n <= 0 || n >= images_.size(0)) return *this;
-  return Cifar10(images_.slice(0, 0, n), labels_.slice(0, 0, n), class_names_);
-}
-
-Cifar10 Cifar10::subset(const std::vector<std::string>& classes) const {
-  if (classes.empty()) return Cifar10(images_, labels_, class_names_);
-  auto map = torch::tensor(class_label_map(classes, class_names_), torch::kInt64);
-  auto new_labels = map.index_select(0, labels_);
-  auto keep = (new_labels >= 0).nonzero().squeeze(1);
-  auto images = empty_huge({keep.size(0), images_.size(1), images_.size(2), images_.size(3)}, torch::kUInt8);
-  torch::index_select_out(images, images_, 0, keep);
-  return Cifar10(images, new_labels.index_select(0, keep), classes);
+  return ImageSet(kept.slice(0, 0, n), torch::tensor(labels, torch::kInt64), classes.empty() ? names : classes,
+                  fmt::format("CIFAR-10 {} split in {}", to_string(split), dir));
 }
 
 }  // namespace birdplane::data

@@ -34,6 +34,7 @@
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
+#include "birdplane/version.h"
 #include "birdplane/data/cifar10.h"
 
 namespace fs = std::filesystem;
@@ -104,15 +105,12 @@ fs::path without_trailing_slash(fs::path p) {
 // system cannot lock (some network mounts) we go on without: the worst case is a wasted download.
 class FolderLock {
  public:
-  FolderLock(const fs::path& dir, bool announce) {
+  FolderLock(const fs::path& dir, const std::function<void(const std::string&)>& on_note) {
     fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_ < 0) return;
     if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
     if (errno != EWOULDBLOCK) return;
-    if (announce) {
-      fmt::print(stderr, "waiting for another birdplane process that is downloading into {}\n",
-                 dir.string());
-    }
+    if (on_note) on_note(fmt::format("waiting for another birdplane process that is downloading into {}", dir.string()));
     while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
     }
   }
@@ -183,68 +181,56 @@ void init_curl_once() {
   }
 }
 
-std::string human_bytes(double bytes) {
-  if (bytes < 1e3) return fmt::format("{:.0f} B", bytes);
-  if (bytes < 1e6) return fmt::format("{:.1f} kB", bytes / 1e3);
-  if (bytes < 1e9) return fmt::format("{:.1f} MB", bytes / 1e6);
-  return fmt::format("{:.2f} GB", bytes / 1e9);
-}
-
-// The progress line on stderr: "cifar-10-binary.tar.gz  41.2 MB / 170.5 MB  5.3 MB/s  ETA 0:24".
-// Counts include what a resumed .part already held; the rate counts only this run's bytes.
-class ProgressBar {
+// Turns libcurl's transfer callbacks into DownloadProgress reports: at most every 100 ms, and once
+// when the transfer ends, so a fast local transfer does not spend its time on the display.
+class ProgressReporter {
  public:
-  ProgressBar(std::string label, int64_t offset)
-      : label_(std::move(label)), offset_(offset), start_(Clock::now()) {}
-  ~ProgressBar() {
-    if (drawn_) std::fputc('\n', stderr);
-  }
-  ProgressBar(const ProgressBar&) = delete;
-  ProgressBar& operator=(const ProgressBar&) = delete;
+  ProgressReporter(std::string file, int64_t offset, const std::function<void(const DownloadProgress&)>& report)
+      : file_(std::move(file)), offset_(offset), report_(report), start_(Clock::now()) {}
 
-  // CURLOPT_XFERINFOFUNCTION. libcurl calls it many times a second; redraw at most every 100 ms
-  // (and once at the end) so a fast local transfer does not spend its time on the terminal.
+  // CURLOPT_XFERINFOFUNCTION.
   static int callback(void* self, curl_off_t dltotal, curl_off_t dlnow, curl_off_t, curl_off_t) {
-    static_cast<ProgressBar*>(self)->update(dltotal, dlnow);
+    static_cast<ProgressReporter*>(self)->update(dltotal, dlnow, false);
     return 0;  // non-zero would abort the transfer
+  }
+
+  // The last report, once the transfer has ended (successfully or not).
+  void finish() {
+    if (reported_ && !finished_) update(last_total_, last_now_, true);
   }
 
  private:
   using Clock = std::chrono::steady_clock;
 
-  void update(int64_t dltotal, int64_t dlnow) {
+  void update(int64_t dltotal, int64_t dlnow, bool force_final) {
     const auto now = Clock::now();
-    const bool finished = dltotal > 0 && dlnow >= dltotal;
+    last_total_ = dltotal;
+    last_now_ = dlnow;
+    const bool finished = force_final || (dltotal > 0 && dlnow >= dltotal);
     if (dlnow == 0 && !finished) return;
-    if (drawn_ && !finished && now - last_ < std::chrono::milliseconds(100)) return;
-    if (finished && finished_drawn_) return;
+    if (reported_ && !finished && now - last_ < std::chrono::milliseconds(100)) return;
+    if (finished && finished_) return;
     last_ = now;
-    finished_drawn_ = finished;
+    finished_ = finished;
+    reported_ = true;
     const double seconds = std::chrono::duration<double>(now - start_).count();
-    const double rate = seconds > 0 ? static_cast<double>(dlnow) / seconds : 0.0;
-    std::string line = fmt::format("{}  {}", label_, human_bytes(static_cast<double>(offset_ + dlnow)));
-    if (dltotal > 0) {
-      line += " / " + human_bytes(static_cast<double>(offset_ + dltotal));
-      line += fmt::format(" ({:.0f}%)", 100.0 * static_cast<double>(offset_ + dlnow) /
-                                            static_cast<double>(offset_ + dltotal));
-    }
-    line += "  " + human_bytes(rate) + "/s";
-    if (dltotal > 0 && rate > 0 && !finished) {
-      const auto eta = static_cast<int64_t>(static_cast<double>(dltotal - dlnow) / rate);
-      line += fmt::format("  ETA {}:{:02d}", eta / 60, eta % 60);
-    }
-    // Pad so a shorter line fully covers the previous one.
-    fmt::print(stderr, "\r{:<78}", line);
-    std::fflush(stderr);
-    drawn_ = true;
+    DownloadProgress p;
+    p.file = file_;
+    p.bytes = offset_ + dlnow;
+    p.total = dltotal > 0 ? offset_ + dltotal : -1;
+    p.bytes_per_second = seconds > 0 ? static_cast<double>(dlnow) / seconds : 0.0;
+    p.finished = finished;
+    report_(p);
   }
 
-  std::string label_;
+  std::string file_;
   int64_t offset_;
+  const std::function<void(const DownloadProgress&)>& report_;
   Clock::time_point start_;
   Clock::time_point last_{};
-  bool drawn_ = false;
-  bool finished_drawn_ = false;
+  int64_t last_total_ = 0, last_now_ = 0;
+  bool reported_ = false;
+  bool finished_ = false;
 };
 
 struct FileCloser {
@@ -281,7 +267,8 @@ enum class Outcome {
 
 // One libcurl transfer of `url` into `part`, appending from `offset` (0: start afresh). Throws
 // birdplane::Error for failures the caller cannot fix by changing how it asks.
-Outcome transfer(const std::string& url, const fs::path& part, int64_t offset, bool progress) {
+Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
+                 const std::function<void(const DownloadProgress&)>& on_progress) {
   init_curl_once();
   std::unique_ptr<CURL, CurlCleanup> curl(curl_easy_init());
   if (!curl) throw InternalError("curl_easy_init failed (out of memory?)");
@@ -308,23 +295,23 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset, b
   // is kept, so running again resumes.
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "birdplane/" BIRDPLANE_VERSION);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "birdplane/" BIRDPLANE_VERSION_STRING);
 #if LIBCURL_VERSION_NUM >= 0x075500  // 7.85: the string forms of the protocol lists
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
   curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #endif
   if (offset > 0) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, static_cast<curl_off_t>(offset));
 
-  std::unique_ptr<ProgressBar> bar;
-  if (progress && ::isatty(STDERR_FILENO)) {
-    bar = std::make_unique<ProgressBar>(fs::path(url).filename().string(), offset);
+  std::unique_ptr<ProgressReporter> reporter;
+  if (on_progress) {
+    reporter = std::make_unique<ProgressReporter>(fs::path(url).filename().string(), offset, on_progress);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &ProgressBar::callback);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, bar.get());
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &ProgressReporter::callback);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, reporter.get());
   }
 
   const CURLcode code = curl_easy_perform(c);
-  bar.reset();  // ends the progress line before any message
+  if (reporter) reporter->finish();  // the display ends its line before any message
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   curl_off_t received = 0;
@@ -409,7 +396,7 @@ void download_verified(const DownloadOptions& options, const std::string& md5, c
   for (int attempt = 0; attempt < 3; ++attempt) {
     Outcome outcome;
     try {
-      outcome = transfer(options.url, part, offset, options.progress);
+      outcome = transfer(options.url, part, offset, options.on_progress);
     } catch (...) {
       // An empty .part helps nobody; a non-empty one is the head start of the next run.
       if (size_or_zero(part) == 0) {
@@ -729,7 +716,7 @@ std::string ensure_cifar10(const std::string& root, const DownloadOptions& optio
          work.string(), ec ? ec.message() : "a file has that name");
   }
 
-  FolderLock lock(work, options.progress && ::isatty(STDERR_FILENO));
+  FolderLock lock(work, options.on_note);
   // Another process may have installed it while we waited for the lock.
   if (is_installed(target.string(), options)) return target.string();
   remove_leftovers(work);

@@ -1,4 +1,4 @@
-#include "birdplane/data/font.h"
+#include "data/font.h"
 
 #include <cctype>
 

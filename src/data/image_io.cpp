@@ -15,7 +15,8 @@
 #include <stb_image_write.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/font.h"
+#include "common/files.h"
+#include "data/font.h"
 
 namespace fs = std::filesystem;
 
@@ -48,34 +49,6 @@ void append_bytes(void* context, void* data, int size) {
   out->append(static_cast<const char*>(data), static_cast<size_t>(size));
 }
 
-// Creates path + ".tmp-XXXXXX" exclusively. open() with mode 0666 lets the umask decide the final
-// permissions, which mkstemp (always 0600) would not.
-int create_temp_beside(const std::string& path, std::string& temp_path) {
-  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::random_device device;
-  std::mt19937 gen(device());
-  std::uniform_int_distribution<int> pick(0, static_cast<int>(sizeof(kAlphabet)) - 2);
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    temp_path = path + ".tmp-";
-    for (int i = 0; i < 6; ++i) temp_path += kAlphabet[pick(gen)];
-    const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd >= 0 || errno != EEXIST) return fd;
-  }
-  errno = EEXIST;
-  return -1;
-}
-
-bool write_all(int fd, const std::string& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 void check_u8_chw(const at::Tensor& image, const char* what) {
   BIRDPLANE_CHECK(image.defined() && image.dim() == 3 && image.scalar_type() == at::kByte,
                   "{} needs a uint8 image [C,H,W], got {}", what, describe(image));
@@ -103,25 +76,7 @@ void write_png(const std::string& path, const at::Tensor& image) {
   BIRDPLANE_CHECK(ok != 0 && !bytes.empty(), "cannot write {}: PNG encoding failed for a {}x{} image", path,
                   width, height);
 
-  // Same-folder temporary + rename: rename(2) is atomic within a file system, so readers (and a
-  // crash) see either the old file or the complete new one, never a truncated PNG.
-  std::string temp;
-  const int fd = create_temp_beside(path, temp);
-  if (fd < 0) {
-    fail("cannot write {}: {} (is the folder {} writable?)", path, std::strerror(errno), folder.string());
-  }
-  const bool written = write_all(fd, bytes);
-  const int write_errno = errno;
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed) {
-    ::unlink(temp.c_str());
-    fail("cannot write {}: {} (is the disk full?)", path, std::strerror(written ? errno : write_errno));
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(temp.c_str());
-    fail("cannot write {}: renaming the temporary file failed: {}", path, std::strerror(rename_errno));
-  }
+  write_file_atomically(path, bytes);
 }
 
 LoadedImage read_image(const std::string& path) {

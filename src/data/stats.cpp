@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/memory.h"
+#include "common/memory.h"
 
 namespace birdplane::data {
 

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "common/files.h"
 #include "birdplane/transforms/geometry.h"
 
 namespace birdplane::experiments {
@@ -26,9 +27,9 @@ void write_outputs(const Output& output, const std::string& dir) {
     plot.write_svg((std::filesystem::path(dir) / file).string());
     md += fmt::format("![{}]({})\n\n", plot.title, file);
   }
-  report::write_text_file((std::filesystem::path(dir) / "table.md").string(), md);
+  write_file_atomically((std::filesystem::path(dir) / "table.md").string(), md);
   nlohmann::json j = {{"name", output.name}, {"summary", output.summary}, {"tables", tables}};
-  report::write_text_file((std::filesystem::path(dir) / "table.json").string(), j.dump(2) + "\n");
+  write_file_atomically((std::filesystem::path(dir) / "table.json").string(), j.dump(2) + "\n");
 }
 
 Output softmax_experiment(uint64_t seed, int64_t count, int64_t classes) {
@@ -165,11 +166,15 @@ at::Tensor shift_images(const at::Tensor& images, int64_t dx, int64_t dy, double
   return F::crop(padded, std::max<int64_t>(-dy, 0), std::max<int64_t>(-dx, 0), h, w).contiguous();
 }
 
-Output translation_experiment(const TranslationOptions& opts, const data::Cifar10& train_set,
-                              const data::Cifar10& val_set, const std::vector<double>& mean,
-                              const std::vector<double>& std, const std::string& dir, std::ostream& log) {
-  BIRDPLANE_CHECK(opts.max_shift >= 0 && opts.max_shift < 32, "--max-shift must be 0 to 31 pixels, got {}",
-                  opts.max_shift);
+Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
+                              const data::ImageSet& val_set, const std::vector<double>& mean,
+                              const std::vector<double>& std, const std::string& dir, TranslationObserver* observer,
+                              train::StopToken stop) {
+  const int64_t width = val_set.images().size(3);
+  BIRDPLANE_CHECK_SETTING(opts.max_shift >= 0 && opts.max_shift < width, "max_shift",
+                          "{} is not allowed; expected 0 to {} pixels", opts.max_shift, width - 1);
+  TranslationObserver quiet;
+  TranslationObserver& obs = observer ? *observer : quiet;
   struct Arm {
     std::string name, augment;
     double seconds = 0;
@@ -183,18 +188,25 @@ Output translation_experiment(const TranslationOptions& opts, const data::Cifar1
     auto cfg = opts.train;
     cfg.augment = arm.augment;
     cfg.name = arm.name;
-    const std::string run_dir = (std::filesystem::path(dir) / arm.name).string();
-    BIRDPLANE_CHECK(!std::filesystem::exists(run_dir), "{} already exists; choose another --out folder", run_dir);
-    train::Trainer trainer(cfg, train_set, val_set, mean, std, run_dir, false);
-    std::filesystem::create_directories(run_dir);
-    log << fmt::format("translation: training ({}) {} for {} epochs{}\n", arm.name, cfg.model, cfg.epochs,
-                       arm.augment.empty() ? "" : " with --augment \"" + arm.augment + "\"")
-        << std::flush;
-    auto result = trainer.run(log, false);
+    const std::string run_path = (std::filesystem::path(dir) / arm.name).string();
+    cfg.runs_dir = dir;
+    train::Trainer trainer(cfg, train_set, val_set, mean, std);
+    // Each arm is an ordinary run folder: with opts.resume an arm that exists continues from its
+    // checkpoint (a finished one only repeats its final evaluation).
+    const bool resume = opts.resume && std::filesystem::exists(std::filesystem::path(run_path) / "config.json");
+    auto run_dir = resume ? train::RunDir::open(run_path) : train::RunDir::create(run_path);
+    if (resume) {
+      trainer.resume_from(run_dir);
+    } else {
+      run_dir.write_config(trainer.run_record());
+    }
+    obs.on_run_start(arm.name, cfg, run_dir.path());
+    auto result = trainer.run(run_dir, &obs, stop);
     arm.seconds = result.total_seconds;
     for (int64_t s = 0; s <= opts.max_shift; ++s) {
       for (int diag = 0; diag < 2; ++diag) {
-        data::Cifar10 shifted(shift_images(val_set.images(), s, diag ? s : 0), val_set.labels(), val_set.class_names());
+        data::ImageSet shifted(shift_images(val_set.images(), s, diag ? s : 0), val_set.labels(),
+                               val_set.class_names(), val_set.source() + ", shifted");
         auto r = train::evaluate(trainer.model(), shifted, trainer.model_config(), c10::Device(c10::kCPU));
         (diag ? arm.acc_diag : arm.acc_right).push_back(r.confusion.accuracy());
       }

@@ -10,7 +10,7 @@ LossKind parse_loss(const std::string& name) {
   if (name == "nll") return LossKind::kNll;
   if (name == "cross-entropy" || name == "ce") return LossKind::kCrossEntropy;
   if (name == "mse") return LossKind::kMse;
-  fail("--loss: unknown loss '{}'; expected nll, cross-entropy or mse", name);
+  fail_setting("loss", "unknown loss '{}'; expected nll, cross-entropy or mse", name);
 }
 
 std::string to_string(LossKind kind) {
@@ -24,12 +24,12 @@ std::string to_string(LossKind kind) {
 
 void check_loss_fits(LossKind kind, bool log_softmax) {
   if (kind == LossKind::kNll && !log_softmax) {
-    fail("--loss nll expects log-probabilities, but this model ends in plain logits (no "
-         "LogSoftmax); use --loss cross-entropy, which applies log_softmax itself");
+    fail_setting("loss",
+                 "nll expects log-probabilities, but this model ends in plain logits (no LogSoftmax); use "
+                 "cross-entropy, which applies log_softmax itself");
   }
   if (kind == LossKind::kCrossEntropy && log_softmax) {
-    fail("--loss cross-entropy expects logits, but this model already ends in LogSoftmax; use "
-         "--loss nll");
+    fail_setting("loss", "cross-entropy expects logits, but this model already ends in LogSoftmax; use nll");
   }
 }
 

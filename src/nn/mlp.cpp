@@ -9,24 +9,22 @@
 
 namespace birdplane::nn {
 
-const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names = {"book-small", "book-large", "mlp"};
-  return names;
-}
-
-MlpOptions preset(const std::string& name, int64_t num_classes) {
-  BIRDPLANE_CHECK(num_classes >= 2, "a classifier needs at least 2 classes, got {}", num_classes);
+MlpOptions mlp_options(const ModelSpec& spec) {
   MlpOptions o;
-  o.out_features = num_classes;
-  if (name == "book-small" || name == "mlp") {
+  o.in_features = 1;
+  for (int64_t d : spec.image_shape) o.in_features *= d;
+  o.out_features = spec.num_classes;
+  o.activation = spec.activation;
+  if (spec.name == "book-small" || spec.name == "mlp") {
     o.hidden = {512};
     o.log_softmax = true;
-  } else if (name == "book-large") {
+  } else if (spec.name == "book-large") {
     o.hidden = {1024, 512, 128};
     o.log_softmax = false;
   } else {
-    fail("--model: unknown model '{}'; expected book-small, book-large or mlp (with --hidden)", name);
+    fail_setting("model", "'{}' is not an MLP preset; expected book-small, book-large or mlp", spec.name);
   }
+  if (!spec.hidden.empty()) o.hidden = spec.hidden;
   return o;
 }
 
@@ -42,71 +40,70 @@ std::vector<int64_t> parse_hidden(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    BIRDPLANE_CHECK(used > 0 && used == item.size() && v >= 1 && v <= (1 << 20),
-                    "--hidden: '{}' is not a layer width; expected positive whole numbers separated "
-                    "by commas, e.g. 1024,512",
-                    item);
+    BIRDPLANE_CHECK_SETTING(used > 0 && used == item.size() && v >= 1 && v <= (1 << 20), "hidden",
+                            "'{}' is not a layer width; expected positive whole numbers separated by commas, "
+                            "e.g. 1024,512",
+                            item);
     out.push_back(v);
   }
   return out;
 }
 
-torch::nn::Sequential make_mlp(const MlpOptions& o) {
-  BIRDPLANE_CHECK(o.activation == "tanh" || o.activation == "relu",
-                  "--activation: '{}' is not supported; expected tanh or relu", o.activation);
-  torch::nn::Sequential seq;
-  int64_t width = o.in_features;
-  for (int64_t h : o.hidden) {
-    seq->push_back(torch::nn::Linear(width, h));
-    if (o.activation == "tanh") {
-      seq->push_back(torch::nn::Tanh());
-    } else {
-      seq->push_back(torch::nn::ReLU());
-    }
+Mlp::Mlp(ModelSpec spec, MlpOptions options) : Classifier(std::move(spec)), options_(std::move(options)) {
+  BIRDPLANE_CHECK(options_.in_features >= 1 && options_.out_features >= 1,
+                  "an MLP needs positive input and output widths, got {} and {}", options_.in_features,
+                  options_.out_features);
+  // Registered under the index each linear layer has in the book's nn.Sequential (the activation
+  // takes the odd numbers), so the parameter names are 0.weight, 0.bias, 2.weight, ...
+  int64_t width = options_.in_features;
+  size_t index = 0;
+  for (int64_t h : options_.hidden) {
+    linears_.push_back(register_module(std::to_string(index), torch::nn::Linear(width, h)));
+    index += 2;
     width = h;
   }
-  seq->push_back(torch::nn::Linear(width, o.out_features));
-  if (o.log_softmax) seq->push_back(torch::nn::LogSoftmax(1));
-  return seq;
+  linears_.push_back(register_module(std::to_string(index), torch::nn::Linear(width, options_.out_features)));
 }
 
-std::string natural_loss(const MlpOptions& o) { return o.log_softmax ? "nll" : "cross-entropy"; }
-
-int64_t count_parameters(const torch::nn::Sequential& model) {
-  int64_t n = 0;
-  for (const auto& p : model->parameters()) n += p.numel();
-  return n;
-}
-
-std::string summary(const MlpOptions& o) {
-  auto model = make_mlp(o);
-  std::string s = fmt::format("{:<4} {:<28} {:<14} {:>12}\n", "#", "layer", "output", "parameters");
-  s += fmt::format("{:<4} {:<28} {:<14} {:>12}\n", "", "input (flattened 3x32x32)",
-                   fmt::format("[B, {}]", o.in_features), "");
-  int64_t width = o.in_features;
-  size_t i = 0;
-  for (const auto& named : model->named_children()) {
-    auto m = named.value();
-    int64_t params = 0;
-    for (const auto& p : m->parameters()) params += p.numel();
-    std::string name = m->name();
-    if (auto* lin = m->as<torch::nn::Linear>()) {
-      width = lin->options.out_features();
-      name = fmt::format("Linear({}, {})", lin->options.in_features(), width);
-    } else if (m->as<torch::nn::LogSoftmax>()) {
-      name = "LogSoftmax(dim=1)";
-    } else {
-      name = name.substr(name.rfind(':') + 1);
-      if (name.size() > 4 && name.substr(name.size() - 4) == "Impl") name.resize(name.size() - 4);
-      name += "()";
-    }
-    s += fmt::format("{:<4} {:<28} {:<14} {:>12}\n", named.key(), name, fmt::format("[B, {}]", width),
-                     params ? fmt::format("{:L}", params) : "-");
-    ++i;
+at::Tensor Mlp::logits(const at::Tensor& images) {
+  at::Tensor h = images.reshape({images.size(0), -1});
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    h = linears_[i]->forward(h);
+    if (i + 1 < linears_.size()) h = options_.activation == Activation::kTanh ? torch::tanh(h) : torch::relu(h);
   }
-  s += fmt::format("total parameters: {}\n", count_parameters(model));
-  s += fmt::format("loss that fits its output: {}\n", natural_loss(o));
-  return s;
+  return h;
+}
+
+std::vector<LayerRow> Mlp::layer_rows() const {
+  std::vector<LayerRow> rows;
+  const auto& shape = spec().image_shape;
+  rows.push_back({"", fmt::format("input (flattened {})", fmt::join(shape, "x")),
+                  fmt::format("[B, {}]", options_.in_features), 0});
+  const std::string act = options_.activation == Activation::kTanh ? "Tanh()" : "ReLU()";
+  size_t index = 0;
+  for (size_t i = 0; i < linears_.size(); ++i) {
+    const auto& o = linears_[i]->options;
+    const std::string out = fmt::format("[B, {}]", o.out_features());
+    rows.push_back({std::to_string(index++), fmt::format("Linear({}, {})", o.in_features(), o.out_features()), out,
+                    o.in_features() * o.out_features() + (o.bias() ? o.out_features() : 0)});
+    if (i + 1 < linears_.size()) rows.push_back({std::to_string(index++), act, out, 0});
+  }
+  if (options_.log_softmax)
+    rows.push_back({std::to_string(index), "LogSoftmax(dim=1)", fmt::format("[B, {}]", options_.out_features), 0});
+  return rows;
+}
+
+std::shared_ptr<Mlp> make_mlp(const MlpOptions& options) {
+  ModelSpec spec;
+  // A preset that rebuilds exactly this network from the spec (as checkpoints do): "mlp" ends in
+  // LogSoftmax, "book-large" in logits; both take the hidden widths from the spec.
+  spec.name = options.log_softmax ? "mlp" : "book-large";
+  spec.num_classes = options.out_features;
+  spec.image_shape = options.in_features == 3072 ? std::vector<int64_t>{3, 32, 32}
+                                                 : std::vector<int64_t>{options.in_features};
+  spec.hidden = options.hidden;
+  spec.activation = options.activation;
+  return std::make_shared<Mlp>(std::move(spec), options);
 }
 
 }  // namespace birdplane::nn

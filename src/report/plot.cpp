@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
+#include "common/files.h"
 
 namespace birdplane::report {
 namespace {
@@ -147,21 +148,7 @@ std::string LinePlot::to_svg() const {
   return svg + legend + "</svg>\n";
 }
 
-void write_text_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    BIRDPLANE_CHECK(static_cast<bool>(out), "cannot write {}: check that its folder exists and is writable", path);
-    out << text;
-    out.close();
-    BIRDPLANE_CHECK(static_cast<bool>(out), "writing {} failed (disk full?)", tmp);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  BIRDPLANE_CHECK(!ec, "cannot rename {} to {}: {}", tmp, path, ec.message());
-}
-
-void LinePlot::write_svg(const std::string& path) const { write_text_file(path, to_svg()); }
+void LinePlot::write_svg(const std::string& path) const { write_file_atomically(path, to_svg()); }
 
 std::string Table::to_markdown(int digits) const {
   std::string md;

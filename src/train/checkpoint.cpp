@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "common/files.h"
 
 namespace fs = std::filesystem;
 
@@ -19,14 +20,6 @@ namespace birdplane::train {
 namespace {
 
 constexpr int64_t kFormatVersion = 1;
-
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
@@ -47,13 +40,9 @@ void check_exists(const std::string& path, const char* what) {
 }  // namespace
 
 nlohmann::json ModelConfig::to_json() const {
-  return {{"model", model_name},
-          {"in_features", mlp.in_features},
-          {"hidden", mlp.hidden},
-          {"out_features", mlp.out_features},
-          {"activation", mlp.activation},
-          {"log_softmax", mlp.log_softmax},
-          {"loss", loss},
+  return {{"model", spec.name},
+          {"spec", spec.to_json()},
+          {"loss", nn::to_string(loss)},
           {"classes", classes},
           {"mean", mean},
           {"std", std}};
@@ -61,42 +50,16 @@ nlohmann::json ModelConfig::to_json() const {
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   ModelConfig c;
-  c.model_name = j.at("model").get<std::string>();
-  c.mlp.in_features = j.at("in_features").get<int64_t>();
-  c.mlp.hidden = j.at("hidden").get<std::vector<int64_t>>();
-  c.mlp.out_features = j.at("out_features").get<int64_t>();
-  c.mlp.activation = j.at("activation").get<std::string>();
-  c.mlp.log_softmax = j.at("log_softmax").get<bool>();
-  c.loss = j.at("loss").get<std::string>();
+  // birdplane 0.1 kept the MLP's fields at the top level instead of a "spec" object.
+  c.spec = nn::ModelSpec::from_json(j.contains("spec") ? j.at("spec") : j);
+  c.loss = nn::parse_loss(j.at("loss").get<std::string>());
   c.classes = j.at("classes").get<std::vector<std::string>>();
   c.mean = j.at("mean").get<std::vector<double>>();
   c.std = j.at("std").get<std::vector<double>>();
   return c;
 }
 
-void write_atomically(const std::string& path, const std::function<void(const std::string&)>& write) {
-  fs::path target(path);
-  fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) fail("cannot write {}: folder {} does not exist", path, dir.string());
-  std::random_device rd;
-  const std::string tmp = (dir / (target.filename().string() + ".tmp-" + std::to_string(rd()))).string();
-  try {
-    write(tmp);
-    fsync_path(tmp);
-  } catch (...) {
-    fs::remove(tmp, ec);
-    throw;
-  }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    fail("cannot write {}: {}", path, ec.message());
-  }
-  fsync_path(dir.string());
-}
-
-void save_checkpoint(const std::string& path, const ModelConfig& config, const torch::nn::Sequential& model,
+void save_checkpoint(const std::string& path, const ModelConfig& config, const nn::Classifier& model,
                      const torch::optim::Optimizer* optimizer, int64_t epoch,
                      const nlohmann::json& run_config) {
   torch::serialize::OutputArchive archive;
@@ -105,7 +68,7 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const t
   archive.write("run_config", c10::IValue(run_config.dump()));
   archive.write("epoch", c10::IValue(epoch));
   torch::serialize::OutputArchive model_archive;
-  model->save(model_archive);
+  model.save(model_archive);
   archive.write("model", model_archive);
   if (optimizer) {
     torch::serialize::OutputArchive opt_archive;
@@ -135,12 +98,16 @@ Checkpoint load_checkpoint(const std::string& path) {
                   v.toInt(), kFormatVersion);
   Checkpoint ck;
   archive.read("model_config", v);
-  ck.config = ModelConfig::from_json(nlohmann::json::parse(v.toStringRef()));
+  try {
+    ck.config = ModelConfig::from_json(nlohmann::json::parse(v.toStringRef()));
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint {}: its model description is damaged ({})", path, e.what());
+  }
   archive.read("run_config", v);
   ck.run_config = nlohmann::json::parse(v.toStringRef());
   archive.read("epoch", v);
   ck.epoch = v.toInt();
-  ck.model = nn::make_mlp(ck.config.mlp);
+  ck.model = nn::make_model(ck.config.spec);
   // Keep the expected shapes: Module::load replaces tensors without comparing shapes.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
   for (const auto& p : ck.model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
@@ -171,19 +138,15 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
   optimizer.load(opt_archive);
 }
 
-void export_state_dict(const std::string& path, const torch::nn::Sequential& model) {
+void export_state_dict(const std::string& path, const torch::nn::Module& model) {
   c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& p : model->named_parameters()) dict.insert(p.key(), p.value().detach().cpu().contiguous());
-  for (const auto& b : model->named_buffers()) dict.insert(b.key(), b.value().detach().cpu().contiguous());
+  for (const auto& p : model.named_parameters()) dict.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& b : model.named_buffers()) dict.insert(b.key(), b.value().detach().cpu().contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  write_atomically(path, [&](const std::string& tmp) {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) fail("cannot write {}", tmp);
-  });
+  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
-void import_state_dict(const std::string& path, torch::nn::Sequential& model) {
+void import_state_dict(const std::string& path, torch::nn::Module& model) {
   check_exists(path, "state_dict file");
   c10::IValue value;
   try {
@@ -198,7 +161,9 @@ void import_state_dict(const std::string& path, torch::nn::Sequential& model) {
   BIRDPLANE_CHECK(value.isGenericDict(), "{} holds a {}, expected a dict of tensors (a state_dict)", path,
                   value.tagKind());
   auto dict = value.toGenericDict();
-  auto params = model->named_parameters();
+  // Parameters and buffers (batch-norm statistics), as in Python's state_dict.
+  auto params = model.named_parameters();
+  for (const auto& b : model.named_buffers()) params.insert(b.key(), b.value());
   torch::NoGradGuard no_grad;
   for (const auto& p : params) {
     auto it = dict.find(c10::IValue(p.key()));
@@ -211,9 +176,9 @@ void import_state_dict(const std::string& path, torch::nn::Sequential& model) {
     p.value().copy_(t);
   }
   for (const auto& entry : dict) {
-    const auto key = entry.key().toStringRef();
-    BIRDPLANE_CHECK(params.contains(key), "{}: unexpected key '{}'; this model has {} parameters", path, key,
-                    params.size());
+    BIRDPLANE_CHECK(entry.key().isString() && params.contains(entry.key().toStringRef()),
+                    "{}: unexpected key '{}'; this model has {} entries", path,
+                    entry.key().isString() ? entry.key().toStringRef() : entry.key().tagKind(), params.size());
   }
 }
 

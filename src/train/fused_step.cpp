@@ -1,4 +1,4 @@
-#include "birdplane/train/fused_step.h"
+#include "train/fused_step.h"
 
 #include <cmath>
 #include <cstring>
@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "birdplane/train/linear_kernels.h"
+#include "train/linear_kernels.h"
 
 namespace birdplane::train {
 
@@ -86,25 +86,27 @@ at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedMlpS
 
 }  // namespace
 
-std::string fused_step_unsupported(const nn::MlpOptions& mlp, nn::LossKind loss, const OptimizerConfig& optimizer,
+std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
                                    c10::Device device) {
+  const auto* mlp_model = dynamic_cast<const nn::Mlp*>(&model);
+  if (!mlp_model) return fmt::format("it implements MLPs only, not {}", model.spec().name);
+  const auto& mlp = mlp_model->options();
   if (!device.is_cpu()) return "it runs on the CPU only";
-  if (optimizer.name != "sgd") return fmt::format("it implements SGD only, not {}", optimizer.name);
+  if (optimizer.kind != OptimizerKind::kSgd) return fmt::format("it implements SGD only, not {}", to_string(optimizer.kind));
   if (optimizer.momentum != 0 || optimizer.weight_decay != 0 || optimizer.nesterov)
-    return "it implements plain SGD only (no --momentum, --weight-decay or --nesterov)";
+    return "it implements plain SGD only (no momentum, weight decay or Nesterov)";
   const bool fits = (loss == nn::LossKind::kNll && mlp.log_softmax) ||
                     (loss == nn::LossKind::kCrossEntropy && !mlp.log_softmax);
   if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
                                 nn::to_string(loss));
-  if (mlp.activation != "tanh" && mlp.activation != "relu")
-    return fmt::format("it implements tanh and relu, not {}", mlp.activation);
   return "";
 }
 
-FusedMlpStep::FusedMlpStep(torch::nn::Sequential& model, const nn::MlpOptions& mlp, double lr, bool bf16)
-    : relu_(mlp.activation == "relu"), lr_(lr), bf16_(bf16), own_kernels_(!bf16 && kernels::enabled()) {
-  for (const auto& m : model->children()) {
-    if (auto* linear = m->as<torch::nn::Linear>()) {
+FusedMlpStep::FusedMlpStep(nn::Mlp& model, double lr, bool bf16)
+    : relu_(model.options().activation == nn::Activation::kRelu), lr_(lr), bf16_(bf16),
+      own_kernels_(!bf16 && kernels::enabled()) {
+  for (const auto& linear : model.linears()) {
+    {
       BIRDPLANE_CHECK(linear->weight.scalar_type() == at::kFloat && linear->weight.is_contiguous() &&
                           linear->bias.defined(),
                       "the fused step needs float32 contiguous Linear layers with biases");
@@ -123,10 +125,11 @@ void FusedMlpStep::refresh_copies() {
   for (const auto& w : weights_) weights_bf16_.push_back(w.detach().to(at::kBFloat16).contiguous());
 }
 
-FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& x, const at::Tensor& y) {
+FusedMlpStep::Result FusedMlpStep::step(const at::Tensor& images, const at::Tensor& y) {
   torch::NoGradGuard no_grad;
   const size_t layers = weights_.size();
-  const int64_t batch = x.size(0);
+  const int64_t batch = images.size(0);
+  const at::Tensor x = images.reshape({batch, -1});
   const auto dtype = bf16_ ? at::kBFloat16 : at::kFloat;
   auto weight = [&](size_t l) -> const at::Tensor& { return bf16_ ? weights_bf16_[l] : weights_[l]; };
 

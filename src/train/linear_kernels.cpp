@@ -1,4 +1,4 @@
-#include "birdplane/train/linear_kernels.h"
+#include "train/linear_kernels.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -1,11 +1,12 @@
 #include "birdplane/transforms/functional.h"
+#include "birdplane/transforms/batch.h"
 
 #include <cmath>
 
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/memory.h"
+#include "common/memory.h"
 #include <ATen/Parallel.h>
 
 namespace birdplane::transforms::functional {
@@ -115,3 +116,13 @@ at::Tensor to_normalized(const at::Tensor& image_u8, const std::vector<double>& 
 }
 
 }  // namespace birdplane::transforms::functional
+
+namespace birdplane::transforms {
+
+BatchTransform normalize_batches(std::vector<double> mean, std::vector<double> std) {
+  return [mean = std::move(mean), std = std::move(std)](const at::Tensor& x, at::Generator&) {
+    return functional::to_normalized(x, mean, std);
+  };
+}
+
+}  // namespace birdplane::transforms

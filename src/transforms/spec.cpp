@@ -377,12 +377,23 @@ std::vector<std::string> known_transforms() {
   return out;
 }
 
-data::BatchTransform parse_augment(const std::string& spec) {
-  auto pipeline = parse_transforms(spec, "--augment");
+BatchTransform parse_augment(const std::string& spec) {
+  // Errors name the setting "augment" (the command line's --augment).
+  const std::string origin = "augment";
+  TransformPtr pipeline;
+  try {
+    pipeline = parse_transforms(spec, origin);
+  } catch (const SettingError&) {
+    throw;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    const bool prefixed = what.rfind(origin + ": ", 0) == 0;
+    throw SettingError(origin, prefixed ? what.substr(origin.size() + 2) : what);
+  }
   return [pipeline, spec](const at::Tensor& x, at::Generator& gen) {
     auto y = pipeline->forward(x, gen);
-    BIRDPLANE_CHECK(y.scalar_type() == x.scalar_type() && y.sizes() == x.sizes(),
-                    "--augment \"{}\" turns a {} batch {} into a {} batch {}; training augmentations must keep "
+    BIRDPLANE_CHECK_SETTING(y.scalar_type() == x.scalar_type() && y.sizes() == x.sizes(), "augment",
+                    "\"{}\" turns a {} batch {} into a {} batch {}; training augmentations must keep "
                     "uint8 images of the same size (the trainer converts and normalizes them afterwards)",
                     spec, c10::toString(x.scalar_type()), fmt::join(x.sizes(), "x"), c10::toString(y.scalar_type()),
                     fmt::join(y.sizes(), "x"));
@@ -390,7 +401,7 @@ data::BatchTransform parse_augment(const std::string& spec) {
   };
 }
 
-data::BatchTransform augment_then_normalize(const std::string& spec, std::vector<double> mean,
+BatchTransform augment_then_normalize(const std::string& spec, std::vector<double> mean,
                                             std::vector<double> std) {
   auto augment = parse_augment(spec);
   return [augment, mean = std::move(mean), std = std::move(std)](const at::Tensor& x, at::Generator& gen) {

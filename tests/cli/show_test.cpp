@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/data/cifar10.h"
-#include "birdplane/data/font.h"
+#include "data/font.h"
 #include "birdplane/data/image_io.h"
 #include "support/fixtures.h"
 
@@ -40,7 +40,7 @@ TEST(CliShow, WritesOneImageScaledEightTimes) {
     EXPECT_TRUE((img[c].slice(0, 248, 256).slice(1, 16, 24) == fixtures::fake_pixel(3, c, 31, 2)).all().item<bool>());
   }
   // The whole image equals the dataset's image enlarged.
-  data::Cifar10 train(d.dir, data::Split::kTrain);
+  auto train = data::read_cifar10(d.dir, data::Split::kTrain);
   EXPECT_TRUE(torch::equal(img, data::upscale_nearest(train.images()[3], 8)));
 }
 
@@ -51,13 +51,13 @@ TEST(CliShow, ClassesSplitAndScale) {
   auto r = run_birdplane(d.show("--classes airplane,bird --index 1 --scale 2 --out " + out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "(bird)")) << r.out;
-  data::Cifar10 train(d.dir, data::Split::kTrain);
+  auto train = data::read_cifar10(d.dir, data::Split::kTrain);
   EXPECT_TRUE(torch::equal(data::read_image(out).image, data::upscale_nearest(train.images()[2], 2)));
 
   // The test split of the fake data starts at record 1000.
   r = run_birdplane(d.show("--split test --index 0 --scale 1 --out " + out));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  data::Cifar10 test(d.dir, data::Split::kTest);
+  auto test = data::read_cifar10(d.dir, data::Split::kTest);
   EXPECT_TRUE(torch::equal(data::read_image(out).image, test.images()[0]));
 }
 
@@ -73,7 +73,7 @@ TEST(CliShow, WritesAGridWithCaptions) {
   const int cell_w = 96, cell_h = 96 + 11, pad = 4;
   auto img = data::read_image(out).image;
   ASSERT_EQ(img.sizes(), (std::vector<int64_t>{3, 2 * cell_h + 3 * pad, 3 * cell_w + 4 * pad}));
-  data::Cifar10 train(d.dir, data::Split::kTrain);
+  auto train = data::read_cifar10(d.dir, data::Split::kTrain);
   // Image 4 + 4 = 8 sits in row 1, column 1.
   const int x0 = pad + cell_w + pad, y0 = pad + cell_h + pad;
   EXPECT_TRUE(torch::equal(img.slice(1, y0, y0 + 96).slice(2, x0, x0 + 96), data::upscale_nearest(train.images()[8], 3)));

@@ -1,5 +1,6 @@
 // End-to-end: train, eval, predict, export and model through the built program.
 #include <filesystem>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <future>
@@ -11,7 +12,8 @@
 
 #include "birdplane/data/image_io.h"
 #include "birdplane/doctor.h"
-#include "birdplane/train/linear_kernels.h"
+#include "birdplane/version.h"
+#include "train/linear_kernels.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -101,7 +103,7 @@ TEST_F(CliTrain, BadFlagsExitTwoWithAMessage) {
       {"--model book-large --loss nll", "cross-entropy"},     {"--device tpu", "--device"},
       {"--hidden 10,x", "--hidden"}, {"--epochs abc", "--epochs"},
       {"--augment 'RandomCrop(32, padding=-4)'", "--augment"}, {"--augment blur", "unknown transform"},
-      {"--step sometimes", "--step"}, {"--step fused --momentum 0.9", "--step fused"},
+      {"--step sometimes", "--step"}, {"--step fused --momentum 0.9", "--step: fused"},
       {"--precision fp16", "--precision"}};
   for (const auto& c : cases) {
     auto r = run_birdplane("train --data-dir " + data() + " --runs-dir " + (*tmp_ / "bad") + " --no-download " + c.args);
@@ -246,6 +248,11 @@ TEST(CliDoctor, AdvisesAvx512KernelsOnlyWhereTheyWouldRunFaster) {
   EXPECT_EQ(birdplane::blas_core_advice(env), "");
 }
 
+int train_metrics_rows(const std::string& path) {
+  const auto text = birdplane::fixtures::read_file(path);
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n')) - 1;  // less the header
+}
+
 TEST(CliInterrupt, CtrlCStopsCleanlyAndTheRunResumes) {
   TempDir t;
   birdplane::fixtures::write_fake_cifar(t.path(), 40);
@@ -336,4 +343,34 @@ TEST(CliExperiment, TranslationTrainsBothArmsAndReportsAccuracyByShift) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "unknown transform 'Blur'")) << r.err;
   EXPECT_FALSE(fs::exists(tmp / "u"));
+}
+
+TEST(CliExperiment, TranslationRunsAreRunFoldersThatResume) {
+  TempDir tmp;
+  birdplane::fixtures::write_fake_cifar(tmp.path(), 20);
+  const std::string common = "experiment translation --data-dir " + tmp.path() +
+                             " --max-shift 2 --no-download --threads 1 --out " + (tmp / "t");
+  auto r = run_birdplane(common + " --epochs 1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // Each arm has a config.json like any training run, so `train --resume` continues it.
+  for (const char* arm : {"plain", "augmented"}) {
+    auto config = nlohmann::json::parse(birdplane::fixtures::read_file(tmp / (std::string("t/") + arm + "/config.json")));
+    EXPECT_EQ(config.at("train").at("epochs"), 1) << arm;
+    EXPECT_EQ(config.at("parameters"), 1574402) << arm;
+  }
+  r = run_birdplane("train --resume " + (tmp / "t/plain") + " --epochs 2 --data-dir " + tmp.path() + " --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "epoch 2/2")) << r.out;
+  // The experiment itself continues with --resume: the arms' runs are taken up again, not restarted.
+  r = run_birdplane(common + " --epochs 2 --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_FALSE(contains(r.out, "epoch 1/2")) << r.out;  // neither arm trains its first epoch again
+  EXPECT_TRUE(contains(r.out, "epoch 2/2")) << r.out;    // the augmented arm trains its second
+  EXPECT_EQ(train_metrics_rows(tmp / "t/augmented/metrics.csv"), 2);
+}
+
+TEST(CliVersion, PrintsTheLibraryVersion) {
+  auto r = run_birdplane("--version");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, std::string("birdplane ") + BIRDPLANE_VERSION_STRING + "\n");
 }

@@ -73,6 +73,11 @@ std::string real_data_dir() {
   return data::is_complete(dir) ? dir : "";
 }
 
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -50,4 +50,7 @@ RunResult run_shell(const std::string& command);
 /// Whole file as bytes.
 std::string read_file(const std::string& path);
 
+/// Writes `text` as the whole file (replacing it).
+void write_text(const std::string& path, const std::string& text);
+
 }  // namespace birdplane::fixtures

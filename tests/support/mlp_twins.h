@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 
 #include <torch/torch.h>
@@ -10,7 +11,7 @@
 
 namespace birdplane::fixtures {
 
-inline std::pair<torch::nn::Sequential, torch::nn::Sequential> twin_mlps(const nn::MlpOptions& o, uint64_t seed) {
+inline std::pair<std::shared_ptr<nn::Mlp>, std::shared_ptr<nn::Mlp>> twin_mlps(const nn::MlpOptions& o, uint64_t seed) {
   torch::manual_seed(seed);
   auto a = nn::make_mlp(o);
   auto b = nn::make_mlp(o);

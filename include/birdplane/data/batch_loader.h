@@ -14,11 +14,12 @@
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
-#include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_set.h"
+#include "birdplane/transforms/batch.h"
 
 namespace birdplane::data {
 
-/// One batch: images as the transform left them (float32 [B,3,32,32] normalized by default),
+/// One batch: images as the transform left them (float32 [B,C,H,W] normalized by default),
 /// labels int64 [B].
 struct Batch {
   at::Tensor images;
@@ -26,9 +27,8 @@ struct Batch {
   int64_t index = 0;  ///< position of the batch within its epoch
 };
 
-/// A function applied to each whole uint8 batch [B,3,32,32]; it may draw random numbers from the
-/// generator it is given (seeded per epoch, so a run is reproducible).
-using BatchTransform = std::function<at::Tensor(const at::Tensor& images_u8, at::Generator& gen)>;
+/// The loader applies a transforms::BatchTransform to each whole uint8 batch.
+using transforms::BatchTransform;
 
 /// Options for BatchLoader. Defaults follow the book's DataLoader(batch_size=64, shuffle=True).
 struct BatchLoaderOptions {
@@ -73,7 +73,7 @@ uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
 /// and its spinning workers: a new thread per epoch cost that every epoch.
 class BatchLoader {
  public:
-  BatchLoader(const Cifar10& dataset, BatchLoaderOptions options, BatchTransform transform);
+  BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, BatchTransform transform);
   ~BatchLoader();
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
@@ -86,16 +86,13 @@ class BatchLoader {
   int64_t batches_per_epoch() const;
   int64_t size() const { return size_; }
 
-  /// The default transform: ToTensor then Normalize(mean, std) in one pass.
-  static BatchTransform normalize_transform(std::vector<double> mean, std::vector<double> std);
-
  private:
   Batch make_batch(int64_t b);
   void cancel_and_wait_idle(std::unique_lock<std::mutex>& lock);
   void produce_epoch();
   void worker_loop();
 
-  const Cifar10& dataset_;
+  const ImageSet& dataset_;
   BatchLoaderOptions options_;
   BatchTransform transform_;
   int64_t size_;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace birdplane::data {
@@ -9,11 +10,25 @@ namespace birdplane::data {
 inline constexpr const char* kCifar10Url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
 inline constexpr const char* kCifar10Md5 = "c32a1d4ab5d03f1284b67883e8d87530";
 
+/// Where a download is, for a progress display. Counts include what a resumed .part file already held;
+/// the rate counts only this run's bytes.
+struct DownloadProgress {
+  std::string file;               ///< the archive's name, e.g. cifar-10-binary.tar.gz
+  int64_t bytes = 0;              ///< received so far
+  int64_t total = -1;             ///< the whole file, or -1 while the server has not said
+  double bytes_per_second = 0;    ///< this run's average rate
+  bool finished = false;          ///< the last report of this transfer
+};
+
 /// Options for ensure_cifar10. Defaults are the official archive.
 struct DownloadOptions {
   std::string url = kCifar10Url;  ///< where the .tar.gz lives (tests point it at 127.0.0.1)
   std::string md5 = kCifar10Md5;  ///< expected MD5 of the archive, lower-case hex
-  bool progress = true;           ///< progress bar on stderr when it is a terminal
+  /// Called as the archive arrives, at most every 100 ms and once at the end (the command line draws
+  /// its progress line from it). The library itself never prints.
+  std::function<void(const DownloadProgress&)> on_progress;
+  /// Called with a one-line note, e.g. when it waits for another process downloading into the folder.
+  std::function<void(const std::string&)> on_note;
   /// Refuse to extract more than this many bytes in all (decompression-bomb guard). The real
   /// archive unpacks to about 185 MB.
   int64_t max_extract_bytes = int64_t{400} << 20;

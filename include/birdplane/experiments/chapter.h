@@ -5,14 +5,13 @@
 #pragma once
 
 #include <cstdint>
-#include <iosfwd>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_set.h"
 #include "birdplane/report/plot.h"
 #include "birdplane/train/trainer.h"
 
@@ -45,14 +44,24 @@ struct TranslationOptions {
   train::TrainConfig train;                          ///< model, epochs, seed, ...; runs_dir is ignored
   std::string augment = "RandomCrop(32, padding=8)"; ///< the random translation used for run (b)
   int64_t max_shift = 8;                             ///< validation shifted by 0..max_shift pixels
+  bool resume = false;                               ///< continue the arms whose run folders exist
+};
+
+/// What the translation experiment reports: each training run's progress, and when each starts.
+class TranslationObserver : public train::TrainObserver {
+ public:
+  /// Before arm `arm` ("plain" or "augmented") trains (or resumes) into `run_dir`.
+  virtual void on_run_start(const std::string& arm, const train::TrainConfig& config, const std::string& run_dir) {}
 };
 
 /// translation: trains train.model on `train_set` (a) as is and (b) with opts.augment, each into
-/// `dir`/plain and `dir`/augmented (full run folders), then evaluates both on `val_set` shifted right
-/// (and right+down) by 0..max_shift pixels with zero fill: accuracy against shift, and training time.
-Output translation_experiment(const TranslationOptions& opts, const data::Cifar10& train_set,
-                              const data::Cifar10& val_set, const std::vector<double>& mean,
-                              const std::vector<double>& std, const std::string& dir, std::ostream& log);
+/// `dir`/plain and `dir`/augmented (full run folders, resumable like any run), then evaluates both on
+/// `val_set` shifted right (and right+down) by 0..max_shift pixels with zero fill: accuracy against
+/// shift, and training time. Throws train::Interrupted when `stop` asks.
+Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
+                              const data::ImageSet& val_set, const std::vector<double>& mean,
+                              const std::vector<double>& std, const std::string& dir,
+                              TranslationObserver* observer = nullptr, train::StopToken stop = {});
 
 /// The images shifted by (dx, dy) pixels (right, down when positive) with `fill`: what leaves the
 /// frame is lost, what enters is fill. [N,C,H,W] or [C,H,W], any dtype.

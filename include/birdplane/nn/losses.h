@@ -10,14 +10,15 @@ namespace birdplane::nn {
 
 /// Which loss, and what it expects of the model's output.
 enum class LossKind { kNll, kCrossEntropy, kMse };
+inline constexpr LossKind kLossKinds[] = {LossKind::kNll, LossKind::kCrossEntropy, LossKind::kMse};
 
-/// Parses "nll", "cross-entropy" (or "ce"), "mse"; other values are an error naming --loss.
+/// Parses "nll", "cross-entropy" (or "ce"), "mse"; other values are a SettingError for "loss".
 LossKind parse_loss(const std::string& name);
 std::string to_string(LossKind kind);
 
 /// Checks that the loss fits the output: nll needs LogSoftmax at the end, cross-entropy needs
 /// logits. MSE fits both (it applies softmax, or exp to log-probabilities). Throws an Error that
-/// says which loss fits.
+/// says which loss fits (a SettingError for "loss").
 void check_loss_fits(LossKind kind, bool model_ends_in_log_softmax);
 
 /// Mean loss over the batch. `output` is [B,K] log-probabilities (log_softmax models) or logits;

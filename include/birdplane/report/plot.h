@@ -42,7 +42,5 @@ struct Table {
   nlohmann::json to_json() const;
 };
 
-/// Writes `text` to `path` through a temporary file and rename (nothing half-written on a crash).
-void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace birdplane::report

@@ -1,76 +1,92 @@
-// The training loop: epochs over a BatchLoader, metrics per epoch, checkpoints, resume.
+// The training loop: epochs over a BatchLoader, metrics per epoch, checkpoints into a RunDir, resume.
+// The library never prints: progress reaches the caller through a TrainObserver, and a StopToken
+// asks a run to stop after the current step.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
-#include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <torch/nn/modules/container/sequential.h>
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_set.h"
 #include "birdplane/nn/losses.h"
+#include "birdplane/nn/model.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/optim.h"
+#include "birdplane/train/run_dir.h"
+#include "birdplane/train/settings.h"
 
 namespace birdplane::train {
 
-/// Every setting of a training run; written to runs/<name>/config.json.
+/// Every setting of a training run; written to runs/<name>/config.json (key "train"). Setting names in
+/// errors are these field names ("batch_size", "lr", ...).
 struct TrainConfig {
-  std::string data_dir;               ///< as given (--data-dir); empty: $BIRDPLANE_DATA, else ./data
-  std::vector<std::string> classes;   ///< empty: all ten
-  std::string model = "book-small";   ///< book-small, book-large or mlp
-  std::vector<int64_t> hidden;        ///< overrides the preset's hidden widths when not empty
-  std::string activation = "tanh";
-  std::string loss;                   ///< empty: the one that fits the model
+  std::string data_dir;               ///< where the data came from, as given; recorded, not read here
+  std::vector<std::string> classes;   ///< recorded; the data passed in is already subset
+  std::string model = "book-small";   ///< a preset of the model registry (nn::model_names())
+  std::vector<int64_t> hidden;        ///< MLPs: overrides the preset's hidden widths when not empty
+  nn::Activation activation = nn::Activation::kTanh;
+  std::optional<nn::LossKind> loss;   ///< empty: the one that fits the model (nn::natural_loss)
   OptimizerConfig optimizer;
   int64_t epochs = 100;
   int64_t batch_size = 64;
   uint64_t seed = 123;
   bool drop_last = false;
   int64_t eval_every = 1;             ///< validation every N epochs (and after the last)
-  std::string runs_dir = "runs";
-  std::string name;                   ///< run folder name; empty: a time stamp and the model
-  std::string device = "auto";        ///< auto, cpu or cuda
+  std::string runs_dir = "runs";      ///< recorded: where the caller put the run folder
+  std::string name;                   ///< recorded: the run folder's name
+  DeviceKind device = DeviceKind::kAuto;
   std::string init_from;              ///< a state_dict file to start from
-  int64_t limit_train = 0;            ///< use only the first N training images (0: all)
-  int64_t limit_val = 0;              ///< use only the first N validation images (0: all)
+  int64_t limit_train = 0;            ///< recorded: the caller used only the first N training images (0: all)
+  int64_t limit_val = 0;              ///< recorded: likewise for validation
   std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
-  std::string precision = "fp32";     ///< fp32, or bf16: matmuls in bfloat16, fp32 weights and loss
-  /// How a step computes gradients: "fused" (train/fused_step.h: no autograd, the update inside the
-  /// weight-gradient product), "autograd" (backward() then optimizer.step()), or "auto": fused where it
-  /// applies (CPU, plain SGD, nll or cross-entropy), autograd elsewhere.
-  std::string step = "auto";
+  Precision precision = Precision::kFp32;
+  StepKind step = StepKind::kAuto;
 
-  /// Throws an Error naming the flag when a value is out of range.
+  /// Throws a SettingError naming the setting when a value is out of range.
   void validate() const;
   nlohmann::json to_json() const;
+  /// Reads what to_json wrote (also files from before --precision and --step existed).
   static TrainConfig from_json(const nlohmann::json& j);
 };
 
-/// Set from a SIGINT handler: the trainer stops after the current step, keeping the last
-/// checkpoint, and throws Interrupted.
-extern std::atomic<bool> g_interrupt_requested;
-
-/// Thrown when the user interrupted a run (Ctrl-C).
+/// Thrown when a run stopped because its StopToken asked it to (Ctrl-C on the command line). The last
+/// finished epoch is in the run folder's checkpoint.
 class Interrupted : public Error {
  public:
-  using Error::Error;
+  Interrupted(const std::string& what, std::string run_dir, int64_t epochs_done)
+      : Error(what), run_dir_(std::move(run_dir)), epochs_done_(epochs_done) {}
+  const std::string& run_dir() const { return run_dir_; }
+  int64_t epochs_done() const { return epochs_done_; }
+
+ private:
+  std::string run_dir_;
+  int64_t epochs_done_;
 };
 
-/// Checks --precision: "fp32" or "bf16" (throws an Error naming the flag otherwise).
-void check_precision(const std::string& precision);
+/// Asks a run to stop after its current step. Reads a flag the caller owns (a signal handler may set
+/// it: it is a lock-free atomic). A default StopToken never stops.
+class StopToken {
+ public:
+  StopToken() = default;
+  explicit StopToken(const std::atomic<bool>* flag) : flag_(flag) {}
+  bool stop_requested() const { return flag_ && flag_->load(std::memory_order_relaxed); }
 
-/// While alive, with bf16 on, LibTorch's CPU autocast runs matmuls (linear, addmm) in bfloat16;
-/// weights stay float32 (cast per use, cached within the region). LibTorch 1.13's CPU autocast leaves
-/// log_softmax in the input's dtype, so forward_in_precision keeps it out of the region. Restores the
-/// previous autocast state on exit.
+ private:
+  const std::atomic<bool>* flag_ = nullptr;
+};
+
+/// While alive, with bf16 on, LibTorch's CPU autocast runs matmuls (linear, addmm, convolutions) in
+/// bfloat16; weights stay float32 (cast per use, cached within the region). Restores the previous
+/// autocast state on exit.
 class PrecisionScope {
  public:
   explicit PrecisionScope(bool bf16);
@@ -84,13 +100,14 @@ class PrecisionScope {
   c10::ScalarType previous_dtype_ = c10::ScalarType::BFloat16;
 };
 
-/// model->forward(x) in `precision`: with "bf16" every layer but a final LogSoftmax runs under
-/// PrecisionScope, and the result is widened to float32 before that LogSoftmax (and before the loss).
-/// Always returns float32.
-at::Tensor forward_in_precision(torch::nn::Sequential& model, const at::Tensor& x, const std::string& precision);
+/// model.forward(x) in `precision`: with bf16 the logits are computed under PrecisionScope and widened
+/// to float32 before any final log_softmax (LibTorch 1.13's CPU autocast leaves log_softmax in the
+/// input's dtype) and the loss. Always returns float32.
+at::Tensor forward_in_precision(nn::Classifier& model, const at::Tensor& x, Precision precision);
 
-/// Resolves --device: "auto" takes CUDA when LibTorch has it.
-c10::Device resolve_device(const std::string& name);
+/// The device for a setting: kAuto takes CUDA when LibTorch has it; kCuda without CUDA is a
+/// SettingError for "device".
+c10::Device resolve_device(DeviceKind device);
 
 /// Loss and confusion matrix of a model on a dataset (eval mode, no gradients).
 struct EvalResult {
@@ -99,9 +116,8 @@ struct EvalResult {
 };
 
 /// Evaluates `model` on every image of `set`, normalized with config.mean/std, in batches.
-/// With precision "bf16" the forward pass runs under PrecisionScope.
-EvalResult evaluate(const torch::nn::Sequential& model, const data::Cifar10& set, const ModelConfig& config,
-                    c10::Device device, int64_t batch_size = 1000, const std::string& precision = "fp32");
+EvalResult evaluate(nn::Classifier& model, const data::ImageSet& set, const ModelConfig& config, c10::Device device,
+                    int64_t batch_size = 1000, Precision precision = Precision::kFp32);
 
 /// One row of metrics.csv.
 struct EpochMetrics {
@@ -116,52 +132,94 @@ struct TrainResult {
   std::vector<EpochMetrics> history;
   double final_train_accuracy = 0;  ///< the book's figure: the finished model on the training set
   double final_val_accuracy = 0;
-  double total_seconds = 0;
+  double final_train_loss = 0, final_val_loss = 0;
+  double total_seconds = 0;         ///< this session's training time
   std::string run_dir;
 };
 
-/// Runs training. The constructor builds the model and optimizer; run() trains and writes
-/// runs/<name>/: config.json, metrics.csv, checkpoint.pt (every epoch), model.pt, results.json.
+/// Where a run is, for progress displays.
+struct StepProgress {
+  int64_t epoch = 0;        ///< 0-based
+  int64_t epochs = 0;       ///< in the whole run
+  int64_t start_epoch = 0;  ///< the epoch this session started at (resumed runs start later)
+  int64_t step = 0;         ///< 0-based, within the epoch
+  int64_t steps = 0;        ///< in one epoch
+  double mean_loss = 0;     ///< over the epoch's steps so far
+  double seconds = 0;       ///< since this session's training began
+};
+
+/// What a training run reports while it runs. Every method has an empty default; they are called on
+/// the thread that called Trainer::run.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  /// After each training step.
+  virtual void on_step(const StepProgress& progress) {}
+  /// After each epoch, once its checkpoint and metrics row are on disk.
+  virtual void on_epoch(const EpochMetrics& metrics, int64_t epochs) {}
+  /// After the final evaluation, once model.pt and results.json are written.
+  virtual void on_end(const TrainResult& result) {}
+};
+
 class FusedMlpStep;
 
+/// Trains a classifier:
+///   Trainer trainer(config, train_set, val_set, mean, std);  // checks every setting, builds the model
+///   auto dir = RunDir::create("runs/x"); dir.write_config(trainer.run_record());
+///   trainer.run(dir, &observer, stop);
 class Trainer {
  public:
-  /// A new run into `run_dir` (which must not exist yet), or with `resume` a stopped run continued
-  /// from run_dir/checkpoint.pt. `train_set` and `val_set` are already subset to the classes.
-  Trainer(TrainConfig config, const data::Cifar10& train_set, const data::Cifar10& val_set,
-          std::vector<double> mean, std::vector<double> std, std::string run_dir, bool resume);
-
+  /// Builds config.model from the registry (or takes `model`, a classifier of the caller's, whose
+  /// spec() names a registered preset so that its checkpoints reload), seeded with config.seed, and
+  /// the optimizer. `train_set` and `val_set` must outlive the trainer; mean and std normalize them.
+  /// Nothing is written to disk.
+  Trainer(TrainConfig config, const data::ImageSet& train_set, const data::ImageSet& val_set,
+          std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model = nullptr);
   ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
 
-  TrainResult run(std::ostream& log, bool progress_bar);
+  /// Continues the run in `dir`: model, optimizer and epoch from its checkpoint, history from its
+  /// metrics.csv. An Error when it has no checkpoint or one of another model.
+  void resume_from(const RunDir& dir);
+
+  /// What config.json records: the settings, the model, the data sizes, versions, threads, the step
+  /// used and the BLAS.
+  nlohmann::json run_record() const;
+
+  /// Trains from the current epoch to config.epochs, writing checkpoint.pt and metrics.csv into `dir`
+  /// after every epoch, then model.pt and results.json. Throws Interrupted when `stop` asks.
+  TrainResult run(const RunDir& dir, TrainObserver* observer = nullptr, StopToken stop = {});
 
   /// Whether the steps run fused (TrainConfig::step) rather than through autograd.
   bool fused() const { return fused_ != nullptr; }
-  /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels
-  /// (FusedMlpStep::own_kernels).
+  /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels.
   bool input_layer_kernels() const;
+  /// The epoch the next run() starts at (0, or the checkpoint's after resume_from).
+  int64_t start_epoch() const { return start_epoch_; }
 
-  const torch::nn::Sequential& model() const { return model_; }
+  const TrainConfig& config() const { return config_; }
+  nn::Classifier& model() { return *model_; }
+  const nn::Classifier& model() const { return *model_; }
   const ModelConfig& model_config() const { return model_config_; }
 
  private:
-  void write_metrics(const std::vector<EpochMetrics>& rows) const;
+  void write_metrics(const std::string& path) const;
 
   TrainConfig config_;
-  const data::Cifar10& train_set_;
-  const data::Cifar10& val_set_;
+  const data::ImageSet& train_set_;
+  const data::ImageSet& val_set_;
   ModelConfig model_config_;
-  nn::LossKind loss_;
   c10::Device device_;
-  torch::nn::Sequential model_{nullptr};
+  nn::ClassifierPtr model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<FusedMlpStep> fused_;  ///< set when the steps run fused
-  std::string run_dir_;
   int64_t start_epoch_ = 0;
   std::vector<EpochMetrics> history_;
 };
 
-/// Reads metrics.csv rows written by a run (for resume and reports).
+/// Reads metrics.csv rows written by a run (for resume and reports). A malformed row is an Error
+/// naming the file and line.
 std::vector<EpochMetrics> read_metrics(const std::string& path);
 
 }  // namespace birdplane::train

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "birdplane/data/batch_loader.h"
+#include "birdplane/transforms/batch.h"
 #include "birdplane/transforms/transforms.h"
 
 namespace birdplane::transforms {
@@ -24,10 +24,10 @@ std::vector<std::string> known_transforms();
 /// parse_transforms(spec, "--augment") as a transform on whole uint8 batches [B,3,H,W] that draws
 /// each image's parameters from the generator it is given. The result must stay a uint8 batch of the
 /// input's shape (the trainer normalizes it); anything else is an error naming --augment.
-data::BatchTransform parse_augment(const std::string& spec);
+BatchTransform parse_augment(const std::string& spec);
 
 /// parse_augment(spec) followed by ToTensor + Normalize(mean, std): what the trainer applies.
-data::BatchTransform augment_then_normalize(const std::string& spec, std::vector<double> mean,
+BatchTransform augment_then_normalize(const std::string& spec, std::vector<double> mean,
                                             std::vector<double> std);
 
 }  // namespace birdplane::transforms

@@ -14,10 +14,10 @@ using namespace birdplane;
 
 namespace {
 
-data::Cifar10 fake_set(int64_t n) {
+auto fake_set = data::read_cifar10(int64_t n) {
   auto images = torch::arange(n * 3 * 32 * 32, torch::kInt64).remainder(251).to(torch::kUInt8).view({n, 3, 32, 32});
   auto labels = torch::arange(n, torch::kInt64).remainder(10);
-  return data::Cifar10(images, labels, data::default_class_names());
+  return data::ImageSet(images, labels, data::default_class_names());
 }
 
 std::vector<data::Batch> one_epoch(data::BatchLoader& loader, int64_t epoch) {
@@ -33,7 +33,7 @@ TEST(BatchLoader, BatchesEqualThePerImageLoopUnderTheSameSeed) {
   auto set = fake_set(150);
   const std::vector<double> mean = {0.5, 0.4, 0.3}, std = {0.2, 0.25, 0.3};
   data::BatchLoader loader(set, data::BatchLoaderOptions(64).seed(9),
-                           data::BatchLoader::normalize_transform(mean, std));
+                           transforms::normalize_batches(mean, std));
   auto batches = one_epoch(loader, 3);
   ASSERT_EQ(batches.size(), 3u);  // 64 + 64 + 22: the short batch is kept
   EXPECT_EQ(batches[2].images.size(0), 22);
@@ -59,7 +59,7 @@ TEST(BatchLoader, SameBatchesWhateverTheThreadCountOrBackgroundThread) {
   auto run = [&](int threads, bool background) {
     at::set_num_threads(threads);
     data::BatchLoader loader(set, data::BatchLoaderOptions(16).seed(123).background(background),
-                             data::BatchLoader::normalize_transform({0.5}, {0.25}));
+                             transforms::normalize_batches({0.5}, {0.25}));
     return one_epoch(loader, 0);
   };
   auto a = run(1, true), b = run(2, false);

@@ -9,7 +9,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "birdplane/data/font.h"
+#include "data/font.h"
 #include "birdplane/data/image_io.h"
 #include "support/expect_error.h"
 #include "support/fixtures.h"

@@ -8,32 +8,73 @@
 
 using namespace birdplane;
 
+namespace {
+
+nn::ClassifierPtr preset(const std::string& name, int64_t classes) {
+  nn::ModelSpec spec;
+  spec.name = name;
+  spec.num_classes = classes;
+  return nn::make_model(spec);
+}
+
+}  // namespace
+
 TEST(Mlp, BookPresetsHaveTheBooksParameterCountsAndKeys) {
-  auto small = nn::make_mlp(nn::preset("book-small", 2));
-  auto large = nn::make_mlp(nn::preset("book-large", 2));
-  EXPECT_EQ(nn::count_parameters(small), 1574402);
-  EXPECT_EQ(nn::count_parameters(large), 3737474);
+  auto small = preset("book-small", 2);
+  auto large = preset("book-large", 2);
+  EXPECT_EQ(nn::count_parameters(*small), 1574402);
+  EXPECT_EQ(nn::count_parameters(*large), 3737474);
   std::vector<std::string> keys;
   for (const auto& p : small->named_parameters()) keys.push_back(p.key());
   EXPECT_EQ(keys, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias"}));
-  EXPECT_EQ(nn::natural_loss(nn::preset("book-small", 2)), "nll");
-  EXPECT_EQ(nn::natural_loss(nn::preset("book-large", 2)), "cross-entropy");
-  auto ten = nn::make_mlp(nn::preset("book-large", 10));
-  EXPECT_EQ(ten->forward(torch::zeros({4, 3072})).sizes(), (std::vector<int64_t>{4, 10}));
+  keys.clear();
+  for (const auto& p : large->named_parameters()) keys.push_back(p.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias",
+                                            "6.weight", "6.bias"}));
+  EXPECT_EQ(nn::natural_loss(*small), nn::LossKind::kNll);
+  EXPECT_EQ(nn::natural_loss(*large), nn::LossKind::kCrossEntropy);
+  auto ten = preset("book-large", 10);
+  // Images in, flattened inside: [B,3,32,32] and [B,3072] give the same scores.
+  auto x = torch::randn({4, 3, 32, 32});
+  EXPECT_EQ(ten->forward(x).sizes(), (std::vector<int64_t>{4, 10}));
+  EXPECT_TRUE(torch::equal(ten->forward(x), ten->forward(x.reshape({4, -1}))));
   // book-small's output is log-probabilities: rows sum to 1 after exp.
-  auto lp = small->forward(torch::randn({5, 3072}));
+  auto lp = small->forward(torch::randn({5, 3, 32, 32}));
   EXPECT_LT((lp.exp().sum(1) - 1).abs().max().item<double>(), 1e-5);
-  EXPECT_NE(nn::summary(nn::preset("book-small", 2)).find("1574402"), std::string::npos);
+  const auto text = nn::summary(*small);
+  EXPECT_NE(text.find("1574402"), std::string::npos) << text;
+  EXPECT_NE(text.find("LogSoftmax(dim=1)"), std::string::npos) << text;
+  EXPECT_NE(text.find("input (flattened 3x32x32)"), std::string::npos) << text;
+}
+
+TEST(Mlp, ForwardEqualsTheBooksSequentialWithTheSameWeights) {
+  // The book's nn.Sequential(Linear, Tanh, Linear, LogSoftmax) built with LibTorch's own modules.
+  auto model = preset("book-small", 2);
+  torch::nn::Sequential seq(torch::nn::Linear(3072, 512), torch::nn::Tanh(), torch::nn::Linear(512, 2),
+                            torch::nn::LogSoftmax(1));
+  {
+    torch::NoGradGuard no_grad;
+    auto src = model->named_parameters();
+    for (auto& p : seq->named_parameters()) p.value().copy_(src[p.key()]);
+  }
+  auto x = torch::randn({6, 3, 32, 32});
+  EXPECT_TRUE(torch::equal(model->forward(x), seq->forward(x.reshape({6, -1}))));
 }
 
 TEST(Mlp, RejectsUnknownPresetsAndBadWidths) {
-  EXPECT_THROW(nn::preset("resnet", 2), Error);
+  try {
+    preset("resnet", 2);
+    FAIL();
+  } catch (const SettingError& e) {
+    EXPECT_EQ(e.setting(), "model");
+    EXPECT_NE(e.problem().find("book-small"), std::string::npos) << e.what();  // lists the presets
+  }
+  EXPECT_THROW(preset("book-small", 1), SettingError);
   EXPECT_EQ(nn::parse_hidden("1024,512"), (std::vector<int64_t>{1024, 512}));
-  EXPECT_THROW(nn::parse_hidden("1024,x"), Error);
-  EXPECT_THROW(nn::parse_hidden("0"), Error);
-  auto o = nn::preset("mlp", 3);
-  o.activation = "gelu";
-  EXPECT_THROW(nn::make_mlp(o), Error);
+  EXPECT_THROW(nn::parse_hidden("1024,x"), SettingError);
+  EXPECT_THROW(nn::parse_hidden("0"), SettingError);
+  EXPECT_THROW(nn::parse_activation("gelu"), SettingError);
+  EXPECT_EQ(nn::parse_activation("relu"), nn::Activation::kRelu);
 }
 
 TEST(Losses, MatchPyTorchLossesAndGradients) {
@@ -55,8 +96,9 @@ TEST(Losses, RefusesALossThatDoesNotFitTheOutput) {
   try {
     nn::check_loss_fits(nn::LossKind::kNll, false);
     FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("use --loss cross-entropy"), std::string::npos);
+  } catch (const SettingError& e) {
+    EXPECT_EQ(e.setting(), "loss");
+    EXPECT_NE(e.problem().find("use cross-entropy"), std::string::npos) << e.what();
   }
   EXPECT_THROW(nn::check_loss_fits(nn::LossKind::kCrossEntropy, true), Error);
   EXPECT_NO_THROW(nn::check_loss_fits(nn::LossKind::kMse, true));

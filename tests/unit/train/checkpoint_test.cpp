@@ -7,6 +7,7 @@
 #include "birdplane/check.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/optim.h"
+#include "common/files.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -16,9 +17,9 @@ namespace {
 
 train::ModelConfig small_config() {
   train::ModelConfig c;
-  c.model_name = "mlp";
-  c.mlp = nn::preset("mlp", 3);
-  c.mlp.hidden = {16};
+  c.spec.name = "mlp";
+  c.spec.num_classes = 3;
+  c.spec.hidden = {16};
   c.classes = {"a", "b", "c"};
   c.mean = {0.5, 0.5, 0.5};
   c.std = {0.25, 0.25, 0.25};
@@ -39,7 +40,7 @@ std::string message_of(const std::function<void()>& fn) {
 TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
   fixtures::TempDir tmp;
   auto cfg = small_config();
-  auto model = nn::make_mlp(cfg.mlp);
+  auto model = nn::make_model(cfg.spec);
   train::OptimizerConfig oc;
   oc.momentum = 0.9;
   auto opt = train::make_optimizer(oc, model->parameters());
@@ -48,11 +49,12 @@ TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
   opt->zero_grad();
   loss.backward();
   opt->step();
-  train::save_checkpoint(tmp / "c.pt", cfg, model, opt.get(), 7, {{"k", 1}});
+  train::save_checkpoint(tmp / "c.pt", cfg, *model, opt.get(), 7, {{"k", 1}});
   auto ck = train::load_checkpoint(tmp / "c.pt");
   EXPECT_EQ(ck.epoch, 7);
   EXPECT_EQ(ck.config.classes, cfg.classes);
-  EXPECT_EQ(ck.config.mlp.hidden, std::vector<int64_t>{16});
+  EXPECT_EQ(ck.config.spec.hidden, std::vector<int64_t>{16});
+  EXPECT_EQ(ck.config.loss, nn::LossKind::kNll);
   EXPECT_EQ(ck.run_config["k"], 1);
   auto a = model->parameters(), b = ck.model->parameters();
   ASSERT_EQ(a.size(), b.size());
@@ -68,9 +70,9 @@ TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
 TEST(Checkpoint, RejectsMissingTruncatedForeignAndMismatchedFiles) {
   fixtures::TempDir tmp;
   auto cfg = small_config();
-  auto model = nn::make_mlp(cfg.mlp);
+  auto model = nn::make_model(cfg.spec);
   EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "none.pt"); }).find("does not exist"), std::string::npos);
-  train::save_checkpoint(tmp / "c.pt", cfg, model);
+  train::save_checkpoint(tmp / "c.pt", cfg, *model);
   const auto bytes = fixtures::read_file(tmp / "c.pt");
   std::ofstream(tmp / "cut.pt", std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "cut.pt"); }).find("truncated"), std::string::npos);
@@ -78,8 +80,8 @@ TEST(Checkpoint, RejectsMissingTruncatedForeignAndMismatchedFiles) {
   EXPECT_NE(message_of([&] { train::load_checkpoint(tmp / "text.pt"); }).find("text.pt"), std::string::npos);
   // Weights from a 32-wide model under a config that says 16.
   auto wide_cfg = cfg;
-  wide_cfg.mlp.hidden = {32};
-  train::save_checkpoint(tmp / "bad.pt", cfg, nn::make_mlp(wide_cfg.mlp));
+  wide_cfg.spec.hidden = {32};
+  train::save_checkpoint(tmp / "bad.pt", cfg, *nn::make_model(wide_cfg.spec));
   auto msg = message_of([&] { train::load_checkpoint(tmp / "bad.pt"); });
   EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[16, 3072]"), std::string::npos) << msg;
@@ -88,23 +90,23 @@ TEST(Checkpoint, RejectsMissingTruncatedForeignAndMismatchedFiles) {
 TEST(Checkpoint, ExportAndImportStateDict) {
   fixtures::TempDir tmp;
   auto cfg = small_config();
-  auto model = nn::make_mlp(cfg.mlp);
-  train::export_state_dict(tmp / "sd.pt", model);
-  auto other = nn::make_mlp(cfg.mlp);
-  train::import_state_dict(tmp / "sd.pt", other);
+  auto model = nn::make_model(cfg.spec);
+  train::export_state_dict(tmp / "sd.pt", *model);
+  auto other = nn::make_model(cfg.spec);
+  train::import_state_dict(tmp / "sd.pt", *other);
   auto x = torch::randn({3, 3072});
   EXPECT_TRUE(torch::equal(model->forward(x), other->forward(x)));
-  auto wide = cfg.mlp;
+  auto wide = cfg.spec;
   wide.hidden = {8};
-  auto mismatched = nn::make_mlp(wide);
-  auto msg = message_of([&] { train::import_state_dict(tmp / "sd.pt", mismatched); });
+  auto mismatched = nn::make_model(wide);
+  auto msg = message_of([&] { train::import_state_dict(tmp / "sd.pt", *mismatched); });
   EXPECT_NE(msg.find("'0.weight' has shape [16, 3072], the model needs [8, 3072]"), std::string::npos) << msg;
 }
 
 TEST(WriteAtomically, KeepsTheOldFileWhenWritingFails) {
   fixtures::TempDir tmp;
   std::ofstream(tmp / "f.txt") << "old";
-  EXPECT_THROW(train::write_atomically(tmp / "f.txt",
+  EXPECT_THROW(write_atomically(tmp / "f.txt",
                                        [](const std::string& t) {
                                          std::ofstream(t) << "half";
                                          fail("disk full (simulated)");
@@ -114,5 +116,33 @@ TEST(WriteAtomically, KeepsTheOldFileWhenWritingFails) {
   int files = 0;
   for (const auto& e : fs::directory_iterator(tmp.path())) files += e.is_regular_file();
   EXPECT_EQ(files, 1);
-  EXPECT_THROW(train::write_atomically(tmp / "no/such/dir/f", [](const std::string&) {}), Error);
+  EXPECT_THROW(write_atomically(tmp / "no/such/dir/f", [](const std::string&) {}), Error);
+}
+
+TEST(Checkpoint, AFileFromBirdplane01StillLoads) {
+  // Written as birdplane 0.1 wrote it: the MLP as a torch::nn::Sequential (children 0..3, the
+  // activation and LogSoftmax included) and the model section with the MLP's fields at the top level.
+  fixtures::TempDir tmp;
+  torch::manual_seed(1);
+  torch::nn::Sequential old(torch::nn::Linear(3072, 16), torch::nn::Tanh(), torch::nn::Linear(16, 3),
+                            torch::nn::LogSoftmax(1));
+  const nlohmann::json model_config = {{"model", "mlp"},   {"in_features", 3072},  {"hidden", {16}},
+                                       {"out_features", 3}, {"activation", "tanh"}, {"log_softmax", true},
+                                       {"loss", "nll"},     {"classes", {"a", "b", "c"}},
+                                       {"mean", {0.5, 0.5, 0.5}}, {"std", {0.25, 0.25, 0.25}}};
+  torch::serialize::OutputArchive archive, model_archive;
+  archive.write("birdplane_format", c10::IValue(int64_t{1}));
+  archive.write("model_config", c10::IValue(model_config.dump()));
+  archive.write("run_config", c10::IValue(std::string("{}")));
+  archive.write("epoch", c10::IValue(int64_t{4}));
+  old->save(model_archive);
+  archive.write("model", model_archive);
+  archive.save_to(tmp / "old.pt");
+
+  auto ck = train::load_checkpoint(tmp / "old.pt");
+  EXPECT_EQ(ck.epoch, 4);
+  EXPECT_EQ(ck.config.spec.name, "mlp");
+  EXPECT_EQ(ck.config.classes, (std::vector<std::string>{"a", "b", "c"}));
+  auto x = torch::randn({5, 3, 32, 32});
+  EXPECT_TRUE(torch::equal(ck.model->forward(x), old->forward(x.reshape({5, -1}))));
 }

@@ -6,8 +6,8 @@
 
 #include "birdplane/check.h"
 #include "birdplane/nn/mlp.h"
-#include "birdplane/train/fused_step.h"
-#include "birdplane/train/linear_kernels.h"
+#include "train/fused_step.h"
+#include "train/linear_kernels.h"
 #include "support/mlp_twins.h"
 
 using namespace birdplane;
@@ -106,13 +106,13 @@ TEST_F(LinearKernels, TheFusedStepUsesThemUnlessToldBlas) {
   o.hidden = {20};
   o.out_features = 2;
   auto [a, b] = fixtures::twin_mlps(o, 9);
-  train::FusedMlpStep own(a, o, 0.1, false);
+  train::FusedMlpStep own(*a, 0.1, false);
   ASSERT_EQ(setenv("BIRDPLANE_KERNELS", "blas", 1), 0);
-  train::FusedMlpStep blas(b, o, 0.1, false);
+  train::FusedMlpStep blas(*b, 0.1, false);
   unsetenv("BIRDPLANE_KERNELS");
   EXPECT_TRUE(own.own_kernels());
   EXPECT_FALSE(blas.own_kernels());
-  EXPECT_FALSE(train::FusedMlpStep(a, o, 0.1, true).own_kernels());  // bf16 runs on oneDNN
+  EXPECT_FALSE(train::FusedMlpStep(*a, 0.1, true).own_kernels());  // bf16 runs on oneDNN
   for (int i = 0; i < 5; ++i) {
     auto x = torch::randn({33, 70});
     auto y = torch::randint(0, 2, {33}, torch::kInt64);

@@ -33,7 +33,7 @@ TEST(AutoSpec, EveryPolicyParsesAndKeepsAUint8Batch) {
 
 TEST(AutoSpec, BadValuesNameTheSpotAndWhatIsAllowed) {
   expect_error([] { transforms::parse_augment("AutoAugment(policy=CIFAR100)"); },
-               {"--augment", "AutoAugment", "column 1", "policy is 'CIFAR100'", "IMAGENET, CIFAR10, SVHN"});
+               {"augment: ", "AutoAugment", "column 1", "policy is 'CIFAR100'", "IMAGENET, CIFAR10, SVHN"});
   expect_error([] { transforms::parse_augment("AutoAugment(interpolation=bicubic)"); },
                {"interpolation is 'bicubic'", "nearest, bilinear"});
   expect_error([] { transforms::parse_augment("flip, RandAugment(magnitude=31)"); },

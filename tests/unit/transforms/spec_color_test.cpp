@@ -34,11 +34,11 @@ TEST(ColorSpec, EveryColorTransformParsesAndKeepsAUint8Batch) {
   // General pipelines: ToTensor and Normalize parse too (not for --augment: they make floats).
   auto f = transforms::parse_transforms("ToTensor(), Normalize([0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])")->forward(x, g1);
   EXPECT_EQ(f.scalar_type(), torch::kFloat);
-  expect_error([&] { transforms::parse_augment("Grayscale(1)")(x, g1); }, {"--augment", "uint8 images of the same size"});
+  expect_error([&] { transforms::parse_augment("Grayscale(1)")(x, g1); }, {"augment: ", "uint8 images of the same size"});
 }
 
 TEST(ColorSpec, BadValuesNameTheSpotAndWhatIsAllowed) {
-  expect_error([] { transforms::parse_augment("GaussianBlur(4)"); }, {"--augment", "GaussianBlur", "column 1", "kernel_size 4", "odd and positive"});
+  expect_error([] { transforms::parse_augment("GaussianBlur(4)"); }, {"augment: ", "GaussianBlur", "column 1", "kernel_size 4", "odd and positive"});
   expect_error([] { transforms::parse_augment("GaussianBlur(3, sigma=-1)"); }, {"sigma", "positive"});
   expect_error([] { transforms::parse_augment("GaussianBlur(3, sigma=(2, 1))"); }, {"(min, max)"});
   expect_error([] { transforms::parse_augment("flip, RandomInvert(p=1.5)"); }, {"RandomInvert", "column 7", "p is 1.5", "between 0 and 1"});

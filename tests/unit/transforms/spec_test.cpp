@@ -33,7 +33,7 @@ TEST(AugmentSpec, AliasesAndLongFormsGiveTheSameImages) {
 }
 
 TEST(AugmentSpec, ErrorsPointAtTheSpotAndSayWhatIsAllowed) {
-  expect_error([] { transforms::parse_augment("RandomCrop(32, padding=4"); }, {"--augment", "column 25", "')'"});
+  expect_error([] { transforms::parse_augment("RandomCrop(32, padding=4"); }, {"augment: ", "column 25", "')'"});
   expect_error([] { transforms::parse_augment("Blur(3)"); }, {"unknown transform 'Blur'", "column 1", "RandomCrop"});
   expect_error([] { transforms::parse_augment("crop, RandomCrop(32, padding=-1)"); }, {"padding", "column 7"});
   expect_error([] { transforms::parse_augment("flip(p=1.5)"); }, {"p is 1.5", "between 0 and 1"});
@@ -52,7 +52,7 @@ TEST(AugmentSpec, NestedListsWordsAndShapeChecks) {
   EXPECT_EQ(y.scalar_type(), torch::kUInt8);
   // A pipeline that changes the batch's size or dtype is refused, naming --augment.
   auto resize = transforms::parse_augment("Resize(16)");
-  expect_error([&] { resize(x, gen); }, {"--augment", "uint8", "same size"});
+  expect_error([&] { resize(x, gen); }, {"augment: ", "uint8", "same size"});
   expect_error([] { transforms::parse_transforms("RandomApply([Blur(3)])", "--check"); },
                {"--check", "unknown transform 'Blur'", "column 14"});
   expect_error([] { transforms::parse_transforms("GaussianBlur(4)"); }, {"kernel", "4"});

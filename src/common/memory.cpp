@@ -1,4 +1,4 @@
-#include "birdplane/data/memory.h"
+#include "common/memory.h"
 
 #include <sys/mman.h>
 

@@ -14,8 +14,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
-#include <torch/nn/modules/container/sequential.h>
-
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/optim.h"
@@ -25,22 +23,22 @@ namespace birdplane::train {
 /// Why the fused step cannot train this configuration, or an empty string when it can: CPU, SGD
 /// without momentum or weight decay, nll after LogSoftmax or cross-entropy on logits (the same
 /// gradient), tanh or relu.
-std::string fused_step_unsupported(const nn::MlpOptions& mlp, nn::LossKind loss, const OptimizerConfig& optimizer,
+std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
                                    c10::Device device);
 
 /// The step itself. Holds references to the model's parameters and updates them in place.
 class FusedMlpStep {
  public:
-  /// `model` is what nn::make_mlp(mlp) built; `bf16` runs the matrix products in bfloat16 with
+  /// Updates `model`'s linear layers in place; `bf16` runs the matrix products in bfloat16 with
   /// float32 master weights (a bfloat16 copy of each weight, refreshed by the update pass).
-  FusedMlpStep(torch::nn::Sequential& model, const nn::MlpOptions& mlp, double lr, bool bf16);
+  FusedMlpStep(nn::Mlp& model, double lr, bool bf16);
 
   struct Result {
     double loss = 0;      ///< mean loss over the batch (before the update)
     int64_t correct = 0;  ///< images whose largest output was the label (before the update)
   };
 
-  /// One SGD step on images x [B, in_features] float32 and labels y int64 [B].
+  /// One SGD step on images x [B, ...] float32 (flattened to [B, in_features]) and labels y int64 [B].
   Result step(const at::Tensor& x, const at::Tensor& y);
 
   /// Whether the input layer's products run on birdplane's AVX-512 kernels (train/linear_kernels.h):

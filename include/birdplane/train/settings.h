@@ -1,0 +1,33 @@
+// Typed training settings shared by training, evaluation and prediction. Each has to_string (the
+// name written to config.json) and a parse_ function for reading it back; the command line maps its
+// own flags onto these values.
+#pragma once
+
+#include <string>
+
+namespace birdplane::train {
+
+/// The arithmetic of the matrix products: float32, or bfloat16 products with float32 weights and loss.
+enum class Precision { kFp32, kBf16 };
+inline constexpr Precision kPrecisions[] = {Precision::kFp32, Precision::kBf16};
+std::string to_string(Precision precision);
+/// "fp32" or "bf16" (a SettingError for "precision" otherwise).
+Precision parse_precision(const std::string& text);
+
+/// Where a model runs: CUDA when LibTorch has a device (kAuto), or the named one.
+enum class DeviceKind { kAuto, kCpu, kCuda };
+inline constexpr DeviceKind kDeviceKinds[] = {DeviceKind::kAuto, DeviceKind::kCpu, DeviceKind::kCuda};
+std::string to_string(DeviceKind device);
+/// "auto", "cpu" or "cuda" (a SettingError for "device" otherwise).
+DeviceKind parse_device(const std::string& text);
+
+/// How a training step computes its gradients: kFused (the MLP step written out by hand, the SGD update
+/// inside the weight-gradient product), kAutograd (backward() then the optimizer), or kAuto: fused
+/// where it applies (an MLP on the CPU, plain SGD, nll or cross-entropy), autograd elsewhere.
+enum class StepKind { kAuto, kFused, kAutograd };
+inline constexpr StepKind kStepKinds[] = {StepKind::kAuto, StepKind::kFused, StepKind::kAutograd};
+std::string to_string(StepKind step);
+/// "auto", "fused" or "autograd" (a SettingError for "step" otherwise).
+StepKind parse_step(const std::string& text);
+
+}  // namespace birdplane::train

@@ -1,0 +1,127 @@
+#include "birdplane/nn/model.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/nn/mlp.h"
+#include "common/text.h"
+
+namespace birdplane::nn {
+namespace {
+
+std::vector<ModelPreset>& registry() {
+  // Built on first use, not by static registration objects: a static library drops object files
+  // nothing refers to, and their registrations with them.
+  static std::vector<ModelPreset> presets = [] {
+    auto mlp = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Mlp>(spec, mlp_options(spec)); };
+    return std::vector<ModelPreset>{
+        {"book-small", "the book's small MLP: 3072-512-K, Tanh, LogSoftmax (loss nll)", mlp},
+        {"book-large", "the book's large MLP: 3072-1024-512-128-K, Tanh, logits (loss cross-entropy)", mlp},
+        {"mlp", "an MLP with the widths of --hidden (default 512), LogSoftmax (loss nll)", mlp},
+    };
+  }();
+  return presets;
+}
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+}  // namespace
+
+std::string to_string(Activation activation) { return activation == Activation::kRelu ? "relu" : "tanh"; }
+
+Activation parse_activation(const std::string& text) {
+  for (auto a : kActivations)
+    if (to_string(a) == text) return a;
+  fail_setting("activation", "'{}' is not supported; expected tanh or relu", text);
+}
+
+nlohmann::json ModelSpec::to_json() const {
+  return {{"name", name},     {"num_classes", num_classes},          {"image_shape", image_shape},
+          {"hidden", hidden}, {"activation", to_string(activation)}};
+}
+
+ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
+  ModelSpec s;
+  if (j.contains("name")) {
+    s.name = j.at("name").get<std::string>();
+    s.num_classes = j.at("num_classes").get<int64_t>();
+    s.image_shape = j.at("image_shape").get<std::vector<int64_t>>();
+  } else {  // birdplane 0.1: {"model", "in_features", "hidden", "out_features", "activation", ...}
+    s.name = j.at("model").get<std::string>();
+    s.num_classes = j.at("out_features").get<int64_t>();
+    const auto in = j.at("in_features").get<int64_t>();
+    s.image_shape = in == 3072 ? std::vector<int64_t>{3, 32, 32} : std::vector<int64_t>{in};
+  }
+  s.hidden = j.at("hidden").get<std::vector<int64_t>>();
+  s.activation = parse_activation(j.at("activation").get<std::string>());
+  return s;
+}
+
+at::Tensor Classifier::forward(const at::Tensor& images) {
+  auto z = logits(images);
+  return ends_in_log_softmax() ? torch::log_softmax(z, 1) : z;
+}
+
+const std::vector<ModelPreset>& model_presets() { return registry(); }
+
+std::vector<std::string> model_names() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  std::vector<std::string> names;
+  for (const auto& p : registry()) names.push_back(p.name);
+  return names;
+}
+
+void register_model(ModelPreset preset) {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  BIRDPLANE_CHECK(!preset.name.empty() && preset.make, "register_model: a preset needs a name and a factory");
+  for (const auto& p : registry())
+    BIRDPLANE_CHECK(p.name != preset.name, "register_model: a model named '{}' is already registered", p.name);
+  registry().push_back(std::move(preset));
+}
+
+ClassifierPtr make_model(const ModelSpec& spec) {
+  BIRDPLANE_CHECK_SETTING(spec.num_classes >= 2, "classes", "a classifier needs at least 2 classes, got {}",
+                          spec.num_classes);
+  BIRDPLANE_CHECK(!spec.image_shape.empty() &&
+                      std::all_of(spec.image_shape.begin(), spec.image_shape.end(), [](int64_t d) { return d > 0; }),
+                  "model '{}': the image shape must be positive sizes, got [{}]", spec.name,
+                  fmt::join(spec.image_shape, ", "));
+  std::function<ClassifierPtr(const ModelSpec&)> make;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    for (const auto& p : registry())
+      if (p.name == spec.name) make = p.make;
+  }
+  if (!make) fail_setting("model", "unknown model '{}'; expected one of {}", spec.name, join(model_names()));
+  return make(spec);
+}
+
+LossKind natural_loss(const Classifier& model) {
+  return model.ends_in_log_softmax() ? LossKind::kNll : LossKind::kCrossEntropy;
+}
+
+int64_t count_parameters(const torch::nn::Module& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+std::string summary(const Classifier& model) {
+  std::string s = fmt::format("{:<4} {:<28} {:<14} {:>12}\n", "#", "layer", "output", "parameters");
+  for (const auto& row : model.layer_rows()) {
+    s += fmt::format("{:<4} {:<28} {:<14} {:>12}\n", row.index, row.layer, row.output,
+                     row.index.empty() ? "" : row.parameters ? fmt::format("{:L}", row.parameters) : "-");
+  }
+  s += fmt::format("total parameters: {}\n", count_parameters(model));
+  s += fmt::format("loss that fits its output: {}\n", to_string(natural_loss(model)));
+  return s;
+}
+
+}  // namespace birdplane::nn

@@ -1,7 +1,6 @@
 #include "birdplane/transforms/geometry.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -10,6 +9,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 namespace {
@@ -45,8 +45,9 @@ namespace functional {
 namespace {
 
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+// The name in lower case without an enum prefix ("InterpolationMode.BICUBIC" -> "bicubic").
+std::string lower(const std::string& name) {
+  std::string s = to_lower(name);
   if (auto dot = s.rfind('.'); dot != std::string::npos) s = s.substr(dot + 1);
   return s;
 }

@@ -15,6 +15,7 @@
 #include "birdplane/check.h"
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 namespace F = functional;
@@ -180,11 +181,6 @@ void check_interpolation(F::InterpolationMode mode, const char* who) {
                   F::to_string(mode));
 }
 
-std::string number_text(double v) {
-  if (v == std::floor(v) && std::abs(v) < 1e15) return fmt::format("{:.1f}", v);
-  return fmt::format("{}", v);
-}
-
 }  // namespace
 
 std::string to_string(AugmentOp op) { return kOpNames[static_cast<int>(op)]; }
@@ -283,10 +279,10 @@ F::Fill AugmentPolicyTransform::channel_fill(int64_t channels) const {
 std::string AugmentPolicyTransform::fill_text() const {
   std::string fill = "None";
   if (fill_.size() == 1)
-    fill = number_text(fill_[0]);
+    fill = python_repr(fill_[0]);
   else if (!fill_.empty()) {
     std::vector<std::string> parts;
-    for (double v : fill_) parts.push_back(number_text(v));
+    for (double v : fill_) parts.push_back(python_repr(v));
     fill = fmt::format("[{}]", fmt::join(parts, ", "));
   }
   return fmt::format("interpolation={}, fill={}", F::to_string(interpolation_), fill);
@@ -504,7 +500,7 @@ at::Tensor AugMix::forward(const at::Tensor& input, at::Generator& gen) const {
 
 std::string AugMix::repr() const {
   return fmt::format("AugMix(severity={}, mixture_width={}, chain_depth={}, alpha={}, all_ops={}, {})", severity_,
-                     mixture_width_, chain_depth_, number_text(alpha_), all_ops_ ? "True" : "False", fill_text());
+                     mixture_width_, chain_depth_, python_repr(alpha_), all_ops_ ? "True" : "False", fill_text());
 }
 
 }  // namespace birdplane::transforms

@@ -9,6 +9,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -299,12 +300,6 @@ void check_p(double p, const char* name) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "{}: p is {}; a probability is between 0 and 1", name, p);
 }
 
-std::string number(double v) {
-  // Python's repr of a float or int as written: 0.5, 2, 0.1.
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
-}
-
 std::string range_repr(const std::optional<std::array<double, 2>>& r) {
   if (!r) return "None";
   return fmt::format("[{}, {}]", (*r)[0], (*r)[1]);
@@ -374,11 +369,11 @@ std::string Grayscale::repr() const {
 RandomGrayscale::RandomGrayscale(double p, at::Generator* generator)
     : RandomFlagTransform("RandomGrayscale", p, generator, /*item_compare=*/false) {}
 at::Tensor RandomGrayscale::apply_all(const at::Tensor& x) const { return F::rgb_to_grayscale(x, x.size(-3)); }
-std::string RandomGrayscale::repr() const { return fmt::format("RandomGrayscale(p={})", number(p_)); }
+std::string RandomGrayscale::repr() const { return fmt::format("RandomGrayscale(p={})", python_number(p_)); }
 
 RandomInvert::RandomInvert(double p, at::Generator* generator) : RandomFlagTransform("RandomInvert", p, generator) {}
 at::Tensor RandomInvert::apply_all(const at::Tensor& x) const { return F::invert(x); }
-std::string RandomInvert::repr() const { return fmt::format("RandomInvert(p={})", number(p_)); }
+std::string RandomInvert::repr() const { return fmt::format("RandomInvert(p={})", python_number(p_)); }
 
 RandomPosterize::RandomPosterize(int64_t bits, double p, at::Generator* generator)
     : RandomFlagTransform("RandomPosterize", p, generator), bits_(bits) {
@@ -386,7 +381,7 @@ RandomPosterize::RandomPosterize(int64_t bits, double p, at::Generator* generato
 }
 at::Tensor RandomPosterize::apply_all(const at::Tensor& x) const { return F::posterize(x, bits_); }
 std::string RandomPosterize::repr() const {
-  return fmt::format("RandomPosterize(bits={},p={})", bits_, number(p_));
+  return fmt::format("RandomPosterize(bits={},p={})", bits_, python_number(p_));
 }
 
 RandomSolarize::RandomSolarize(double threshold, double p, at::Generator* generator)
@@ -395,7 +390,7 @@ RandomSolarize::RandomSolarize(double threshold, double p, at::Generator* genera
 }
 at::Tensor RandomSolarize::apply_all(const at::Tensor& x) const { return F::solarize(x, threshold_); }
 std::string RandomSolarize::repr() const {
-  return fmt::format("RandomSolarize(threshold={},p={})", number(threshold_), number(p_));
+  return fmt::format("RandomSolarize(threshold={},p={})", python_number(threshold_), python_number(p_));
 }
 
 RandomAdjustSharpness::RandomAdjustSharpness(double sharpness_factor, double p, at::Generator* generator)
@@ -405,18 +400,18 @@ RandomAdjustSharpness::RandomAdjustSharpness(double sharpness_factor, double p, 
 }
 at::Tensor RandomAdjustSharpness::apply_all(const at::Tensor& x) const { return F::adjust_sharpness(x, factor_); }
 std::string RandomAdjustSharpness::repr() const {
-  return fmt::format("RandomAdjustSharpness(sharpness_factor={},p={})", number(factor_), number(p_));
+  return fmt::format("RandomAdjustSharpness(sharpness_factor={},p={})", python_number(factor_), python_number(p_));
 }
 
 RandomAutocontrast::RandomAutocontrast(double p, at::Generator* generator)
     : RandomFlagTransform("RandomAutocontrast", p, generator) {}
 at::Tensor RandomAutocontrast::apply_all(const at::Tensor& x) const { return F::autocontrast(x); }
-std::string RandomAutocontrast::repr() const { return fmt::format("RandomAutocontrast(p={})", number(p_)); }
+std::string RandomAutocontrast::repr() const { return fmt::format("RandomAutocontrast(p={})", python_number(p_)); }
 
 RandomEqualize::RandomEqualize(double p, at::Generator* generator)
     : RandomFlagTransform("RandomEqualize", p, generator) {}
 at::Tensor RandomEqualize::apply_all(const at::Tensor& x) const { return F::equalize(x); }
-std::string RandomEqualize::repr() const { return fmt::format("RandomEqualize(p={})", number(p_)); }
+std::string RandomEqualize::repr() const { return fmt::format("RandomEqualize(p={})", python_number(p_)); }
 
 // --- ColorJitter ---
 
@@ -440,7 +435,7 @@ std::optional<std::array<double, 2>> check_jitter(const JitterRange& r, const ch
     v = {r.value[0], r.value[1]};
     BIRDPLANE_CHECK(lo <= v[0] && v[0] <= v[1] && v[1] <= hi,
                     "ColorJitter: {} range [{}, {}] must satisfy {} <= min <= max <= {}", name, v[0], v[1], lo,
-                    std::isinf(hi) ? std::string("inf") : number(hi));
+                    std::isinf(hi) ? std::string("inf") : python_number(hi));
   }
   if (v[0] == center && v[1] == center) return std::nullopt;
   return v;
@@ -557,7 +552,7 @@ at::Tensor GaussianBlur::operator()(const at::Tensor& input) const {
 
 std::string GaussianBlur::repr() const {
   return fmt::format("GaussianBlur(kernel_size=({}, {}), sigma=({}, {}))", kernel_size_[0], kernel_size_[1],
-                     number(sigma_[0]), number(sigma_[1]));
+                     python_repr(sigma_[0]), python_repr(sigma_[1]));
 }
 
 }  // namespace birdplane::transforms

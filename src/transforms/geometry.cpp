@@ -287,12 +287,6 @@ std::string list_text(const std::vector<int64_t>& v) {
   return v.size() == 1 ? std::to_string(v[0]) : fmt::format("[{}]", fmt::join(v, ", "));
 }
 
-std::string float_text(double v) {
-  // Python prints floats with at least one decimal (0.5, 50.0).
-  auto s = fmt::format("{}", v);
-  return s.find_first_of(".en") == std::string::npos ? s + ".0" : s;
-}
-
 std::string bool_text(std::optional<bool> b) { return b ? (*b ? "True" : "False") : "None"; }
 
 // One flag per image from torch.rand(1) < p, as both random flips draw them.
@@ -611,8 +605,8 @@ at::Tensor RandomResizedCrop::operator()(const at::Tensor& input) const {
 std::string RandomResizedCrop::repr() const {
   auto r4 = [](double v) { return std::round(v * 1e4) / 1e4; };
   return fmt::format("RandomResizedCrop(size=({}, {}), scale=({}, {}), ratio=({}, {}), interpolation={}, antialias={})",
-                     size_[0], size_[1], float_text(r4(scale_[0])), float_text(r4(scale_[1])),
-                     float_text(r4(ratio_[0])), float_text(r4(ratio_[1])), functional::to_string(interpolation_),
+                     size_[0], size_[1], python_repr(r4(scale_[0])), python_repr(r4(scale_[1])),
+                     python_repr(r4(ratio_[0])), python_repr(r4(ratio_[1])), functional::to_string(interpolation_),
                      bool_text(antialias_));
 }
 

@@ -10,6 +10,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -122,11 +123,6 @@ std::string ConvertImageDtype::repr() const {
 
 namespace {
 
-std::string number(double v) {
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
-}
-
 // Python's round(): half to even, as std::nearbyint in the default rounding mode.
 int64_t round_half_even(double x) {
   const int saved = std::fegetround();
@@ -230,13 +226,13 @@ std::string RandomErasing::repr() const {
   if (random_value_) {
     value = "random";
   } else if (value_.size() == 1) {
-    value = number(value_[0]);
+    value = python_number(value_[0]);
   } else {
-    for (double v : value_) value += (value.empty() ? "" : ", ") + number(v);
+    for (double v : value_) value += (value.empty() ? "" : ", ") + python_number(v);
     value = "[" + value + "]";
   }
-  return fmt::format("RandomErasing(p={}, scale=({}, {}), ratio=({}, {}), value={}, inplace={})", number(p_), scale_[0],
-                     scale_[1], ratio_[0], ratio_[1], value, inplace_ ? "True" : "False");
+  return fmt::format("RandomErasing(p={}, scale=({}, {}), ratio=({}, {}), value={}, inplace={})", python_number(p_),
+                     scale_[0], scale_[1], ratio_[0], ratio_[1], value, inplace_ ? "True" : "False");
 }
 
 // --- LinearTransformation ---

@@ -8,6 +8,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 
@@ -82,11 +83,6 @@ std::string list_repr(const std::string& head, const std::vector<TransformPtr>& 
   return s + "\n)";
 }
 
-std::string py_number(double v) {
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
-}
-
 }  // namespace
 
 RandomApply::RandomApply(std::vector<TransformPtr> transforms, double p, at::Generator* generator)
@@ -116,7 +112,7 @@ at::Tensor RandomApply::operator()(const at::Tensor& input) const {
 }
 
 std::string RandomApply::repr() const {
-  return list_repr("RandomApply(\n    p=" + py_number(p_), transforms_);
+  return list_repr("RandomApply(\n    p=" + python_number(p_), transforms_);
 }
 
 RandomChoice::RandomChoice(std::vector<TransformPtr> transforms, std::vector<double> p, at::Generator* generator)
@@ -163,7 +159,7 @@ std::string RandomChoice::repr() const {
   std::string p = "None";
   if (!p_.empty()) {
     p.clear();
-    for (double w : p_) p += (p.empty() ? "" : ", ") + py_number(w);
+    for (double w : p_) p += (p.empty() ? "" : ", ") + python_number(w);
     p = "[" + p + "]";
   }
   return list_repr("RandomChoice(", transforms_) + "(p=" + p + ")";

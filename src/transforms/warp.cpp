@@ -12,6 +12,7 @@
 #include "birdplane/check.h"
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -258,14 +259,9 @@ namespace {
 
 namespace F = functional;
 
-std::string float_text(double v) {
-  auto s = fmt::format("{}", v);
-  return s.find_first_of(".en") == std::string::npos ? s + ".0" : s;
-}
-
 std::string floats_text(const std::vector<double>& v) {
   std::string s;
-  for (double x : v) s += (s.empty() ? "" : ", ") + float_text(x);
+  for (double x : v) s += (s.empty() ? "" : ", ") + python_repr(x);
   return "[" + s + "]";
 }
 
@@ -359,9 +355,9 @@ at::Tensor RandomRotation::operator()(const at::Tensor& input) const {
 }
 
 std::string RandomRotation::repr() const {
-  return fmt::format("RandomRotation(degrees=[{}, {}], interpolation={}, expand={}{}, fill={})", float_text(degrees_[0]),
-                     float_text(degrees_[1]), F::to_string(interpolation_), expand_ ? "True" : "False",
-                     center_text(center_), fill_.size() == 1 ? fmt::format("{}", fill_[0]) : floats_text(fill_));
+  return fmt::format("RandomRotation(degrees=[{}, {}], interpolation={}, expand={}{}, fill={})",
+                     python_repr(degrees_[0]), python_repr(degrees_[1]), F::to_string(interpolation_),
+                     expand_ ? "True" : "False", center_text(center_), fill_.size() == 1 ? fmt::format("{}", fill_[0]) : floats_text(fill_));
 }
 
 RandomAffine::RandomAffine(std::vector<double> degrees, std::vector<double> translate, std::vector<double> scale,
@@ -437,7 +433,7 @@ at::Tensor RandomAffine::operator()(const at::Tensor& input) const {
 }
 
 std::string RandomAffine::repr() const {
-  std::string s = fmt::format("RandomAffine(degrees=[{}, {}]", float_text(degrees_[0]), float_text(degrees_[1]));
+  std::string s = fmt::format("RandomAffine(degrees=[{}, {}]", python_repr(degrees_[0]), python_repr(degrees_[1]));
   if (!translate_.empty()) s += ", translate=" + floats_text(translate_);
   if (!scale_.empty()) s += ", scale=" + floats_text(scale_);
   if (!shear_.empty()) s += ", shear=" + floats_text(shear_);
@@ -591,7 +587,7 @@ at::Tensor ElasticTransform::operator()(const at::Tensor& input) const {
 
 std::string ElasticTransform::repr() const {
   return fmt::format("ElasticTransform(alpha=[{}, {}], sigma=[{}, {}], interpolation={}, fill={})",
-                     float_text(alpha_[0]), float_text(alpha_[1]), float_text(sigma_[0]), float_text(sigma_[1]),
+                     python_repr(alpha_[0]), python_repr(alpha_[1]), python_repr(sigma_[0]), python_repr(sigma_[1]),
                      F::to_string(interpolation_), fill_);
 }
 

@@ -3,7 +3,6 @@
 #include <dlfcn.h>
 #include <link.h>
 
-#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <fstream>
@@ -16,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "birdplane/version.h"
+#include "common/text.h"
 
 namespace birdplane {
 namespace {
@@ -92,8 +92,7 @@ Environment inspect_environment() {
 
 std::string blas_core_advice(const Environment& env) {
   if (!env.avx512f || env.blas_core.empty()) return "";
-  std::string lower;
-  for (char c : env.blas_core) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = to_lower(env.blas_core);
   // OpenBLAS's x86 families without AVX-512 kernels (Zen 1-3 run the Haswell ones).
   for (const char* old : {"haswell", "zen", "sandybridge", "nehalem", "core2", "prescott", "atom", "barcelona",
                           "bulldozer", "piledriver", "steamroller", "excavator", "penryn", "dunnington"}) {

@@ -11,6 +11,7 @@
 #include "birdplane/check.h"
 #include "birdplane/data/image_io.h"
 #include "commands.h"
+#include "common/text.h"
 #include "common.h"
 
 namespace birdplane::cli {
@@ -48,9 +49,7 @@ GridShape parse_grid(const std::string& text) {
 
 bool ends_with_png(const std::string& path) {
   if (path.size() < 4) return false;
-  std::string ext = path.substr(path.size() - 4);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  return ext == ".png";
+  return to_lower(std::string_view(path).substr(path.size() - 4)) == ".png";
 }
 
 // Checked before the data is loaded, so a typo in --out fails at once instead of after reading

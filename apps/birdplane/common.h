@@ -3,7 +3,6 @@
 #pragma once
 
 #include <atomic>
-#include <cctype>
 #include <utility>
 #include <string>
 #include <vector>
@@ -14,6 +13,7 @@
 #include "birdplane/data/stats.h"
 #include "birdplane/experiments/chapter.h"
 #include "birdplane/train/trainer.h"
+#include "common/text.h"
 
 namespace birdplane::cli {
 
@@ -51,8 +51,7 @@ CLI::Validator choices(const E (&values)[N]) {
   }
   return CLI::Validator(
       [named, list](std::string& input) -> std::string {
-        std::string lower;
-        for (char c : input) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const std::string lower = to_lower(input);
         for (const auto& [name, value] : named) {
           if (name == lower) {
             input = std::to_string(static_cast<int>(value));  // CLI11 reads an enum as its number

@@ -36,6 +36,7 @@
 #include "birdplane/check.h"
 #include "birdplane/version.h"
 #include "birdplane/data/cifar10.h"
+#include "common/text.h"
 
 namespace fs = std::filesystem;
 
@@ -81,12 +82,6 @@ std::string join(const std::vector<std::string>& parts, const char* sep) {
   std::string out;
   for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
   return out;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 // "data/cifar-10-batches-bin/" -> "data/cifar-10-batches-bin": rename() and parent_path() need the
@@ -697,7 +692,7 @@ std::string ensure_cifar10(const std::string& root, const DownloadOptions& optio
   if (is_installed(target.string(), options)) return target.string();
 
   // Checked before any network traffic: a typo in --md5 should not cost a 170 MB download.
-  const std::string md5 = lower(options.md5);
+  const std::string md5 = to_lower(options.md5);
   if (!is_md5_hex(md5)) {
     fail("--md5: '{}' is not an MD5 checksum; expected 32 hexadecimal digits such as {}", options.md5,
          kCifar10Md5);

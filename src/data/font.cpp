@@ -1,10 +1,10 @@
 #include "data/font.h"
 
-#include <cctype>
 
 #include <c10/util/irange.h>
 
 #include "birdplane/check.h"
+#include "common/text.h"
 
 namespace birdplane::data {
 namespace {
@@ -70,10 +70,8 @@ constexpr Glyph kBox = {0b00000, 0b00000, 0b11111, 0b10001, 0b10001, 0b10001, 0b
 
 // Upper case draws as lower case: a caption such as "Bird" stays readable instead of turning into
 // boxes.
-char fold(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
-
 const Glyph* find_glyph(char c) {
-  const char key = fold(c);
+  const char key = to_lower(c);
   for (const auto& e : kGlyphs)
     if (e.c == key) return &e.rows;
   return nullptr;

@@ -15,6 +15,7 @@
 #include <stb_image_write.h>
 
 #include "birdplane/check.h"
+#include "birdplane/transforms/geometry.h"
 #include "common/files.h"
 #include "data/font.h"
 
@@ -106,13 +107,15 @@ at::Tensor resize_bilinear(const at::Tensor& image_u8, int height, int width) {
   check_u8_chw(image_u8, "resize_bilinear");
   BIRDPLANE_CHECK(height >= 1 && width >= 1, "resize_bilinear: the size must be at least 1x1, got {}x{}",
                   height, width);
-  // torchvision (functional_tensor.resize) casts to float32, calls interpolate(..., antialias=True)
-  // which is aten::_upsample_bilinear2d_aa, then rounds and casts back. The aa kernel is used in
-  // both directions: when enlarging it computes the same triangle filter as upsample_bilinear2d,
-  // but sums in another order, so only it reproduces torchvision's result at exact .5 ties.
-  const at::Tensor x = image_u8.to(at::kFloat).unsqueeze(0);
-  const at::Tensor y = at::_upsample_bilinear2d_aa(x, {height, width}, /*align_corners=*/false);
-  return y.squeeze(0).round().clamp(0, 255).to(at::kByte);
+  // functional::resize with antialias is torchvision's: float32, aten::_upsample_bilinear2d_aa, round,
+  // cast back. The aa kernel is used in both directions: when enlarging it computes the same triangle
+  // filter as upsample_bilinear2d, but sums in another order, so only it reproduces torchvision's
+  // result at exact .5 ties. Its weights are normalized, so no value leaves 0..255.
+  namespace F = transforms::functional;
+  at::Tensor out = F::resize(image_u8, {height, width}, F::InterpolationMode::kBilinear, std::nullopt,
+                             /*antialias=*/true);
+  // resize hands back the input itself when the size already matches; callers get a new tensor.
+  return out.is_same(image_u8) ? out.clone() : out;
 }
 
 at::Tensor upscale_nearest(const at::Tensor& image_u8, int factor) {

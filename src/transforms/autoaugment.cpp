@@ -15,6 +15,8 @@
 #include "birdplane/check.h"
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
+#include "transforms/internal.h"
 
 namespace birdplane::transforms {
 namespace F = functional;
@@ -180,11 +182,6 @@ void check_interpolation(F::InterpolationMode mode, const char* who) {
                   F::to_string(mode));
 }
 
-std::string number_text(double v) {
-  if (v == std::floor(v) && std::abs(v) < 1e15) return fmt::format("{:.1f}", v);
-  return fmt::format("{}", v);
-}
-
 }  // namespace
 
 std::string to_string(AugmentOp op) { return kOpNames[static_cast<int>(op)]; }
@@ -255,22 +252,21 @@ at::Tensor apply_op(const at::Tensor& image, AugmentOp op, double magnitude, Int
 
 AugmentPolicyTransform::AugmentPolicyTransform(const char* name, F::InterpolationMode interpolation,
                                                std::vector<double> fill, at::Generator* generator)
-    : name_(name), interpolation_(interpolation), fill_(std::move(fill)), generator_(generator) {
+    : RandomTransform(generator), name_(name), interpolation_(interpolation), fill_(std::move(fill)) {
   check_interpolation(interpolation_, name_);
   for (double v : fill_)
     BIRDPLANE_CHECK(std::isfinite(v), "{}: fill values must be finite numbers, got {}", name_, v);
 }
 
 int64_t AugmentPolicyTransform::check_input(const at::Tensor& input) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "{} expects an image [C,H,W] or a batch [B,C,H,W], got {} dims",
-                  name_, input.dim());
+  check_image(input, name_);
   BIRDPLANE_CHECK(input.scalar_type() == at::kByte,
                   "{} expects uint8 images (as torchvision's tensor path), got {}; convert with "
                   "ConvertImageDtype(torch.uint8) first",
                   name_, c10::toString(input.scalar_type()));
   const int64_t c = input.size(-3);
   BIRDPLANE_CHECK(c == 1 || c == 3, "{} expects 1 or 3 channels, got {}", name_, c);
-  return input.dim() == 4 ? input.size(0) : 1;
+  return image_count(input);
 }
 
 F::Fill AugmentPolicyTransform::channel_fill(int64_t channels) const {
@@ -283,10 +279,10 @@ F::Fill AugmentPolicyTransform::channel_fill(int64_t channels) const {
 std::string AugmentPolicyTransform::fill_text() const {
   std::string fill = "None";
   if (fill_.size() == 1)
-    fill = number_text(fill_[0]);
+    fill = python_repr(fill_[0]);
   else if (!fill_.empty()) {
     std::vector<std::string> parts;
-    for (double v : fill_) parts.push_back(number_text(v));
+    for (double v : fill_) parts.push_back(python_repr(v));
     fill = fmt::format("[{}]", fmt::join(parts, ", "));
   }
   return fmt::format("interpolation={}, fill={}", F::to_string(interpolation_), fill);
@@ -315,10 +311,6 @@ at::Tensor AugmentPolicyTransform::apply(const at::Tensor& input,
     out.index_copy_(0, index, run(input.index_select(0, index), chain));
   }
   return out;
-}
-
-at::Tensor AugmentPolicyTransform::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
 }
 
 // ---- AutoAugment ----
@@ -352,11 +344,10 @@ std::vector<AugmentStep> AutoAugment::steps(const Params& params, int64_t height
 }
 
 at::Tensor AutoAugment::forward(const at::Tensor& input, at::Generator& gen) const {
-  const int64_t n = check_input(input);
-  std::vector<std::vector<AugmentStep>> all;
-  for (int64_t i = 0; i < n; ++i)
-    all.push_back(steps(get_params(gen, num_subpolicies()), input.size(-2), input.size(-1)));
-  return apply(input, all);
+  check_input(input);
+  return apply(input, draw_per_image(input, [&] {
+                 return steps(get_params(gen, num_subpolicies()), input.size(-2), input.size(-1));
+               }));
 }
 
 std::string AutoAugment::repr() const {
@@ -390,11 +381,10 @@ std::vector<AugmentStep> RandAugment::get_params(at::Generator& gen, int64_t num
 }
 
 at::Tensor RandAugment::forward(const at::Tensor& input, at::Generator& gen) const {
-  const int64_t n = check_input(input);
-  std::vector<std::vector<AugmentStep>> all;
-  for (int64_t i = 0; i < n; ++i)
-    all.push_back(get_params(gen, num_ops_, magnitude_, num_bins_, input.size(-2), input.size(-1)));
-  return apply(input, all);
+  check_input(input);
+  return apply(input, draw_per_image(input, [&] {
+                 return get_params(gen, num_ops_, magnitude_, num_bins_, input.size(-2), input.size(-1));
+               }));
 }
 
 std::string RandAugment::repr() const {
@@ -423,10 +413,8 @@ AugmentStep TrivialAugmentWide::get_params(at::Generator& gen, int64_t num_magni
 }
 
 at::Tensor TrivialAugmentWide::forward(const at::Tensor& input, at::Generator& gen) const {
-  const int64_t n = check_input(input);
-  std::vector<std::vector<AugmentStep>> all;
-  for (int64_t i = 0; i < n; ++i) all.push_back({get_params(gen, num_bins_)});
-  return apply(input, all);
+  check_input(input);
+  return apply(input, draw_per_image(input, [&] { return std::vector<AugmentStep>{get_params(gen, num_bins_)}; }));
 }
 
 std::string TrivialAugmentWide::repr() const {
@@ -494,17 +482,16 @@ at::Tensor AugMix::apply(const at::Tensor& input, const std::vector<Params>& par
 }
 
 at::Tensor AugMix::forward(const at::Tensor& input, at::Generator& gen) const {
-  const int64_t n = check_input(input);
-  std::vector<Params> all;
-  for (int64_t i = 0; i < n; ++i)
-    all.push_back(get_params(gen, severity_, mixture_width_, chain_depth_, alpha_, all_ops_, input.size(-2),
-                             input.size(-1)));
-  return apply(input, all);
+  check_input(input);
+  return apply(input, draw_per_image(input, [&] {
+                 return get_params(gen, severity_, mixture_width_, chain_depth_, alpha_, all_ops_, input.size(-2),
+                                   input.size(-1));
+               }));
 }
 
 std::string AugMix::repr() const {
   return fmt::format("AugMix(severity={}, mixture_width={}, chain_depth={}, alpha={}, all_ops={}, {})", severity_,
-                     mixture_width_, chain_depth_, number_text(alpha_), all_ops_ ? "True" : "False", fill_text());
+                     mixture_width_, chain_depth_, python_repr(alpha_), all_ops_ ? "True" : "False", fill_text());
 }
 
 }  // namespace birdplane::transforms

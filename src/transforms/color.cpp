@@ -9,6 +9,8 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
+#include "transforms/internal.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -17,9 +19,10 @@ namespace {
 // Every op here mirrors torchvision/transforms/functional_tensor.py (0.14) operation by operation:
 // the same ATen kernels in the same order give bit-identical floats, so uint8 results match exactly.
 
-void check_image(const at::Tensor& img, const char* op) {
-  BIRDPLANE_CHECK(img.dim() == 3 || img.dim() == 4, "{}: expects an image [C,H,W] or a batch [B,C,H,W], got {} dims",
-                  op, img.dim());
+// The shape check every transform makes, then what the colour functions add: 1 or 3 channels,
+// uint8 or floating-point pixels.
+void check_color_image(const at::Tensor& img, const char* op) {
+  check_image(img, op);
   BIRDPLANE_CHECK(img.size(-3) == 1 || img.size(-3) == 3, "{}: expects 1 or 3 channels, got {}", op, img.size(-3));
   BIRDPLANE_CHECK(img.scalar_type() == at::kByte || img.is_floating_point(),
                   "{}: expects a uint8 or floating-point image, got {}", op, c10::toString(img.scalar_type()));
@@ -139,7 +142,7 @@ void equalize_channel(const uint8_t* src, uint8_t* dst, int64_t n) {
 }  // namespace
 
 at::Tensor rgb_to_grayscale(const at::Tensor& image, int64_t num_output_channels) {
-  check_image(image, "rgb_to_grayscale");
+  check_color_image(image, "rgb_to_grayscale");
   BIRDPLANE_CHECK(num_output_channels == 1 || num_output_channels == 3,
                   "rgb_to_grayscale: num_output_channels is {}; allowed: 1 or 3", num_output_channels);
   at::Tensor l;
@@ -159,13 +162,13 @@ at::Tensor rgb_to_grayscale(const at::Tensor& image, int64_t num_output_channels
 
 at::Tensor adjust_brightness(const at::Tensor& image, double brightness_factor) {
   check_factor(brightness_factor, "adjust_brightness", "brightness_factor");
-  check_image(image, "adjust_brightness");
+  check_color_image(image, "adjust_brightness");
   return blend(image, at::zeros_like(image), brightness_factor);
 }
 
 at::Tensor adjust_contrast(const at::Tensor& image, double contrast_factor) {
   check_factor(contrast_factor, "adjust_contrast", "contrast_factor");
-  check_image(image, "adjust_contrast");
+  check_color_image(image, "adjust_contrast");
   const auto dtype = work_type(image);
   auto gray = image.size(-3) == 3 ? rgb_to_grayscale(image) : image;
   auto mean = at::mean(gray.to(dtype), {-3, -2, -1}, true);
@@ -174,7 +177,7 @@ at::Tensor adjust_contrast(const at::Tensor& image, double contrast_factor) {
 
 at::Tensor adjust_saturation(const at::Tensor& image, double saturation_factor) {
   check_factor(saturation_factor, "adjust_saturation", "saturation_factor");
-  check_image(image, "adjust_saturation");
+  check_color_image(image, "adjust_saturation");
   if (image.size(-3) == 1) return image;
   return blend(image, rgb_to_grayscale(image), saturation_factor);
 }
@@ -182,7 +185,7 @@ at::Tensor adjust_saturation(const at::Tensor& image, double saturation_factor) 
 at::Tensor adjust_hue(const at::Tensor& image, double hue_factor) {
   BIRDPLANE_CHECK(hue_factor >= -0.5 && hue_factor <= 0.5, "adjust_hue: hue_factor is {}; allowed: -0.5 to 0.5",
                   hue_factor);
-  check_image(image, "adjust_hue");
+  check_color_image(image, "adjust_hue");
   if (image.size(-3) == 1) return image;
   const bool byte = image.scalar_type() == at::kByte;
   auto x = byte ? image.to(at::kFloat) / 255.0 : image;
@@ -194,7 +197,7 @@ at::Tensor adjust_hue(const at::Tensor& image, double hue_factor) {
 }
 
 at::Tensor adjust_gamma(const at::Tensor& image, double gamma, double gain) {
-  check_image(image, "adjust_gamma");
+  check_color_image(image, "adjust_gamma");
   BIRDPLANE_CHECK(gamma >= 0 && std::isfinite(gamma), "adjust_gamma: gamma is {}; it must be 0 or more", gamma);
   auto x = image.is_floating_point() ? image : image.to(at::kFloat) / 255.0;
   x = (x.pow(gamma) * gain).clamp(0, 1);
@@ -205,7 +208,7 @@ at::Tensor adjust_gamma(const at::Tensor& image, double gamma, double gain) {
 
 at::Tensor adjust_sharpness(const at::Tensor& image, double sharpness_factor) {
   check_factor(sharpness_factor, "adjust_sharpness", "sharpness_factor");
-  check_image(image, "adjust_sharpness");
+  check_color_image(image, "adjust_sharpness");
   if (image.size(-1) <= 2 || image.size(-2) <= 2) return image;
   auto kernel = at::ones({3, 3}, at::TensorOptions().dtype(work_type(image)));
   kernel[1][1] = 5.0;
@@ -217,13 +220,13 @@ at::Tensor adjust_sharpness(const at::Tensor& image, double sharpness_factor) {
 }
 
 at::Tensor invert(const at::Tensor& image) {
-  check_image(image, "invert");
+  check_color_image(image, "invert");
   return at::rsub(image, image.is_floating_point() ? 1 : 255);
 }
 
 at::Tensor posterize(const at::Tensor& image, int64_t bits) {
   BIRDPLANE_CHECK(bits >= 0 && bits <= 8, "posterize: bits is {}; allowed: 0 to 8", bits);
-  check_image(image, "posterize");
+  check_color_image(image, "posterize");
   check_uint8(image, "posterize");
   // -(2^(8-bits)) as a byte is the mask of the top `bits` bits.
   const int64_t mask = (0xFF << (8 - bits)) & 0xFF;
@@ -231,7 +234,7 @@ at::Tensor posterize(const at::Tensor& image, int64_t bits) {
 }
 
 at::Tensor solarize(const at::Tensor& image, double threshold) {
-  check_image(image, "solarize");
+  check_color_image(image, "solarize");
   const double bound = image.is_floating_point() ? 1 : 255;
   BIRDPLANE_CHECK(threshold <= bound, "solarize: threshold is {}; it must be at most {} for a {} image", threshold,
                   bound, c10::toString(image.scalar_type()));
@@ -239,7 +242,7 @@ at::Tensor solarize(const at::Tensor& image, double threshold) {
 }
 
 at::Tensor autocontrast(const at::Tensor& image) {
-  check_image(image, "autocontrast");
+  check_color_image(image, "autocontrast");
   const double bound = image.is_floating_point() ? 1.0 : 255.0;
   const auto dtype = work_type(image);
   auto minimum = image.amin({-2, -1}, true).to(dtype);
@@ -253,7 +256,7 @@ at::Tensor autocontrast(const at::Tensor& image) {
 }
 
 at::Tensor equalize(const at::Tensor& image) {
-  check_image(image, "equalize");
+  check_color_image(image, "equalize");
   check_uint8(image, "equalize");
   auto src = image.contiguous();
   auto out = at::empty_like(src);
@@ -273,8 +276,7 @@ at::Tensor gaussian_blur(const at::Tensor& image, std::array<int64_t, 2> kernel_
     BIRDPLANE_CHECK(k > 0 && k % 2 == 1, "gaussian_blur: kernel_size {} must be odd and positive", k);
   if (!sigma) sigma = std::array<double, 2>{kernel_size[0] * 0.15 + 0.35, kernel_size[1] * 0.15 + 0.35};
   for (auto s : *sigma) BIRDPLANE_CHECK(s > 0, "gaussian_blur: sigma {} must be positive", s);
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "gaussian_blur: expects [C,H,W] or [B,C,H,W], got {} dims",
-                  image.dim());
+  check_image(image, "gaussian_blur");
   BIRDPLANE_CHECK(kernel_size[0] / 2 < image.size(-1) && kernel_size[1] / 2 < image.size(-2),
                   "gaussian_blur: kernel_size {}x{} is too large for a {}x{} image (reflect padding needs half the "
                   "kernel to be smaller than the image)",
@@ -293,16 +295,8 @@ namespace F = functional;
 
 namespace {
 
-int64_t count_of(const at::Tensor& x) { return x.dim() == 4 ? x.size(0) : 1; }
-
 void check_p(double p, const char* name) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "{}: p is {}; a probability is between 0 and 1", name, p);
-}
-
-std::string number(double v) {
-  // Python's repr of a float or int as written: 0.5, 2, 0.1.
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
 }
 
 std::string range_repr(const std::optional<std::array<double, 2>>& r) {
@@ -315,7 +309,7 @@ std::string range_repr(const std::optional<std::array<double, 2>>& r) {
 // --- RandomFlagTransform ---
 
 RandomFlagTransform::RandomFlagTransform(const char* name, double p, at::Generator* generator, bool item_compare)
-    : p_(p), generator_(generator), item_compare_(item_compare) {
+    : RandomTransform(generator), p_(p), item_compare_(item_compare) {
   check_p(p, name);
 }
 
@@ -331,31 +325,14 @@ std::vector<bool> RandomFlagTransform::get_params(at::Generator& gen, int64_t co
 }
 
 at::Tensor RandomFlagTransform::apply(const at::Tensor& input, const std::vector<bool>& flags) const {
-  if (input.dim() == 3) {
-    BIRDPLANE_CHECK(flags.size() == 1, "{}: one image needs one flag, got {}", repr(), flags.size());
-    return flags[0] ? apply_all(input) : input;
-  }
-  BIRDPLANE_CHECK(static_cast<int64_t>(flags.size()) == input.size(0), "{}: {} flags for a batch of {}", repr(),
-                  flags.size(), input.size(0));
-  std::vector<int64_t> idx;
-  for (size_t i = 0; i < flags.size(); ++i)
-    if (flags[i]) idx.push_back(static_cast<int64_t>(i));
-  if (idx.empty()) return input;
-  if (static_cast<int64_t>(idx.size()) == input.size(0)) return apply_all(input);
   // The function works image by image, so running it on the chosen images as one batch is exact.
-  auto sel = torch::tensor(idx, torch::kInt64);
-  auto changed = apply_all(input.index_select(0, sel));
-  auto out = input.clone();
-  out.index_copy_(0, sel, changed.to(out.scalar_type()));
-  return out;
+  return apply_flagged(input, flags, repr(), [this](const at::Tensor& x, const std::vector<int64_t>&) {
+    return apply_all(x);
+  });
 }
 
 at::Tensor RandomFlagTransform::forward(const at::Tensor& input, at::Generator& gen) const {
-  return apply(input, get_params(gen, count_of(input), p_, item_compare_));
-}
-
-at::Tensor RandomFlagTransform::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, get_params(gen, image_count(input), p_, item_compare_));
 }
 
 // --- Grayscale and the flag transforms ---
@@ -374,11 +351,11 @@ std::string Grayscale::repr() const {
 RandomGrayscale::RandomGrayscale(double p, at::Generator* generator)
     : RandomFlagTransform("RandomGrayscale", p, generator, /*item_compare=*/false) {}
 at::Tensor RandomGrayscale::apply_all(const at::Tensor& x) const { return F::rgb_to_grayscale(x, x.size(-3)); }
-std::string RandomGrayscale::repr() const { return fmt::format("RandomGrayscale(p={})", number(p_)); }
+std::string RandomGrayscale::repr() const { return fmt::format("RandomGrayscale(p={})", python_number(p_)); }
 
 RandomInvert::RandomInvert(double p, at::Generator* generator) : RandomFlagTransform("RandomInvert", p, generator) {}
 at::Tensor RandomInvert::apply_all(const at::Tensor& x) const { return F::invert(x); }
-std::string RandomInvert::repr() const { return fmt::format("RandomInvert(p={})", number(p_)); }
+std::string RandomInvert::repr() const { return fmt::format("RandomInvert(p={})", python_number(p_)); }
 
 RandomPosterize::RandomPosterize(int64_t bits, double p, at::Generator* generator)
     : RandomFlagTransform("RandomPosterize", p, generator), bits_(bits) {
@@ -386,7 +363,7 @@ RandomPosterize::RandomPosterize(int64_t bits, double p, at::Generator* generato
 }
 at::Tensor RandomPosterize::apply_all(const at::Tensor& x) const { return F::posterize(x, bits_); }
 std::string RandomPosterize::repr() const {
-  return fmt::format("RandomPosterize(bits={},p={})", bits_, number(p_));
+  return fmt::format("RandomPosterize(bits={},p={})", bits_, python_number(p_));
 }
 
 RandomSolarize::RandomSolarize(double threshold, double p, at::Generator* generator)
@@ -395,7 +372,7 @@ RandomSolarize::RandomSolarize(double threshold, double p, at::Generator* genera
 }
 at::Tensor RandomSolarize::apply_all(const at::Tensor& x) const { return F::solarize(x, threshold_); }
 std::string RandomSolarize::repr() const {
-  return fmt::format("RandomSolarize(threshold={},p={})", number(threshold_), number(p_));
+  return fmt::format("RandomSolarize(threshold={},p={})", python_number(threshold_), python_number(p_));
 }
 
 RandomAdjustSharpness::RandomAdjustSharpness(double sharpness_factor, double p, at::Generator* generator)
@@ -405,18 +382,18 @@ RandomAdjustSharpness::RandomAdjustSharpness(double sharpness_factor, double p, 
 }
 at::Tensor RandomAdjustSharpness::apply_all(const at::Tensor& x) const { return F::adjust_sharpness(x, factor_); }
 std::string RandomAdjustSharpness::repr() const {
-  return fmt::format("RandomAdjustSharpness(sharpness_factor={},p={})", number(factor_), number(p_));
+  return fmt::format("RandomAdjustSharpness(sharpness_factor={},p={})", python_number(factor_), python_number(p_));
 }
 
 RandomAutocontrast::RandomAutocontrast(double p, at::Generator* generator)
     : RandomFlagTransform("RandomAutocontrast", p, generator) {}
 at::Tensor RandomAutocontrast::apply_all(const at::Tensor& x) const { return F::autocontrast(x); }
-std::string RandomAutocontrast::repr() const { return fmt::format("RandomAutocontrast(p={})", number(p_)); }
+std::string RandomAutocontrast::repr() const { return fmt::format("RandomAutocontrast(p={})", python_number(p_)); }
 
 RandomEqualize::RandomEqualize(double p, at::Generator* generator)
     : RandomFlagTransform("RandomEqualize", p, generator) {}
 at::Tensor RandomEqualize::apply_all(const at::Tensor& x) const { return F::equalize(x); }
-std::string RandomEqualize::repr() const { return fmt::format("RandomEqualize(p={})", number(p_)); }
+std::string RandomEqualize::repr() const { return fmt::format("RandomEqualize(p={})", python_number(p_)); }
 
 // --- ColorJitter ---
 
@@ -440,7 +417,7 @@ std::optional<std::array<double, 2>> check_jitter(const JitterRange& r, const ch
     v = {r.value[0], r.value[1]};
     BIRDPLANE_CHECK(lo <= v[0] && v[0] <= v[1] && v[1] <= hi,
                     "ColorJitter: {} range [{}, {}] must satisfy {} <= min <= max <= {}", name, v[0], v[1], lo,
-                    std::isinf(hi) ? std::string("inf") : number(hi));
+                    std::isinf(hi) ? std::string("inf") : python_number(hi));
   }
   if (v[0] == center && v[1] == center) return std::nullopt;
   return v;
@@ -450,7 +427,7 @@ std::optional<std::array<double, 2>> check_jitter(const JitterRange& r, const ch
 
 ColorJitter::ColorJitter(JitterRange brightness, JitterRange contrast, JitterRange saturation, JitterRange hue,
                          at::Generator* generator)
-    : generator_(generator) {
+    : RandomTransform(generator) {
   const double inf = std::numeric_limits<double>::infinity();
   brightness_ = check_jitter(brightness, "brightness", 1, 0, inf, true);
   contrast_ = check_jitter(contrast, "contrast", 1, 0, inf, true);
@@ -500,14 +477,7 @@ at::Tensor ColorJitter::apply(const at::Tensor& input, const std::vector<Params>
 }
 
 at::Tensor ColorJitter::forward(const at::Tensor& input, at::Generator& gen) const {
-  std::vector<Params> params;
-  for (int64_t i = 0; i < count_of(input); ++i)
-    params.push_back(get_params(gen, brightness_, contrast_, saturation_, hue_));
-  return apply(input, params);
-}
-
-at::Tensor ColorJitter::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, draw_per_image(input, [&] { return get_params(gen, brightness_, contrast_, saturation_, hue_); }));
 }
 
 std::string ColorJitter::repr() const {
@@ -518,7 +488,7 @@ std::string ColorJitter::repr() const {
 // --- GaussianBlur ---
 
 GaussianBlur::GaussianBlur(std::array<int64_t, 2> kernel_size, std::array<double, 2> sigma, at::Generator* generator)
-    : kernel_size_(kernel_size), sigma_(sigma), generator_(generator) {
+    : RandomTransform(generator), kernel_size_(kernel_size), sigma_(sigma) {
   for (auto k : kernel_size)
     BIRDPLANE_CHECK(k > 0 && k % 2 == 1, "GaussianBlur: kernel_size {} must be odd and positive", k);
   BIRDPLANE_CHECK(sigma[0] > 0 && sigma[0] <= sigma[1] && std::isfinite(sigma[1]),
@@ -546,18 +516,12 @@ at::Tensor GaussianBlur::apply(const at::Tensor& input, const std::vector<double
 }
 
 at::Tensor GaussianBlur::forward(const at::Tensor& input, at::Generator& gen) const {
-  std::vector<double> sigmas;
-  for (int64_t i = 0; i < count_of(input); ++i) sigmas.push_back(get_params(gen, sigma_[0], sigma_[1]));
-  return apply(input, sigmas);
-}
-
-at::Tensor GaussianBlur::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, draw_per_image(input, [&] { return get_params(gen, sigma_[0], sigma_[1]); }));
 }
 
 std::string GaussianBlur::repr() const {
   return fmt::format("GaussianBlur(kernel_size=({}, {}), sigma=({}, {}))", kernel_size_[0], kernel_size_[1],
-                     number(sigma_[0]), number(sigma_[1]));
+                     python_repr(sigma_[0]), python_repr(sigma_[1]));
 }
 
 }  // namespace birdplane::transforms

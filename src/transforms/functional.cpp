@@ -7,6 +7,7 @@
 
 #include "birdplane/check.h"
 #include "common/memory.h"
+#include "transforms/internal.h"
 #include <ATen/Parallel.h>
 
 namespace birdplane::transforms::functional {
@@ -30,9 +31,7 @@ at::Tensor channel_tensor(const std::vector<double>& values, int64_t channels, c
 }
 
 void check_normalize_args(const at::Tensor& image, const std::vector<double>& std) {
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4,
-                  "Normalize expects an image [C,H,W] or a batch [B,C,H,W], got {} dims",
-                  image.dim());
+  check_image(image, "Normalize");
   check_std(std);
 }
 

@@ -1,7 +1,6 @@
 #include "birdplane/transforms/geometry.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fmt/format.h>
@@ -10,6 +9,8 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
+#include "transforms/internal.h"
 
 namespace birdplane::transforms {
 namespace {
@@ -45,19 +46,11 @@ namespace functional {
 namespace {
 
 
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+// The name in lower case without an enum prefix ("InterpolationMode.BICUBIC" -> "bicubic").
+std::string lower(const std::string& name) {
+  std::string s = to_lower(name);
   if (auto dot = s.rfind('.'); dot != std::string::npos) s = s.substr(dot + 1);
   return s;
-}
-
-// Python's round() on a float: halves go to the even neighbour (std::nearbyint in the default
-// rounding mode), which torchvision's int(round(...)) relies on.
-int64_t round_half_even(double v) { return static_cast<int64_t>(std::nearbyint(v)); }
-
-void check_image(const at::Tensor& image, const char* who) {
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "{} expects [C,H,W] or [B,C,H,W], got {} dims", who,
-                  image.dim());
 }
 
 // {h, w} from torchvision's size argument: one value (square) or two.
@@ -90,8 +83,7 @@ void check_window(int64_t top, int64_t left, int64_t height, int64_t width, int6
 }  // namespace
 
 at::Tensor crop(const at::Tensor& image, int64_t top, int64_t left, int64_t height, int64_t width) {
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "crop expects [C,H,W] or [B,C,H,W], got {} dims",
-                  image.dim());
+  check_image(image, "crop");
   check_window(top, left, height, width, image.size(-2), image.size(-1));
   return image.narrow(-2, top, height).narrow(-1, left, width);
 }
@@ -286,34 +278,12 @@ std::string list_text(const std::vector<int64_t>& v) {
   return v.size() == 1 ? std::to_string(v[0]) : fmt::format("[{}]", fmt::join(v, ", "));
 }
 
-std::string float_text(double v) {
-  // Python prints floats with at least one decimal (0.5, 50.0).
-  auto s = fmt::format("{}", v);
-  return s.find_first_of(".en") == std::string::npos ? s + ".0" : s;
-}
-
 std::string bool_text(std::optional<bool> b) { return b ? (*b ? "True" : "False") : "None"; }
 
 // One flag per image from torch.rand(1) < p, as both random flips draw them.
 std::vector<bool> draw_flags(at::Generator& gen, int64_t count, double p) {
   std::vector<bool> out(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) out[static_cast<size_t>(i)] = rand_float(gen) < static_cast<float>(p);
-  return out;
-}
-
-// Applies `flip_fn` to the flagged images of a batch (or to one image when its flag is set).
-template <typename FlipFn>
-at::Tensor flip_flagged(const at::Tensor& input, const std::vector<bool>& flip, FlipFn flip_fn, const char* who) {
-  if (input.dim() == 3) return flip.at(0) ? flip_fn(input) : input;
-  BIRDPLANE_CHECK(static_cast<int64_t>(flip.size()) == input.size(0), "{}: {} flags for a batch of {}", who,
-                  flip.size(), input.size(0));
-  std::vector<int64_t> idx;
-  for (size_t i = 0; i < flip.size(); ++i)
-    if (flip[i]) idx.push_back(static_cast<int64_t>(i));
-  if (idx.empty()) return input;
-  auto out = input.clone();
-  auto sel = torch::tensor(idx, torch::kInt64);
-  out.index_copy_(0, sel, flip_fn(input.index_select(0, sel)));
   return out;
 }
 
@@ -373,7 +343,7 @@ RandomCrop::RandomCrop(int64_t size, int64_t padding, double fill, at::Generator
     : RandomCrop(RandomCropOptions(size).padding({padding}).fill(fill), generator) {}
 
 RandomCrop::RandomCrop(const RandomCropOptions& options, at::Generator* generator)
-    : options_(options), padding_given_(!options.padding().empty()), generator_(generator) {
+    : RandomTransform(generator), options_(options), padding_given_(!options.padding().empty()) {
   BIRDPLANE_CHECK(options_.size().size() == 1 || options_.size().size() == 2,
                   "RandomCrop: size must have 1 or 2 values (h, w), got {}", options_.size().size());
   for (int64_t v : options_.size()) BIRDPLANE_CHECK(v >= 1, "RandomCrop: size must be 1 or more, got {}", v);
@@ -396,8 +366,7 @@ RandomCrop::Params RandomCrop::get_params(at::Generator& gen, int64_t height, in
 }
 
 at::Tensor RandomCrop::pad(const at::Tensor& input) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "RandomCrop expects [C,H,W] or [B,C,H,W], got {} dims",
-                  input.dim());
+  check_image(input, "RandomCrop");
   auto x = input;
   if (padding_given_) {
     const auto p = functional::expand_padding(options_.padding(), "RandomCrop");
@@ -507,22 +476,16 @@ at::Tensor RandomCrop::apply(const at::Tensor& input, const std::vector<Params>&
   return crop_windows(this->pad(input), params, out_h_, out_w_);
 }
 
-at::Tensor RandomCrop::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
-}
-
 at::Tensor RandomCrop::forward(const at::Tensor& input, at::Generator& gen) const {
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
-  std::vector<Params> params;
   if (fused_constant_path(input)) {
     const auto p = padding_ltrb();
     const int64_t h = input.size(2) + p[1] + p[3], w = input.size(3) + p[0] + p[2];
-    for (int64_t i = 0; i < n; ++i) params.push_back(get_params(gen, h, w, out_h_, out_w_));
+    const auto params = draw_per_image(input, [&] { return get_params(gen, h, w, out_h_, out_w_); });
     return crop_windows_constant(input, p, static_cast<uint8_t>(options_.fill()), params, out_h_, out_w_);
   }
   auto padded = this->pad(input);
   const int64_t h = padded.size(-2), w = padded.size(-1);
-  for (int64_t i = 0; i < n; ++i) params.push_back(get_params(gen, h, w, out_h_, out_w_));
+  const auto params = draw_per_image(input, [&] { return get_params(gen, h, w, out_h_, out_w_); });
   return crop_windows(padded, params, out_h_, out_w_);
 }
 
@@ -534,8 +497,8 @@ std::string RandomCrop::repr() const {
 RandomResizedCrop::RandomResizedCrop(std::vector<int64_t> size, std::array<double, 2> scale, std::array<double, 2> ratio,
                                      functional::InterpolationMode interpolation, std::optional<bool> antialias,
                                      at::Generator* generator)
-    : size_(functional::size_hw(size, "RandomResizedCrop")), scale_(scale), ratio_(ratio),
-      interpolation_(interpolation), antialias_(antialias), generator_(generator) {
+    : RandomTransform(generator), size_(functional::size_hw(size, "RandomResizedCrop")), scale_(scale), ratio_(ratio),
+      interpolation_(interpolation), antialias_(antialias) {
   check_range(scale_, "RandomResizedCrop", "scale");
   check_range(ratio_, "RandomResizedCrop", "ratio");
   BIRDPLANE_CHECK(scale_[0] >= 0, "RandomResizedCrop: scale must be 0 or more, got ({}, {})", scale_[0], scale_[1]);
@@ -582,7 +545,7 @@ at::Tensor RandomResizedCrop::apply(const at::Tensor& input, const std::vector<P
     const auto& p = params[0];
     return functional::resized_crop(input, p.top, p.left, p.height, p.width, size, interpolation_, aa);
   }
-  BIRDPLANE_CHECK(input.dim() == 4, "RandomResizedCrop expects [C,H,W] or [B,C,H,W], got {} dims", input.dim());
+  check_image(input, "RandomResizedCrop");
   BIRDPLANE_CHECK(static_cast<int64_t>(params.size()) == input.size(0),
                   "RandomResizedCrop: {} parameter sets for a batch of {}", params.size(), input.size(0));
   // Each window has its own size, so each image is resized on its own.
@@ -595,23 +558,15 @@ at::Tensor RandomResizedCrop::apply(const at::Tensor& input, const std::vector<P
 }
 
 at::Tensor RandomResizedCrop::forward(const at::Tensor& input, at::Generator& gen) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "RandomResizedCrop expects [C,H,W] or [B,C,H,W], got {} dims",
-                  input.dim());
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
-  std::vector<Params> params;
-  for (int64_t i = 0; i < n; ++i) params.push_back(get_params(gen, input.size(-2), input.size(-1), scale_, ratio_));
-  return apply(input, params);
-}
-
-at::Tensor RandomResizedCrop::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  check_image(input, "RandomResizedCrop");
+  return apply(input, draw_per_image(input, [&] { return get_params(gen, input.size(-2), input.size(-1), scale_, ratio_); }));
 }
 
 std::string RandomResizedCrop::repr() const {
   auto r4 = [](double v) { return std::round(v * 1e4) / 1e4; };
   return fmt::format("RandomResizedCrop(size=({}, {}), scale=({}, {}), ratio=({}, {}), interpolation={}, antialias={})",
-                     size_[0], size_[1], float_text(r4(scale_[0])), float_text(r4(scale_[1])),
-                     float_text(r4(ratio_[0])), float_text(r4(ratio_[1])), functional::to_string(interpolation_),
+                     size_[0], size_[1], python_repr(r4(scale_[0])), python_repr(r4(scale_[1])),
+                     python_repr(r4(ratio_[0])), python_repr(r4(ratio_[1])), functional::to_string(interpolation_),
                      bool_text(antialias_));
 }
 
@@ -634,7 +589,8 @@ std::string TenCrop::repr() const {
   return fmt::format("TenCrop(size=({}, {}), vertical_flip={})", size_[0], size_[1], vertical_flip_ ? "True" : "False");
 }
 
-RandomHorizontalFlip::RandomHorizontalFlip(double p, at::Generator* generator) : p_(p), generator_(generator) {
+RandomHorizontalFlip::RandomHorizontalFlip(double p, at::Generator* generator)
+    : RandomTransform(generator), p_(p) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "RandomHorizontalFlip: p is {}; a probability is between 0 and 1", p);
 }
 
@@ -644,14 +600,9 @@ std::vector<bool> RandomHorizontalFlip::get_params(at::Generator& gen, int64_t c
 }
 
 at::Tensor RandomHorizontalFlip::apply(const at::Tensor& input, const std::vector<bool>& flip) const {
-  if (input.dim() == 3) return flip.at(0) ? functional::hflip(input) : input;
-  BIRDPLANE_CHECK(static_cast<int64_t>(flip.size()) == input.size(0),
-                  "RandomHorizontalFlip: {} flags for a batch of {}", flip.size(), input.size(0));
-  std::vector<int64_t> idx;
-  for (size_t i = 0; i < flip.size(); ++i)
-    if (flip[i]) idx.push_back(static_cast<int64_t>(i));
-  if (idx.empty()) return input;
-  if (input.scalar_type() == torch::kUInt8 && input.is_contiguous()) {
+  const bool any = std::find(flip.begin(), flip.end(), true) != flip.end();
+  if (input.dim() == 4 && static_cast<int64_t>(flip.size()) == input.size(0) && any &&
+      input.scalar_type() == torch::kUInt8 && input.is_contiguous()) {
     // One pass into a new batch: each chosen image's rows written reversed, the others copied whole.
     auto out = at::empty_like(input);
     const int64_t rows = input.size(1) * input.size(2), w = input.size(3), image = rows * w;
@@ -668,23 +619,18 @@ at::Tensor RandomHorizontalFlip::apply(const at::Tensor& input, const std::vecto
     }
     return out;
   }
-  auto out = input.clone();
-  auto sel = torch::tensor(idx, torch::kInt64);
-  out.index_copy_(0, sel, functional::hflip(input.index_select(0, sel)));
-  return out;
-}
-
-at::Tensor RandomHorizontalFlip::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply_flagged(input, flip, "RandomHorizontalFlip",
+                       [](const at::Tensor& x, const std::vector<int64_t>&) { return functional::hflip(x); });
 }
 
 at::Tensor RandomHorizontalFlip::forward(const at::Tensor& input, at::Generator& gen) const {
-  return apply(input, get_params(gen, input.dim() == 4 ? input.size(0) : 1, p_));
+  return apply(input, get_params(gen, image_count(input), p_));
 }
 
 std::string RandomHorizontalFlip::repr() const { return fmt::format("RandomHorizontalFlip(p={})", p_); }
 
-RandomVerticalFlip::RandomVerticalFlip(double p, at::Generator* generator) : p_(p), generator_(generator) {
+RandomVerticalFlip::RandomVerticalFlip(double p, at::Generator* generator)
+    : RandomTransform(generator), p_(p) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "RandomVerticalFlip: p is {}; a probability is between 0 and 1", p);
 }
 
@@ -693,15 +639,12 @@ std::vector<bool> RandomVerticalFlip::get_params(at::Generator& gen, int64_t cou
 }
 
 at::Tensor RandomVerticalFlip::apply(const at::Tensor& input, const std::vector<bool>& flip) const {
-  return flip_flagged(input, flip, [](const at::Tensor& x) { return functional::vflip(x); }, "RandomVerticalFlip");
+  return apply_flagged(input, flip, "RandomVerticalFlip",
+                       [](const at::Tensor& x, const std::vector<int64_t>&) { return functional::vflip(x); });
 }
 
 at::Tensor RandomVerticalFlip::forward(const at::Tensor& input, at::Generator& gen) const {
-  return apply(input, get_params(gen, input.dim() == 4 ? input.size(0) : 1, p_));
-}
-
-at::Tensor RandomVerticalFlip::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, get_params(gen, image_count(input), p_));
 }
 
 std::string RandomVerticalFlip::repr() const { return fmt::format("RandomVerticalFlip(p={})", p_); }

@@ -1,6 +1,5 @@
 #include "birdplane/transforms/misc.h"
 
-#include <cfenv>
 #include <cmath>
 #include <limits>
 
@@ -10,6 +9,8 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
+#include "transforms/internal.h"
 
 namespace birdplane::transforms {
 namespace functional {
@@ -122,26 +123,12 @@ std::string ConvertImageDtype::repr() const {
 
 namespace {
 
-std::string number(double v) {
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
-}
-
-// Python's round(): half to even, as std::nearbyint in the default rounding mode.
-int64_t round_half_even(double x) {
-  const int saved = std::fegetround();
-  std::fesetround(FE_TONEAREST);
-  const double r = std::nearbyint(x);
-  std::fesetround(saved);
-  return static_cast<int64_t>(r);
-}
-
 }  // namespace
 
 RandomErasing::RandomErasing(double p, std::array<double, 2> scale, std::array<double, 2> ratio,
                              std::vector<double> value, bool random_value, bool inplace, at::Generator* generator)
-    : p_(p), scale_(scale), ratio_(ratio), value_(std::move(value)), random_value_(random_value), inplace_(inplace),
-      generator_(generator) {
+    : RandomTransform(generator), p_(p), scale_(scale), ratio_(ratio), value_(std::move(value)),
+      random_value_(random_value), inplace_(inplace) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "RandomErasing: p is {}; a probability is between 0 and 1", p);
   BIRDPLANE_CHECK(scale[0] >= 0 && scale[1] <= 1, "RandomErasing: scale ({}, {}) must lie between 0 and 1", scale[0],
                   scale[1]);
@@ -166,8 +153,8 @@ RandomErasing::Params RandomErasing::get_params(at::Generator& gen, int64_t chan
     // torch.exp(torch.empty(1).uniform_(log_lo, log_hi)) on the one-element tensor, as torchvision does.
     auto u = at::empty({1}, at::TensorOptions().dtype(at::kFloat)).uniform_(log_lo, log_hi, gen);
     const double aspect = at::exp(u).item<float>();
-    const int64_t h = round_half_even(std::sqrt(erase_area * aspect));
-    const int64_t w = round_half_even(std::sqrt(erase_area / aspect));
+    const int64_t h = F::round_half_even(std::sqrt(erase_area * aspect));
+    const int64_t w = F::round_half_even(std::sqrt(erase_area / aspect));
     if (!(h < height && w < width)) continue;
     if (random_value) {
       out.value = at::empty({channels, h, w}, at::TensorOptions().dtype(at::kFloat)).normal_(0, 1, gen);
@@ -195,9 +182,8 @@ RandomErasing::Params RandomErasing::draw(at::Generator& gen, int64_t channels, 
 }
 
 at::Tensor RandomErasing::apply(const at::Tensor& input, const std::vector<Params>& params) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "RandomErasing: expects [C,H,W] or [B,C,H,W], got {} dims",
-                  input.dim());
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
+  check_image(input, "RandomErasing");
+  const int64_t n = image_count(input);
   BIRDPLANE_CHECK(static_cast<int64_t>(params.size()) == n, "RandomErasing: {} parameter sets for {} images",
                   params.size(), n);
   bool any = false;
@@ -213,16 +199,8 @@ at::Tensor RandomErasing::apply(const at::Tensor& input, const std::vector<Param
 }
 
 at::Tensor RandomErasing::forward(const at::Tensor& input, at::Generator& gen) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "RandomErasing: expects [C,H,W] or [B,C,H,W], got {} dims",
-                  input.dim());
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
-  std::vector<Params> params;
-  for (int64_t k = 0; k < n; ++k) params.push_back(draw(gen, input.size(-3), input.size(-2), input.size(-1)));
-  return apply(input, params);
-}
-
-at::Tensor RandomErasing::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  check_image(input, "RandomErasing");
+  return apply(input, draw_per_image(input, [&] { return draw(gen, input.size(-3), input.size(-2), input.size(-1)); }));
 }
 
 std::string RandomErasing::repr() const {
@@ -230,13 +208,13 @@ std::string RandomErasing::repr() const {
   if (random_value_) {
     value = "random";
   } else if (value_.size() == 1) {
-    value = number(value_[0]);
+    value = python_number(value_[0]);
   } else {
-    for (double v : value_) value += (value.empty() ? "" : ", ") + number(v);
+    for (double v : value_) value += (value.empty() ? "" : ", ") + python_number(v);
     value = "[" + value + "]";
   }
-  return fmt::format("RandomErasing(p={}, scale=({}, {}), ratio=({}, {}), value={}, inplace={})", number(p_), scale_[0],
-                     scale_[1], ratio_[0], ratio_[1], value, inplace_ ? "True" : "False");
+  return fmt::format("RandomErasing(p={}, scale=({}, {}), ratio=({}, {}), value={}, inplace={})", python_number(p_),
+                     scale_[0], scale_[1], ratio_[0], ratio_[1], value, inplace_ ? "True" : "False");
 }
 
 // --- LinearTransformation ---

@@ -10,16 +10,12 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/functional.h"
+#include "common/text.h"
 #include "spec_registry.h"
 
 namespace birdplane::transforms {
 namespace spec {
 namespace {
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 // Recursive-descent parser for: list := call (',' call)*; call := Name ['(' args ')'];
 // args := (value | key '=' value) (',' ...)*; value := number | word | 'text' | "text" | [values] |
@@ -307,7 +303,7 @@ std::string Args::choice(size_t index, const std::string& key, const std::vector
   if (!given) return t;
   if (auto dot = t.rfind('.'); dot != std::string::npos) t = t.substr(dot + 1);
   for (const auto& a : allowed)
-    if (lower(a) == lower(t)) return a;
+    if (to_lower(a) == to_lower(t)) return a;
   std::string list;
   for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
   error(fmt::format("{} is '{}'; allowed: {}", key, t, list));
@@ -318,7 +314,7 @@ bool Args::flag(size_t index, const std::string& key, bool fallback) {
   if (!v) return fallback;
   if (v->kind == Value::Kind::kNumber && (v->number == 0 || v->number == 1)) return v->number == 1;
   if (v->kind == Value::Kind::kText) {
-    const auto t = lower(v->text);
+    const auto t = to_lower(v->text);
     if (t == "true") return true;
     if (t == "false") return false;
   }

@@ -8,6 +8,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
 
 namespace birdplane::transforms {
 
@@ -30,6 +31,10 @@ at::Tensor Normalize::operator()(const at::Tensor& input) const {
 
 std::string Normalize::repr() const {
   return fmt::format("Normalize(mean={}, std={})", mean_, std_);
+}
+
+at::Tensor RandomTransform::operator()(const at::Tensor& input) const {
+  return forward(input, generator_or_default(generator_));
 }
 
 at::Tensor Compose::operator()(const at::Tensor& input) const {
@@ -82,15 +87,10 @@ std::string list_repr(const std::string& head, const std::vector<TransformPtr>& 
   return s + "\n)";
 }
 
-std::string py_number(double v) {
-  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
-  return fmt::format("{}", v);
-}
-
 }  // namespace
 
 RandomApply::RandomApply(std::vector<TransformPtr> transforms, double p, at::Generator* generator)
-    : transforms_(std::move(transforms)), p_(p), generator_(generator) {
+    : RandomTransform(generator), transforms_(std::move(transforms)), p_(p) {
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "RandomApply: p is {}; a probability is between 0 and 1", p);
   for (const auto& t : transforms_) BIRDPLANE_CHECK(t != nullptr, "RandomApply: a transform in the list is null");
 }
@@ -111,16 +111,12 @@ at::Tensor RandomApply::forward(const at::Tensor& input, at::Generator& gen) con
   });
 }
 
-at::Tensor RandomApply::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
-}
-
 std::string RandomApply::repr() const {
-  return list_repr("RandomApply(\n    p=" + py_number(p_), transforms_);
+  return list_repr("RandomApply(\n    p=" + python_number(p_), transforms_);
 }
 
 RandomChoice::RandomChoice(std::vector<TransformPtr> transforms, std::vector<double> p, at::Generator* generator)
-    : transforms_(std::move(transforms)), p_(std::move(p)), generator_(generator) {
+    : RandomTransform(generator), transforms_(std::move(transforms)), p_(std::move(p)) {
   BIRDPLANE_CHECK(!transforms_.empty(), "RandomChoice: needs at least one transform to choose from");
   for (const auto& t : transforms_) BIRDPLANE_CHECK(t != nullptr, "RandomChoice: a transform in the list is null");
   if (!p_.empty()) {
@@ -155,22 +151,18 @@ at::Tensor RandomChoice::forward(const at::Tensor& input, at::Generator& gen) co
   });
 }
 
-at::Tensor RandomChoice::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
-}
-
 std::string RandomChoice::repr() const {
   std::string p = "None";
   if (!p_.empty()) {
     p.clear();
-    for (double w : p_) p += (p.empty() ? "" : ", ") + py_number(w);
+    for (double w : p_) p += (p.empty() ? "" : ", ") + python_number(w);
     p = "[" + p + "]";
   }
   return list_repr("RandomChoice(", transforms_) + "(p=" + p + ")";
 }
 
 RandomOrder::RandomOrder(std::vector<TransformPtr> transforms, at::Generator* generator)
-    : transforms_(std::move(transforms)), generator_(generator) {
+    : RandomTransform(generator), transforms_(std::move(transforms)) {
   for (const auto& t : transforms_) BIRDPLANE_CHECK(t != nullptr, "RandomOrder: a transform in the list is null");
 }
 
@@ -184,10 +176,6 @@ at::Tensor RandomOrder::forward(const at::Tensor& input, at::Generator& gen) con
       x = transforms_[static_cast<size_t>(k)]->forward(x, gen);
     return x;
   });
-}
-
-at::Tensor RandomOrder::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
 }
 
 std::string RandomOrder::repr() const { return list_repr("RandomOrder(", transforms_); }

@@ -12,17 +12,14 @@
 #include "birdplane/check.h"
 #include "birdplane/transforms/color.h"
 #include "birdplane/transforms/random.h"
+#include "common/text.h"
+#include "transforms/internal.h"
 
 namespace birdplane::transforms {
 namespace functional {
 namespace {
 
 constexpr double kDegToRad = M_PI / 180.0;  // what Python's math.radians multiplies by
-
-void check_image(const at::Tensor& image, const char* who) {
-  BIRDPLANE_CHECK(image.dim() == 3 || image.dim() == 4, "{} expects [C,H,W] or [B,C,H,W], got {} dims", who,
-                  image.dim());
-}
 
 void check_mode(InterpolationMode mode, const char* who) {
   BIRDPLANE_CHECK(mode != InterpolationMode::kBicubic,
@@ -258,14 +255,9 @@ namespace {
 
 namespace F = functional;
 
-std::string float_text(double v) {
-  auto s = fmt::format("{}", v);
-  return s.find_first_of(".en") == std::string::npos ? s + ".0" : s;
-}
-
 std::string floats_text(const std::vector<double>& v) {
   std::string s;
-  for (double x : v) s += (s.empty() ? "" : ", ") + float_text(x);
+  for (double x : v) s += (s.empty() ? "" : ", ") + python_repr(x);
   return "[" + s + "]";
 }
 
@@ -299,13 +291,10 @@ void check_fill_option(const std::vector<double>& fill, const char* who) {
 }
 
 void check_batch(const at::Tensor& input, size_t params, const char* who) {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "{} expects [C,H,W] or [B,C,H,W], got {} dims", who,
-                  input.dim());
-  const int64_t n = input.dim() == 4 ? input.size(0) : 1;
+  check_image(input, who);
+  const int64_t n = image_count(input);
   BIRDPLANE_CHECK(static_cast<int64_t>(params) == n, "{}: {} parameter sets for {} image(s)", who, params, n);
 }
-
-int64_t count(const at::Tensor& input) { return input.dim() == 4 ? input.size(0) : 1; }
 
 std::string center_text(const std::optional<std::array<double, 2>>& c) {
   return c ? fmt::format(", center=[{}, {}]", (*c)[0], (*c)[1]) : "";
@@ -316,7 +305,8 @@ std::string center_text(const std::optional<std::array<double, 2>>& c) {
 RandomRotation::RandomRotation(std::vector<double> degrees, F::InterpolationMode interpolation, bool expand,
                                std::optional<std::array<double, 2>> center, std::vector<double> fill,
                                at::Generator* generator)
-    : interpolation_(interpolation), expand_(expand), center_(center), fill_(std::move(fill)), generator_(generator) {
+    : RandomTransform(generator), interpolation_(interpolation), expand_(expand), center_(center),
+      fill_(std::move(fill)) {
   auto d = setup_angle(degrees, "RandomRotation", "degrees", {2});
   degrees_ = {d[0], d[1]};
   F::check_mode(interpolation_, "RandomRotation");
@@ -349,26 +339,20 @@ at::Tensor RandomRotation::apply(const at::Tensor& input, const std::vector<doub
 }
 
 at::Tensor RandomRotation::forward(const at::Tensor& input, at::Generator& gen) const {
-  std::vector<double> angles;
-  for (int64_t i = 0; i < count(input); ++i) angles.push_back(get_params(gen, degrees_));
-  return apply(input, angles);
-}
-
-at::Tensor RandomRotation::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, draw_per_image(input, [&] { return get_params(gen, degrees_); }));
 }
 
 std::string RandomRotation::repr() const {
-  return fmt::format("RandomRotation(degrees=[{}, {}], interpolation={}, expand={}{}, fill={})", float_text(degrees_[0]),
-                     float_text(degrees_[1]), F::to_string(interpolation_), expand_ ? "True" : "False",
-                     center_text(center_), fill_.size() == 1 ? fmt::format("{}", fill_[0]) : floats_text(fill_));
+  return fmt::format("RandomRotation(degrees=[{}, {}], interpolation={}, expand={}{}, fill={})",
+                     python_repr(degrees_[0]), python_repr(degrees_[1]), F::to_string(interpolation_),
+                     expand_ ? "True" : "False", center_text(center_), fill_.size() == 1 ? fmt::format("{}", fill_[0]) : floats_text(fill_));
 }
 
 RandomAffine::RandomAffine(std::vector<double> degrees, std::vector<double> translate, std::vector<double> scale,
                            std::vector<double> shear, F::InterpolationMode interpolation, std::vector<double> fill,
                            std::optional<std::array<double, 2>> center, at::Generator* generator)
-    : translate_(std::move(translate)), scale_(std::move(scale)), interpolation_(interpolation),
-      fill_(std::move(fill)), center_(center), generator_(generator) {
+    : RandomTransform(generator), translate_(std::move(translate)), scale_(std::move(scale)),
+      interpolation_(interpolation), fill_(std::move(fill)), center_(center) {
   auto d = setup_angle(degrees, "RandomAffine", "degrees", {2});
   degrees_ = {d[0], d[1]};
   if (!translate_.empty()) {
@@ -396,11 +380,11 @@ RandomAffine::Params RandomAffine::get_params(at::Generator& gen, std::array<dou
   if (!translate.empty()) {
     const double max_dx = translate[0] * static_cast<double>(width);
     const double max_dy = translate[1] * static_cast<double>(height);
-    // int(round(...)): Python rounds halves to even, as std::nearbyint does.
+    // torchvision's int(round(...)): Python rounds halves to even.
     const float tx = uniform(gen, -max_dx, max_dx);
     const float ty = uniform(gen, -max_dy, max_dy);
-    p.translate[0] = static_cast<int64_t>(std::nearbyint(static_cast<double>(tx)));
-    p.translate[1] = static_cast<int64_t>(std::nearbyint(static_cast<double>(ty)));
+    p.translate[0] = F::round_half_even(static_cast<double>(tx));
+    p.translate[1] = F::round_half_even(static_cast<double>(ty));
   }
   if (!scale.empty()) p.scale = static_cast<double>(uniform(gen, scale[0], scale[1]));
   if (!shear.empty()) {
@@ -426,18 +410,13 @@ at::Tensor RandomAffine::apply(const at::Tensor& input, const std::vector<Params
 }
 
 at::Tensor RandomAffine::forward(const at::Tensor& input, at::Generator& gen) const {
-  std::vector<Params> params;
-  for (int64_t i = 0; i < count(input); ++i)
-    params.push_back(get_params(gen, degrees_, translate_, scale_, shear_, input.size(-1), input.size(-2)));
-  return apply(input, params);
-}
-
-at::Tensor RandomAffine::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input, draw_per_image(input, [&] {
+                 return get_params(gen, degrees_, translate_, scale_, shear_, input.size(-1), input.size(-2));
+               }));
 }
 
 std::string RandomAffine::repr() const {
-  std::string s = fmt::format("RandomAffine(degrees=[{}, {}]", float_text(degrees_[0]), float_text(degrees_[1]));
+  std::string s = fmt::format("RandomAffine(degrees=[{}, {}]", python_repr(degrees_[0]), python_repr(degrees_[1]));
   if (!translate_.empty()) s += ", translate=" + floats_text(translate_);
   if (!scale_.empty()) s += ", scale=" + floats_text(scale_);
   if (!shear_.empty()) s += ", shear=" + floats_text(shear_);
@@ -449,8 +428,8 @@ std::string RandomAffine::repr() const {
 
 RandomPerspective::RandomPerspective(double distortion_scale, double p, F::InterpolationMode interpolation,
                                      std::vector<double> fill, at::Generator* generator)
-    : distortion_scale_(distortion_scale), p_(p), interpolation_(interpolation), fill_(std::move(fill)),
-      generator_(generator) {
+    : RandomTransform(generator), distortion_scale_(distortion_scale), p_(p), interpolation_(interpolation),
+      fill_(std::move(fill)) {
   BIRDPLANE_CHECK(distortion_scale >= 0 && distortion_scale <= 1,
                   "RandomPerspective: distortion_scale is {}; it must be between 0 and 1", distortion_scale);
   BIRDPLANE_CHECK(p >= 0 && p <= 1, "RandomPerspective: p is {}; a probability is between 0 and 1", p);
@@ -487,31 +466,24 @@ at::Tensor RandomPerspective::apply(const at::Tensor& input, const std::vector<P
   check_batch(input, params.size(), "RandomPerspective");
   const auto fill = channel_fill(fill_, input.size(-3), "RandomPerspective");
   const auto dtype = F::grid_dtype(input);
-  std::vector<int64_t> chosen;
-  std::vector<at::Tensor> grids;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i].apply) continue;
-    chosen.push_back(static_cast<int64_t>(i));
-    const auto coeffs = F::perspective_coeffs(params[i].startpoints, params[i].endpoints);
-    grids.push_back(F::perspective_grid(coeffs, input.size(-1), input.size(-2), dtype));
-  }
-  if (chosen.empty()) return input;
-  if (input.dim() == 3) return F::grid_transform(input, grids[0], interpolation_, fill);
-  auto sel = torch::tensor(chosen, torch::kInt64);
-  auto out = input.clone();
-  out.index_copy_(0, sel, F::grid_transform(input.index_select(0, sel), torch::cat(grids, 0), interpolation_, fill));
-  return out;
+  std::vector<bool> flags;
+  for (const auto& p : params) flags.push_back(p.apply);
+  // One grid per chosen image; the images left alone need none.
+  auto warp = [&](const at::Tensor& images, const std::vector<int64_t>& chosen) {
+    std::vector<at::Tensor> grids;
+    for (int64_t i : chosen) {
+      const auto& p = params[static_cast<size_t>(i)];
+      const auto coeffs = F::perspective_coeffs(p.startpoints, p.endpoints);
+      grids.push_back(F::perspective_grid(coeffs, input.size(-1), input.size(-2), dtype));
+    }
+    return F::grid_transform(images, torch::cat(grids, 0), interpolation_, fill);
+  };
+  return apply_flagged(input, flags, "RandomPerspective", warp);
 }
 
 at::Tensor RandomPerspective::forward(const at::Tensor& input, at::Generator& gen) const {
-  std::vector<Params> params;
-  for (int64_t i = 0; i < count(input); ++i)
-    params.push_back(draw(gen, input.size(-1), input.size(-2), distortion_scale_, p_));
-  return apply(input, params);
-}
-
-at::Tensor RandomPerspective::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  return apply(input,
+               draw_per_image(input, [&] { return draw(gen, input.size(-1), input.size(-2), distortion_scale_, p_); }));
 }
 
 std::string RandomPerspective::repr() const { return fmt::format("RandomPerspective(p={})", p_); }
@@ -537,8 +509,8 @@ std::array<double, 2> pair(const std::vector<double>& v, const char* name) {
 
 ElasticTransform::ElasticTransform(std::vector<double> alpha, std::vector<double> sigma,
                                    F::InterpolationMode interpolation, double fill, at::Generator* generator)
-    : alpha_(pair(alpha, "alpha")), sigma_(pair(sigma, "sigma")), interpolation_(interpolation), fill_(fill),
-      generator_(generator) {
+    : RandomTransform(generator), alpha_(pair(alpha, "alpha")), sigma_(pair(sigma, "sigma")),
+      interpolation_(interpolation), fill_(fill) {
   for (double a : alpha_) BIRDPLANE_CHECK(a >= 0, "ElasticTransform: alpha must be 0 or more, got {}", a);
   for (double s : sigma_) BIRDPLANE_CHECK(s >= 0, "ElasticTransform: sigma must be 0 or more, got {}", s);
   BIRDPLANE_CHECK((sigma_[0] > 0) == (sigma_[1] > 0),
@@ -577,21 +549,13 @@ at::Tensor ElasticTransform::apply(const at::Tensor& input, const std::vector<at
 }
 
 at::Tensor ElasticTransform::forward(const at::Tensor& input, at::Generator& gen) const {
-  BIRDPLANE_CHECK(input.dim() == 3 || input.dim() == 4, "ElasticTransform expects [C,H,W] or [B,C,H,W], got {} dims",
-                  input.dim());
-  std::vector<at::Tensor> displacements;
-  for (int64_t i = 0; i < count(input); ++i)
-    displacements.push_back(get_params(gen, alpha_, sigma_, input.size(-2), input.size(-1)));
-  return apply(input, displacements);
-}
-
-at::Tensor ElasticTransform::operator()(const at::Tensor& input) const {
-  return forward(input, generator_or_default(generator_));
+  check_image(input, "ElasticTransform");
+  return apply(input, draw_per_image(input, [&] { return get_params(gen, alpha_, sigma_, input.size(-2), input.size(-1)); }));
 }
 
 std::string ElasticTransform::repr() const {
   return fmt::format("ElasticTransform(alpha=[{}, {}], sigma=[{}, {}], interpolation={}, fill={})",
-                     float_text(alpha_[0]), float_text(alpha_[1]), float_text(sigma_[0]), float_text(sigma_[1]),
+                     python_repr(alpha_[0]), python_repr(alpha_[1]), python_repr(sigma_[0]), python_repr(sigma_[1]),
                      F::to_string(interpolation_), fill_);
 }
 

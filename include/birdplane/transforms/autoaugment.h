@@ -74,11 +74,10 @@ AutoAugmentPolicy auto_augment_policy_from_string(const std::string& name);
 
 /// Base of the four classes: applies one list of steps per image (images with the same list are
 /// transformed together as a batch).
-class AugmentPolicyTransform : public Transform {
+class AugmentPolicyTransform : public RandomTransform {
  public:
   /// Applies steps[i] in order to image i of a batch (or steps[0] to one image).
   at::Tensor apply(const at::Tensor& input, const std::vector<std::vector<AugmentStep>>& steps) const;
-  at::Tensor operator()(const at::Tensor& input) const override;
 
  protected:
   AugmentPolicyTransform(const char* name, functional::InterpolationMode interpolation, std::vector<double> fill,
@@ -93,7 +92,6 @@ class AugmentPolicyTransform : public Transform {
   const char* name_;
   functional::InterpolationMode interpolation_;
   std::vector<double> fill_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.AutoAugment(policy=IMAGENET, interpolation=nearest, fill=None): each image

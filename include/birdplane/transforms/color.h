@@ -62,7 +62,7 @@ namespace birdplane::transforms {
 
 /// Base of the transforms that apply a fixed function to each image with probability p
 /// (RandomInvert, RandomEqualize, ...): one torch.rand(1) per image, in image order.
-class RandomFlagTransform : public Transform {
+class RandomFlagTransform : public RandomTransform {
  public:
   /// One draw per image: true means apply. With `item_compare` the draw is compared as
   /// torch.rand(1).item() < p (double), otherwise as the tensor comparison torch.rand(1) < p (float).
@@ -70,7 +70,6 @@ class RandomFlagTransform : public Transform {
   /// Applies the function to the images whose flag is set (one flag per image of a batch).
   at::Tensor apply(const at::Tensor& input, const std::vector<bool>& flags) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   double p() const { return p_; }
 
  protected:
@@ -79,7 +78,6 @@ class RandomFlagTransform : public Transform {
   virtual at::Tensor apply_all(const at::Tensor& x) const = 0;
 
   double p_;
-  at::Generator* generator_;
   bool item_compare_;
 };
 
@@ -184,7 +182,7 @@ struct JitterRange {
 /// torchvision.transforms.ColorJitter(brightness=0, contrast=0, saturation=0, hue=0). A number x gives
 /// factors in [max(0, 1 - x), 1 + x] (hue: [-x, x], x <= 0.5); a range is used as given. A range of
 /// exactly the identity (1, 1) or hue (0, 0) is skipped and draws nothing, as in torchvision.
-class ColorJitter : public Transform {
+class ColorJitter : public RandomTransform {
  public:
   /// What one image gets: the order of the four adjustments and the factors drawn (unset = skipped).
   struct Params {
@@ -202,7 +200,6 @@ class ColorJitter : public Transform {
   /// Applies one parameter set per image.
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
   /// The checked ranges (unset when the option does nothing).
   const std::optional<std::array<double, 2>>& brightness() const { return brightness_; }
@@ -212,12 +209,11 @@ class ColorJitter : public Transform {
 
  private:
   std::optional<std::array<double, 2>> brightness_, contrast_, saturation_, hue_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.GaussianBlur(kernel_size, sigma=(0.1, 2.0)): each image gets its own sigma,
 /// torch.empty(1).uniform_(sigma_min, sigma_max), used for both directions.
-class GaussianBlur : public Transform {
+class GaussianBlur : public RandomTransform {
  public:
   /// kernel_size {kx, ky} odd and positive; sigma {min, max} with 0 < min <= max.
   GaussianBlur(std::array<int64_t, 2> kernel_size, std::array<double, 2> sigma = {0.1, 2.0},
@@ -227,13 +223,11 @@ class GaussianBlur : public Transform {
   /// Blurs each image with its sigma.
   at::Tensor apply(const at::Tensor& input, const std::vector<double>& sigmas) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   std::array<int64_t, 2> kernel_size_;
   std::array<double, 2> sigma_;
-  at::Generator* generator_;
 };
 
 }  // namespace birdplane::transforms

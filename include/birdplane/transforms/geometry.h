@@ -151,7 +151,7 @@ struct RandomCropOptions {
 
 /// torchvision.transforms.RandomCrop(size, padding=None, pad_if_needed=False, fill=0,
 /// padding_mode="constant"). On a batch every image gets its own window.
-class RandomCrop : public Transform {
+class RandomCrop : public RandomTransform {
  public:
   /// Where one image is cut: the window's top-left corner in the padded image.
   struct Params {
@@ -180,20 +180,18 @@ class RandomCrop : public Transform {
   /// Draws one window per image from `gen` (in image order) and applies them.
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
 
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   RandomCropOptions options_;
   int64_t out_h_, out_w_;
   bool padding_given_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3/4, 4/3),
 /// interpolation=bilinear, antialias=None): a random window of random area and aspect ratio,
 /// resized to `size`. Each image of a batch gets its own window.
-class RandomResizedCrop : public Transform {
+class RandomResizedCrop : public RandomTransform {
  public:
   using Params = RandomCrop::Params;
   /// `size`: 1 value (square) or {h, w}; scale and ratio are (min, max) with min <= max, ratio > 0.
@@ -209,7 +207,6 @@ class RandomResizedCrop : public Transform {
   /// Crops and resizes each image with its window.
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
@@ -217,7 +214,6 @@ class RandomResizedCrop : public Transform {
   std::array<double, 2> scale_, ratio_;
   functional::InterpolationMode interpolation_;
   std::optional<bool> antialias_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.FiveCrop(size), with the crops stacked: [C,H,W] gives [5,C,h,w] (what
@@ -247,7 +243,7 @@ class TenCrop : public Transform {
 };
 
 /// torchvision.transforms.RandomHorizontalFlip(p): flips each image with probability p.
-class RandomHorizontalFlip : public Transform {
+class RandomHorizontalFlip : public RandomTransform {
  public:
   explicit RandomHorizontalFlip(double p = 0.5, at::Generator* generator = nullptr);
   /// One draw per image: true means flip (torch.rand(1) < p).
@@ -256,16 +252,14 @@ class RandomHorizontalFlip : public Transform {
   at::Tensor apply(const at::Tensor& input, const std::vector<bool>& flip) const;
   /// Draws one flag per image from `gen` and applies them.
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   double p_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomVerticalFlip(p): flips each image top-bottom with probability p.
-class RandomVerticalFlip : public Transform {
+class RandomVerticalFlip : public RandomTransform {
  public:
   explicit RandomVerticalFlip(double p = 0.5, at::Generator* generator = nullptr);
   /// One torch.rand(1) < p per image, as RandomHorizontalFlip.
@@ -273,12 +267,10 @@ class RandomVerticalFlip : public Transform {
   /// Flips the images whose flag is set.
   at::Tensor apply(const at::Tensor& input, const std::vector<bool>& flip) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   double p_;
-  at::Generator* generator_;
 };
 
 }  // namespace birdplane::transforms

@@ -59,7 +59,7 @@ class ConvertImageDtype : public Transform {
 /// torchvision.transforms.RandomErasing(p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0,
 /// inplace=False). `value` holds one number, one per channel, or is empty with random_value for
 /// torchvision's value="random" (standard normal noise, drawn inside get_params).
-class RandomErasing : public Transform {
+class RandomErasing : public RandomTransform {
  public:
   /// Where and what one image gets. `erase` false: the p draw said no (nothing else was drawn).
   /// When no box fits in 10 attempts, torchvision "erases" the whole image with itself: then
@@ -84,7 +84,6 @@ class RandomErasing : public Transform {
   /// Erases each image with its parameters.
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
@@ -92,7 +91,6 @@ class RandomErasing : public Transform {
   std::array<double, 2> scale_, ratio_;
   std::vector<double> value_;
   bool random_value_, inplace_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.LinearTransformation(transformation_matrix [D,D], mean_vector [D]).

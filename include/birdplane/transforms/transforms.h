@@ -33,6 +33,31 @@ class Transform {
 
 using TransformPtr = std::shared_ptr<Transform>;
 
+/// Base of the transforms that draw random parameters. They take the generator to draw from at
+/// construction (not owned; nullptr: the default CPU generator) and implement forward(input, gen);
+/// operator() is forward with that generator.
+class RandomTransform : public Transform {
+ public:
+  /// forward(input, the generator given at construction, or the default CPU generator).
+  at::Tensor operator()(const at::Tensor& input) const final;
+  at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override = 0;
+
+ protected:
+  explicit RandomTransform(at::Generator* generator) : generator_(generator) {}
+
+  /// One `draw()` per image of `input` (once for [C,H,W]), in image order: the parameter sets
+  /// forward passes to apply.
+  template <typename Draw>
+  static auto draw_per_image(const at::Tensor& input, Draw draw) {
+    std::vector<decltype(draw())> out;
+    const int64_t n = input.dim() == 4 ? input.size(0) : 1;
+    for (int64_t i = 0; i < n; ++i) out.push_back(draw());
+    return out;
+  }
+
+  at::Generator* generator_;
+};
+
 /// torchvision.transforms.ToTensor: uint8 HWC or CHW to float32 CHW in [0,1].
 class ToTensor : public Transform {
  public:
@@ -96,19 +121,17 @@ class Compose : public Transform {
 /// none. Each image draws torch.rand(1) and is transformed when p >= the draw (torchvision skips when
 /// p < torch.rand(1)); the inner transforms then draw for that image. A batch goes image by image, so
 /// it equals N single-image calls on the same generator.
-class RandomApply : public Transform {
+class RandomApply : public RandomTransform {
  public:
   explicit RandomApply(std::vector<TransformPtr> transforms, double p = 0.5, at::Generator* generator = nullptr);
   /// One draw per image: true means apply (p >= torch.rand(1), compared as float like torchvision's tensor).
   static std::vector<bool> get_params(at::Generator& gen, int64_t count, double p);
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   std::vector<TransformPtr> transforms_;
   double p_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomChoice(transforms, p=None): applies one of `transforms` per image,
@@ -116,37 +139,33 @@ class RandomApply : public Transform {
 /// C++ cannot reproduce; here the pick is one torch.rand(1) u per image from the generator, and the
 /// choice is the first k with u * sum(p) < p[0] + ... + p[k] (floor(u * n) without weights), the rule
 /// Python's random.choices uses.
-class RandomChoice : public Transform {
+class RandomChoice : public RandomTransform {
  public:
   explicit RandomChoice(std::vector<TransformPtr> transforms, std::vector<double> p = {},
                         at::Generator* generator = nullptr);
   /// The index picked for one image.
   static int64_t get_params(at::Generator& gen, int64_t n, const std::vector<double>& p);
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   std::vector<TransformPtr> transforms_;
   std::vector<double> p_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomOrder(transforms): applies all of `transforms` in a random order per
 /// image. torchvision shuffles with Python's `random`; here the order is torch.randperm(n) from the
 /// generator, one per image.
-class RandomOrder : public Transform {
+class RandomOrder : public RandomTransform {
  public:
   explicit RandomOrder(std::vector<TransformPtr> transforms, at::Generator* generator = nullptr);
   /// The order for one image: torch.randperm(n).
   static std::vector<int64_t> get_params(at::Generator& gen, int64_t n);
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   std::vector<TransformPtr> transforms_;
-  at::Generator* generator_;
 };
 
 }  // namespace birdplane::transforms

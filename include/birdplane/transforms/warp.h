@@ -71,7 +71,7 @@ namespace birdplane::transforms {
 /// torchvision.transforms.RandomRotation(degrees, interpolation=nearest, expand=False, center=None,
 /// fill=0): rotates each image by an angle drawn uniformly from degrees. With expand, a batch must
 /// come out the same size for every image (an error otherwise).
-class RandomRotation : public Transform {
+class RandomRotation : public RandomTransform {
  public:
   /// `degrees`: one value d >= 0 (the range [-d, d]) or {min, max} with min <= max. `fill`: one
   /// value or one per channel.
@@ -84,7 +84,6 @@ class RandomRotation : public Transform {
   /// Rotates image i by angles[i].
   at::Tensor apply(const at::Tensor& input, const std::vector<double>& angles) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
@@ -93,12 +92,11 @@ class RandomRotation : public Transform {
   bool expand_;
   std::optional<std::array<double, 2>> center_;
   std::vector<double> fill_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomAffine(degrees, translate=None, scale=None, shear=None,
 /// interpolation=nearest, fill=0, center=None).
-class RandomAffine : public Transform {
+class RandomAffine : public RandomTransform {
  public:
   /// One image's draw: what functional::affine takes.
   struct Params {
@@ -123,7 +121,6 @@ class RandomAffine : public Transform {
   /// Warps image i with params[i] (one grid_sample for the batch).
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
@@ -132,12 +129,11 @@ class RandomAffine : public Transform {
   functional::InterpolationMode interpolation_;
   std::vector<double> fill_;
   std::optional<std::array<double, 2>> center_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.RandomPerspective(distortion_scale=0.5, p=0.5, interpolation=bilinear,
 /// fill=0).
-class RandomPerspective : public Transform {
+class RandomPerspective : public RandomTransform {
  public:
   /// One image's draw: whether to warp, and the corners (start = the image corners).
   struct Params {
@@ -154,20 +150,18 @@ class RandomPerspective : public Transform {
   static Params draw(at::Generator& gen, int64_t width, int64_t height, double distortion_scale, double p);
   at::Tensor apply(const at::Tensor& input, const std::vector<Params>& params) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   double distortion_scale_, p_;
   functional::InterpolationMode interpolation_;
   std::vector<double> fill_;
-  at::Generator* generator_;
 };
 
 /// torchvision.transforms.ElasticTransform(alpha=50.0, sigma=5.0, interpolation=bilinear, fill=0).
 /// torchvision blurs the noise with reflect padding of half the kernel (int(8 sigma + 1), made odd),
 /// so the image must be larger than that half (sigma=5 needs at least 21x21).
-class ElasticTransform : public Transform {
+class ElasticTransform : public RandomTransform {
  public:
   /// alpha and sigma: one value or {for x, for y}, each >= 0 (sigma both > 0 or both 0).
   explicit ElasticTransform(std::vector<double> alpha = {50.0}, std::vector<double> sigma = {5.0},
@@ -180,14 +174,12 @@ class ElasticTransform : public Transform {
   /// Warps image i with displacements[i] ([1,H,W,2] each), one grid_sample for the batch.
   at::Tensor apply(const at::Tensor& input, const std::vector<at::Tensor>& displacements) const;
   at::Tensor forward(const at::Tensor& input, at::Generator& gen) const override;
-  at::Tensor operator()(const at::Tensor& input) const override;
   std::string repr() const override;
 
  private:
   std::array<double, 2> alpha_, sigma_;
   functional::InterpolationMode interpolation_;
   double fill_;
-  at::Generator* generator_;
 };
 
 }  // namespace birdplane::transforms

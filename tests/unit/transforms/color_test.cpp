@@ -82,7 +82,7 @@ TEST(ColorTransforms, ReprsReadLikeTorchvision) {
   EXPECT_EQ(T::RandomGrayscale().repr(), "RandomGrayscale(p=0.1)");
   EXPECT_EQ(T::RandomPosterize(2).repr(), "RandomPosterize(bits=2,p=0.5)");
   EXPECT_EQ(T::RandomSolarize(128, 0.3).repr(), "RandomSolarize(threshold=128,p=0.3)");
-  EXPECT_EQ(T::GaussianBlur({3, 5}).repr(), "GaussianBlur(kernel_size=(3, 5), sigma=(0.1, 2))");
+  EXPECT_EQ(T::GaussianBlur({3, 5}).repr(), "GaussianBlur(kernel_size=(3, 5), sigma=(0.1, 2.0))");
   EXPECT_EQ(T::ColorJitter(0.5).repr(), "ColorJitter(brightness=[0.5, 1.5], contrast=None, saturation=None, hue=None)");
   EXPECT_EQ(T::RandomErasing().repr(),
             "RandomErasing(p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0, inplace=False)");

@@ -36,7 +36,7 @@ void expect_same(const std::string& spec, const T::Transform& direct) {
 
 }  // namespace
 
-TEST(SpecGeometry2, EachTransformParsesAndMatchesTheClass) {
+TEST(SpecGeometry, EachTransformParsesAndMatchesTheClass) {
   using IM = F::InterpolationMode;
   expect_same("Resize(12)", T::Resize({12}));
   expect_same("Resize([10, 14], interpolation=nearest)", T::Resize({10, 14}, IM::kNearest));
@@ -63,7 +63,7 @@ TEST(SpecGeometry2, EachTransformParsesAndMatchesTheClass) {
   expect_same("crop", T::RandomCrop(32, 4));
 }
 
-TEST(SpecGeometry2, AugmentKeepsUint8Batches) {
+TEST(SpecGeometry, AugmentKeepsUint8Batches) {
   auto aug = T::parse_augment("RandomRotation(10), RandomAffine(0, translate=(0.1, 0.1)), RandomVerticalFlip()");
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   auto x = batch();
@@ -72,7 +72,7 @@ TEST(SpecGeometry2, AugmentKeepsUint8Batches) {
   EXPECT_EQ(y.scalar_type(), torch::kUInt8);
 }
 
-TEST(SpecGeometry2, BadValuesNameTheSpot) {
+TEST(SpecGeometry, BadValuesNameTheSpot) {
   expect_error([] { T::parse_transforms("Pad(-1)"); }, {"Pad (column 1", "padding", "0 or more"});
   expect_error([] { T::parse_transforms("Resize(0)"); }, {"Resize", "size", "1 or more"});
   expect_error([] { T::parse_transforms("flip, RandomVerticalFlip(p=1.5)"); }, {"column 7", "p is 1.5"});

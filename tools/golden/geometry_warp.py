@@ -1,6 +1,6 @@
-"""Golden data for the geometric transforms beyond crop/flip (tests/golden/geometry2_test.cpp):
+"""Golden data for the geometric transforms beyond crop/flip (tests/golden/geometry_warp_test.cpp):
 pad modes, resize, center/five/ten crop, resized_crop, affine, rotate, perspective, elastic, and the
-random classes' draws, from torchvision 0.14's tensor path. Run: /usr/bin/python3 tools/gen_golden.py geometry2
+random classes' draws, from torchvision 0.14's tensor path. Run: /usr/bin/python3 tools/gen_golden.py geometry_warp
 """
 import torch
 import torchvision.transforms as T
@@ -117,4 +117,4 @@ def generate(save):
     out["el_cls_u8"] = per_image(T.ElasticTransform(alpha=40.0, sigma=2.0, fill=7), u8, 16)
     out["el_cls_f"] = per_image(T.ElasticTransform(alpha=[10.0, 30.0], sigma=[1.0, 1.0], interpolation=NEAREST), f32, 17)
 
-    save("geometry2.pt", out)
+    save("geometry_warp.pt", out)

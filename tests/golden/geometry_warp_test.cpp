@@ -1,6 +1,6 @@
 // Pad modes, resize, center/five/ten/resized crops, affine, rotate, perspective, elastic and the
-// random geometric classes against torchvision 0.14's tensor path (tests/golden/data/geometry2.pt,
-// written by tools/golden/geometry2.py). uint8 copies must be equal; float within 1e-5; resampled
+// random geometric classes against torchvision 0.14's tensor path (tests/golden/data/geometry_warp.pt,
+// written by tools/golden/geometry_warp.py). uint8 copies must be equal; float within 1e-5; resampled
 // uint8 within one level.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -58,8 +58,8 @@ using fixtures::seeded;
 
 }  // namespace
 
-TEST(GoldenGeometry2, PadModesAreExact) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, PadModesAreExact) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   expect_equal(F::pad(u8, {1, 2, 3, 4}, 7), g["pad_const_u8"], "constant");
   expect_equal(F::pad(u8, {2, 3}, 0, PaddingMode::kEdge), g["pad_edge_u8"], "edge");
@@ -72,8 +72,8 @@ TEST(GoldenGeometry2, PadModesAreExact) {
   expect_equal(F::pad_constant(u8, 1, 2, 3, 4, 7), g["pad_const_u8"], "pad_constant");
 }
 
-TEST(GoldenGeometry2, ResizeMatchesTorchvisionTensors) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, ResizeMatchesTorchvisionTensors) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   expect_close(F::resize(u8, {10, 13}), g["resize_bilinear_u8"], "bilinear u8");
   expect_close(F::resize(u8, {24, 30}, kNearest), g["resize_nearest_u8"], "nearest u8");
@@ -89,8 +89,8 @@ TEST(GoldenGeometry2, ResizeMatchesTorchvisionTensors) {
   EXPECT_TRUE(F::resize(u8, {16, 20}).is_same(u8));
 }
 
-TEST(GoldenGeometry2, CentreResizedFiveAndTenCrops) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, CentreResizedFiveAndTenCrops) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   expect_equal(F::center_crop(u8, {7, 9}), g["cc_u8"], "center_crop");
   expect_equal(F::center_crop(u8, {19, 25}), g["cc_pad_u8"], "center_crop with padding");
@@ -106,8 +106,8 @@ TEST(GoldenGeometry2, CentreResizedFiveAndTenCrops) {
   expect_equal(T::TenCrop({5})(u8[0]), g["ten_h_u8"], "TenCrop image");
 }
 
-TEST(GoldenGeometry2, AffineAndRotate) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, AffineAndRotate) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   expect_close(F::affine(u8, 30, {2, -1}, 0.9, {10, 5}, kNearest), g["aff_u8_nearest"], "affine nearest u8");
   expect_close(F::affine(u8, -20.5, {1, 3}, 1.2, {-8, 0}, kBilinear, std::vector<double>{10, 200, 50}),
@@ -124,8 +124,8 @@ TEST(GoldenGeometry2, AffineAndRotate) {
   expect_close(F::rotate(f[0], 90, kNearest, true), g["rot_f_nearest_expand"], "rotate expand float");
 }
 
-TEST(GoldenGeometry2, PerspectiveAndElastic) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, PerspectiveAndElastic) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   const auto start = points(g["start"]), end = points(g["end"]), end2 = points(g["end2"]);
   const auto coeffs = F::perspective_coeffs(start, end);
@@ -149,8 +149,8 @@ TEST(GoldenGeometry2, PerspectiveAndElastic) {
                g["el_f_bilinear_fill"], "elastic fill float");
 }
 
-TEST(GoldenGeometry2, RandomCropOptionsDrawAndPadLikeTorchvision) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomCropOptionsDrawAndPadLikeTorchvision) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"], f = g["f32"];
   auto g1 = seeded(1);
   expect_equal(T::RandomCrop(T::RandomCropOptions({10, 12}).padding({1, 2}).padding_mode(PaddingMode::kReflect), &g1)(u8),
@@ -164,8 +164,8 @@ TEST(GoldenGeometry2, RandomCropOptionsDrawAndPadLikeTorchvision) {
       g["crop_symmetric_f"], "symmetric padding float");
 }
 
-TEST(GoldenGeometry2, RandomResizedCropDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomResizedCropDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(2);
   for (int64_t i = 0; i < 8; ++i) {
     auto p = T::RandomResizedCrop::get_params(gen, 16, 20, {0.08, 1.0}, {3.0 / 4.0, 4.0 / 3.0});
@@ -186,8 +186,8 @@ TEST(GoldenGeometry2, RandomResizedCropDraws) {
                g["rrc_f_nearest"], "RandomResizedCrop float nearest");
 }
 
-TEST(GoldenGeometry2, RandomVerticalFlipDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomVerticalFlipDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(5);
   auto flags = T::RandomVerticalFlip::get_params(gen, 8, 0.5);
   for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(flags[i], g["vflip_flags"][i].item<bool>()) << i;
@@ -195,8 +195,8 @@ TEST(GoldenGeometry2, RandomVerticalFlipDraws) {
   expect_equal(T::RandomVerticalFlip(0.5, &g5)(g["u8"]), g["vflip_u8"], "RandomVerticalFlip batch");
 }
 
-TEST(GoldenGeometry2, RandomRotationDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomRotationDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(6);
   for (int64_t i = 0; i < 4; ++i)
     EXPECT_EQ(T::RandomRotation::get_params(gen, {-40.0, 25.0}), g["rot_angles"][i].item<double>()) << i;
@@ -208,8 +208,8 @@ TEST(GoldenGeometry2, RandomRotationDraws) {
                g["rot_cls_f"], "RandomRotation float");
 }
 
-TEST(GoldenGeometry2, RandomAffineDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomAffineDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(9);
   for (int64_t i = 0; i < 3; ++i) {
     auto p = T::RandomAffine::get_params(gen, {-30, 30}, {0.2, 0.3}, {0.7, 1.3}, {-10, 10, -5, 5}, 20, 16);
@@ -230,8 +230,8 @@ TEST(GoldenGeometry2, RandomAffineDraws) {
       g["aff_cls_f"], "RandomAffine float");
 }
 
-TEST(GoldenGeometry2, RandomPerspectiveDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, RandomPerspectiveDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(12);
   for (int64_t i = 0; i < 3; ++i) {
     auto p = T::RandomPerspective::get_params(gen, 20, 16, 0.6);
@@ -247,8 +247,8 @@ TEST(GoldenGeometry2, RandomPerspectiveDraws) {
                "RandomPerspective float");
 }
 
-TEST(GoldenGeometry2, ElasticTransformDraws) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, ElasticTransformDraws) {
+  fixtures::Golden g("geometry_warp.pt");
   auto gen = seeded(15);
   expect_close(T::ElasticTransform::get_params(gen, {30, 20}, {2, 1.5}, 16, 20), g["el_params"], "displacement");
   expect_close(T::ElasticTransform::get_params(gen, {5, 5}, {0, 0}, 16, 20), g["el_params_nosigma"],
@@ -261,8 +261,8 @@ TEST(GoldenGeometry2, ElasticTransformDraws) {
 }
 
 // A batch equals the same class applied image by image with the same generator, for every random class.
-TEST(GoldenGeometry2, BatchEqualsImageByImage) {
-  fixtures::Golden g("geometry2.pt");
+TEST(GoldenGeometryWarp, BatchEqualsImageByImage) {
+  fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"];
   std::vector<std::pair<std::string, std::function<T::TransformPtr(at::Generator*)>>> makers = {
       {"RandomCrop", [](at::Generator* gen) {

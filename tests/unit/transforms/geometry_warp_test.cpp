@@ -19,7 +19,7 @@ namespace {
 at::Tensor image() { return torch::zeros({3, 16, 20}, torch::kUInt8); }
 }  // namespace
 
-TEST(Geometry2Errors, PaddingAndSizes) {
+TEST(GeometryWarpErrors, PaddingAndSizes) {
   expect_error([] { F::pad(image(), {-1}); }, {"pad", "padding", "0 or more", "-1"});
   expect_error([] { F::pad(image(), {1, 2, 3}); }, {"padding must have 1, 2 or 4 values", "got 3"});
   expect_error([] { F::pad(image(), {0, 16}, 0, PaddingMode::kReflect); }, {"reflect", "smaller than the image", "16x20"});
@@ -40,7 +40,7 @@ TEST(Geometry2Errors, PaddingAndSizes) {
   expect_error([] { T::RandomCrop(T::RandomCropOptions({18, 20}))(image()); }, {"RandomCrop", "larger", "pad_if_needed"});
 }
 
-TEST(Geometry2Errors, RandomRanges) {
+TEST(GeometryWarpErrors, RandomRanges) {
   expect_error([] { T::RandomResizedCrop({8}, {0.9, 0.1}); }, {"RandomResizedCrop", "scale", "min <= max"});
   expect_error([] { T::RandomResizedCrop({8}, {0.1, 0.9}, {2.0, 1.0}); }, {"RandomResizedCrop", "ratio", "min <= max"});
   expect_error([] { T::RandomResizedCrop({8}, {0.1, 0.9}, {0.0, 1.0}); }, {"RandomResizedCrop", "ratio", "positive"});
@@ -63,7 +63,7 @@ TEST(Geometry2Errors, RandomRanges) {
   expect_error([] { T::ElasticTransform()(image()); }, {"ElasticTransform", "41-pixel kernel", "16x20"});
 }
 
-TEST(Geometry2Errors, WarpArguments) {
+TEST(GeometryWarpErrors, WarpArguments) {
   expect_error([] { F::affine(image(), 0, {0, 0}, 0, {0, 0}); }, {"affine", "scale must be positive"});
   expect_error([] { F::affine(image(), 0, {0, 0}, 1, {0, 0}, InterpolationMode::kBicubic); }, {"affine", "bicubic"});
   expect_error([] { F::rotate(image(), 10, InterpolationMode::kNearest, false, std::nullopt, std::vector<double>{1, 2}); },
@@ -77,7 +77,7 @@ TEST(Geometry2Errors, WarpArguments) {
   }, {"RandomRotation", "expand=True", "one size"});
 }
 
-TEST(Geometry2, ReprsFollowTorchvision) {
+TEST(GeometryWarp, ReprsFollowTorchvision) {
   EXPECT_EQ(T::Resize({32}).repr(), "Resize(size=32, interpolation=bilinear, max_size=None, antialias=None)");
   EXPECT_EQ(T::CenterCrop({24}).repr(), "CenterCrop(size=(24, 24))");
   EXPECT_EQ(T::Pad({1, 2}, 3, PaddingMode::kReflect).repr(), "Pad(padding=[1, 2], fill=3, padding_mode=reflect)");
@@ -92,7 +92,7 @@ TEST(Geometry2, ReprsFollowTorchvision) {
   EXPECT_EQ(T::RandomPerspective().repr(), "RandomPerspective(p=0.5)");
 }
 
-TEST(Geometry2, IdentitiesAndShapes) {
+TEST(GeometryWarp, IdentitiesAndShapes) {
   auto x = torch::randint(0, 256, {2, 3, 16, 20}, torch::kInt64).to(torch::kUInt8);
   // No rotation, no shift, no scale: the image itself, with either interpolation.
   EXPECT_TRUE(torch::equal(F::affine(x, 0, {0, 0}, 1, {0, 0}), x));

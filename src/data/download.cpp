@@ -78,12 +78,6 @@ std::vector<std::string> dataset_problems(const fs::path& dir, bool require_full
   return problems;
 }
 
-std::string join(const std::vector<std::string>& parts, const char* sep) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
-  return out;
-}
-
 // "data/cifar-10-batches-bin/" -> "data/cifar-10-batches-bin": rename() and parent_path() need the
 // last component to be the folder itself.
 fs::path without_trailing_slash(fs::path p) {

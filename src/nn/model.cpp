@@ -43,8 +43,13 @@ Activation parse_activation(const std::string& text) {
 }
 
 nlohmann::json ModelSpec::to_json() const {
-  return {{"name", name},     {"num_classes", num_classes},          {"image_shape", image_shape},
-          {"hidden", hidden}, {"activation", to_string(activation)}};
+  return {{"name", name},
+          {"num_classes", num_classes},
+          {"image_shape", image_shape},
+          {"hidden", hidden},
+          {"activation", to_string(activation)},
+          {"channels", channels},
+          {"blocks", blocks}};
 }
 
 ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
@@ -61,12 +66,21 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
   }
   s.hidden = j.at("hidden").get<std::vector<int64_t>>();
   s.activation = parse_activation(j.at("activation").get<std::string>());
+  s.channels = j.value("channels", s.channels);
+  s.blocks = j.value("blocks", s.blocks);
   return s;
 }
 
 at::Tensor Classifier::forward(const at::Tensor& images) {
   auto z = logits(images);
   return ends_in_log_softmax() ? torch::log_softmax(z, 1) : z;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Classifier::state_dict() const {
+  std::vector<std::pair<std::string, at::Tensor>> entries;
+  for (const auto& p : named_parameters()) entries.emplace_back(p.key(), p.value());
+  for (const auto& b : named_buffers()) entries.emplace_back(b.key(), b.value());
+  return entries;
 }
 
 const std::vector<ModelPreset>& model_presets() { return registry(); }

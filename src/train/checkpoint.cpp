@@ -138,15 +138,14 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
   optimizer.load(opt_archive);
 }
 
-void export_state_dict(const std::string& path, const torch::nn::Module& model) {
+void export_state_dict(const std::string& path, const nn::Classifier& model) {
   c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& p : model.named_parameters()) dict.insert(p.key(), p.value().detach().cpu().contiguous());
-  for (const auto& b : model.named_buffers()) dict.insert(b.key(), b.value().detach().cpu().contiguous());
+  for (const auto& [key, t] : model.state_dict()) dict.insert(key, t.detach().cpu().contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
-void import_state_dict(const std::string& path, torch::nn::Module& model) {
+void import_state_dict(const std::string& path, nn::Classifier& model) {
   check_exists(path, "state_dict file");
   c10::IValue value;
   try {
@@ -162,8 +161,8 @@ void import_state_dict(const std::string& path, torch::nn::Module& model) {
                   value.tagKind());
   auto dict = value.toGenericDict();
   // Parameters and buffers (batch-norm statistics), as in Python's state_dict.
-  auto params = model.named_parameters();
-  for (const auto& b : model.named_buffers()) params.insert(b.key(), b.value());
+  torch::OrderedDict<std::string, at::Tensor> params;
+  for (const auto& [key, t] : model.state_dict()) params.insert(key, t);
   torch::NoGradGuard no_grad;
   for (const auto& p : params) {
     auto it = dict.find(c10::IValue(p.key()));
@@ -173,6 +172,8 @@ void import_state_dict(const std::string& path, torch::nn::Module& model) {
     auto t = it->value().toTensor();
     BIRDPLANE_CHECK(t.sizes() == p.value().sizes(), "{}: '{}' has shape {}, the model needs {}", path, p.key(),
                     shape(t), shape(p.value()));
+    BIRDPLANE_CHECK(t.is_floating_point() == p.value().is_floating_point(), "{}: '{}' holds {}, the model needs {}",
+                    path, p.key(), c10::toString(t.scalar_type()), c10::toString(p.value().scalar_type()));
     p.value().copy_(t);
   }
   for (const auto& entry : dict) {

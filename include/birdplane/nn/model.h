@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +33,8 @@ struct ModelSpec {
   std::vector<int64_t> image_shape = {3, 32, 32};  ///< {C, H, W} of the images it takes
   std::vector<int64_t> hidden;                     ///< MLPs: hidden widths instead of the preset's
   Activation activation = Activation::kTanh;       ///< MLPs: between the linear layers
+  int64_t channels = 32;                           ///< convnets (net-width and after): first-layer channels
+  int64_t blocks = 10;                             ///< net-res-deep: residual blocks
 
   nlohmann::json to_json() const;
   /// Reads what to_json wrote; also the model section of checkpoints from birdplane 0.1.
@@ -57,6 +60,11 @@ class Classifier : public torch::nn::Module {
   virtual bool ends_in_log_softmax() const { return false; }
   /// The layers with their output shapes and parameter counts, the input first.
   virtual std::vector<LayerRow> layer_rows() const = 0;
+
+  /// The state_dict as Python's model has it, in order: every parameter and buffer under its key.
+  /// By default named_parameters() then named_buffers(); a model whose Python twin registers one module
+  /// under several names (the book's NetResDeep) lists each alias, sharing the same tensors.
+  virtual std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
 
   /// logits(), followed by log_softmax over the classes when ends_in_log_softmax().
   at::Tensor forward(const at::Tensor& images);

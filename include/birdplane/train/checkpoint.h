@@ -50,12 +50,12 @@ Checkpoint load_checkpoint(const std::string& path);
 /// Restores the optimizer state saved in the checkpoint at `path` (for resuming).
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
 
-/// Writes the weights and buffers as a pickled dict of tensors (for the MLPs: keys 0.weight, 0.bias,
+/// Writes model.state_dict() as a pickled dict of tensors (for the MLPs: keys 0.weight, 0.bias,
 /// 2.weight, ...) that Python's torch.load() reads and the book's model's load_state_dict() accepts.
-void export_state_dict(const std::string& path, const torch::nn::Module& model);
+void export_state_dict(const std::string& path, const nn::Classifier& model);
 
 /// Reads such a file (or one written by Python's torch.save(dict(model.state_dict()))) into `model`.
-/// Missing or extra keys and shape mismatches are Errors that name the key and both shapes.
-void import_state_dict(const std::string& path, torch::nn::Module& model);
+/// Missing or extra keys, shape and dtype mismatches are Errors that name the key and both shapes.
+void import_state_dict(const std::string& path, nn::Classifier& model);
 
 }  // namespace birdplane::train

@@ -7,6 +7,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/data/batch_loader.h"
+#include "birdplane/data/cifar10.h"
 #include "birdplane/transforms/functional.h"
 #include "support/fixtures.h"
 
@@ -14,7 +15,7 @@ using namespace birdplane;
 
 namespace {
 
-auto fake_set = data::read_cifar10(int64_t n) {
+data::ImageSet fake_set(int64_t n) {
   auto images = torch::arange(n * 3 * 32 * 32, torch::kInt64).remainder(251).to(torch::kUInt8).view({n, 3, 32, 32});
   auto labels = torch::arange(n, torch::kInt64).remainder(10);
   return data::ImageSet(images, labels, data::default_class_names());

@@ -6,6 +6,7 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/stats.h"
+#include "birdplane/nn/mlp.h"
 #include "birdplane/train/run_dir.h"
 #include "birdplane/train/trainer.h"
 #include "support/expect_error.h"
@@ -285,7 +286,8 @@ TEST(Precision, Bf16ScopeRunsLinearInBfloat16AndRestoresFp32) {
   at::Tensor logits;
   {
     train::PrecisionScope scope(true);
-    logits = model->linears()[1]->forward(torch::tanh(model->linears()[0]->forward(x)));
+    auto linears = model->linears();  // holders to call forward on
+    logits = linears[1]->forward(torch::tanh(linears[0]->forward(x)));
   }
   EXPECT_TRUE(torch::allclose(out, torch::log_softmax(logits.to(torch::kFloat), 1)));
   EXPECT_TRUE(torch::allclose(out, model->forward(x), 0, 0.05));  // close to fp32, not equal

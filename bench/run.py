@@ -32,9 +32,22 @@ SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cp
                "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s"}
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
-KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline")
+KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
+        "netwidth", "netall")
 # Layer widths of the models the roofline covers (cifar2: two outputs).
 MODEL_DIMS = {"book-small": [3072, 512, 2], "book-large": [3072, 1024, 512, 128, 2]}
+
+
+def convnet_epoch_flop(model, images):
+    """Multiply-add FLOP (x2) of one training epoch of a chapter-8 convnet at 32x32: each convolution
+    and linear layer forward, its weight gradient, and its input gradient (not for the first layer)."""
+    c1 = 16 if model == "net" else 32
+    c2 = c1 // 2
+    conv1 = 2 * 3 * 9 * c1 * 32 * 32
+    conv2 = 2 * c1 * 9 * c2 * 16 * 16
+    fc1 = 2 * (8 * 8 * c2) * 32
+    fc2 = 2 * 32 * 2
+    return images * (2 * conv1 + 3 * (conv2 + fc1 + fc2))
 
 
 def run_json(cmd, cwd=None, env=None):
@@ -202,6 +215,20 @@ def main():
             continue
         compare([(f"({letter}) epoch {model}, batch 64", epoch_or_roofline(MODEL_DIMS[model], 10000))],
                 epoch_sides(model, keys + ("roofline",)))
+
+    # (i)-(k): the chapter-8 convnets, C++ (autograd on LibTorch) against the book's Python loop and the
+    # tuned one, and a roofline: the epoch's convolution and linear FLOP at the fp32 GEMM rate that
+    # birdplane_bench matmul measures on this machine (book-small's products at batch 64).
+    for key, letter, model, extra_cpp, extra_py, images in (
+            ("net", "i", "net", (), (), 10000), ("netwidth", "j", "net-width", (), (), 10000),
+            ("netall", "k", "net", ("--all-classes",), ("all",), 50000)):
+        if wanted(key):
+            flop = convnet_epoch_flop(model, images)
+            pick = lambda j, flop=flop: flop / (j["results"]["fp32"]["gflops"] * 1e9) \
+                if j.get("mode") == "matmul" else epoch_pick(j)
+            compare([(f"({letter}) epoch {model}{', all CIFAR-10' if extra_py else ''}, batch 64", pick)],
+                    epoch_sides(model, ("cpp", "book", "tuned", "roofline"), extra_cpp=extra_cpp, extra_py=extra_py,
+                                dims=MODEL_DIMS["book-small"]))
 
     if wanted("augepoch"):
         compare([("(d) epoch book-small + crop,flip", epoch_pick)],

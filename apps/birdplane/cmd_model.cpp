@@ -16,6 +16,8 @@ struct ModelOptions {
   std::string classes = "airplane,bird";
   std::string hidden;
   nn::Activation activation = nn::Activation::kTanh;
+  int64_t channels = 32;
+  int64_t blocks = 10;
   bool summary = false;
 };
 
@@ -29,6 +31,8 @@ void run_model(const ModelOptions& o) {
   spec.image_shape = {data::kChannels, data::kImageSize, data::kImageSize};
   if (!o.hidden.empty()) spec.hidden = nn::parse_hidden(o.hidden);
   spec.activation = o.activation;
+  spec.channels = o.channels;
+  spec.blocks = o.blocks;
   std::cout << o.model << " for " << k << " classes\n" << nn::summary(*nn::make_model(spec));
 }
 
@@ -44,6 +48,8 @@ void setup_model(CLI::App& app) {
   cmd->add_option("--classes", o->classes, "Class names (their count sets the output width; empty: all ten)")
       ->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512");
+  cmd->add_option("--channels", o->channels, "Convnets from net-width on: first-layer channels")->capture_default_str();
+  cmd->add_option("--blocks", o->blocks, "net-res-deep: residual blocks")->capture_default_str();
   cmd->add_option("--activation", o->activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
       ->default_str(nn::to_string(o->activation));

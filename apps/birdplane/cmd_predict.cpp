@@ -32,10 +32,12 @@ void run_predict(const PredictOptions& o) {
     if (img.original_channels == 4 || img.original_channels == 2)
       note += std::string(note.empty() ? "" : "; ") + "alpha channel dropped";
     at::Tensor x = img.image;
-    if (img.original_width != 32 || img.original_height != 32) {
-      x = data::resize_bilinear(x, 32, 32);
-      note += std::string(note.empty() ? "" : "; ") +
-              fmt::format("resized from {}x{} to 32x32 (bilinear)", img.original_width, img.original_height);
+    const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
+    const int64_t height = shape.size() == 3 ? shape[1] : 32, width = shape.size() == 3 ? shape[2] : 32;
+    if (img.original_width != width || img.original_height != height) {
+      x = data::resize_bilinear(x, height, width);
+      note += std::string(note.empty() ? "" : "; ") + fmt::format("resized from {}x{} to {}x{} (bilinear)",
+                                                                 img.original_width, img.original_height, width, height);
     }
     batch.push_back(x);
     notes.push_back(note);

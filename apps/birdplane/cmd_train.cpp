@@ -111,6 +111,9 @@ void setup_train(CLI::App& app) {
       ->check(CLI::IsMember(nn::model_names()))
       ->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512 (overrides the preset's)");
+  cmd->add_option("--channels", c.channels, "Convnets from net-width on: first-layer channels (even where halved)")
+      ->capture_default_str();
+  cmd->add_option("--blocks", c.blocks, "net-res-deep: residual blocks")->capture_default_str();
   cmd->add_option("--activation", c.activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
       ->default_str(nn::to_string(c.activation));

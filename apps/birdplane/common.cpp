@@ -76,8 +76,9 @@ void ProgressPrinter::on_step(const train::StepProgress& p) {
   const int width = 30, filled = static_cast<int>(frac * width);
   const double done = static_cast<double>(p.epoch - p.start_epoch) + frac;
   const double eta = p.seconds / done * (static_cast<double>(p.epochs - p.start_epoch) - done);
-  std::cout << fmt::format("\repoch {}/{} [{}{}] {:3.0f}% loss {:.4f} ETA {}   ", p.epoch + 1, p.epochs,
-                           std::string(filled, '#'), std::string(width - filled, '.'), frac * 100, p.mean_loss,
+  const double rate = p.epoch_seconds > 0 ? static_cast<double>(p.images) / p.epoch_seconds : 0.0;
+  std::cout << fmt::format("\repoch {}/{} [{}{}] {:3.0f}% loss {:.4f} {:.0f} img/s ETA {}   ", p.epoch + 1, p.epochs,
+                           std::string(filled, '#'), std::string(width - filled, '.'), frac * 100, p.mean_loss, rate,
                            format_duration(eta))
             << std::flush;
   line_open_ = true;

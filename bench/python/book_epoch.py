@@ -47,10 +47,13 @@ else:
 if model_name == "book-small":
     model = nn.Sequential(nn.Linear(3072, 512), nn.Tanh(), nn.Linear(512, n_out), nn.LogSoftmax(dim=1))
     loss_fn = nn.NLLLoss()
-else:
+elif model_name == "book-large":
     model = nn.Sequential(nn.Linear(3072, 1024), nn.Tanh(), nn.Linear(1024, 512), nn.Tanh(),
                           nn.Linear(512, 128), nn.Tanh(), nn.Linear(128, n_out))
     loss_fn = nn.CrossEntropyLoss()
+else:  # a chapter-8 convnet (tools/book_models.py), fed the same flattened rows
+    from tuned_common import make_model
+    model, loss_fn = make_model(model_name, n_out)
 train_loader = torch.utils.data.DataLoader(cifar2, batch_size=64, shuffle=True)
 optimizer = optim.SGD(model.parameters(), lr=1e-2)
 seconds = []

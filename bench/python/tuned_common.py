@@ -4,6 +4,7 @@ The binary files hold each image as 3072 bytes in channel-major order, which is 
 ToTensor() produces, so one reshape gives the [N, 3072] view the MLP consumes; normalizing it with the
 book's constants gives the same values as the book's ToTensor() + Normalize() per image."""
 import os
+import sys
 
 import numpy as np
 import torch
@@ -29,7 +30,13 @@ def load_normalized(root, train=True, all_classes=False):
 
 
 def make_model(name, n_out):
-    """The book's two models (as in book_epoch.py) and their losses."""
+    """The book's models and their losses: the two MLPs of chapter 7, and the chapter-8 convnets of
+    tools/book_models.py, which take the same [B, 3072] rows (unflattened to [B, 3, 32, 32] first)."""
+    if name.startswith("net"):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+        import book_models
+        return (nn.Sequential(nn.Unflatten(1, (3, 32, 32)), book_models.build(name, 32, 10, n_out)),
+                nn.CrossEntropyLoss())
     if name == "book-small":
         return (nn.Sequential(nn.Linear(3072, 512), nn.Tanh(), nn.Linear(512, n_out), nn.LogSoftmax(dim=1)),
                 nn.NLLLoss())

@@ -688,10 +688,10 @@ std::string ensure_cifar10(const std::string& root, const DownloadOptions& optio
   // Checked before any network traffic: a typo in --md5 should not cost a 170 MB download.
   const std::string md5 = to_lower(options.md5);
   if (!is_md5_hex(md5)) {
-    fail("--md5: '{}' is not an MD5 checksum; expected 32 hexadecimal digits such as {}", options.md5,
+    fail_setting("md5", "'{}' is not an MD5 checksum; expected 32 hexadecimal digits such as {}", options.md5,
          kCifar10Md5);
   }
-  if (options.url.empty()) fail("--url: the download address is empty");
+  if (options.url.empty()) fail_setting("url", "the download address is empty");
 
   // Everything happens beside the target, in its parent folder (normally `root`), so that the
   // final rename stays within one file system and is atomic.

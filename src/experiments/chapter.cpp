@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/nn/model.h"
 #include "common/files.h"
 #include "birdplane/transforms/geometry.h"
 
@@ -26,6 +27,10 @@ void write_outputs(const Output& output, const std::string& dir) {
   for (const auto& [file, plot] : output.plots) {
     plot.write_svg((std::filesystem::path(dir) / file).string());
     md += fmt::format("![{}]({})\n\n", plot.title, file);
+  }
+  for (const auto& [file, chart] : output.bar_charts) {
+    chart.write_svg((std::filesystem::path(dir) / file).string());
+    md += fmt::format("![{}]({})\n\n", chart.title, file);
   }
   write_file_atomically((std::filesystem::path(dir) / "table.md").string(), md);
   nlohmann::json j = {{"name", output.name}, {"summary", output.summary}, {"tables", tables}};
@@ -166,6 +171,35 @@ at::Tensor shift_images(const at::Tensor& images, int64_t dx, int64_t dy, double
   return F::crop(padded, std::max<int64_t>(-dy, 0), std::max<int64_t>(-dx, 0), h, w).contiguous();
 }
 
+namespace {
+
+// Trains `cfg` into dir/name: a new run folder, or with `resume` the one there continued from its
+// checkpoint (a finished one only repeats its final evaluation). Returns the finished trainer.
+std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const std::string& name,
+                                          const data::ImageSet& train_set, const data::ImageSet& val_set,
+                                          const std::vector<double>& mean, const std::vector<double>& std,
+                                          const std::string& dir, bool resume, TranslationObserver& obs,
+                                          train::StopToken stop, double& seconds) {
+  auto c = cfg;
+  c.name = name;
+  c.runs_dir = dir;
+  const std::string run_path = (std::filesystem::path(dir) / name).string();
+  auto trainer = std::make_unique<train::Trainer>(c, train_set, val_set, mean, std);
+  const bool exists = resume && std::filesystem::exists(std::filesystem::path(run_path) / "config.json");
+  auto run_dir = exists ? train::RunDir::open(run_path) : train::RunDir::create(run_path);
+  if (exists) {
+    trainer->resume_from(run_dir);
+  } else {
+    run_dir.write_config(trainer->run_record());
+  }
+  obs.on_run_start(name, c, run_dir.path());
+  auto result = trainer->run(run_dir, &obs, stop);
+  seconds = result.total_seconds;
+  return trainer;
+}
+
+}  // namespace
+
 Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
                               const data::ImageSet& val_set, const std::vector<double>& mean,
                               const std::vector<double>& std, const std::string& dir, TranslationObserver* observer,
@@ -175,39 +209,29 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
                           "{} is not allowed; expected 0 to {} pixels", opts.max_shift, width - 1);
   TranslationObserver quiet;
   TranslationObserver& obs = observer ? *observer : quiet;
+  const auto models = opts.models.empty() ? std::vector<std::string>{opts.train.model} : opts.models;
   struct Arm {
-    std::string name, augment;
+    std::string model, name, augment;
     double seconds = 0;
     std::vector<double> acc_right, acc_diag;
   };
-  std::vector<Arm> arms(2);
-  arms[0].name = "plain";
-  arms[1].name = "augmented";
-  arms[1].augment = opts.augment;
+  std::vector<Arm> arms;
+  for (const auto& model : models) {
+    // One model keeps the folder names plain/ and augmented/; several are told apart by the model.
+    const std::string prefix = models.size() == 1 ? "" : model + "-";
+    arms.push_back({model, prefix + "plain", "", 0, {}, {}});
+    arms.push_back({model, prefix + "augmented", opts.augment, 0, {}, {}});
+  }
   for (auto& arm : arms) {
     auto cfg = opts.train;
+    cfg.model = arm.model;
     cfg.augment = arm.augment;
-    cfg.name = arm.name;
-    const std::string run_path = (std::filesystem::path(dir) / arm.name).string();
-    cfg.runs_dir = dir;
-    train::Trainer trainer(cfg, train_set, val_set, mean, std);
-    // Each arm is an ordinary run folder: with opts.resume an arm that exists continues from its
-    // checkpoint (a finished one only repeats its final evaluation).
-    const bool resume = opts.resume && std::filesystem::exists(std::filesystem::path(run_path) / "config.json");
-    auto run_dir = resume ? train::RunDir::open(run_path) : train::RunDir::create(run_path);
-    if (resume) {
-      trainer.resume_from(run_dir);
-    } else {
-      run_dir.write_config(trainer.run_record());
-    }
-    obs.on_run_start(arm.name, cfg, run_dir.path());
-    auto result = trainer.run(run_dir, &obs, stop);
-    arm.seconds = result.total_seconds;
+    auto trainer = train_run(cfg, arm.name, train_set, val_set, mean, std, dir, opts.resume, obs, stop, arm.seconds);
     for (int64_t s = 0; s <= opts.max_shift; ++s) {
       for (int diag = 0; diag < 2; ++diag) {
         data::ImageSet shifted(shift_images(val_set.images(), s, diag ? s : 0), val_set.labels(),
                                val_set.class_names(), val_set.source() + ", shifted");
-        auto r = train::evaluate(trainer.model(), shifted, trainer.model_config(), c10::Device(c10::kCPU));
+        auto r = train::evaluate(trainer->model(), shifted, trainer->model_config(), c10::Device(c10::kCPU));
         (diag ? arm.acc_diag : arm.acc_right).push_back(r.confusion.accuracy());
       }
     }
@@ -216,18 +240,30 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
   out.name = "translation";
   report::Table t;
   t.title = fmt::format("{} on {} training / {} validation images, {} epochs: validation accuracy on shifted images",
-                        opts.train.model, *train_set.size(), *val_set.size(), opts.train.epochs);
-  t.columns = {"shift (px)", "plain, right", "plain, right+down", "augmented, right", "augmented, right+down"};
+                        fmt::join(models, ", "), *train_set.size(), *val_set.size(), opts.train.epochs);
+  t.columns = {"shift (px)"};
+  for (const auto& arm : arms) {
+    t.columns.push_back(arm.name + ", right");
+    t.columns.push_back(arm.name + ", right+down");
+  }
   for (int64_t s = 0; s <= opts.max_shift; ++s) {
     const auto i = static_cast<size_t>(s);
-    t.rows.push_back({s, arms[0].acc_right[i], arms[0].acc_diag[i], arms[1].acc_right[i], arms[1].acc_diag[i]});
+    std::vector<nlohmann::json> row = {s};
+    for (const auto& arm : arms) {
+      row.push_back(arm.acc_right[i]);
+      row.push_back(arm.acc_diag[i]);
+    }
+    t.rows.push_back(row);
   }
   out.tables.push_back(t);
   report::Table cost;
   cost.title = "Training time";
-  cost.columns = {"run", "augment", "seconds", "ratio to plain"};
-  for (const auto& arm : arms)
-    cost.rows.push_back({arm.name, arm.augment.empty() ? "none" : arm.augment, arm.seconds, arm.seconds / arms[0].seconds});
+  cost.columns = {"run", "model", "augment", "seconds", "ratio to the model's plain run"};
+  for (size_t k = 0; k < arms.size(); ++k) {
+    const auto& arm = arms[k];
+    cost.rows.push_back({arm.name, arm.model, arm.augment.empty() ? "none" : arm.augment, arm.seconds,
+                         arm.seconds / arms[k - k % 2].seconds});
+  }
   out.tables.push_back(cost);
   report::LinePlot plot;
   plot.title = "Validation accuracy against translation";
@@ -247,12 +283,67 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
   plot.ymin = std::floor(lowest * 10) / 10;
   plot.ymax = 1;
   out.plots.emplace_back("translation.svg", plot);
+  // The first model's two arms under the names the one-model experiment has always used, then all.
   out.summary = {{"plain_seconds", arms[0].seconds},
                  {"augmented_seconds", arms[1].seconds},
                  {"plain_accuracy_by_shift_right", arms[0].acc_right},
                  {"augmented_accuracy_by_shift_right", arms[1].acc_right},
                  {"plain_accuracy_by_shift_diagonal", arms[0].acc_diag},
-                 {"augmented_accuracy_by_shift_diagonal", arms[1].acc_diag}};
+                 {"augmented_accuracy_by_shift_diagonal", arms[1].acc_diag},
+                 {"arms", nlohmann::json::array()}};
+  for (const auto& arm : arms)
+    out.summary["arms"].push_back({{"run", arm.name},
+                                   {"model", arm.model},
+                                   {"augment", arm.augment},
+                                   {"seconds", arm.seconds},
+                                   {"accuracy_by_shift_right", arm.acc_right},
+                                   {"accuracy_by_shift_diagonal", arm.acc_diag}});
+  return out;
+}
+
+Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_set, const data::ImageSet& val_set,
+                         const std::vector<double>& mean, const std::vector<double>& std, const std::string& dir,
+                         TranslationObserver* observer, train::StopToken stop) {
+  BIRDPLANE_CHECK_SETTING(!opts.models.empty(), "models", "name at least one model");
+  TranslationObserver quiet;
+  TranslationObserver& obs = observer ? *observer : quiet;
+  Output out;
+  out.name = "models";
+  report::Table t;
+  t.title = fmt::format("The model family on {} training / {} validation images ({}), {} epochs, seed {}",
+                        *train_set.size(), *val_set.size(), fmt::join(train_set.class_names(), ", "),
+                        opts.train.epochs, opts.train.seed);
+  t.columns = {"model", "parameters", "train accuracy", "validation accuracy", "seconds"};
+  report::BarChart chart;
+  chart.title = "Accuracy of each model";
+  chart.y_label = "accuracy";
+  chart.groups = {{"train", {}}, {"validation", {}}};
+  out.summary = {{"models", nlohmann::json::array()}};
+  for (const auto& model : opts.models) {
+    auto cfg = opts.train;
+    cfg.model = model;
+    double seconds = 0;
+    auto trainer = train_run(cfg, model, train_set, val_set, mean, std, dir, opts.resume, obs, stop, seconds);
+    const auto tr = train::evaluate(trainer->model(), train_set, trainer->model_config(), c10::Device(c10::kCPU));
+    const auto va = train::evaluate(trainer->model(), val_set, trainer->model_config(), c10::Device(c10::kCPU));
+    const int64_t params = nn::count_parameters(trainer->model());
+    t.rows.push_back({model, params, tr.confusion.accuracy(), va.confusion.accuracy(), seconds});
+    chart.categories.push_back(model);
+    chart.groups[0].values.push_back(tr.confusion.accuracy());
+    chart.groups[1].values.push_back(va.confusion.accuracy());
+    out.summary["models"].push_back({{"model", model},
+                                     {"parameters", params},
+                                     {"train_accuracy", tr.confusion.accuracy()},
+                                     {"val_accuracy", va.confusion.accuracy()},
+                                     {"seconds", seconds}});
+  }
+  double lowest = 1;
+  for (const auto& g : chart.groups)
+    for (double v : g.values) lowest = std::min(lowest, v);
+  chart.ymin = std::max(0.0, std::floor(lowest * 10) / 10 - 0.1);
+  chart.ymax = 1;
+  out.tables.push_back(t);
+  out.bar_charts.emplace_back("models.svg", chart);
   return out;
 }
 

@@ -7,7 +7,9 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
+#include "common/names.h"
 #include "common/text.h"
 
 namespace birdplane::nn {
@@ -18,10 +20,19 @@ std::vector<ModelPreset>& registry() {
   // nothing refers to, and their registrations with them.
   static std::vector<ModelPreset> presets = [] {
     auto mlp = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Mlp>(spec, mlp_options(spec)); };
+    auto conv = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<ConvNet>(spec); };
     return std::vector<ModelPreset>{
         {"book-small", "the book's small MLP: 3072-512-K, Tanh, LogSoftmax (loss nll)", mlp},
         {"book-large", "the book's large MLP: 3072-1024-512-128-K, Tanh, logits (loss cross-entropy)", mlp},
         {"mlp", "an MLP with the widths of --hidden (default 512), LogSoftmax (loss nll)", mlp},
+        {"net", "chapter 8's Net: conv 3-16, tanh, pool, conv 16-8, tanh, pool, fc 512-32-K", conv},
+        {"net-width", "Net with --channels first-layer channels (default 32), the second half that", conv},
+        {"net-dropout", "net-width with 2-D dropout (p 0.4) after each convolution stage", conv},
+        {"net-batchnorm", "net-width with batch normalization after each convolution", conv},
+        {"net-depth", "three convolutions with ReLU, fc 4x4x(channels/2)-32-K", conv},
+        {"net-res", "net-depth with a skip connection around the third convolution", conv},
+        {"net-res-deep", "--blocks residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's)",
+         conv},
     };
   }();
   return presets;
@@ -36,11 +47,7 @@ std::mutex& registry_mutex() {
 
 std::string to_string(Activation activation) { return activation == Activation::kRelu ? "relu" : "tanh"; }
 
-Activation parse_activation(const std::string& text) {
-  for (auto a : kActivations)
-    if (to_string(a) == text) return a;
-  fail_setting("activation", "'{}' is not supported; expected tanh or relu", text);
-}
+Activation parse_activation(const std::string& text) { return parse_named(kActivations, text, "activation"); }
 
 nlohmann::json ModelSpec::to_json() const {
   return {{"name", name},
@@ -128,9 +135,17 @@ int64_t count_parameters(const torch::nn::Module& model) {
 }
 
 std::string summary(const Classifier& model) {
-  std::string s = fmt::format("{:<4} {:<28} {:<14} {:>12}\n", "#", "layer", "output", "parameters");
-  for (const auto& row : model.layer_rows()) {
-    s += fmt::format("{:<4} {:<28} {:<14} {:>12}\n", row.index, row.layer, row.output,
+  const auto rows = model.layer_rows();
+  // Columns at least as wide as the MLP table has always been, wider where a name needs it.
+  size_t wi = 4, wl = 28, wo = 14;
+  for (const auto& row : rows) {
+    wi = std::max(wi, row.index.size());
+    wl = std::max(wl, row.layer.size());
+    wo = std::max(wo, row.output.size());
+  }
+  std::string s = fmt::format("{:<{}} {:<{}} {:<{}} {:>12}\n", "#", wi, "layer", wl, "output", wo, "parameters");
+  for (const auto& row : rows) {
+    s += fmt::format("{:<{}} {:<{}} {:<{}} {:>12}\n", row.index, wi, row.layer, wl, row.output, wo,
                      row.index.empty() ? "" : row.parameters ? fmt::format("{:L}", row.parameters) : "-");
   }
   s += fmt::format("total parameters: {}\n", count_parameters(model));

@@ -150,6 +150,70 @@ std::string LinePlot::to_svg() const {
 
 void LinePlot::write_svg(const std::string& path) const { write_file_atomically(path, to_svg()); }
 
+std::string BarChart::to_svg() const {
+  for (const auto& g : groups)
+    BIRDPLANE_CHECK(g.values.size() == categories.size(), "bar group '{}' has {} values for {} categories", g.label,
+                    g.values.size(), categories.size());
+  double y0 = ymin, y1 = ymax;
+  if (!(ymin < ymax)) {
+    y0 = 0;
+    y1 = 0;
+    for (const auto& g : groups)
+      for (double v : g.values)
+        if (std::isfinite(v)) y1 = std::max(y1, v);
+    y1 = y1 > 0 ? y1 * 1.05 : 1;
+  }
+  const double slot = 44.0 * static_cast<double>(std::max<size_t>(1, groups.size())) + 24;
+  const double width = std::max(kWidth, kLeft + kRight + slot * static_cast<double>(categories.size()));
+  const double pw = width - kLeft - kRight, ph = kHeight - kTop - kBottom;
+  const double step = pw / static_cast<double>(std::max<size_t>(1, categories.size()));
+  auto py = [&](double y) { return kTop + (1 - (std::clamp(y, y0, y1) - y0) / (y1 - y0)) * ph; };
+  std::string svg = fmt::format(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
+      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+      width, kHeight);
+  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n", kLeft + pw / 2,
+                     escape(title));
+  const auto yt = nice_ticks(y0, y1);
+  const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
+  for (double t : yt) {
+    if (t < y0 - 1e-12 || t > y1 + 1e-12) continue;
+    svg += fmt::format("<line x1=\"{1}\" y1=\"{0:.1f}\" x2=\"{2}\" y2=\"{0:.1f}\" stroke=\"#e0e0e0\"/>\n", py(t), kLeft,
+                       kLeft + pw);
+    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", kLeft - 6, py(t) + 4,
+                       tick_label(t, ystep));
+  }
+  const double bar = (step - 24) / static_cast<double>(std::max<size_t>(1, groups.size()));
+  for (size_t c = 0; c < categories.size(); ++c) {
+    const double left = kLeft + step * static_cast<double>(c) + 12;
+    for (size_t k = 0; k < groups.size(); ++k) {
+      const double v = groups[k].values[c];
+      if (!std::isfinite(v)) continue;
+      const double top = py(v), x = left + bar * static_cast<double>(k);
+      svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"/>\n", x, top,
+                         bar - 2, kTop + ph - top, kColors[k % (sizeof kColors / sizeof kColors[0])]);
+      svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" font-size=\"10\">{:.3f}</text>\n",
+                         x + (bar - 2) / 2, top - 3, v);
+    }
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", kLeft + step * (c + 0.5),
+                       kTop + ph + 18, escape(categories[c]));
+  }
+  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", kLeft,
+                     kTop, pw, ph);
+  svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
+                     kTop + ph / 2, escape(y_label));
+  for (size_t k = 0; k < groups.size(); ++k) {
+    const double x = kLeft + 8 + 150 * static_cast<double>(k);
+    svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n", x, kHeight - 24,
+                       kColors[k % (sizeof kColors / sizeof kColors[0])]);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\">{}</text>\n", x + 16, kHeight - 14, escape(groups[k].label));
+  }
+  return svg + "</svg>\n";
+}
+
+void BarChart::write_svg(const std::string& path) const { write_file_atomically(path, to_svg()); }
+
 std::string Table::to_markdown(int digits) const {
   std::string md;
   if (!title.empty()) md += "### " + title + "\n\n";

@@ -6,16 +6,13 @@
 #include <torch/optim/sgd.h>
 
 #include "birdplane/check.h"
+#include "common/names.h"
 
 namespace birdplane::train {
 
 std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::kAdam ? "adam" : "sgd"; }
 
-OptimizerKind parse_optimizer(const std::string& text) {
-  for (auto k : kOptimizerKinds)
-    if (to_string(k) == text) return k;
-  fail_setting("optimizer", "unknown optimizer '{}'; expected sgd or adam", text);
-}
+OptimizerKind parse_optimizer(const std::string& text) { return parse_named(kOptimizerKinds, text, "optimizer"); }
 
 void OptimizerConfig::validate() const {
   BIRDPLANE_CHECK_SETTING(std::isfinite(lr) && lr > 0, "lr", "{} is not allowed; the learning rate must be above 0",

@@ -1,16 +1,12 @@
 #include "birdplane/train/settings.h"
 
-#include "birdplane/check.h"
+#include "common/names.h"
 
 namespace birdplane::train {
 
 std::string to_string(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
 
-Precision parse_precision(const std::string& text) {
-  for (auto p : kPrecisions)
-    if (to_string(p) == text) return p;
-  fail_setting("precision", "'{}' is not supported; expected fp32 or bf16", text);
-}
+Precision parse_precision(const std::string& text) { return parse_named(kPrecisions, text, "precision"); }
 
 std::string to_string(DeviceKind device) {
   switch (device) {
@@ -21,11 +17,7 @@ std::string to_string(DeviceKind device) {
   return "auto";
 }
 
-DeviceKind parse_device(const std::string& text) {
-  for (auto d : kDeviceKinds)
-    if (to_string(d) == text) return d;
-  fail_setting("device", "'{}' is not a device; expected auto, cpu or cuda", text);
-}
+DeviceKind parse_device(const std::string& text) { return parse_named(kDeviceKinds, text, "device"); }
 
 std::string to_string(StepKind step) {
   switch (step) {
@@ -36,10 +28,6 @@ std::string to_string(StepKind step) {
   return "auto";
 }
 
-StepKind parse_step(const std::string& text) {
-  for (auto s : kStepKinds)
-    if (to_string(s) == text) return s;
-  fail_setting("step", "'{}' is not supported; expected auto, fused or autograd", text);
-}
+StepKind parse_step(const std::string& text) { return parse_named(kStepKinds, text, "step"); }
 
 }  // namespace birdplane::train

@@ -25,6 +25,12 @@
 #include "train/fused_step.h"
 
 namespace birdplane::train {
+namespace {
+
+// derive_seed's stream for the model's own randomness (the loader uses 1 and 2).
+constexpr uint64_t kModelStream = 3;
+
+}  // namespace
 
 void TrainConfig::validate() const {
   BIRDPLANE_CHECK_SETTING(epochs >= 1, "epochs", "{} is not allowed; expected 1 or more", epochs);
@@ -79,6 +85,8 @@ nlohmann::json TrainConfig::to_json() const {
           {"model", model},
           {"hidden", hidden},
           {"activation", nn::to_string(activation)},
+          {"channels", channels},
+          {"blocks", blocks},
           {"loss", loss ? nn::to_string(*loss) : std::string()},
           {"optimizer", optimizer.to_json()},
           {"epochs", epochs},
@@ -104,6 +112,8 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   c.model = j.at("model").get<std::string>();
   c.hidden = j.at("hidden").get<std::vector<int64_t>>();
   c.activation = nn::parse_activation(j.at("activation").get<std::string>());
+  c.channels = j.value("channels", c.channels);  // runs from before the convnets
+  c.blocks = j.value("blocks", c.blocks);
   const auto loss = j.at("loss").get<std::string>();
   if (!loss.empty()) c.loss = nn::parse_loss(loss);
   c.optimizer = OptimizerConfig::from_json(j.at("optimizer"));
@@ -191,6 +201,8 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
     spec.image_shape = train_set.image_shape();
     spec.hidden = config_.hidden;
     spec.activation = config_.activation;
+    spec.channels = config_.channels;
+    spec.blocks = config_.blocks;
     model_ = nn::make_model(spec);
   }
   model_config_.spec = model_->spec();
@@ -340,6 +352,9 @@ TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken s
     MeanMeter loss_meter;
     int64_t correct = 0, seen = 0;
     loader.start_epoch(epoch);
+    // The model's own random draws (dropout) come from LibTorch's default generator, seeded per epoch
+    // so that a resumed run draws what an uninterrupted one would.
+    torch::manual_seed(data::derive_seed(config_.seed, epoch, kModelStream));
     while (auto batch = loader.next()) {
       if (stop.stop_requested()) {
         throw Interrupted(fmt::format("interrupted during epoch {}; {} holds the last finished epoch ({})",
@@ -382,6 +397,8 @@ TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken s
       progress.step = batch->index;
       progress.steps = steps;
       progress.mean_loss = loss_meter.mean();
+      progress.images = seen;
+      progress.epoch_seconds = timer.seconds();
       progress.seconds = run_timer.seconds();
       obs.on_step(progress);
     }

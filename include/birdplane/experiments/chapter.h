@@ -22,6 +22,7 @@ struct Output {
   std::string name;
   std::vector<report::Table> tables;
   std::vector<std::pair<std::string, report::LinePlot>> plots;  ///< file name (e.g. "softmax.svg"), plot
+  std::vector<std::pair<std::string, report::BarChart>> bar_charts;  ///< file name, chart
   nlohmann::json summary = nlohmann::json::object();             ///< headline numbers
 };
 
@@ -42,6 +43,7 @@ Output losses_experiment();
 /// Settings of the translation experiment.
 struct TranslationOptions {
   train::TrainConfig train;                          ///< model, epochs, seed, ...; runs_dir is ignored
+  std::vector<std::string> models;                   ///< models side by side; empty: train.model alone
   std::string augment = "RandomCrop(32, padding=8)"; ///< the random translation used for run (b)
   int64_t max_shift = 8;                             ///< validation shifted by 0..max_shift pixels
   bool resume = false;                               ///< continue the arms whose run folders exist
@@ -54,14 +56,29 @@ class TranslationObserver : public train::TrainObserver {
   virtual void on_run_start(const std::string& arm, const train::TrainConfig& config, const std::string& run_dir) {}
 };
 
-/// translation: trains train.model on `train_set` (a) as is and (b) with opts.augment, each into
-/// `dir`/plain and `dir`/augmented (full run folders, resumable like any run), then evaluates both on
+/// translation: trains each model (train.model, or opts.models) on `train_set` (a) as is and (b) with
+/// opts.augment, each into `dir`/plain and `dir`/augmented (with several models `dir`/MODEL-plain ...;
+/// full run folders, resumable like any run), then evaluates them on
 /// `val_set` shifted right (and right+down) by 0..max_shift pixels with zero fill: accuracy against
 /// shift, and training time. Throws train::Interrupted when `stop` asks.
 Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
                               const data::ImageSet& val_set, const std::vector<double>& mean,
                               const std::vector<double>& std, const std::string& dir,
                               TranslationObserver* observer = nullptr, train::StopToken stop = {});
+
+/// Settings of the model-family experiment.
+struct ModelsOptions {
+  train::TrainConfig train;         ///< epochs, seed, channels, ...; the model is each of `models`
+  std::vector<std::string> models;  ///< the presets to compare, in order
+  bool resume = false;              ///< continue the runs whose folders exist
+};
+
+/// models: trains each preset on `train_set` into `dir`/MODEL (a full run folder) and reports train and
+/// validation accuracy, parameters and time: a table and a bar chart (models.svg), the comparison the
+/// book draws at the end of chapter 8.
+Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_set, const data::ImageSet& val_set,
+                         const std::vector<double>& mean, const std::vector<double>& std, const std::string& dir,
+                         TranslationObserver* observer = nullptr, train::StopToken stop = {});
 
 /// The images shifted by (dx, dy) pixels (right, down when positive) with `fill`: what leaves the
 /// frame is lost, what enters is fill. [N,C,H,W] or [C,H,W], any dtype.

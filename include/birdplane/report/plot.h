@@ -28,6 +28,26 @@ struct LinePlot {
   void write_svg(const std::string& path) const;
 };
 
+/// One group of a bar chart: a value per category, drawn in one colour.
+struct BarGroup {
+  std::string label;
+  std::vector<double> values;  ///< one per category
+};
+
+/// Grouped bars: for each category (a model, say) one bar per group (train and validation accuracy),
+/// with a title, a y axis with ticks and grid, the category names below and a legend.
+struct BarChart {
+  std::string title, y_label;
+  std::vector<std::string> categories;
+  std::vector<BarGroup> groups;
+  /// Fixed y range; when ymin >= ymax it is 0 to the largest value (padded 5%).
+  double ymin = 0, ymax = 0;
+  /// The SVG text (at least 640x400 px, wider with many categories).
+  std::string to_svg() const;
+  /// Writes to_svg() to `path` through a temporary file and rename.
+  void write_svg(const std::string& path) const;
+};
+
 /// "Nice" tick positions (1, 2, 2.5 or 5 times a power of ten) covering [lo, hi], about `count` of them.
 std::vector<double> nice_ticks(double lo, double hi, int count = 6);
 

@@ -34,6 +34,8 @@ struct TrainConfig {
   std::string model = "book-small";   ///< a preset of the model registry (nn::model_names())
   std::vector<int64_t> hidden;        ///< MLPs: overrides the preset's hidden widths when not empty
   nn::Activation activation = nn::Activation::kTanh;
+  int64_t channels = 32;              ///< convnets from net-width on: first-layer channels
+  int64_t blocks = 10;                ///< net-res-deep: residual blocks
   std::optional<nn::LossKind> loss;   ///< empty: the one that fits the model (nn::natural_loss)
   OptimizerConfig optimizer;
   int64_t epochs = 100;
@@ -145,6 +147,8 @@ struct StepProgress {
   int64_t step = 0;         ///< 0-based, within the epoch
   int64_t steps = 0;        ///< in one epoch
   double mean_loss = 0;     ///< over the epoch's steps so far
+  int64_t images = 0;       ///< trained on so far this epoch
+  double epoch_seconds = 0; ///< since this epoch began
   double seconds = 0;       ///< since this session's training began
 };
 

@@ -108,7 +108,7 @@ TEST_F(DownloadTest, WrongChecksumInstallsNothing) {
 TEST_F(DownloadTest, MalformedChecksumIsRefusedBeforeDownloading) {
   auto o = options("good.tar.gz");
   o.md5 = "c32a1d4ab5d03f12";
-  expect_error([&] { data::ensure_cifar10(root_, o); }, {"--md5", "c32a1d4ab5d03f12", "32 hexadecimal"});
+  expect_error([&] { data::ensure_cifar10(root_, o); }, {"md5: ", "c32a1d4ab5d03f12", "32 hexadecimal"});
   EXPECT_EQ(requests(), "");
 }
 

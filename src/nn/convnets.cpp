@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "nn/pool.h"
 
 namespace birdplane::nn {
 namespace {
@@ -38,6 +39,17 @@ torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
 }
 
 std::string shape(int64_t c, int64_t h, int64_t w) { return fmt::format("[B, {}, {}, {}]", c, h, w); }
+
+// 2x2 max pooling: birdplane's one-pass kernel for float32 on the CPU, LibTorch's elsewhere (CUDA,
+// bfloat16 under autocast).
+at::Tensor pool(const at::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat ? max_pool2x2(x) : torch::max_pool2d(x, 2);
+}
+
+// The book's pool(act(x)) computed as act(pool(x)): the same values, since tanh and ReLU never
+// decrease, with the activation (and its backward pass) on a quarter of the elements.
+at::Tensor pool_tanh(const at::Tensor& x) { return torch::tanh(pool(x)); }
+at::Tensor pool_relu(const at::Tensor& x) { return torch::relu(pool(x)); }
 
 }  // namespace
 
@@ -109,27 +121,29 @@ at::Tensor ConvNet::logits(const at::Tensor& x) {
     case ConvNetKind::kNet:
     case ConvNetKind::kWidth:
     case ConvNetKind::kDropout:
-      out = torch::max_pool2d(torch::tanh(conv1_->forward(x)), 2);
+      out = pool_tanh(conv1_->forward(x));
       if (conv1_dropout_) out = conv1_dropout_->forward(out);
-      out = torch::max_pool2d(torch::tanh(conv2_->forward(out)), 2);
+      out = pool_tanh(conv2_->forward(out));
       if (conv2_dropout_) out = conv2_dropout_->forward(out);
       break;
     case ConvNetKind::kBatchNorm:
-      out = torch::max_pool2d(torch::tanh(conv1_bn_->forward(conv1_->forward(x))), 2);
-      out = torch::max_pool2d(torch::tanh(conv2_bn_->forward(conv2_->forward(out))), 2);
+      out = pool_tanh(conv1_bn_->forward(conv1_->forward(x)));
+      out = pool_tanh(conv2_bn_->forward(conv2_->forward(out)));
       break;
     case ConvNetKind::kDepth:
-    case ConvNetKind::kRes: {
-      out = torch::max_pool2d(torch::relu(conv1_->forward(x)), 2);
-      out = torch::max_pool2d(torch::relu(conv2_->forward(out)), 2);
-      auto third = torch::relu(conv3_->forward(out));
-      out = torch::max_pool2d(kind_ == ConvNetKind::kRes ? third + out : third, 2);
+      out = pool_relu(conv1_->forward(x));
+      out = pool_relu(conv2_->forward(out));
+      out = pool_relu(conv3_->forward(out));
       break;
-    }
+    case ConvNetKind::kRes:
+      out = pool_relu(conv1_->forward(x));
+      out = pool_relu(conv2_->forward(out));
+      out = pool(torch::relu(conv3_->forward(out)) + out);  // the skip joins before the pooling
+      break;
     case ConvNetKind::kResDeep:
-      out = torch::max_pool2d(torch::relu(conv1_->forward(x)), 2);
+      out = pool_relu(conv1_->forward(x));
       for (int64_t i = 0; i < spec().blocks; ++i) out = torch::relu(res_bn_->forward(res_conv_->forward(out))) + out;
-      out = torch::max_pool2d(out, 2);
+      out = pool(out);
       break;
   }
   out = out.reshape({out.size(0), flat_});

@@ -105,7 +105,7 @@ void ProgressPrinter::on_end(const train::TrainResult& r) {
 
 void ProgressPrinter::on_run_start(const std::string& arm, const train::TrainConfig& config,
                                    const std::string& run_dir) {
-  std::cout << fmt::format("translation: training ({}) {} for {} epochs{} into {}\n", arm, config.model,
+  std::cout << fmt::format("experiment run {}: {} for {} epochs{} into {}\n", arm, config.model,
                            config.epochs, config.augment.empty() ? "" : " with --augment \"" + config.augment + "\"",
                            run_dir)
             << std::flush;

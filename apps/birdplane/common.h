@@ -65,7 +65,7 @@ CLI::Validator choices(const E (&values)[N]) {
 
 /// Draws training progress: on a terminal a progress line redrawn in place, and one line per epoch
 /// (loss, accuracies, time, images per second) everywhere.
-class ProgressPrinter : public experiments::TranslationObserver {
+class ProgressPrinter : public experiments::ExperimentObserver {
  public:
   explicit ProgressPrinter(bool terminal) : terminal_(terminal) {}
   void on_step(const train::StepProgress& p) override;

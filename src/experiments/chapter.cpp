@@ -178,7 +178,7 @@ namespace {
 std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const std::string& name,
                                           const data::ImageSet& train_set, const data::ImageSet& val_set,
                                           const std::vector<double>& mean, const std::vector<double>& std,
-                                          const std::string& dir, bool resume, TranslationObserver& obs,
+                                          const std::string& dir, bool resume, ExperimentObserver& obs,
                                           train::StopToken stop, double& seconds) {
   auto c = cfg;
   c.name = name;
@@ -202,13 +202,13 @@ std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const s
 
 Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
                               const data::ImageSet& val_set, const std::vector<double>& mean,
-                              const std::vector<double>& std, const std::string& dir, TranslationObserver* observer,
+                              const std::vector<double>& std, const std::string& dir, ExperimentObserver* observer,
                               train::StopToken stop) {
   const int64_t width = val_set.images().size(3);
   BIRDPLANE_CHECK_SETTING(opts.max_shift >= 0 && opts.max_shift < width, "max_shift",
                           "{} is not allowed; expected 0 to {} pixels", opts.max_shift, width - 1);
-  TranslationObserver quiet;
-  TranslationObserver& obs = observer ? *observer : quiet;
+  ExperimentObserver quiet;
+  ExperimentObserver& obs = observer ? *observer : quiet;
   const auto models = opts.models.empty() ? std::vector<std::string>{opts.train.model} : opts.models;
   struct Arm {
     std::string model, name, augment;
@@ -303,10 +303,10 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
 
 Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_set, const data::ImageSet& val_set,
                          const std::vector<double>& mean, const std::vector<double>& std, const std::string& dir,
-                         TranslationObserver* observer, train::StopToken stop) {
+                         ExperimentObserver* observer, train::StopToken stop) {
   BIRDPLANE_CHECK_SETTING(!opts.models.empty(), "models", "name at least one model");
-  TranslationObserver quiet;
-  TranslationObserver& obs = observer ? *observer : quiet;
+  ExperimentObserver quiet;
+  ExperimentObserver& obs = observer ? *observer : quiet;
   Output out;
   out.name = "models";
   report::Table t;

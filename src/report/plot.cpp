@@ -32,6 +32,15 @@ std::string escape(const std::string& s) {
   return out;
 }
 
+// The opening of a plot's SVG: the root element, a white background and the title centred at title_x.
+std::string svg_start(double width, double height, double title_x, const std::string& title) {
+  return fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+                     "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
+                     "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+                     "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{3}</text>\n",
+                     width, height, title_x, escape(title));
+}
+
 std::string tick_label(double v, double step) {
   if (std::abs(v) < step * 1e-9) return "0";
   int decimals = 0;  // enough digits to tell ticks `step` apart (0.25 needs 2, 0.2 needs 1)
@@ -97,13 +106,7 @@ std::string LinePlot::to_svg() const {
   auto px = [&](double x) { return kLeft + (x - x0) / (x1 - x0) * pw; };
   auto py = [&](double y) { return kTop + (1 - (std::clamp(y, y0, y1) - y0) / (y1 - y0)) * ph; };
 
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
-      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-      kWidth, kHeight);
-  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n",
-                     kLeft + pw / 2, escape(title));
+  std::string svg = svg_start(kWidth, kHeight, kLeft + pw / 2, title);
   const auto xt = nice_ticks(x0, x1), yt = nice_ticks(y0, y1);
   const double xstep = xt.size() > 1 ? xt[1] - xt[0] : 1, ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   for (double t : xt) {
@@ -168,13 +171,7 @@ std::string BarChart::to_svg() const {
   const double pw = width - kLeft - kRight, ph = kHeight - kTop - kBottom;
   const double step = pw / static_cast<double>(std::max<size_t>(1, categories.size()));
   auto py = [&](double y) { return kTop + (1 - (std::clamp(y, y0, y1) - y0) / (y1 - y0)) * ph; };
-  std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
-      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-      width, kHeight);
-  svg += fmt::format("<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{}</text>\n", kLeft + pw / 2,
-                     escape(title));
+  std::string svg = svg_start(width, kHeight, kLeft + pw / 2, title);
   const auto yt = nice_ticks(y0, y1);
   const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
   for (double t : yt) {

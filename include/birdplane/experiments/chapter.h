@@ -49,8 +49,8 @@ struct TranslationOptions {
   bool resume = false;                               ///< continue the arms whose run folders exist
 };
 
-/// What the translation experiment reports: each training run's progress, and when each starts.
-class TranslationObserver : public train::TrainObserver {
+/// What the training experiments (translation, models) report: each run's progress, and when each starts.
+class ExperimentObserver : public train::TrainObserver {
  public:
   /// Before arm `arm` ("plain" or "augmented") trains (or resumes) into `run_dir`.
   virtual void on_run_start(const std::string& arm, const train::TrainConfig& config, const std::string& run_dir) {}
@@ -64,7 +64,7 @@ class TranslationObserver : public train::TrainObserver {
 Output translation_experiment(const TranslationOptions& opts, const data::ImageSet& train_set,
                               const data::ImageSet& val_set, const std::vector<double>& mean,
                               const std::vector<double>& std, const std::string& dir,
-                              TranslationObserver* observer = nullptr, train::StopToken stop = {});
+                              ExperimentObserver* observer = nullptr, train::StopToken stop = {});
 
 /// Settings of the model-family experiment.
 struct ModelsOptions {
@@ -78,7 +78,7 @@ struct ModelsOptions {
 /// book draws at the end of chapter 8.
 Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_set, const data::ImageSet& val_set,
                          const std::vector<double>& mean, const std::vector<double>& std, const std::string& dir,
-                         TranslationObserver* observer = nullptr, train::StopToken stop = {});
+                         ExperimentObserver* observer = nullptr, train::StopToken stop = {});
 
 /// The images shifted by (dx, dy) pixels (right, down when positive) with `fill`: what leaves the
 /// frame is lost, what enters is fill. [N,C,H,W] or [C,H,W], any dtype.

@@ -64,4 +64,23 @@ done
   | tee "$work/apply.out"
 [ -s "$work/out.png" ] || { echo "FAIL: apply_transforms wrote no image"; exit 1; }
 grep -q "\[3, 48, 48\]" "$work/apply.out" || { echo "FAIL: apply_transforms did not resize to 48x48"; exit 1; }
-echo "the installed package builds and runs the examples"
+# In-tree use: a project that pulls birdplane in with add_subdirectory gets the same target name, and
+# birdplane then configures no tests or benchmarks of its own (configured only, not built).
+mkdir -p "$work/consumer"
+cat > "$work/consumer/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(consumer LANGUAGES CXX)
+add_subdirectory(${BIRDPLANE_SRC} birdplane)
+if(NOT TARGET birdplane::birdplane)
+  message(FATAL_ERROR "add_subdirectory(birdplane) defines no birdplane::birdplane")
+endif()
+if(TARGET birdplane_tests OR TARGET birdplane_bench)
+  message(FATAL_ERROR "birdplane built its tests or benchmarks inside another project")
+endif()
+add_executable(app app.cpp)
+target_link_libraries(app PRIVATE birdplane::birdplane)
+CMAKE
+echo 'int main() {}' > "$work/consumer/app.cpp"
+cmake -S "$work/consumer" -B "$work/consumer-build" "${generator[@]}" -DBIRDPLANE_SRC="$source" \
+  > "$work/consumer.log" 2>&1 || { cat "$work/consumer.log"; echo "FAIL: add_subdirectory(birdplane) does not configure"; exit 1; }
+echo "the installed package builds and runs the examples; add_subdirectory gives birdplane::birdplane"

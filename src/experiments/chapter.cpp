@@ -174,12 +174,13 @@ at::Tensor shift_images(const at::Tensor& images, int64_t dx, int64_t dy, double
 namespace {
 
 // Trains `cfg` into dir/name: a new run folder, or with `resume` the one there continued from its
-// checkpoint (a finished one only repeats its final evaluation). Returns the finished trainer.
+// checkpoint (a finished one only repeats its final evaluation). Returns the finished trainer; `result`
+// receives the run's result, final accuracies included.
 std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const std::string& name,
                                           const data::ImageSet& train_set, const data::ImageSet& val_set,
                                           const std::vector<double>& mean, const std::vector<double>& std,
                                           const std::string& dir, bool resume, ExperimentObserver& obs,
-                                          train::StopToken stop, double& seconds) {
+                                          train::StopToken stop, train::TrainResult& result) {
   auto c = cfg;
   c.name = name;
   c.runs_dir = dir;
@@ -193,8 +194,7 @@ std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const s
     run_dir.write_config(trainer->run_record());
   }
   obs.on_run_start(name, c, run_dir.path());
-  auto result = trainer->run(run_dir, &obs, stop);
-  seconds = result.total_seconds;
+  result = trainer->run(run_dir, &obs, stop);
   return trainer;
 }
 
@@ -226,7 +226,9 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
     auto cfg = opts.train;
     cfg.model = arm.model;
     cfg.augment = arm.augment;
-    auto trainer = train_run(cfg, arm.name, train_set, val_set, mean, std, dir, opts.resume, obs, stop, arm.seconds);
+    train::TrainResult result;
+    auto trainer = train_run(cfg, arm.name, train_set, val_set, mean, std, dir, opts.resume, obs, stop, result);
+    arm.seconds = result.total_seconds;
     for (int64_t s = 0; s <= opts.max_shift; ++s) {
       for (int diag = 0; diag < 2; ++diag) {
         data::ImageSet shifted(shift_images(val_set.images(), s, diag ? s : 0), val_set.labels(),
@@ -322,20 +324,19 @@ Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_
   for (const auto& model : opts.models) {
     auto cfg = opts.train;
     cfg.model = model;
-    double seconds = 0;
-    auto trainer = train_run(cfg, model, train_set, val_set, mean, std, dir, opts.resume, obs, stop, seconds);
-    const auto tr = train::evaluate(trainer->model(), train_set, trainer->model_config(), c10::Device(c10::kCPU));
-    const auto va = train::evaluate(trainer->model(), val_set, trainer->model_config(), c10::Device(c10::kCPU));
+    // The run's own final evaluation of both sets; no second pass here.
+    train::TrainResult r;
+    auto trainer = train_run(cfg, model, train_set, val_set, mean, std, dir, opts.resume, obs, stop, r);
     const int64_t params = nn::count_parameters(trainer->model());
-    t.rows.push_back({model, params, tr.confusion.accuracy(), va.confusion.accuracy(), seconds});
+    t.rows.push_back({model, params, r.final_train_accuracy, r.final_val_accuracy, r.total_seconds});
     chart.categories.push_back(model);
-    chart.groups[0].values.push_back(tr.confusion.accuracy());
-    chart.groups[1].values.push_back(va.confusion.accuracy());
+    chart.groups[0].values.push_back(r.final_train_accuracy);
+    chart.groups[1].values.push_back(r.final_val_accuracy);
     out.summary["models"].push_back({{"model", model},
                                      {"parameters", params},
-                                     {"train_accuracy", tr.confusion.accuracy()},
-                                     {"val_accuracy", va.confusion.accuracy()},
-                                     {"seconds", seconds}});
+                                     {"train_accuracy", r.final_train_accuracy},
+                                     {"val_accuracy", r.final_val_accuracy},
+                                     {"seconds", r.total_seconds}});
   }
   double lowest = 1;
   for (const auto& g : chart.groups)

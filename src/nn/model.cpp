@@ -24,14 +24,14 @@ std::vector<ModelPreset>& registry() {
     return std::vector<ModelPreset>{
         {"book-small", "the book's small MLP: 3072-512-K, Tanh, LogSoftmax (loss nll)", mlp},
         {"book-large", "the book's large MLP: 3072-1024-512-128-K, Tanh, logits (loss cross-entropy)", mlp},
-        {"mlp", "an MLP with the widths of --hidden (default 512), LogSoftmax (loss nll)", mlp},
+        {"mlp", "an MLP with the `hidden` widths (default 512), LogSoftmax (loss nll)", mlp},
         {"net", "chapter 8's Net: conv 3-16, tanh, pool, conv 16-8, tanh, pool, fc 512-32-K", conv},
-        {"net-width", "Net with --channels first-layer channels (default 32), the second half that", conv},
+        {"net-width", "Net with `channels` first-layer channels (default 32), the second half that", conv},
         {"net-dropout", "net-width with 2-D dropout (p 0.4) after each convolution stage", conv},
         {"net-batchnorm", "net-width with batch normalization after each convolution", conv},
         {"net-depth", "three convolutions with ReLU, fc 4x4x(channels/2)-32-K", conv},
         {"net-res", "net-depth with a skip connection around the third convolution", conv},
-        {"net-res-deep", "--blocks residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's)",
+        {"net-res-deep", "`blocks` residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's)",
          conv},
     };
   }();

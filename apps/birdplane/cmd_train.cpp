@@ -51,6 +51,8 @@ void run_train(TrainOptions o) {
       cfg = train::TrainConfig::from_json(run_dir->read_config().at("train"));
     } catch (const nlohmann::json::exception& e) {
       fail("--resume: {} is not a valid birdplane config ({})", run_dir->config_path(), e.what());
+    } catch (const SettingError& e) {  // a bad value in the file, not a flag the user gave
+      fail("--resume: {} is not a valid birdplane config ({})", run_dir->config_path(), e.what());
     }
     if (!o.config.data_dir.empty()) cfg.data_dir = o.config.data_dir;  // the data may have moved
     if (o.epochs_given) cfg.epochs = o.config.epochs;                  // extend a finished run

@@ -102,6 +102,9 @@ Checkpoint load_checkpoint(const std::string& path) {
     ck.config = ModelConfig::from_json(nlohmann::json::parse(v.toStringRef()));
   } catch (const nlohmann::json::exception& e) {
     fail("checkpoint {}: its model description is damaged ({})", path, e.what());
+  } catch (const SettingError& e) {
+    // A bad value inside the file, not a setting the user gave: name the file, not the setting.
+    fail("checkpoint {}: its model description is damaged ({})", path, e.what());
   }
   archive.read("run_config", v);
   ck.run_config = nlohmann::json::parse(v.toStringRef());

@@ -94,6 +94,19 @@ TEST_F(CliTrain, ResumeExtendsARun) {
   EXPECT_FALSE(contains(r.out, "epoch 1/3")) << r.out;
 }
 
+TEST_F(CliTrain, ResumeNamesTheConfigFileWhenAValueInItIsBad) {
+  const std::string copy = *tmp_ / "runs/r1bad";
+  fs::copy(run_dir(), copy);
+  auto config = nlohmann::json::parse(birdplane::fixtures::read_file(copy + "/config.json"));
+  config["train"]["precision"] = "fp16";
+  std::ofstream(copy + "/config.json") << config.dump(2);
+  auto r = run_birdplane("train --resume " + copy + " --data-dir " + data());
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_TRUE(contains(r.err, copy + "/config.json")) << r.err;
+  EXPECT_TRUE(contains(r.err, "fp16")) << r.err;
+  EXPECT_FALSE(contains(r.err, "error: --precision")) << r.err;  // not a flag the user gave
+}
+
 TEST_F(CliTrain, BadFlagsExitTwoWithAMessage) {
   struct Case { std::string args, expect; };
   const std::vector<Case> cases = {

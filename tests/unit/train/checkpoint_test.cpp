@@ -146,3 +146,35 @@ TEST(Checkpoint, AFileFromBirdplane01StillLoads) {
   auto x = torch::randn({5, 3, 32, 32});
   EXPECT_TRUE(torch::equal(ck.model->forward(x), old->forward(x.reshape({5, -1}))));
 }
+
+TEST(Checkpoint, ABadValueInsideTheFileNamesTheFileNotASetting) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
+  // The same archive with the model description's activation damaged.
+  torch::serialize::InputArchive in;
+  in.load_from(tmp / "c.pt");
+  c10::IValue v;
+  in.read("model_config", v);
+  auto j = nlohmann::json::parse(v.toStringRef());
+  j["spec"]["activation"] = "gelu";
+  torch::serialize::OutputArchive out, model;
+  out.write("birdplane_format", c10::IValue(int64_t{1}));
+  out.write("model_config", c10::IValue(j.dump()));
+  out.write("run_config", c10::IValue(std::string("{}")));
+  out.write("epoch", c10::IValue(int64_t{0}));
+  nn::make_model(cfg.spec)->save(model);
+  out.write("model", model);
+  out.save_to(tmp / "bad.pt");
+  try {
+    train::load_checkpoint(tmp / "bad.pt");
+    FAIL() << "expected an error";
+  } catch (const SettingError& e) {
+    FAIL() << "a damaged file must not read as a bad setting: " << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("gelu"), std::string::npos) << msg;
+  }
+}

@@ -11,10 +11,10 @@
 #include <random>
 
 #include <ATen/ATen.h>
-#include <stb_image.h>
 #include <stb_image_write.h>
 
 #include "birdplane/check.h"
+#include "birdplane/data/image_decode.h"
 #include "birdplane/transforms/geometry.h"
 #include "common/files.h"
 #include "data/font.h"
@@ -80,26 +80,16 @@ void write_png(const std::string& path, const at::Tensor& image) {
   write_file_atomically(path, bytes);
 }
 
-LoadedImage read_image(const std::string& path) {
-  std::error_code ec;
-  BIRDPLANE_CHECK(fs::exists(path, ec), "cannot read image {}: the file does not exist", path);
-  BIRDPLANE_CHECK(!fs::is_directory(path, ec), "cannot read image {}: it is a folder", path);
-  int width = 0, height = 0, channels = 0;
-  // Asking stb for 3 channels makes it expand gray and drop alpha, so callers always get RGB.
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &width, &height, &channels, 3),
-                                                   stbi_image_free);
-  if (!pixels) {
-    const char* reason = stbi_failure_reason();
-    fail("cannot read image {}: {} (PNG, JPEG and BMP files are supported)", path,
-         reason ? reason : "unknown error");
-  }
+LoadedImage read_image(const std::string& path, int64_t max_pixels) {
+  DecodedImage decoded = decode_image_file(path, max_pixels);
   LoadedImage out;
-  // from_blob wraps stb's buffer without copying; contiguous() after the permute makes the copy
-  // that outlives it.
-  out.image = at::from_blob(pixels.get(), {height, width, 3}, at::kByte).permute({2, 0, 1}).contiguous();
-  out.original_width = width;
-  out.original_height = height;
-  out.original_channels = channels;
+  // The decoder gives HWC bytes; contiguous() after the permute makes the copy that outlives them.
+  out.image = at::from_blob(decoded.pixels.data(), {decoded.height, decoded.width, 3}, at::kByte)
+                  .permute({2, 0, 1})
+                  .contiguous();
+  out.original_width = decoded.width;
+  out.original_height = decoded.height;
+  out.original_channels = decoded.channels_in_file;
   return out;
 }
 

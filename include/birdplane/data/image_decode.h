@@ -2,7 +2,10 @@
 // (giflib, first frame), BMP and PPM/PGM/PBM (our own strict readers). Every decoder checks the
 // declared dimensions against a pixel limit before allocating, treats a truncated file as an error, and
 // produces RGB pixels equal to what PIL gives for Image.open(f).convert("RGB") (gray replicated, alpha
-// dropped without blending, palettes expanded, 16-bit samples cut to their high byte as PIL does).
+// dropped without blending, palettes expanded, 16-bit samples cut to their high byte as PIL does,
+// except 16-bit gray PNG/PGM, which PIL 9.4 clips to 255). The reference is Debian 12's PIL 9.4
+// (tools/write_test_images.py); variants PIL misreads, or that the libraries cannot read as PIL does,
+// are refused with a message rather than decoded differently (see src/data/image_decode.cpp).
 // No LibTorch here, so the decoders build fast and fuzz cheaply; image_io.h wraps them in tensors.
 #pragma once
 
@@ -33,7 +36,8 @@ struct DecodedImage {
   std::vector<uint8_t> pixels;
   int width = 0;
   int height = 0;
-  int channels_in_file = 0;  ///< 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha (palette: 3 or 4)
+  int channels_in_file = 0;  ///< 1 gray, 2 gray+alpha, 3 colour, 4 colour+alpha (palette: 3, or 4
+                             ///< with transparency; a CMYK JPEG: 4)
   ImageFormat format = ImageFormat::kUnknown;
 };
 
@@ -55,7 +59,8 @@ ImageHeader read_image_header(const uint8_t* data, size_t size, const std::strin
                               int64_t max_pixels = kDefaultMaxPixels);
 
 /// Reads a whole file into memory, refusing files above `max_bytes` (default 1 GiB) and naming the
-/// path when it is missing, a folder or unreadable.
+/// path when it is missing, a folder, not a regular file (a FIFO or a device: never opened for
+/// waiting) or unreadable.
 std::vector<uint8_t> read_file_bytes(const std::string& path, int64_t max_bytes = int64_t{1} << 30);
 
 /// read_file_bytes + decode_image.

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 #include <torch/torch.h>
 
@@ -117,16 +116,9 @@ TEST(ImageIo, ReadErrorsNameTheFile) {
     std::ofstream f(tmp / "notes.png");
     f << "this is a text file, not an image\n";
   }
-  expect_error([&] { data::read_image(tmp / "notes.png"); }, {"notes.png", "cannot read image"});
-  try {
-    data::read_image(tmp / "notes.png");
-    FAIL() << "expected birdplane::Error";
-  } catch (const Error& e) {
-    // stb's reason (kept per thread until the next call) is part of the message.
-    const char* reason = stbi_failure_reason();
-    ASSERT_NE(reason, nullptr);
-    EXPECT_NE(std::string(e.what()).find(reason), std::string::npos) << e.what();
-  }
+  // The file is recognised by its bytes, not its name: the reason says what was expected.
+  expect_error([&] { data::read_image(tmp / "notes.png"); },
+               {"notes.png", "cannot read image", "not an image birdplane can read", "PNG"});
   expect_error([&] { data::read_image(tmp / "missing.png"); }, {"missing.png", "does not exist"});
 }
 

@@ -16,6 +16,9 @@
 //                            batches (then ToTensor + Normalize with "normalize", what training
 //                            consumes): images per second per pass
 //   transform DATA_DIR SPEC N  the transform alone on in-memory uint8 batches of 64: images/s
+//   folder TREE SIZE REPS    an image folder (SIZE 0: the images' own size, else SIZE x SIZE) read with
+//                            read_image_folder, then one epoch of shuffled, normalized batches of 64:
+//                            first with no cache (decoding every file), then from the cache; medians
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -34,6 +37,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_folder.h"
 #include "birdplane/data/stats.h"
 #include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
@@ -358,6 +362,64 @@ nlohmann::json bench_peak() {
   return out;
 }
 
+// One epoch over a set as training consumes it: shuffled batches of 64, ToTensor + Normalize. The sum
+// keeps the work from being skipped (the Python side sums its batches too).
+double folder_epoch(const data::ImageSet& set) {
+  const std::vector<double> mean = {0.4915, 0.4823, 0.4468}, std = {0.2470, 0.2435, 0.2616};
+  data::BatchLoader loader(set, data::BatchLoaderOptions(64), transforms::normalize_batches(mean, std));
+  loader.start_epoch(0);
+  double sum = 0;
+  while (auto b = loader.next()) sum += b->images.sum().item<double>();
+  return sum;
+}
+
+nlohmann::json bench_folder(const std::string& tree, int64_t size, int64_t reps) {
+  namespace fs = std::filesystem;
+  const fs::path cache = fs::temp_directory_path() / ("birdplane-bench-cache-" + std::to_string(::getpid()));
+  data::ImageFolderOptions options;
+  options.cache_dir = cache.string();
+  if (size > 0) options.image_size = {size, size};
+  std::vector<double> first, decode, cached, mapped;
+  int64_t files = 0;
+  double checksum = 0;
+  for (int64_t r = 0; r < reps; ++r) {
+    fs::remove_all(cache);
+    data::ImageFolderReport a, b;
+    train::Timer t;
+    auto set = data::read_image_folder(tree, options, &a);
+    decode.push_back(t.seconds());
+    checksum = folder_epoch(set);
+    first.push_back(t.seconds());
+    train::Timer u;
+    auto again = data::read_image_folder(tree, options, &b);
+    mapped.push_back(u.seconds());
+    BIRDPLANE_CHECK(b.from_cache, "the second read of {} did not come from the cache ({})", tree, b.cache_note);
+    const double second = folder_epoch(again);
+    cached.push_back(u.seconds());
+    BIRDPLANE_CHECK(second == checksum, "the cached set differs from the decoded one");
+    files = a.files;
+  }
+  fs::remove_all(cache);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double threads = at::get_num_threads();
+  return {{"mode", "folder"},
+          {"tree", tree},
+          {"files", files},
+          {"image_size", size},
+          {"first_epoch_seconds", median(first)},
+          {"decode_seconds", median(decode)},
+          {"cached_epoch_seconds", median(cached)},
+          {"cache_read_seconds", median(mapped)},
+          {"first_epochs", first},
+          {"cached_epochs", cached},
+          {"files_per_second", static_cast<double>(files) / median(first)},
+          {"decode_files_per_second_per_core", static_cast<double>(files) / median(decode) / threads},
+          {"checksum", checksum}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -397,11 +459,14 @@ int main(int argc, char** argv) {
       j = bench_augment(argv[2], argv[3], std::stoll(argv[4]), argc == 6 && std::string(argv[5]) == "normalize");
     } else if (mode == "transform" && argc == 5) {
       j = bench_transform(argv[2], argv[3], std::stoll(argv[4]));
+    } else if (mode == "folder" && pos.size() == 3) {
+      j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else {
       std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
                    " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
-                   " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]\n";
+                   " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
+                   " | folder TREE SIZE REPS\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

@@ -33,7 +33,10 @@ SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cp
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
-        "netwidth", "netall")
+        "netwidth", "netall", "folder")
+# (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
+# (0: their own 32x32; the 224x224 tree is resized to 64x64 as torchvision's Resize(64)).
+FOLDER_TREES = (("png32", 0), ("jpeg32", 0), ("jpeg224", 64))
 # Layer widths of the models the roofline covers (cifar2: two outputs).
 MODEL_DIMS = {"book-small": [3072, 512, 2], "book-large": [3072, 1024, 512, 128, 2]}
 
@@ -130,6 +133,8 @@ def main():
     ap.add_argument("--blas-core", default="auto",
                     help="OPENBLAS_CORETYPE for every side alike: auto (SKYLAKEX, OpenBLAS's AVX-512 kernels, when "
                          "the CPU has AVX-512; otherwise the environment's), keep (the environment's) or a core name")
+    ap.add_argument("--folder-trees", default=os.path.join(tempfile.gettempdir(), "birdplane-folder-trees"),
+                    help="(l) where the image-folder trees are written once (about 100 MB) and reused")
     args = ap.parse_args()
     bench = os.path.join(args.build, "bench", "birdplane_bench")
     cli = os.path.join(args.build, "birdplane")
@@ -146,7 +151,7 @@ def main():
     cpp_env = dict(py_env, BIRDPLANE_BENCH_THREADS=threads)
     print(f"OPENBLAS_CORETYPE for every side: {py_env.get('OPENBLAS_CORETYPE', '(unset: OpenBLAS detects)')}",
           file=sys.stderr)
-    rows, memory, roofline = [], [], {}
+    rows, memory, roofline, folders = [], [], {}, []
 
     def wanted(key):
         return not only or key in only
@@ -265,6 +270,41 @@ def main():
                            ("book", py("augment_loader.py", data, str(workers), "3", threads), PY)])
             new[0]["images_per_second"] = {k: 10000 / s for k, s in new[0]["seconds"].items()}
 
+    if wanted("folder"):
+        # (l) an image folder read and consumed once: birdplane's first epoch (decoding every file on all
+        # cores, writing the cache) and an epoch from the cache, against torchvision's ImageFolder +
+        # DataLoader (batch 64, ToTensor + Normalize) with 0 and 2 workers. Every side runs once per
+        # repetition, in alternating order; medians.
+        run_json(py("make_folder_trees.py", args.folder_trees, "--data", data), cwd=PY, env=py_env)
+        for tree, size in FOLDER_TREES:
+            path = os.path.join(args.folder_trees, tree)
+            resize = ("--resize", str(size)) if size else ()
+            sides = [("cpp", [bench, "folder", path, str(size), "1"], None)] + [
+                (f"py{w}", py("folder_epoch.py", path, "--workers", str(w), "--reps", "1", "--threads", threads,
+                              *resize), PY) for w in (0, 2)]
+            values = {"cpp_first": [], "cpp_cached": [], "py0": [], "py2": []}
+            files = 0
+            for rep in range(args.reps):
+                for key, cmd, cwd in (sides if rep % 2 == 0 else sides[::-1]):
+                    j = run_json(cmd, cwd=cwd, env=cpp_env if cwd is None else py_env)
+                    files = j["files"]
+                    if key == "cpp":
+                        values["cpp_first"].append(j["first_epoch_seconds"])
+                        values["cpp_cached"].append(j["cached_epoch_seconds"])
+                    else:
+                        values[key].append(j["median_seconds"])
+                print(f"  (l) folder {tree} rep {rep + 1}/{args.reps}: "
+                      + ", ".join(f"{k} {v[-1]:.3f}" for k, v in values.items()), file=sys.stderr)
+            med = {k: statistics.median(v) for k, v in values.items()}
+            best_py = min(med["py0"], med["py2"])
+            folders.append({"workload": f"(l) image folder {tree}" + (f", resized to {size}" if size else ""),
+                            "files": files, "reps": args.reps, "seconds": med, "all": values,
+                            "first_epoch_speedup": best_py / med["cpp_first"],
+                            "cached_epoch_speedup": best_py / med["cpp_cached"],
+                            "files_per_second_per_core": {
+                                "cpp_first": files / med["cpp_first"] / args.threads,
+                                "py0": files / med["py0"], "py2": files / med["py2"] / 2}})
+
     if wanted("rss"):
         # (g) peak resident memory of a whole book-small cifar2 training run of --rss-epochs epochs.
         e = str(args.rss_epochs)
@@ -356,6 +396,16 @@ def main():
               + ", ".join(f"{k} {v:,.1f} MiB" for k, v in m["mib"].items())
               + (f"; book/C++ {m['mib']['book'] / m['mib']['cpp']:.2f}x" if "book" in m["mib"] else ""))
 
+    if folders:
+        print("\n(l) image folders: one epoch, seconds (medians); speedups against the faster DataLoader "
+              "(targets: first epoch >= 4x, from the cache >= 50x)")
+        print(f"{'tree':<40}{'C++ first':>10}{'C++ cache':>10}{'py 0 wk':>9}{'py 2 wk':>9}{'first':>8}{'cached':>9}")
+        for f in folders:
+            s = f["seconds"]
+            print(f"{f['workload']:<40}{s['cpp_first']:>10.3f}{s['cpp_cached']:>10.4f}{s['py0']:>9.3f}{s['py2']:>9.3f}"
+                  f"{f['first_epoch_speedup']:>7.1f}x{f['cached_epoch_speedup']:>8.0f}x")
+            print(f"{'':<40}files/s per core: " + ", ".join(f"{k} {v:,.0f}" for k, v in f["files_per_second_per_core"].items()))
+
     # The arithmetic ceiling itself (no memory, no data): what no product can beat.
     peak = run_json([bench, "peak"], env=cpp_env)
     print(f"\nCPU peak ({args.threads} threads, `birdplane_bench peak`): fp32 FMA {peak.get('fp32_fma_gflops', 0):.1f} "
@@ -384,7 +434,8 @@ def main():
               "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
               "eval_repeats": args.eval_repeats, "only": sorted(only),
               "openblas_coretype": py_env.get("OPENBLAS_CORETYPE", ""), "blas_core_option": args.blas_core,
-              "ratio": "python seconds / cpp seconds", "peak": peak, "rows": rows, "memory": memory, "roofline": roofline}
+              "ratio": "python seconds / cpp seconds", "peak": peak, "rows": rows, "memory": memory, "roofline": roofline,
+              "folders": folders}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")
     with open(path, "w") as f:

@@ -18,25 +18,43 @@ struct EvalOptions {
   train::Precision precision = train::Precision::kFp32;
   bool json = false;
   bool no_download = false;
+  std::string image_folder;
+  FolderFlags folder;
 };
 
 void run_eval(const EvalOptions& o) {
   const auto split = data::parse_split(o.split);
   auto ck = train::load_checkpoint(o.checkpoint);
   const auto device = train::resolve_device(o.device);
-  auto set = load_split(o.data_dir, split, !o.no_download, ck.config.classes);
+  data::ImageSet set = [&] {
+    if (o.image_folder.empty()) return load_split(o.data_dir, split, !o.no_download, ck.config.classes);
+    // The images are brought to the model's size the way its training images were.
+    auto options = folder_options(o.folder);
+    const auto& shape = ck.config.spec.image_shape;
+    BIRDPLANE_CHECK(shape.size() == 3, "{}: the model takes inputs of shape [{}], not images; it cannot be "
+                    "evaluated on an image folder", o.checkpoint, fmt::join(shape, ","));
+    options.image_size = {shape[1], shape[2]};
+    options.crop = ck.config.crop;
+    options.classes = ck.config.classes;
+    return read_folder_with_progress(o.image_folder, options);
+  }();
+  const std::string where = o.image_folder.empty() ? fmt::format("the {} split", o.split) : o.image_folder;
   ck.model->to(device);
   auto r = train::evaluate(*ck.model, set, ck.config, device, 1000, o.precision);
   if (o.json) {
     auto j = r.confusion.to_json(ck.config.classes);
     j["checkpoint"] = o.checkpoint;
-    j["split"] = o.split;
+    if (o.image_folder.empty()) {
+      j["split"] = o.split;
+    } else {
+      j["image_folder"] = o.image_folder;
+    }
     j["loss"] = r.loss;
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::cout << fmt::format("{} on the {} split ({} images, {}): accuracy {:.4f}, loss {:.4f}\n\n",
-                           o.checkpoint, o.split, r.confusion.total(), ck.config.spec.name,
+  std::cout << fmt::format("{} on {} ({} images, {}): accuracy {:.4f}, loss {:.4f}\n\n",
+                           o.checkpoint, where, r.confusion.total(), ck.config.spec.name,
                            r.confusion.accuracy(), r.loss);
   std::cout << r.confusion.format(ck.config.classes);
 }
@@ -49,7 +67,11 @@ void setup_eval(CLI::App& app) {
                                          "confusion matrix");
   cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt")->required();
   add_data_dir(*cmd, o->data_dir);
-  cmd->add_option("--split", o->split, "train or test")->capture_default_str();
+  cmd->add_option("--split", o->split, "train or test (CIFAR-10)")->capture_default_str();
+  cmd->add_option("--image-folder", o->image_folder,
+                  "Evaluate on an image folder (one subfolder per class, as the model's classes) instead of "
+                  "CIFAR-10; images are brought to the model's size as in training");
+  add_folder_flags(*cmd, o->folder, /*with_size=*/false);
   cmd->add_option("--device", o->device, "auto, cpu or cuda")
       ->transform(choices(train::kDeviceKinds))
       ->default_str(train::to_string(o->device));

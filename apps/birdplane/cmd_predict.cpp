@@ -1,79 +1,206 @@
-// birdplane predict: the class and softmax probabilities of image files under a saved model.
+// birdplane predict: the class and softmax probabilities of image files (and folders of them) under a
+// saved model, brought to the model's size the way its training images were.
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
+#include <numeric>
 
+#include <ATen/Parallel.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "birdplane/check.h"
+#include "birdplane/data/image_folder.h"
 #include "birdplane/data/image_io.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/transforms/functional.h"
 #include "commands.h"
+#include "common/text.h"
+
+namespace fs = std::filesystem;
 
 namespace birdplane::cli {
 namespace {
 
 struct PredictOptions {
   std::string checkpoint;
-  std::vector<std::string> images;
+  std::vector<std::string> paths;
+  int64_t top_k = 5;
   bool json = false;
+  bool csv = false;
+  int64_t max_pixels = data::kDefaultMaxPixels;
 };
 
-void run_predict(const PredictOptions& o) {
-  auto ck = train::load_checkpoint(o.checkpoint);
-  // Read every file first, so a bad one stops the command before anything is printed.
-  std::vector<at::Tensor> batch;
-  std::vector<std::string> notes;
-  for (const auto& path : o.images) {
-    auto img = data::read_image(path);
-    std::string note;
-    if (img.original_channels == 1 || img.original_channels == 2) note = "grayscale converted to RGB";
-    if (img.original_channels == 4 || img.original_channels == 2)
-      note += std::string(note.empty() ? "" : "; ") + "alpha channel dropped";
-    at::Tensor x = img.image;
-    const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
-    const int64_t height = shape.size() == 3 ? shape[1] : 32, width = shape.size() == 3 ? shape[2] : 32;
-    if (img.original_width != width || img.original_height != height) {
-      x = data::resize_bilinear(x, height, width);
-      note += std::string(note.empty() ? "" : "; ") + fmt::format("resized from {}x{} to {}x{} (bilinear)",
-                                                                 img.original_width, img.original_height, width, height);
-    }
-    batch.push_back(x);
-    notes.push_back(note);
-  }
-  torch::NoGradGuard no_grad;
-  ck.model->eval();
-  auto x = transforms::functional::to_normalized(torch::stack(batch), ck.config.mean, ck.config.std);
-  auto out = ck.model->forward(x);
-  auto probs = nn::probabilities(out, ck.model->ends_in_log_softmax());
-  nlohmann::json all = nlohmann::json::array();
-  for (size_t i = 0; i < o.images.size(); ++i) {
-    const int64_t best = probs[i].argmax().item<int64_t>();
-    if (o.json) {
-      nlohmann::json j = {{"file", o.images[i]}, {"class", ck.config.classes[best]}, {"note", notes[i]}};
-      for (size_t c = 0; c < ck.config.classes.size(); ++c)
-        j["probabilities"][ck.config.classes[c]] = probs[i][c].item<double>();
-      all.push_back(j);
+// Images are decoded, classified and printed this many at a time, so any number of files fits in memory.
+constexpr int64_t kChunk = 256;
+
+bool is_image_name(const std::string& name) {
+  const std::string lower = to_lower(name);
+  auto ends = [&](const std::string& ext) {
+    return lower.size() > ext.size() && lower.compare(lower.size() - ext.size(), ext.size(), ext) == 0;
+  };
+  for (const auto& ext : data::image_folder_extensions())
+    if (ends(ext)) return true;
+  return ends(".gif") || ends(".pbm");
+}
+
+// Files named on the command line are taken as they are; folders are searched recursively (symbolic
+// links to folders are not followed, so a link loop cannot trap the search) for image file names.
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> files;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (!fs::is_directory(p, ec)) {
+      files.push_back(p);
       continue;
     }
-    std::string line = fmt::format("{}: {}", o.images[i], ck.config.classes[best]);
-    for (size_t c = 0; c < ck.config.classes.size(); ++c)
-      line += fmt::format("{}{} {:.4f}", c ? ", " : "  (", ck.config.classes[c], probs[i][c].item<double>());
-    std::cout << line << ")" << (notes[i].empty() ? "" : "  [" + notes[i] + "]") << "\n";
+    std::vector<std::string> found;
+    fs::recursive_directory_iterator it(p, fs::directory_options::skip_permission_denied, ec);
+    BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", p, ec.message());
+    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", p, ec.message());
+      std::error_code type_ec;
+      if (!it->is_directory(type_ec) && is_image_name(it->path().filename().string())) found.push_back(it->path().string());
+    }
+    BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", p, ec.message());
+    BIRDPLANE_CHECK(!found.empty(), "folder {} holds no image files", p);
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
+  }
+  return files;
+}
+
+struct Prepared {
+  at::Tensor image;  // uint8 [3,H,W] at the model's size; undefined when the file failed
+  std::string note;
+  std::string error;
+};
+
+Prepared prepare(const std::string& path, int64_t height, int64_t width, data::CropMode crop, int64_t max_pixels) {
+  Prepared p;
+  try {
+    auto img = data::read_image(path, max_pixels);
+    const int ch = img.original_channels;
+    if (ch == 1 || ch == 2) p.note = "grayscale converted to RGB";
+    if (ch == 2 || ch == 4) p.note += std::string(p.note.empty() ? "" : "; ") + "alpha channel dropped";
+    if (img.original_width != width || img.original_height != height) {
+      p.note += std::string(p.note.empty() ? "" : "; ") +
+                fmt::format("resized{} from {}x{} to {}x{} (bilinear)",
+                            crop == data::CropMode::kCenter ? " and center-cropped" : "", img.original_width,
+                            img.original_height, width, height);
+      p.image = data::fit_image(img.image, height, width, crop);
+    } else {
+      p.image = img.image;
+    }
+  } catch (const Error& e) {
+    p.error = e.what();
+  }
+  return p;
+}
+
+std::string csv_cell(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+void run_predict(const PredictOptions& o) {
+  BIRDPLANE_CHECK(!(o.json && o.csv), "--json and --csv: choose one output format");
+  BIRDPLANE_CHECK(o.top_k >= 1, "--top-k {}: expected 1 or more", o.top_k);
+  auto ck = train::load_checkpoint(o.checkpoint);
+  const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
+  BIRDPLANE_CHECK(shape.size() == 3 && shape[0] == 3,
+                  "{}: the model takes inputs of shape [{}], not RGB images [3,H,W]", o.checkpoint,
+                  fmt::join(shape, ","));
+  const int64_t height = shape[1], width = shape[2];
+  const auto& classes = ck.config.classes;
+  const int64_t k = std::min<int64_t>(o.top_k, static_cast<int64_t>(classes.size()));
+  const auto files = expand_paths(o.paths);
+
+  torch::NoGradGuard no_grad;
+  ck.model->eval();
+  nlohmann::json all = nlohmann::json::array();
+  if (o.csv) {
+    std::cout << "file,class,probability";
+    for (const auto& c : classes) std::cout << "," << csv_cell("p_" + c);
+    std::cout << ",note,error\n";
+  }
+  int64_t failed = 0;
+  for (int64_t start = 0; start < static_cast<int64_t>(files.size()); start += kChunk) {
+    const int64_t end = std::min<int64_t>(start + kChunk, static_cast<int64_t>(files.size()));
+    std::vector<Prepared> prepared(static_cast<size_t>(end - start));
+    at::parallel_for(start, end, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        prepared[static_cast<size_t>(i - start)] =
+            prepare(files[static_cast<size_t>(i)], height, width, ck.config.crop, o.max_pixels);
+    });
+    std::vector<at::Tensor> batch;
+    for (const auto& p : prepared)
+      if (p.error.empty()) batch.push_back(p.image);
+    at::Tensor probs;
+    if (!batch.empty()) {
+      auto x = transforms::functional::to_normalized(torch::stack(batch), ck.config.mean, ck.config.std);
+      probs = nn::probabilities(ck.model->forward(x), ck.model->ends_in_log_softmax()).to(at::kDouble).contiguous();
+    }
+    int64_t row = 0;
+    for (int64_t i = start; i < end; ++i) {
+      const auto& p = prepared[static_cast<size_t>(i - start)];
+      const std::string& file = files[static_cast<size_t>(i)];
+      if (!p.error.empty()) {
+        ++failed;
+        std::cerr << "error: " << p.error << "\n";
+        if (o.json) all.push_back({{"file", file}, {"error", p.error}});
+        if (o.csv) std::cout << csv_cell(file) << ",," << std::string(classes.size(), ',') << "," << csv_cell(p.error) << "\n";
+        continue;
+      }
+      const double* pr = probs[row++].data_ptr<double>();
+      std::vector<int64_t> order(classes.size());
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return pr[a] > pr[b]; });
+      const std::string& best = classes[static_cast<size_t>(order[0])];
+      if (o.json) {
+        nlohmann::json j = {{"file", file}, {"class", best}, {"note", p.note}};
+        for (size_t c = 0; c < classes.size(); ++c) j["probabilities"][classes[c]] = pr[c];
+        for (int64_t t = 0; t < k; ++t)
+          j["top"].push_back({{"class", classes[static_cast<size_t>(order[t])]}, {"probability", pr[order[t]]}});
+        all.push_back(j);
+      } else if (o.csv) {
+        std::cout << csv_cell(file) << "," << csv_cell(best) << "," << fmt::format("{:.6f}", pr[order[0]]);
+        for (size_t c = 0; c < classes.size(); ++c) std::cout << fmt::format(",{:.6f}", pr[c]);
+        std::cout << "," << csv_cell(p.note) << ",\n";
+      } else {
+        std::string line = fmt::format("{}: {}", file, best);
+        for (int64_t t = 0; t < k; ++t)
+          line += fmt::format("{}{} {:.4f}", t ? ", " : "  (", classes[static_cast<size_t>(order[t])], pr[order[t]]);
+        std::cout << line << ")" << (p.note.empty() ? "" : "  [" + p.note + "]") << "\n";
+      }
+    }
+    std::cout << std::flush;
   }
   if (o.json) std::cout << all.dump(2) << "\n";
+  BIRDPLANE_CHECK(failed == 0, "{} of {} files could not be read (listed above); the others were classified",
+                  failed, files.size());
 }
 
 }  // namespace
 
 void setup_predict(CLI::App& app) {
   auto o = std::make_shared<PredictOptions>();
-  auto* cmd = app.add_subcommand("predict", "Classify image files (PNG, JPEG, BMP) with a saved model: the class "
-                                            "and the softmax probabilities");
+  auto* cmd = app.add_subcommand(
+      "predict",
+      "Classify image files (JPEG, PNG, WebP, GIF, BMP, PPM/PGM) and folders of them with a saved model: the "
+      "class and the softmax probabilities. A file that cannot be read is reported and skipped; the exit code "
+      "is then 2");
   cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt")->required();
-  cmd->add_option("images", o->images, "Image files")->required();
-  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_option("paths", o->paths, "Image files, or folders searched recursively for image files")->required();
+  cmd->add_option("--top-k", o->top_k, "Show the K most probable classes per image")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON: every class's probability and the top K per file");
+  cmd->add_flag("--csv", o->csv, "Print CSV: file, class, its probability, one column per class, note, error");
+  cmd->add_option("--max-pixels", o->max_pixels, "Refuse images declaring more pixels than this")
+      ->capture_default_str();
   cmd->callback([o] { run_predict(*o); });
 }
 

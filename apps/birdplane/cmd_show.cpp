@@ -26,6 +26,8 @@ struct ShowOptions {
   int scale = 0;     // 0: 8 for one image, 3 for a grid
   std::string out;
   bool no_download = false;
+  std::string image_folder;
+  FolderFlags folder;
 };
 
 struct GridShape {
@@ -69,15 +71,21 @@ void run_show(const ShowOptions& o) {
   const bool is_grid = !o.grid.empty();
   const GridShape shape = is_grid ? parse_grid(o.grid) : GridShape{1, 1};
   const int scale = o.scale > 0 ? o.scale : (is_grid ? 3 : 8);
-  const auto split = data::parse_split(o.split);
   const auto class_list = data::parse_class_list(o.classes);
-
-  auto all = load_split(o.data_dir, split, !o.no_download);
-  // subset() of an empty list copies the whole split; skip it when no classes are named.
-  auto set = class_list.empty() ? std::move(all) : all.subset(class_list);
+  data::ImageSet set = [&] {
+    if (!o.image_folder.empty()) {
+      auto options = folder_options(o.folder);
+      options.classes = class_list;
+      return read_folder_with_progress(o.image_folder, options);
+    }
+    auto all = load_split(o.data_dir, data::parse_split(o.split), !o.no_download);
+    // subset() of an empty list copies the whole split; skip it when no classes are named.
+    return class_list.empty() ? std::move(all) : all.subset(class_list);
+  }();
   const int64_t available = set.images().size(0);
   const std::string which =
-      fmt::format("the {} split{}", o.split, class_list.empty() ? "" : " of " + fmt::to_string(fmt::join(class_list, ",")));
+      fmt::format("{}{}", o.image_folder.empty() ? "the " + o.split + " split" : o.image_folder,
+                  class_list.empty() ? "" : " of " + fmt::to_string(fmt::join(class_list, ",")));
   BIRDPLANE_CHECK(available > 0, "{} holds no images", which);
   BIRDPLANE_CHECK(o.index >= 0 && o.index < available,
                   "--index {} is out of range: {} has {} images, so use 0 to {}", o.index, which, available,
@@ -109,10 +117,14 @@ void run_show(const ShowOptions& o) {
 
 void setup_show(CLI::App& app) {
   auto o = std::make_shared<ShowOptions>();
-  auto* cmd = app.add_subcommand("show", "Write a CIFAR-10 image, or a captioned grid of them, to a PNG "
+  auto* cmd = app.add_subcommand("show", "Write a CIFAR-10 (or image folder) image, or a captioned grid of them, to a PNG "
                                          "(the book's plt.imshow)");
   add_data_dir(*cmd, o->data_dir);
-  cmd->add_option("--split", o->split, "train or test")->capture_default_str();
+  cmd->add_option("--split", o->split, "train or test (CIFAR-10)")->capture_default_str();
+  cmd->add_option("--image-folder", o->image_folder,
+                  "Show images of an image folder (one subfolder per class, in ImageFolder's order) instead "
+                  "of CIFAR-10");
+  add_folder_flags(*cmd, o->folder, /*with_size=*/true);
   cmd->add_option("--classes", o->classes,
                   "Comma-separated class names, e.g. airplane,bird; --index then counts within them "
                   "(default: all ten)");

@@ -17,15 +17,29 @@ struct StatsOptions {
   std::string classes;
   bool json = false;
   bool no_download = false;
+  std::string image_folder;
+  FolderFlags folder;
 };
 
 void run_stats(const StatsOptions& o) {
-  const auto split = data::parse_split(o.split);
-  auto set = load_split(o.data_dir, split, !o.no_download, data::parse_class_list(o.classes));
+  const auto classes = data::parse_class_list(o.classes);
+  data::ImageSet set = [&] {
+    if (!o.image_folder.empty()) {
+      auto options = folder_options(o.folder);
+      options.classes = classes;
+      return read_folder_with_progress(o.image_folder, options);
+    }
+    return load_split(o.data_dir, data::parse_split(o.split), !o.no_download, classes);
+  }();
+  const std::string what = o.image_folder.empty() ? o.split + " split," : o.image_folder + ":";
   const auto s = data::channel_stats(set.images());
   if (o.json) {
     nlohmann::json j;
-    j["split"] = o.split;
+    if (o.image_folder.empty()) {
+      j["split"] = o.split;
+    } else {
+      j["image_folder"] = o.image_folder;
+    }
     j["classes"] = set.class_names();
     j["images"] = set.images().size(0);
     j["mean"] = s.mean;
@@ -33,7 +47,7 @@ void run_stats(const StatsOptions& o) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  std::cout << fmt::format("{} split, {} images, classes: {}\n", o.split, set.images().size(0),
+  std::cout << fmt::format("{} {} images, classes: {}\n", what, set.images().size(0),
                            fmt::join(set.class_names(), ","));
   std::cout << fmt::format("mean  ({:.4f})\n", fmt::join(s.mean, ", "));
   std::cout << fmt::format("std   ({:.4f})\n", fmt::join(s.std, ", "));
@@ -46,8 +60,11 @@ void setup_stats(CLI::App& app) {
   auto* cmd = app.add_subcommand("stats", "Per-channel mean and std of a split after ToTensor "
                                           "(unbiased std), the constants for Normalize");
   add_data_dir(*cmd, o->data_dir);
-  cmd->add_option("--split", o->split, "train or test")->capture_default_str();
-  cmd->add_option("--classes", o->classes, "Comma-separated class names, e.g. airplane,bird (default: all ten)");
+  cmd->add_option("--split", o->split, "train or test (CIFAR-10)")->capture_default_str();
+  cmd->add_option("--image-folder", o->image_folder,
+                  "Statistics of an image folder (one subfolder per class) instead of CIFAR-10");
+  add_folder_flags(*cmd, o->folder, /*with_size=*/true);
+  cmd->add_option("--classes", o->classes, "Comma-separated class names, e.g. airplane,bird (default: all)");
   cmd->add_flag("--json", o->json, "Print JSON instead of text");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   cmd->callback([o] { run_stats(*o); });

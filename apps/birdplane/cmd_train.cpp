@@ -29,6 +29,7 @@ struct TrainOptions {
   std::string hidden;
   std::string resume;
   bool no_download = false;
+  FolderFlags folder;
   bool epochs_given = false;
   bool loss_given = false;
   nn::LossKind loss = nn::LossKind::kNll;
@@ -55,6 +56,9 @@ void run_train(TrainOptions o) {
       fail("--resume: {} is not a valid birdplane config ({})", run_dir->config_path(), e.what());
     }
     if (!o.config.data_dir.empty()) cfg.data_dir = o.config.data_dir;  // the data may have moved
+    if (!o.config.image_folder.empty()) cfg.image_folder = o.config.image_folder;
+    if (!o.config.val_folder.empty()) cfg.val_folder = o.config.val_folder;
+    if (!o.folder.cache_dir.empty()) cfg.cache_dir = o.folder.cache_dir;
     if (o.epochs_given) cfg.epochs = o.config.epochs;                  // extend a finished run
     BIRDPLANE_CHECK(run_dir->has_checkpoint(),
                     "--resume: {} has no checkpoint.pt yet (the run stopped before its first epoch ended); "
@@ -64,6 +68,18 @@ void run_train(TrainOptions o) {
     cfg.classes = data::parse_class_list(o.classes);
     if (!o.hidden.empty()) cfg.hidden = nn::parse_hidden(o.hidden);
     if (o.loss_given) cfg.loss = o.loss;
+    if (!cfg.image_folder.empty()) {
+      const auto f = folder_options(o.folder);
+      cfg.image_size = f.image_size;
+      cfg.crop = f.crop;
+      cfg.max_pixels = f.max_pixels;
+      cfg.skip_bad_images = f.skip_bad_images;
+      cfg.cache_dir = f.cache_dir;
+      if (cfg.val_folder.empty() && cfg.val_fraction == 0) {
+        cfg.val_fraction = 0.2;
+        std::cerr << "note: no --val-folder or --val-fraction: holding out 20% of each class for validation\n";
+      }
+    }
     if (cfg.name.empty()) cfg.name = default_run_name(cfg.model);
     const std::string path = (fs::path(cfg.runs_dir) / cfg.name).string();
     BIRDPLANE_CHECK(!fs::exists(path), "run folder {} already exists; pick another --name, or continue it with --resume {}",
@@ -72,14 +88,16 @@ void run_train(TrainOptions o) {
   cfg.validate();
 
   // Load the data before creating anything on disk, so a data error leaves no empty run folder.
-  auto d = load_training_data(cfg, !o.no_download);
+  auto d = load_training_data(cfg, !o.no_download, !o.folder.no_cache);
   // The trainer checks the model, loss and optimizer settings before anything is written.
   train::Trainer trainer(cfg, d.train, d.val, d.stats.mean, d.stats.std);
   if (resume) {
     trainer.resume_from(*run_dir);
   } else {
     run_dir = train::RunDir::create((fs::path(cfg.runs_dir) / cfg.name).string());
-    run_dir->write_config(trainer.run_record());
+    auto record = trainer.run_record();
+    if (!d.record.empty()) record["data"] = d.record;
+    run_dir->write_config(record);
   }
   std::cout << fmt::format("{} {}: {} on {} training / {} validation images ({}), {} parameters, loss {}, "
                            "{} step in {}, {} threads; writing {}\n",
@@ -107,8 +125,16 @@ void setup_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a classifier (default: the book's book-small on all ten "
                                           "classes; the chapter uses --classes airplane,bird)");
   add_data_dir(*cmd, c.data_dir);
+  cmd->add_option("--image-folder", c.image_folder,
+                  "Train on your own images: a folder with one subfolder of images per class (torchvision's "
+                  "ImageFolder layout) instead of CIFAR-10");
+  cmd->add_option("--val-folder", c.val_folder, "With --image-folder: validation images in the same layout");
+  cmd->add_option("--val-fraction", c.val_fraction,
+                  "With --image-folder: hold out this share of each class for validation, chosen by --seed "
+                  "(default 0.2 when there is no --val-folder)");
+  add_folder_flags(*cmd, o->folder, /*with_size=*/true);
   cmd->add_option("--classes", o->classes, "Comma-separated class names in label order, e.g. airplane,bird "
-                                           "(default: all ten)");
+                                           "(default: all ten, or every class folder)");
   cmd->add_option("--model", c.model, "Model preset: " + join(nn::model_names(), ", "))
       ->check(CLI::IsMember(nn::model_names()))
       ->capture_default_str();

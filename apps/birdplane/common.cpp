@@ -5,6 +5,8 @@
 #include <iostream>
 #include <map>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
@@ -45,7 +47,127 @@ data::ImageSet load_split(const std::string& data_dir_flag, data::Split split, b
   return data::read_cifar10(dir, split, classes, stats);
 }
 
-TrainingData load_training_data(const train::TrainConfig& cfg, bool download) {
+void add_folder_flags(CLI::App& cmd, FolderFlags& flags, bool with_size) {
+  if (with_size) {
+    cmd.add_option("--image-size", flags.image_size,
+                   "With --image-folder: bring every image to H or H,W pixels (torchvision's Resize, "
+                   "antialiased); default: the images' own size when all agree");
+    cmd.add_option("--crop", flags.crop,
+                   "With --image-size: none (stretch to the size) or center (keep the aspect ratio, cut the "
+                   "centre out, as Resize + CenterCrop)")
+        ->transform(choices(data::kCropModes))
+        ->default_str(data::to_string(flags.crop));
+  }
+  cmd.add_option("--max-pixels", flags.max_pixels,
+                 "Refuse images declaring more pixels than this (decompression bombs)")
+      ->capture_default_str();
+  cmd.add_flag("--skip-bad-images", flags.skip_bad_images,
+               "Leave out image files that cannot be read (counted and listed) instead of stopping");
+  cmd.add_option("--cache-dir", flags.cache_dir,
+                 "Where decoded image folders are cached (default: .birdplane-cache beside the folder)");
+  cmd.add_flag("--no-cache", flags.no_cache, "Decode the image folder again; read and write no cache");
+}
+
+data::ImageFolderOptions folder_options(const FolderFlags& flags) {
+  data::ImageFolderOptions o;
+  if (!flags.image_size.empty()) o.image_size = data::parse_image_size(flags.image_size);
+  o.crop = flags.crop;
+  o.max_pixels = flags.max_pixels;
+  o.skip_bad_images = flags.skip_bad_images;
+  o.cache_dir = flags.cache_dir;
+  o.use_cache = !flags.no_cache;
+  return o;
+}
+
+data::ImageSet read_folder_with_progress(const std::string& root, const data::ImageFolderOptions& options,
+                                         data::ImageFolderReport* report) {
+  data::ImageFolderOptions o = options;
+  const bool terminal = isatty(STDERR_FILENO) != 0;
+  bool line_open = false;
+  if (terminal) {
+    o.on_progress = [&line_open](const data::FolderProgress& p) {
+      const double rate = p.seconds > 0 ? static_cast<double>(p.done) / p.seconds : 0.0;
+      const double left = rate > 0 ? static_cast<double>(p.total - p.done) / rate : 0.0;
+      std::cerr << fmt::format("\rdecoding images {}/{} ({:.0f}%) {:.0f} files/s, {} left   ", p.done, p.total,
+                               p.total ? 100.0 * static_cast<double>(p.done) / static_cast<double>(p.total) : 100.0,
+                               rate, format_duration(left))
+                << std::flush;
+      line_open = true;
+    };
+  }
+  data::ImageFolderReport local;
+  data::ImageFolderReport& r = report ? *report : local;
+  auto set = data::read_image_folder(root, o, &r);
+  if (line_open) std::cerr << "\r" << std::string(78, ' ') << "\r";
+  const auto shape = set.image_shape();
+  std::string how = r.from_cache ? fmt::format("from the cache {}", r.cache_file)
+                                 : fmt::format("decoded in {:.1f} s, {:.0f} files/s", r.seconds,
+                                               r.seconds > 0 ? static_cast<double>(r.files) / r.seconds : 0.0);
+  std::cerr << fmt::format("{}: {} images of {}x{} in {} classes ({}){}\n", root, *set.size(), shape[1], shape[2],
+                           set.num_classes(), how,
+                           r.skipped.empty() ? "" : fmt::format("; skipped {} bad files", r.skipped.size()));
+  for (size_t i = 0; i < r.skipped.size() && i < 20; ++i) std::cerr << "  skipped: " << r.skipped[i].reason << "\n";
+  if (r.skipped.size() > 20) std::cerr << fmt::format("  ... and {} more\n", r.skipped.size() - 20);
+  if (!r.from_cache && !r.cache_note.empty() && o.use_cache) std::cerr << "  note: " << r.cache_note << "\n";
+  return set;
+}
+
+nlohmann::json folder_record(const std::string& root, const data::ImageSet& set, const data::ImageFolderReport& r) {
+  nlohmann::json skipped = nlohmann::json::array();
+  for (const auto& s : r.skipped) skipped.push_back({{"file", s.file}, {"reason", s.reason}});
+  return {{"folder", root},           {"files", r.files},           {"images", static_cast<int64_t>(*set.size())},
+          {"skipped_count", static_cast<int64_t>(r.skipped.size())}, {"skipped", skipped},
+          {"from_cache", r.from_cache}, {"cache_file", r.cache_file}, {"image_shape", set.image_shape()}};
+}
+
+namespace {
+
+TrainingData load_folder_training_data(const train::TrainConfig& cfg, bool use_cache) {
+  data::ImageFolderOptions o;
+  o.classes = cfg.classes;
+  o.image_size = cfg.image_size;
+  o.crop = cfg.crop;
+  o.max_pixels = cfg.max_pixels;
+  o.skip_bad_images = cfg.skip_bad_images;
+  o.cache_dir = cfg.cache_dir;
+  o.use_cache = use_cache;
+  data::ImageFolderReport report;
+  auto all = read_folder_with_progress(cfg.image_folder, o, &report);
+  BIRDPLANE_CHECK(all.num_classes() >= 2,
+                  "image folder {} has one class ({}); a classifier needs at least two class folders",
+                  cfg.image_folder, fmt::join(all.class_names(), ","));
+  TrainingData d{all, all, {}, {}};
+  d.record["train_folder"] = folder_record(cfg.image_folder, all, report);
+  if (!cfg.val_folder.empty()) {
+    data::ImageFolderOptions vo = o;
+    const auto shape = all.image_shape();
+    vo.image_size = {shape[1], shape[2]};  // validation images are brought to the training size
+    // The class folders must match: with no --classes, read every class and compare the names.
+    data::ImageFolderReport val_report;
+    auto val = read_folder_with_progress(cfg.val_folder, vo, &val_report);
+    BIRDPLANE_CHECK(val.class_names() == all.class_names(),
+                    "--val-folder {} has the classes {} but --image-folder {} has {}; both need the same class "
+                    "folders",
+                    cfg.val_folder, fmt::join(val.class_names(), ","), cfg.image_folder,
+                    fmt::join(all.class_names(), ","));
+    d.record["val_folder"] = folder_record(cfg.val_folder, val, val_report);
+    d.val = std::move(val);
+  } else {
+    auto split = data::split_stratified(all, cfg.val_fraction, cfg.seed);
+    d.train = std::move(split.train);
+    d.val = std::move(split.val);
+  }
+  d.train = d.train.first(cfg.limit_train);
+  d.val = d.val.first(cfg.limit_val);
+  BIRDPLANE_CHECK(*d.val.size() > 0, "no validation images: the split left none (use a larger --val-fraction)");
+  d.stats = data::channel_stats(d.train.images());
+  return d;
+}
+
+}  // namespace
+
+TrainingData load_training_data(const train::TrainConfig& cfg, bool download, bool use_cache) {
+  if (!cfg.image_folder.empty()) return load_folder_training_data(cfg, use_cache);
   // The statistics of the whole training split (all classes), as the book computes them, gathered
   // while reading; only the kept classes stay in memory.
   data::ChannelStats stats;

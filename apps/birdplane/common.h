@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_folder.h"
 #include "birdplane/data/stats.h"
 #include "birdplane/experiments/chapter.h"
 #include "birdplane/train/trainer.h"
@@ -24,16 +25,47 @@ namespace birdplane::cli {
 data::ImageSet load_split(const std::string& data_dir_flag, data::Split split, bool download,
                           const std::vector<std::string>& classes = {}, data::ChannelStats* stats = nullptr);
 
+/// The flags that say how an image folder is read (--image-size, --crop, --max-pixels,
+/// --skip-bad-images, --cache-dir, --no-cache), shared by train, eval, stats and show.
+struct FolderFlags {
+  std::string image_size;  ///< "H" or "H,W"; empty: the images' own size
+  data::CropMode crop = data::CropMode::kNone;
+  int64_t max_pixels = data::kDefaultMaxPixels;
+  bool skip_bad_images = false;
+  std::string cache_dir;
+  bool no_cache = false;
+};
+
+/// Declares FolderFlags' flags on `cmd`; `with_size` adds --image-size and --crop (eval takes both
+/// from the checkpoint instead).
+void add_folder_flags(CLI::App& cmd, FolderFlags& flags, bool with_size);
+
+/// ImageFolderOptions from the flags.
+data::ImageFolderOptions folder_options(const FolderFlags& flags);
+
+/// read_image_folder with a progress line on a terminal (stderr: files per second, time left) and a
+/// closing line saying how many images were read, how fast, what was skipped and where the cache is.
+/// The report goes into `report` when given.
+data::ImageSet read_folder_with_progress(const std::string& root, const data::ImageFolderOptions& options,
+                                         data::ImageFolderReport* report = nullptr);
+
+/// A JSON record of an image folder read, for config.json: files, images, skipped files with reasons,
+/// the cache file and whether the pixels came from it.
+nlohmann::json folder_record(const std::string& root, const data::ImageSet& set, const data::ImageFolderReport& r);
+
 /// What a training run reads: the training and validation sets of cfg.classes (cut to --limit-train /
 /// --limit-val), and the normalization statistics of the whole training split (as the book computes
-/// them, before taking a class subset).
+/// them, before taking a class subset). For an image folder, the statistics are those of the training
+/// images, and `record` describes what was read (for config.json).
 struct TrainingData {
   data::ImageSet train, val;
   data::ChannelStats stats;
+  nlohmann::json record = nlohmann::json::object();
 };
 
-/// Loads TrainingData for `cfg` (downloading the training split first when missing and `download`).
-TrainingData load_training_data(const train::TrainConfig& cfg, bool download);
+/// Loads TrainingData for `cfg`: from cfg.image_folder when set (validation from cfg.val_folder or
+/// cfg.val_fraction), else CIFAR-10 (downloading the training split first when missing and `download`).
+TrainingData load_training_data(const train::TrainConfig& cfg, bool download, bool use_cache = true);
 
 /// The command-line flag of a library setting: "batch_size" -> "--batch-size", "lr" -> "--lr".
 std::string flag_for_setting(const std::string& setting);

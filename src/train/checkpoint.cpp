@@ -45,7 +45,8 @@ nlohmann::json ModelConfig::to_json() const {
           {"loss", nn::to_string(loss)},
           {"classes", classes},
           {"mean", mean},
-          {"std", std}};
+          {"std", std},
+          {"crop", data::to_string(crop)}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -56,6 +57,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.classes = j.at("classes").get<std::vector<std::string>>();
   c.mean = j.at("mean").get<std::vector<double>>();
   c.std = j.at("std").get<std::vector<double>>();
+  c.crop = data::parse_crop_mode(j.value("crop", std::string("none")));  // files from before image folders
   return c;
 }
 

@@ -42,6 +42,17 @@ void TrainConfig::validate() const {
   BIRDPLANE_CHECK_SETTING(limit_train >= 0, "limit_train", "{} is not allowed; expected 0 (all) or more",
                           limit_train);
   BIRDPLANE_CHECK_SETTING(limit_val >= 0, "limit_val", "{} is not allowed; expected 0 (all) or more", limit_val);
+  BIRDPLANE_CHECK_SETTING(val_fraction == 0 || (val_fraction > 0 && val_fraction < 1), "val_fraction",
+                          "{} is not allowed; expected a share above 0 and below 1, e.g. 0.2", val_fraction);
+  BIRDPLANE_CHECK_SETTING(val_fraction == 0 || !image_folder.empty(), "val_fraction",
+                          "applies to an image folder (give --image-folder)");
+  BIRDPLANE_CHECK_SETTING(val_fraction == 0 || val_folder.empty(), "val_fraction",
+                          "give either a validation folder or a fraction, not both");
+  BIRDPLANE_CHECK_SETTING(val_folder.empty() || !image_folder.empty(), "val_folder",
+                          "applies to an image folder (give --image-folder)");
+  BIRDPLANE_CHECK_SETTING(image_size.empty() || (image_size.size() == 2 && image_size[0] >= 1 && image_size[1] >= 1),
+                          "image_size", "expected a height and a width of 1 or more, got {}", fmt::join(image_size, ","));
+  BIRDPLANE_CHECK_SETTING(max_pixels >= 1, "max_pixels", "{} is not allowed; expected 1 or more", max_pixels);
   if (!augment.empty()) {
     // Parse, then run once on a tiny batch: a spec that changes the size or dtype fails here, before
     // a run folder exists, not on the loader thread.
@@ -102,7 +113,15 @@ nlohmann::json TrainConfig::to_json() const {
           {"limit_val", limit_val},
           {"augment", augment},
           {"precision", to_string(precision)},
-          {"step", to_string(step)}};
+          {"step", to_string(step)},
+          {"image_folder", image_folder},
+          {"val_folder", val_folder},
+          {"val_fraction", val_fraction},
+          {"image_size", image_size},
+          {"crop", data::to_string(crop)},
+          {"max_pixels", max_pixels},
+          {"skip_bad_images", skip_bad_images},
+          {"cache_dir", cache_dir}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -131,6 +150,15 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   c.augment = j.value("augment", std::string());
   c.precision = parse_precision(j.value("precision", std::string("fp32")));  // runs from before --precision
   c.step = parse_step(j.value("step", std::string("auto")));                 // and before --step
+  // Runs from before image folders read CIFAR-10.
+  c.image_folder = j.value("image_folder", std::string());
+  c.val_folder = j.value("val_folder", std::string());
+  c.val_fraction = j.value("val_fraction", 0.0);
+  c.image_size = j.value("image_size", std::vector<int64_t>());
+  c.crop = data::parse_crop_mode(j.value("crop", std::string("none")));
+  c.max_pixels = j.value("max_pixels", data::kDefaultMaxPixels);
+  c.skip_bad_images = j.value("skip_bad_images", false);
+  c.cache_dir = j.value("cache_dir", std::string());
   return c;
 }
 
@@ -211,6 +239,7 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
   model_config_.classes = train_set.class_names();
   model_config_.mean = std::move(mean);
   model_config_.std = std::move(std);
+  model_config_.crop = config_.crop;
 
   if (!config_.init_from.empty()) import_state_dict(config_.init_from, *model_);
   model_->to(device_);

@@ -1,12 +1,14 @@
-// Images in and out: PNG writing (the role of torchvision's ToPILImage + save), PNG/JPEG/BMP
-// reading, resizing that matches torchvision's Resize on tensors, and labelled grids of images,
-// the C++ side of the book's plt.imshow(img.permute(1, 2, 0)).
+// Images in and out: PNG writing (the role of torchvision's ToPILImage + save), reading JPEG, PNG,
+// WebP, GIF, BMP and PPM/PGM/PBM (image_decode.h), resizing that matches torchvision's Resize on
+// tensors, and labelled grids of images, the C++ side of the book's plt.imshow(img.permute(1, 2, 0)).
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+
+#include "birdplane/data/image_decode.h"
 
 namespace birdplane::data {
 
@@ -23,12 +25,14 @@ struct LoadedImage {
   int original_width = 0;         ///< width in the file
   int original_height = 0;        ///< height in the file
   int original_channels = 0;      ///< channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+                                  ///< (a palette: 3, or 4 with transparency; a CMYK JPEG: 4)
 };
 
-/// Reads a PNG, JPEG or BMP (anything stb_image reads) as uint8 [3,H,W] RGB: gray is replicated to
-/// three channels and alpha is dropped (not blended). Throws birdplane::Error naming the file, and
-/// stb_image's reason, when the file is missing, unreadable or not an image.
-LoadedImage read_image(const std::string& path);
+/// Reads an image file (JPEG, PNG, WebP, GIF, BMP, PPM/PGM/PBM; see image_decode.h) as uint8 [3,H,W]
+/// RGB, the pixels of PIL's Image.open(path).convert("RGB"). Throws birdplane::Error naming the file
+/// and the reason when it is missing, unreadable, damaged, not an image, or declares more than
+/// `max_pixels` pixels.
+LoadedImage read_image(const std::string& path, int64_t max_pixels = kDefaultMaxPixels);
 
 /// Resizes uint8 [C,H,W] to uint8 [C,height,width] with bilinear interpolation, half-pixel centres
 /// (align_corners=false) and antialiasing: bit for bit torchvision.transforms.functional.resize(img,
@@ -37,6 +41,25 @@ LoadedImage read_image(const std::string& path);
 /// antialiasing changes nothing but float rounding, so this also equals antialias=False within one
 /// level. Throws birdplane::Error for other shapes/dtypes or a size below 1.
 at::Tensor resize_bilinear(const at::Tensor& image_u8, int height, int width);
+
+/// How an image of another aspect ratio is brought to a target size: kNone resizes it to exactly
+/// height x width (torchvision Resize((h, w)), stretching); kCenter scales it, keeping its aspect
+/// ratio, until it covers height x width and cuts the centre out (torchvision Resize + CenterCrop).
+enum class CropMode { kNone, kCenter };
+inline constexpr CropMode kCropModes[] = {CropMode::kNone, CropMode::kCenter};
+/// "none" or "center".
+std::string to_string(CropMode mode);
+/// Reads "none" or "center" (any case); anything else is a SettingError for "crop".
+CropMode parse_crop_mode(const std::string& text);
+
+/// Brings uint8 [C,H,W] to uint8 [C,height,width] with resize_bilinear (antialiased, torchvision's
+/// Resize on tensors). kNone: one resize to height x width. kCenter: a resize that keeps the aspect
+/// ratio so that the image covers the target (the side that fits exactly gets the target's length,
+/// the other floor(length * scale), as torchvision's Resize(int) computes it), then torchvision's
+/// CenterCrop offsets (round((h - height) / 2)). For a square target this is exactly
+/// CenterCrop(s)(Resize(s, antialias=True)(img)). An image already of the target size is returned as
+/// a copy, untouched.
+at::Tensor fit_image(const at::Tensor& image_u8, int64_t height, int64_t width, CropMode crop);
 
 /// Integer nearest-neighbour enlargement of [C,H,W] (any dtype): each pixel becomes a
 /// factor x factor block, so [C,H,W] -> [C,H*factor,W*factor]. factor must be at least 1.

@@ -10,6 +10,7 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include "birdplane/data/image_io.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/model.h"
 
@@ -17,12 +18,13 @@ namespace birdplane::train {
 
 /// What a model file carries besides weights, so eval and predict need nothing else: the model's spec
 /// (the registry rebuilds the network from it), the loss, the class names (in label order) and the
-/// normalization constants.
+/// normalization constants, and how a new image is brought to the model's size (spec.image_shape).
 struct ModelConfig {
   nn::ModelSpec spec;
   nn::LossKind loss = nn::LossKind::kNll;
   std::vector<std::string> classes;
   std::vector<double> mean, std;
+  data::CropMode crop = data::CropMode::kNone;  ///< as the training images were (--crop)
 
   nlohmann::json to_json() const;
   /// Reads what to_json wrote, and the model section of birdplane 0.1 files.

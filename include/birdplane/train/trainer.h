@@ -30,6 +30,15 @@ namespace birdplane::train {
 /// errors are these field names ("batch_size", "lr", ...).
 struct TrainConfig {
   std::string data_dir;               ///< where the data came from, as given; recorded, not read here
+  // An image folder instead of CIFAR-10 (all recorded; the caller reads the data, see data/image_folder.h).
+  std::string image_folder;           ///< training images, one subfolder per class ("" : CIFAR-10)
+  std::string val_folder;             ///< validation images in the same layout
+  double val_fraction = 0;            ///< or this share of each class of image_folder (0: none)
+  std::vector<int64_t> image_size;    ///< {height, width}; empty: the images' own
+  data::CropMode crop = data::CropMode::kNone;
+  int64_t max_pixels = data::kDefaultMaxPixels;
+  bool skip_bad_images = false;
+  std::string cache_dir;              ///< "" : beside the image folder
   std::vector<std::string> classes;   ///< recorded; the data passed in is already subset
   std::string model = "book-small";   ///< a preset of the model registry (nn::model_names())
   std::vector<int64_t> hidden;        ///< MLPs: overrides the preset's hidden widths when not empty

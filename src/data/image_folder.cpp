@@ -77,9 +77,11 @@ void walk(const fs::path& dir, std::vector<FolderId>& ancestors, std::vector<Wal
   std::vector<fs::path> subfolders;
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", dir.string(), ec.message());
-    const fs::path p = it->path();
+    const fs::path& p = it->path();
     std::error_code type_ec;
-    if (fs::is_directory(p, type_ec)) {  // follows symbolic links, as os.walk(followlinks=True)
+    // The entry's type comes from the folder listing itself; only symbolic links cost a stat (followed,
+    // as os.walk(followlinks=True) does).
+    if (it->is_directory(type_ec)) {
       subfolders.push_back(p);
     } else if (has_image_extension(p.filename().string())) {
       here.files.push_back(p.filename().string());
@@ -111,7 +113,7 @@ uint64_t fnv1a(std::string_view text, uint64_t h = 1469598103934665603ull) {
 
 // Fletcher-style sums over 32-bit words in eight independent lanes (the compiler vectorizes it), so
 // checking a 100 MB cache costs a few tens of milliseconds; it catches damage, not forgery.
-uint64_t checksum(const uint8_t* data, size_t size) {
+uint64_t checksum_block(const uint8_t* data, size_t size) {
   constexpr int kLanes = 8;
   uint64_t a[kLanes] = {}, b[kLanes] = {};
   const size_t words = size / 4;
@@ -127,6 +129,23 @@ uint64_t checksum(const uint8_t* data, size_t size) {
   uint64_t h = 0x9e3779b97f4a7c15ull ^ size;
   for (int l = 0; l < kLanes; ++l) h = (h ^ a[l]) * 0x100000001b3ull ^ b[l] * 0xff51afd7ed558ccdull;
   for (size_t j = 4 * i; j < size; ++j) h = (h ^ data[j]) * 0x100000001b3ull;
+  return h;
+}
+
+// checksum_block over fixed 4 MiB chunks on all threads, combined in order: the value does not
+// depend on the number of threads.
+uint64_t checksum(const uint8_t* data, size_t size) {
+  constexpr size_t kChunk = size_t{4} << 20;
+  const auto chunks = static_cast<int64_t>((size + kChunk - 1) / kChunk);
+  std::vector<uint64_t> parts(static_cast<size_t>(std::max<int64_t>(chunks, 1)), 0);
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      const size_t start = static_cast<size_t>(c) * kChunk;
+      parts[static_cast<size_t>(c)] = checksum_block(data + start, std::min(kChunk, size - start));
+    }
+  });
+  uint64_t h = 0xcbf29ce484222325ull ^ size;
+  for (uint64_t p : parts) h = (h ^ p) * 0x100000001b3ull;
   return h;
 }
 
@@ -400,20 +419,35 @@ void decode_all(DecodeJob& job, const std::function<void(const FolderProgress&)>
 // the preprocessing. Any change gives another key.
 std::string cache_key(const FolderListing& listing, const std::vector<std::string>& class_names,
                       const ImageFolderOptions& o) {
-  std::string text = fmt::format("v1|{}|{}|{}|{}|{}|", fmt::join(class_names, "/"), fmt::join(o.image_size, "x"),
-                                 to_string(o.crop), o.max_pixels, o.skip_bad_images);
-  for (size_t i = 0; i < listing.files.size(); ++i) {
-    struct stat st {};
-    const std::string& f = listing.files[i];
-    if (::stat(f.c_str(), &st) != 0) {
-      text += fmt::format("{}|{}|missing\n", f, listing.labels[i]);
-      continue;
+  const std::string head = fmt::format("v2|{}|{}|{}|{}|{}|", fmt::join(class_names, "/"),
+                                       fmt::join(o.image_size, "x"), to_string(o.crop), o.max_pixels,
+                                       o.skip_bad_images);
+  // One stat per file, on all threads: each file's path, label, size, modification time and inode
+  // hashed on its own, then combined in listing order.
+  const auto n = static_cast<int64_t>(listing.files.size());
+  std::vector<uint64_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+  at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const std::string& f = listing.files[static_cast<size_t>(i)];
+      struct stat st {};
+      int64_t fields[5] = {listing.labels[static_cast<size_t>(i)], -1, -1, -1, -1};
+      if (::stat(f.c_str(), &st) == 0) {
+        fields[1] = static_cast<int64_t>(st.st_size);
+        fields[2] = static_cast<int64_t>(st.st_mtim.tv_sec);
+        fields[3] = static_cast<int64_t>(st.st_mtim.tv_nsec);
+        fields[4] = static_cast<int64_t>(st.st_ino);
+      }
+      const std::string_view raw(reinterpret_cast<const char*>(fields), sizeof fields);
+      a[static_cast<size_t>(i)] = fnv1a(raw, fnv1a(f));
+      b[static_cast<size_t>(i)] = fnv1a(raw, fnv1a(f, 0x84222325cbf29ce4ull));
     }
-    text += fmt::format("{}|{}|{}|{}.{}|{}\n", f, listing.labels[i], static_cast<int64_t>(st.st_size),
-                        static_cast<int64_t>(st.st_mtim.tv_sec), static_cast<int64_t>(st.st_mtim.tv_nsec),
-                        static_cast<uint64_t>(st.st_ino));
+  });
+  uint64_t ha = fnv1a(head), hb = fnv1a(head, 0x84222325cbf29ce4ull);
+  for (int64_t i = 0; i < n; ++i) {
+    ha = (ha ^ a[static_cast<size_t>(i)]) * 0x100000001b3ull;
+    hb = (hb ^ b[static_cast<size_t>(i)]) * 0xff51afd7ed558ccdull;
   }
-  return fmt::format("{:016x}{:016x}", fnv1a(text), fnv1a(text, 0x84222325cbf29ce4ull));
+  return fmt::format("{:016x}{:016x}{:08x}", ha, hb, static_cast<uint32_t>(n));
 }
 
 std::string cache_path_for(const std::string& root, const std::vector<std::string>& class_names,
@@ -461,7 +495,7 @@ FolderListing list_image_folder(const std::string& root) {
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     BIRDPLANE_CHECK(!ec, "cannot read image folder {}: {}", root, ec.message());
     std::error_code type_ec;
-    if (fs::is_directory(it->path(), type_ec)) out.class_names.push_back(it->path().filename().string());
+    if (it->is_directory(type_ec)) out.class_names.push_back(it->path().filename().string());
   }
   BIRDPLANE_CHECK(!ec, "cannot read image folder {}: {}", root, ec.message());
   std::sort(out.class_names.begin(), out.class_names.end());

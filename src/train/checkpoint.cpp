@@ -13,6 +13,7 @@
 
 #include "birdplane/check.h"
 #include "common/files.h"
+#include "train/archive_check.h"
 
 namespace fs = std::filesystem;
 
@@ -22,6 +23,14 @@ namespace {
 constexpr int64_t kFormatVersion = 1;
 
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+// The model's parameters and buffers by name, the order the checksum covers them in.
+std::vector<std::pair<std::string, at::Tensor>> named_state(const nn::Classifier& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
 
 std::string shape(const at::Tensor& t) { return c10::str(t.sizes()); }
 
@@ -69,6 +78,8 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
   archive.write("model_config", c10::IValue(config.to_json().dump()));
   archive.write("run_config", c10::IValue(run_config.dump()));
   archive.write("epoch", c10::IValue(epoch));
+  // Checked on load: any damage to the weights that the structure checks let through.
+  archive.write("weights_checksum", c10::IValue(fmt::format("{:016x}", tensors_checksum(named_state(model)))));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -82,9 +93,12 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
 
 Checkpoint load_checkpoint(const std::string& path) {
   check_exists(path, "checkpoint");
+  // LibTorch trusts the sizes inside the file: check the zip structure before it reads a byte.
+  const std::vector<char> bytes = read_bytes(path);
+  check_pickled_storages(bytes, check_zip_structure(bytes, path, "checkpoint"), path, "checkpoint", false);
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(bytes.data(), bytes.size());
   } catch (const c10::Error&) {
     fail("checkpoint {} is truncated or not a birdplane checkpoint (LibTorch could not read it); "
          "use a checkpoint.pt or model.pt from a runs/<name>/ folder",
@@ -130,12 +144,20 @@ Checkpoint load_checkpoint(const std::string& path) {
     BIRDPLANE_CHECK(t.sizes().vec() == sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
                     name, shape(t), c10::str(c10::IntArrayRef(sizes)));
   }
+  const auto state = named_state(*ck.model);
+  for (const auto& [name, t] : state) check_tensor_storage(t, "checkpoint " + path, name);
+  if (archive.try_read("weights_checksum", v)) {  // files from before the checksum have none
+    BIRDPLANE_CHECK(v.isString() && v.toStringRef() == fmt::format("{:016x}", tensors_checksum(state)),
+                    "checkpoint {} is damaged (checksum mismatch: its weights are not the ones written)", path);
+  }
   return ck;
 }
 
 void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  const std::vector<char> bytes = read_bytes(path);
+  check_pickled_storages(bytes, check_zip_structure(bytes, path, "checkpoint"), path, "checkpoint", false);
   torch::serialize::InputArchive archive;
-  archive.load_from(path);
+  archive.load_from(bytes.data(), bytes.size());
   torch::serialize::InputArchive opt_archive;
   if (!archive.try_read("optimizer", opt_archive)) {
     fail("checkpoint {} holds no optimizer state; it cannot be resumed (it is a final model file)", path);
@@ -153,8 +175,10 @@ void export_state_dict(const std::string& path, const nn::Classifier& model) {
 void import_state_dict(const std::string& path, nn::Classifier& model) {
   check_exists(path, "state_dict file");
   c10::IValue value;
+  const std::vector<char> bytes = read_bytes(path);
+  check_pickled_storages(bytes, check_zip_structure(bytes, path, "state_dict file"), path, "state_dict file", true);
   try {
-    value = torch::pickle_load(read_bytes(path));
+    value = torch::pickle_load(bytes);
   } catch (const c10::Error& e) {
     // LibTorch 1.13's unpickler cannot rebuild Python's OrderedDict, which is what
     // torch.save(model.state_dict()) writes; a plain dict of the same tensors loads.
@@ -175,6 +199,7 @@ void import_state_dict(const std::string& path, nn::Classifier& model) {
                     p.key(), shape(p.value()));
     BIRDPLANE_CHECK(it->value().isTensor(), "{}: '{}' is not a tensor", path, p.key());
     auto t = it->value().toTensor();
+    check_tensor_storage(t, path, p.key());
     BIRDPLANE_CHECK(t.sizes() == p.value().sizes(), "{}: '{}' has shape {}, the model needs {}", path, p.key(),
                     shape(t), shape(p.value()));
     BIRDPLANE_CHECK(t.is_floating_point() == p.value().is_floating_point(), "{}: '{}' holds {}, the model needs {}",

@@ -88,7 +88,14 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
     optimizer->save(opt_archive);
     archive.write("optimizer", opt_archive);
   }
-  write_atomically(path, [&](const std::string& tmp) { archive.save_to(tmp); });
+  // Serialize in memory first: LibTorch's file writer throws from its destructor when the disk fills
+  // up, which ends the program; a failed write of finished bytes is an ordinary error.
+  std::string bytes;
+  archive.save_to([&bytes](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  write_file_atomically(path, bytes);
 }
 
 Checkpoint load_checkpoint(const std::string& path) {

@@ -1,0 +1,93 @@
+// kill -9 at random moments of training, then --resume, until the run ends: the final weights must be
+// bit for bit those of an uninterrupted run. Also: a run folder in use refuses a second process, and
+// the lock of a killed process does not block the resume.
+#include <chrono>
+#include <filesystem>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "birdplane/train/checkpoint.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using birdplane::fixtures::run_birdplane;
+using birdplane::fixtures::run_shell;
+using birdplane::fixtures::TempDir;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Starts `args` in the background, kills it with SIGKILL after `ms` milliseconds; true when it had
+// already finished (exit 0) by then.
+bool run_and_kill(const std::string& args, int ms) {
+  const auto r = run_shell("bash -c '" + std::string(BIRDPLANE_BINARY) + " " + args +
+                           " >/dev/null 2>&1 & pid=$!; sleep " + std::to_string(ms / 1000.0) +
+                           "; kill -9 $pid 2>/dev/null; wait $pid; echo rc=$?'");
+  return contains(r.out, "rc=0");
+}
+
+}  // namespace
+
+TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 500);  // cifar2: 1,000 training images
+  const std::string common = " --data-dir " + t.path() +
+                             " --no-download --threads 1 --classes airplane,bird --model book-small --epochs 40";
+  const auto start = std::chrono::steady_clock::now();
+  auto ref = run_birdplane("train --runs-dir " + (t / "runs") + " --name ref" + common);
+  ASSERT_EQ(ref.exit_code, 0) << ref.err;
+  // Each start is killed within a fifth of a whole run's time (start-up, epochs, checkpoint writes), so
+  // most starts end killed and each resume gets a little further.
+  const int run_ms = static_cast<int>(
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+
+  std::mt19937 rng(2026);
+  int kills = 0, starts = 0, resumes = 0;
+  const std::string run = t / "runs/k";
+  for (bool done = false; !done && starts < 80; ++starts) {
+    const bool resumable = fs::exists(run + "/checkpoint.pt");
+    if (!resumable) fs::remove_all(run);  // killed before its first checkpoint: start again
+    resumes += resumable ? 1 : 0;
+    const std::string args = resumable ? "train --resume " + run + common
+                                       : "train --runs-dir " + (t / "runs") + " --name k" + common;
+    if (kills >= 24) {  // enough: the last resume runs to the end
+      const auto last = run_birdplane(args);
+      ASSERT_EQ(last.exit_code, 0) << last.err;
+      break;
+    }
+    const int ms = 100 + static_cast<int>(rng() % static_cast<unsigned>(std::max(run_ms / 5, 100)));
+    done = run_and_kill(args, ms);
+    if (!done) ++kills;
+  }
+  ASSERT_GE(kills, 20) << "too few kills landed before the run finished";
+  EXPECT_GE(resumes, 15) << "most kills must land after the first checkpoint";
+  ASSERT_TRUE(fs::exists(run + "/model.pt"));
+  const auto a = birdplane::train::load_checkpoint(t / "runs/ref/model.pt");
+  const auto b = birdplane::train::load_checkpoint(run + "/model.pt");
+  auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
+  for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key() << " after " << kills << " kills";
+  std::cout << "[ info ] " << kills << " kills over " << starts << " starts, " << resumes << " of them resumes\n";
+}
+
+TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 500);
+  const std::string common = " --data-dir " + t.path() +
+                             " --no-download --threads 1 --classes airplane,bird --model book-small";
+  ASSERT_EQ(run_birdplane("train --epochs 1 --runs-dir " + (t / "runs") + " --name r" + common).exit_code, 0);
+  const std::string run = t / "runs/r";
+  // A long resume in the background holds the lock; a second resume is refused at once.
+  const auto r = run_shell("bash -c '" + std::string(BIRDPLANE_BINARY) + " train --resume " + run + " --epochs 400" +
+                           common + " >/dev/null 2>&1 & pid=$!; sleep 2; " + std::string(BIRDPLANE_BINARY) +
+                           " train --resume " + run + " --epochs 400" + common +
+                           "; echo second=$?; kill -9 $pid; wait $pid; echo first=$?'");
+  EXPECT_TRUE(contains(r.out, "second=2")) << r.out << r.err;
+  EXPECT_TRUE(contains(r.err, "in use by another birdplane process")) << r.err;
+  EXPECT_TRUE(contains(r.out, "first=137")) << r.out;
+  // The killed process's lock is gone with it.
+  auto again = run_birdplane("train --resume " + run + " --epochs 2" + common);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+}

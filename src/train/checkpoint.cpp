@@ -98,7 +98,9 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
   write_file_atomically(path, bytes);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
+namespace {
+
+Checkpoint load_checkpoint_impl(const std::string& path) {
   check_exists(path, "checkpoint");
   // LibTorch trusts the sizes inside the file: check the zip structure before it reads a byte.
   const std::vector<char> bytes = read_bytes(path);
@@ -160,7 +162,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   return ck;
 }
 
-void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+void load_optimizer_state_impl(const std::string& path, torch::optim::Optimizer& optimizer) {
   const std::vector<char> bytes = read_bytes(path);
   check_pickled_storages(bytes, check_zip_structure(bytes, path, "checkpoint"), path, "checkpoint", false);
   torch::serialize::InputArchive archive;
@@ -172,6 +174,8 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
   optimizer.load(opt_archive);
 }
 
+}  // namespace
+
 void export_state_dict(const std::string& path, const nn::Classifier& model) {
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [key, t] : model.state_dict()) dict.insert(key, t.detach().cpu().contiguous());
@@ -179,7 +183,9 @@ void export_state_dict(const std::string& path, const nn::Classifier& model) {
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
 }
 
-void import_state_dict(const std::string& path, nn::Classifier& model) {
+namespace {
+
+void import_state_dict_impl(const std::string& path, nn::Classifier& model) {
   check_exists(path, "state_dict file");
   c10::IValue value;
   const std::vector<char> bytes = read_bytes(path);
@@ -218,6 +224,35 @@ void import_state_dict(const std::string& path, nn::Classifier& model) {
                     "{}: unexpected key '{}'; this model has {} entries", path,
                     entry.key().isString() ? entry.key().toStringRef() : entry.key().tagKind(), params.size());
   }
+}
+
+// LibTorch reports a damaged archive with several exception types (c10::Error, the TorchScript
+// importer's ErrorReport, std::runtime_error): whatever gets past the checks above is a damaged file.
+template <typename F>
+auto as_damaged(const std::string& path, const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error&) {
+    throw;
+  } catch (const c10::Error& e) {
+    fail("{} {} is damaged or not a birdplane file ({})", what, path, first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    fail("{} {} is damaged or not a birdplane file ({})", what, path, first_line(e.what()));
+  }
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path) {
+  return as_damaged(path, "checkpoint", [&] { return load_checkpoint_impl(path); });
+}
+
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  as_damaged(path, "checkpoint", [&] { load_optimizer_state_impl(path, optimizer); });
+}
+
+void import_state_dict(const std::string& path, nn::Classifier& model) {
+  as_damaged(path, "state_dict file", [&] { import_state_dict_impl(path, model); });
 }
 
 }  // namespace birdplane::train

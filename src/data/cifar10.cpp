@@ -124,6 +124,18 @@ std::vector<std::string> read_class_names(const std::string& dir) {
     fail("{}: expected 10 class names, one a line, found {}",
          (fs::path(dir) / "batches.meta.txt").string(), names.size());
   }
+  // A name given twice would make --classes pick one of its labels and silently drop the other's
+  // images (found by fuzz/cifar_meta.cpp).
+  for (size_t i = 0; i < names.size(); ++i) {
+    for (size_t k = 0; k < i; ++k) {
+      if (names[k] == names[i]) {
+        fail("{}: class name '{}' appears twice (labels {} and {}); each of the 10 names must differ. The "
+             "file is damaged: delete it (the official names are used without it) or run `birdplane "
+             "download` again",
+             (fs::path(dir) / "batches.meta.txt").string(), names[i], k, i);
+      }
+    }
+  }
   return names;
 }
 

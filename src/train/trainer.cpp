@@ -337,10 +337,13 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
       return v;
     };
     EpochMetrics m;
-    m.epoch = static_cast<int64_t>(num(f[0]));
-    BIRDPLANE_CHECK(m.epoch == static_cast<int64_t>(rows.size()) + 1,
+    // Compared as a double before any conversion: casting a value beyond int64 (1e30) or NaN to an
+    // integer is undefined behaviour (found by fuzz/config_resume.cpp).
+    const double epoch = num(f[0]);
+    BIRDPLANE_CHECK(epoch == static_cast<double>(rows.size() + 1),
                     "{} line {}: epoch {} where {} was expected; the file is damaged", path, line_number, f[0],
                     rows.size() + 1);
+    m.epoch = static_cast<int64_t>(rows.size()) + 1;
     m.train_loss = num(f[1]);
     m.train_accuracy = num(f[2]);
     m.val_loss = num(f[3]);

@@ -48,8 +48,9 @@ bool is_complete(const std::string& dir);
 ImageSet read_cifar10(const std::string& dir, Split split, const std::vector<std::string>& classes = {},
                       ChannelStats* stats = nullptr);
 
-/// Reads batches.meta.txt (one class name a line); falls back to the official names when the file
-/// is absent.
+/// Reads batches.meta.txt (one class name a line, blank lines ignored); falls back to the official
+/// names when the file is absent. Throws birdplane::Error naming the file unless it holds exactly ten
+/// different names.
 std::vector<std::string> read_class_names(const std::string& dir);
 
 }  // namespace birdplane::data

@@ -231,8 +231,12 @@ void write_cache(const std::string& path, const CacheHeader& hd, const at::Tenso
 // Maps a cache file and checks it whole: magic, header, key, sizes against the file's real size,
 // checksum, labels in range. Returns false (with the reason in `why`) for anything else, including a
 // cache written under another key; the caller then decodes again and replaces it.
-bool read_cache(const std::string& path, const std::string& key, ImageSet& out, std::vector<SkippedImage>& skipped,
-                std::string& why) {
+// The header is outside the checksum: what it says must also match what the folder gives (the class
+// names, one entry per listed file, RGB, the size asked for), or damage there would pass unseen (a
+// changed class name was accepted; found by fuzz/image_folder_cache.cpp).
+bool read_cache(const std::string& path, const std::string& key, const std::vector<std::string>& class_names,
+                int64_t files, const std::vector<int64_t>& image_size, ImageSet& out,
+                std::vector<SkippedImage>& skipped, std::string& why) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     why = errno == ENOENT ? "" : fmt::format("cannot open {}: {}", path, std::strerror(errno));
@@ -284,6 +288,12 @@ bool read_cache(const std::string& path, const std::string& key, ImageSet& out, 
     hd.source = j.at("source").get<std::string>();
   } catch (const std::exception& e) {
     why = fmt::format("{} is damaged (unreadable header: {})", path, e.what());
+    return false;
+  }
+  const bool size_matches = image_size.empty() || (image_size.size() == 2 && hd.h == image_size[0] && hd.w == image_size[1]);
+  if (hd.class_names != class_names || hd.c != 3 || !size_matches || hd.n < 0 ||
+      hd.n + static_cast<int64_t>(hd.skipped.size()) != files) {
+    why = fmt::format("{} is damaged (its header does not match the folder)", path);
     return false;
   }
   CacheLayout layout;
@@ -565,7 +575,7 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
     if (!cache_file.empty()) {
       ImageSet cached(at::zeros({0, 3, 1, 1}, at::kByte), at::zeros({0}, at::kLong), class_names);
       std::string why;
-      if (read_cache(cache_file, key, cached, r.skipped, why)) {
+      if (read_cache(cache_file, key, class_names, r.files, options.image_size, cached, r.skipped, why)) {
         r.from_cache = true;
         r.cache_file = cache_file;
         r.seconds = seconds_since(start);

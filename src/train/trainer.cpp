@@ -125,6 +125,16 @@ nlohmann::json TrainConfig::to_json() const {
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+  // nlohmann's get<int64_t>() converts a floating-point value with a plain cast: 1e118 there is
+  // undefined behaviour (found by fuzz/config_resume.cpp). Whole-number settings must be written as such.
+  for (const char* key : {"channels", "blocks", "epochs", "batch_size", "seed", "eval_every", "limit_train",
+                          "limit_val", "max_pixels", "hidden", "image_size"}) {
+    if (!j.is_object() || !j.contains(key)) continue;
+    const nlohmann::json& v = j.at(key);
+    const bool whole = v.is_array() ? std::all_of(v.begin(), v.end(), [](const nlohmann::json& e) { return !e.is_number_float(); })
+                                    : !v.is_number_float();
+    if (!whole) fail_setting(key, "{} is not a whole number (or a list of them)", v.dump());
+  }
   TrainConfig c;
   c.data_dir = j.at("data_dir").get<std::string>();
   c.classes = j.at("classes").get<std::vector<std::string>>();

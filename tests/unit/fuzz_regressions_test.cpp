@@ -1,16 +1,22 @@
 // Regression tests for what the fuzzers in fuzz/ found (scripts/fuzz, docs/security.md): each test
 // feeds the input that failed, or its essence, through the same library call.
+#include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <torch/torch.h>
 
 #include <gtest/gtest.h>
 
 #include "birdplane/check.h"
 #include "birdplane/data/cifar10.h"
+#include "birdplane/data/image_folder.h"
 #include "birdplane/train/trainer.h"
 #include "support/expect_error.h"
 #include "support/fixtures.h"
 
+namespace fs = std::filesystem;
 using namespace birdplane;
 
 // fuzz_cifar_meta: batches.meta.txt naming a class twice was accepted, and --classes with that name
@@ -50,4 +56,61 @@ TEST(FuzzRegressions, MetricsEpochOutOfRangeIsAnErrorNotAnIntegerOverflow) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1].epoch, 2);
   EXPECT_DOUBLE_EQ(rows[1].train_loss, 0.25);
+}
+
+// fuzz_image_folder_cache: the cache's JSON header is not covered by its checksum, and a header whose
+// class names (or channels, size, image count) differ from the folder's was accepted: a damaged
+// class name came back as the set's class name.
+TEST(FuzzRegressions, ImageFolderCacheHeaderThatDoesNotMatchTheFolderIsNotUsed) {
+  fixtures::TempDir tmp;
+  for (const std::string cls : {"cat", "dog"}) {
+    fs::create_directories(tmp / ("tree/" + cls));
+    for (const std::string name : {"a", "b"}) {
+      std::string ppm = "P6\n4 4\n255\n";
+      for (int i = 0; i < 48; ++i) ppm.push_back(static_cast<char>(cls[0] + name[0] + i));
+      fixtures::write_text(tmp / ("tree/" + cls + "/" + name + ".ppm"), ppm);
+    }
+  }
+  data::ImageFolderOptions options;
+  options.cache_dir = tmp / "cache";
+  data::ImageFolderReport first, second;
+  data::read_image_folder(tmp / "tree", options, &first);
+  ASSERT_FALSE(first.cache_file.empty()) << first.cache_note;
+  data::read_image_folder(tmp / "tree", options, &second);
+  ASSERT_TRUE(second.from_cache) << second.cache_note;  // an intact cache is used
+  const std::string intact = fixtures::read_file(first.cache_file);
+  // Each damage keeps the file's length, so only the header check can notice it.
+  const std::vector<std::pair<std::string, std::string>> damages = {
+      {"\"dog\"", "\"`og\""},            // the fuzzer's input: a class name changed
+      {"\"shape\":[3,4,4]", "\"shape\":[1,6,8]"},  // the same bytes as one channel
+  };
+  for (const auto& [from, to] : damages) {
+    std::string damaged = intact;
+    const auto at = damaged.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    damaged.replace(at, from.size(), to);
+    fixtures::write_text(first.cache_file, damaged);
+    data::ImageFolderReport report;
+    const auto set = data::read_image_folder(tmp / "tree", options, &report);
+    EXPECT_FALSE(report.from_cache) << to;
+    EXPECT_NE(report.cache_note.find("does not match the folder"), std::string::npos) << report.cache_note;
+    EXPECT_EQ(set.class_names(), (std::vector<std::string>{"cat", "dog"}));
+    EXPECT_EQ(set.images().sizes(), (std::vector<int64_t>{4, 3, 4, 4}));
+  }
+}
+
+// fuzz_config_resume: a whole-number setting written as a huge floating-point number in config.json
+// ("epochs": 1.2e118) reached nlohmann's get<int64_t>(), a cast with undefined behaviour (UBSan:
+// "1.22222e+118 is outside the range of representable values of type 'long'").
+TEST(FuzzRegressions, ResumedConfigWithAFloatForAWholeNumberIsRefused) {
+  nlohmann::json j = train::TrainConfig().to_json();
+  EXPECT_NO_THROW(train::TrainConfig::from_json(j));
+  for (const std::string key : {"epochs", "batch_size", "seed", "max_pixels"}) {
+    nlohmann::json bad = j;
+    bad[key] = 1.2e118;
+    fixtures::expect_error([&] { train::TrainConfig::from_json(bad); }, {key, "not a whole number"});
+  }
+  nlohmann::json bad = j;
+  bad["hidden"] = {512, 1e300};
+  fixtures::expect_error([&] { train::TrainConfig::from_json(bad); }, {"hidden", "not a whole number"});
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -287,6 +288,14 @@ void Trainer::resume_from(const RunDir& dir) {
   start_epoch_ = saved.epoch;
   history_ = read_metrics(dir.metrics_path());
   if (static_cast<int64_t>(history_.size()) > start_epoch_) history_.resize(start_epoch_);
+  // A checkpoint ahead of metrics.csv (a run killed between the two writes, before metrics went
+  // first): the missing epochs get rows without figures, so the rows stay numbered 1, 2, ...
+  while (static_cast<int64_t>(history_.size()) < start_epoch_) {
+    EpochMetrics m;
+    m.epoch = static_cast<int64_t>(history_.size()) + 1;
+    m.train_loss = m.train_accuracy = std::numeric_limits<double>::quiet_NaN();
+    history_.push_back(m);
+  }
 }
 
 nlohmann::json Trainer::run_record() const {
@@ -456,8 +465,11 @@ TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken s
       m.val_accuracy = ev.confusion.accuracy();
     }
     history_.push_back(m);
-    save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, config_.to_json());
+    // Metrics first: a kill between the two writes leaves a row the checkpoint does not reach yet,
+    // which resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and
+    // the resumed run then wrote its next row after a gap (found by the kill -9 test).
     write_metrics(dir.metrics_path());
+    save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, config_.to_json());
     obs.on_epoch(m, config_.epochs);
   }
   TrainResult result;

@@ -91,3 +91,22 @@ TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {
   auto again = run_birdplane("train --resume " + run + " --epochs 2" + common);
   EXPECT_EQ(again.exit_code, 0) << again.err;
 }
+
+// A checkpoint one epoch ahead of metrics.csv (a run killed between the two writes when the checkpoint
+// went first) resumes with a row without figures for the missing epoch, not a gap in the numbering.
+TEST(KillResume, ACheckpointAheadOfMetricsKeepsTheRowsNumbered) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = " --data-dir " + t.path() +
+                             " --no-download --threads 1 --classes airplane,bird --model book-small";
+  ASSERT_EQ(run_birdplane("train --epochs 2 --runs-dir " + (t / "runs") + " --name m" + common).exit_code, 0);
+  const std::string metrics = t / "runs/m/metrics.csv";
+  const std::string all = birdplane::fixtures::read_file(metrics);
+  const size_t second_row = all.find('\n', all.find('\n') + 1) + 1;
+  birdplane::fixtures::write_text(metrics, all.substr(0, second_row));  // header and epoch 1 only
+  auto r = run_birdplane("train --resume " + (t / "runs/m") + " --epochs 3" + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string after = birdplane::fixtures::read_file(metrics);
+  EXPECT_TRUE(contains(after, "\n2,nan,nan,")) << after;
+  EXPECT_TRUE(contains(after, "\n3,")) << after;
+}

@@ -79,9 +79,11 @@ TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {
                              " --no-download --threads 1 --classes airplane,bird --model book-small";
   ASSERT_EQ(run_birdplane("train --epochs 1 --runs-dir " + (t / "runs") + " --name r" + common).exit_code, 0);
   const std::string run = t / "runs/r";
-  // A long resume in the background holds the lock; a second resume is refused at once.
+  // A long resume in the background holds the lock (waited for with flock(1), whatever the machine's
+  // load); a second resume is refused at once.
   const auto r = run_shell("bash -c '" + std::string(BIRDPLANE_BINARY) + " train --resume " + run + " --epochs 400" +
-                           common + " >/dev/null 2>&1 & pid=$!; sleep 2; " + std::string(BIRDPLANE_BINARY) +
+                           common + " >/dev/null 2>&1 & pid=$!; for i in $(seq 150); do flock -n " + run +
+                           "/lock true || break; sleep 0.2; done; " + std::string(BIRDPLANE_BINARY) +
                            " train --resume " + run + " --epochs 400" + common +
                            "; echo second=$?; kill -9 $pid; wait $pid; echo first=$?'");
   EXPECT_TRUE(contains(r.out, "second=2")) << r.out << r.err;

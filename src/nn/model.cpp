@@ -60,6 +60,31 @@ nlohmann::json ModelSpec::to_json() const {
 }
 
 ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
+  // Sizes come from files (checkpoints, config.json): whole numbers only (nlohmann converts a float
+  // with a plain cast, undefined behaviour for 1e118), and within bounds, before any layer is built.
+  auto whole = [&](const char* key, int64_t low, int64_t high) {
+    if (!j.is_object() || !j.contains(key)) return;
+    const nlohmann::json& v = j.at(key);
+    const auto check = [&](const nlohmann::json& e) {
+      if (!e.is_number_integer())
+        fail_setting(key, "{} is not a whole number (or a list of them)", v.dump());
+      const auto x = e.get<int64_t>();
+      if (x < low || x > high) fail_setting(key, "{} is out of range ({} to {})", x, low, high);
+    };
+    if (v.is_array()) {
+      if (v.size() > 64) fail_setting(key, "{} entries are too many", v.size());
+      for (const auto& e : v) check(e);
+    } else {
+      check(v);
+    }
+  };
+  whole("num_classes", 1, 1'000'000);
+  whole("out_features", 1, 1'000'000);
+  whole("image_shape", 1, int64_t{1} << 24);
+  whole("in_features", 1, int64_t{1} << 32);
+  whole("hidden", 1, int64_t{1} << 20);
+  whole("channels", 1, 65'536);
+  whole("blocks", 0, 10'000);
   ModelSpec s;
   if (j.contains("name")) {
     s.name = j.at("name").get<std::string>();

@@ -45,31 +45,48 @@ TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
 
   std::mt19937 rng(2026);
-  int kills = 0, starts = 0, resumes = 0;
+  int kills = 0, starts = 0, resumes = 0, finished = 0;
+  const int base = std::max(run_ms / 5, 100);
+  int window = base;
   const std::string run = t / "runs/k";
-  for (bool done = false; !done && starts < 80; ++starts) {
+  const auto ref_model = birdplane::train::load_checkpoint(t / "runs/ref/model.pt");
+  auto expect_same_as_ref = [&] {
+    ASSERT_TRUE(fs::exists(run + "/model.pt"));
+    const auto b = birdplane::train::load_checkpoint(run + "/model.pt");
+    auto pa = ref_model.model->named_parameters(), pb = b.model->named_parameters();
+    for (const auto& p : pa)
+      EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key() << " after " << kills << " kills";
+    ++finished;
+    fs::remove_all(run);  // the next kills go to a fresh run
+  };
+  while (starts < 200) {
+    ++starts;
     const bool resumable = fs::exists(run + "/checkpoint.pt");
     if (!resumable) fs::remove_all(run);  // killed before its first checkpoint: start again
     resumes += resumable ? 1 : 0;
     const std::string args = resumable ? "train --resume " + run + common
                                        : "train --runs-dir " + (t / "runs") + " --name k" + common;
-    if (kills >= 24) {  // enough: the last resume runs to the end
+    if (kills >= 24) {  // enough: the last start runs to the end
       const auto last = run_birdplane(args);
       ASSERT_EQ(last.exit_code, 0) << last.err;
+      expect_same_as_ref();
       break;
     }
-    const int ms = 100 + static_cast<int>(rng() % static_cast<unsigned>(std::max(run_ms / 5, 100)));
-    done = run_and_kill(args, ms);
-    if (!done) ++kills;
+    const int ms = 100 + static_cast<int>(rng() % static_cast<unsigned>(window));
+    if (run_and_kill(args, ms)) {
+      expect_same_as_ref();  // it finished inside the window: check it, then start another run
+      continue;
+    }
+    ++kills;
+    // On a loaded machine start-up takes longer: widen the window while kills land before the first
+    // checkpoint, and narrow it again once there is one, so kills keep landing mid-run.
+    window = fs::exists(run + "/checkpoint.pt") ? base : std::min(window * 2, std::max(run_ms, 200));
   }
-  ASSERT_GE(kills, 20) << "too few kills landed before the run finished";
-  EXPECT_GE(resumes, 15) << "most kills must land after the first checkpoint";
-  ASSERT_TRUE(fs::exists(run + "/model.pt"));
-  const auto a = birdplane::train::load_checkpoint(t / "runs/ref/model.pt");
-  const auto b = birdplane::train::load_checkpoint(run + "/model.pt");
-  auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
-  for (const auto& p : pa) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key() << " after " << kills << " kills";
-  std::cout << "[ info ] " << kills << " kills over " << starts << " starts, " << resumes << " of them resumes\n";
+  ASSERT_GE(kills, 20) << "too few kills";
+  EXPECT_GE(resumes, 12) << "most kills must land after the first checkpoint";
+  EXPECT_GE(finished, 1);
+  std::cout << "[ info ] " << kills << " kills over " << starts << " starts, " << resumes << " of them resumes, "
+            << finished << " runs finished, each bit-identical to the uninterrupted one\n";
 }
 
 TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {

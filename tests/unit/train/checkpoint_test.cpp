@@ -178,3 +178,34 @@ TEST(Checkpoint, ABadValueInsideTheFileNamesTheFileNotASetting) {
     EXPECT_NE(msg.find("gelu"), std::string::npos) << msg;
   }
 }
+
+// Sizes in a model description are whole numbers within bounds, checked before any layer is built: a
+// float (1e118 converted to an integer is undefined behaviour) or an enormous width names the file.
+TEST(Checkpoint, SizesInsideTheFileAreWholeAndBounded) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
+  torch::serialize::InputArchive in;
+  in.load_from(tmp / "c.pt");
+  c10::IValue v;
+  in.read("model_config", v);
+  const auto good = nlohmann::json::parse(v.toStringRef());
+  const std::vector<std::pair<std::string, nlohmann::json>> damages = {
+      {"num_classes", 1e118}, {"num_classes", 3.0}, {"hidden", nlohmann::json::array({int64_t{1} << 40})},
+      {"image_shape", nlohmann::json::array({3, -32, 32})}, {"channels", 1e9}, {"blocks", -1}};
+  for (const auto& [key, value] : damages) {
+    auto j = good;
+    j["spec"][key] = value;
+    torch::serialize::OutputArchive out, model;
+    out.write("birdplane_format", c10::IValue(int64_t{1}));
+    out.write("model_config", c10::IValue(j.dump()));
+    out.write("run_config", c10::IValue(std::string("{}")));
+    out.write("epoch", c10::IValue(int64_t{0}));
+    nn::make_model(cfg.spec)->save(model);
+    out.write("model", model);
+    out.save_to(tmp / "bad.pt");
+    const std::string msg = message_of([&] { train::load_checkpoint(tmp / "bad.pt"); });
+    EXPECT_NE(msg.find("bad.pt"), std::string::npos) << key << ": " << msg;
+    EXPECT_NE(msg.find(key), std::string::npos) << key << ": " << msg;
+  }
+}

@@ -25,17 +25,7 @@ void setup_app(CLI::App& app) {
   app.add_option_function<int>(
          "--threads", [](const int&) {}, "threads (not applied here)")
       ->check(CLI::Range(1, 1024));
-  birdplane::cli::setup_doctor(app);
-  birdplane::cli::setup_stats(app);
-  birdplane::cli::setup_download(app);
-  birdplane::cli::setup_show(app);
-  birdplane::cli::setup_train(app);
-  birdplane::cli::setup_eval(app);
-  birdplane::cli::setup_predict(app);
-  birdplane::cli::setup_export(app);
-  birdplane::cli::setup_model(app);
-  birdplane::cli::setup_experiment(app);
-  birdplane::cli::setup_transforms(app);
+  birdplane::cli::setup_commands(app);
   // Parse only: the main app's parse-complete callback runs after every flag has been read and
   // checked and before any subcommand's callback (CLI11 2.1's App::run_callback); it stops there.
   // (Replacing the subcommands' callbacks instead would free the options structs they own.)

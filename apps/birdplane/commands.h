@@ -19,6 +19,9 @@ void setup_model(CLI::App& app);
 void setup_experiment(CLI::App& app);
 void setup_transforms(CLI::App& app);
 
+/// Every subcommand above, in the order --help lists them (main and the command-line fuzz target).
+void setup_commands(CLI::App& app);
+
 /// Common flag: --data-dir (empty means $BIRDPLANE_DATA, else ./data).
 inline CLI::Option* add_data_dir(CLI::App& cmd, std::string& target) {
   return cmd.add_option("--data-dir", target,

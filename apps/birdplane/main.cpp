@@ -37,17 +37,7 @@ int main(int argc, char** argv) {
          "--threads", [](const int& n) { at::set_num_threads(n); },
          "LibTorch intra-op threads (default: all cores; LibTorch's own default here is 1)")
       ->check(CLI::Range(1, 1024));
-  birdplane::cli::setup_doctor(app);
-  birdplane::cli::setup_stats(app);
-  birdplane::cli::setup_download(app);
-  birdplane::cli::setup_show(app);
-  birdplane::cli::setup_train(app);
-  birdplane::cli::setup_eval(app);
-  birdplane::cli::setup_predict(app);
-  birdplane::cli::setup_export(app);
-  birdplane::cli::setup_model(app);
-  birdplane::cli::setup_experiment(app);
-  birdplane::cli::setup_transforms(app);
+  birdplane::cli::setup_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

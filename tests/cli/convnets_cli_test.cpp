@@ -10,14 +10,9 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::TempDir;
-
-namespace {
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-}  // namespace
 
 TEST(CliConvNets, TrainEvalPredictExportAndInitFromOnNetDropout) {
   TempDir t;

@@ -9,14 +9,13 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::read_file;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::run_shell;
 using birdplane::fixtures::TempDir;
 
 namespace {
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Runs birdplane with files limited to `kib` KiB.
 birdplane::fixtures::RunResult limited(int kib, const std::string& args) {

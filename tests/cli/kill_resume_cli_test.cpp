@@ -12,13 +12,13 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::run_shell;
 using birdplane::fixtures::TempDir;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Starts `args` in the background, kills it with SIGKILL after `ms` milliseconds; true when it had
 // already finished (exit 0) by then.

@@ -17,13 +17,13 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::run_shell;
 using birdplane::fixtures::TempDir;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // One small trained run shared by the tests of this file (training costs a few seconds).
 class CliTrain : public ::testing::Test {

@@ -1,6 +1,7 @@
 // expect_error(fn, {"part", ...}): fn must throw birdplane::Error whose message holds every part.
 #pragma once
 
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -18,6 +19,16 @@ void expect_error(F fn, std::initializer_list<std::string> parts) {
   } catch (const Error& e) {
     for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
+}
+
+/// The message of the birdplane::Error that fn throws, or "(no error)".
+inline std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
 }
 
 }  // namespace birdplane::fixtures

@@ -47,6 +47,9 @@ RunResult run_birdplane(const std::string& args, const std::string& env = "");
 /// Runs any shell command with stdout and stderr captured.
 RunResult run_shell(const std::string& command);
 
+/// Whether `text` holds `part` (for checking messages and output).
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 /// Whole file as bytes.
 std::string read_file(const std::string& path);
 

@@ -8,10 +8,12 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/optim.h"
 #include "common/files.h"
+#include "support/expect_error.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace birdplane;
+using birdplane::fixtures::message_of;
 
 namespace {
 
@@ -26,13 +28,26 @@ train::ModelConfig small_config() {
   return c;
 }
 
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
+// The model description (JSON) saved in checkpoint `path`.
+nlohmann::json saved_model_config(const std::string& path) {
+  torch::serialize::InputArchive in;
+  in.load_from(path);
+  c10::IValue v;
+  in.read("model_config", v);
+  return nlohmann::json::parse(v.toStringRef());
+}
+
+// A checkpoint at `path` whose model description is `model_config` (damaged as a test needs) and whose
+// weights are a fresh model built from `spec`.
+void write_checkpoint_with(const std::string& path, const nlohmann::json& model_config, const nn::ModelSpec& spec) {
+  torch::serialize::OutputArchive out, model;
+  out.write("birdplane_format", c10::IValue(int64_t{1}));
+  out.write("model_config", c10::IValue(model_config.dump()));
+  out.write("run_config", c10::IValue(std::string("{}")));
+  out.write("epoch", c10::IValue(int64_t{0}));
+  nn::make_model(spec)->save(model);
+  out.write("model", model);
+  out.save_to(path);
 }
 
 }  // namespace
@@ -152,20 +167,9 @@ TEST(Checkpoint, ABadValueInsideTheFileNamesTheFileNotASetting) {
   auto cfg = small_config();
   train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
   // The same archive with the model description's activation damaged.
-  torch::serialize::InputArchive in;
-  in.load_from(tmp / "c.pt");
-  c10::IValue v;
-  in.read("model_config", v);
-  auto j = nlohmann::json::parse(v.toStringRef());
+  auto j = saved_model_config(tmp / "c.pt");
   j["spec"]["activation"] = "gelu";
-  torch::serialize::OutputArchive out, model;
-  out.write("birdplane_format", c10::IValue(int64_t{1}));
-  out.write("model_config", c10::IValue(j.dump()));
-  out.write("run_config", c10::IValue(std::string("{}")));
-  out.write("epoch", c10::IValue(int64_t{0}));
-  nn::make_model(cfg.spec)->save(model);
-  out.write("model", model);
-  out.save_to(tmp / "bad.pt");
+  write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
   try {
     train::load_checkpoint(tmp / "bad.pt");
     FAIL() << "expected an error";
@@ -185,25 +189,14 @@ TEST(Checkpoint, SizesInsideTheFileAreWholeAndBounded) {
   fixtures::TempDir tmp;
   auto cfg = small_config();
   train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
-  torch::serialize::InputArchive in;
-  in.load_from(tmp / "c.pt");
-  c10::IValue v;
-  in.read("model_config", v);
-  const auto good = nlohmann::json::parse(v.toStringRef());
+  const auto good = saved_model_config(tmp / "c.pt");
   const std::vector<std::pair<std::string, nlohmann::json>> damages = {
       {"num_classes", 1e118}, {"num_classes", 3.0}, {"hidden", nlohmann::json::array({int64_t{1} << 40})},
       {"image_shape", nlohmann::json::array({3, -32, 32})}, {"channels", 1e9}, {"blocks", -1}};
   for (const auto& [key, value] : damages) {
     auto j = good;
     j["spec"][key] = value;
-    torch::serialize::OutputArchive out, model;
-    out.write("birdplane_format", c10::IValue(int64_t{1}));
-    out.write("model_config", c10::IValue(j.dump()));
-    out.write("run_config", c10::IValue(std::string("{}")));
-    out.write("epoch", c10::IValue(int64_t{0}));
-    nn::make_model(cfg.spec)->save(model);
-    out.write("model", model);
-    out.save_to(tmp / "bad.pt");
+    write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
     const std::string msg = message_of([&] { train::load_checkpoint(tmp / "bad.pt"); });
     EXPECT_NE(msg.find("bad.pt"), std::string::npos) << key << ": " << msg;
     EXPECT_NE(msg.find(key), std::string::npos) << key << ": " << msg;

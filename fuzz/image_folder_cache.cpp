@@ -24,6 +24,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/data/image_folder.h"
+#include "data/folder_cache.h"
 #include "fuzz_util.h"
 
 namespace fs = std::filesystem;
@@ -45,40 +46,8 @@ State& state() {
   return s;
 }
 
-// The cache's checksum, as src/data/image_folder.cpp computes it (kept in step with it by hand;
-// LLVMFuzzerInitialize checks it against a cache the library wrote and stops if they drift apart).
-uint64_t checksum_block(const uint8_t* data, size_t size) {
-  constexpr int kLanes = 8;
-  uint64_t a[kLanes] = {}, b[kLanes] = {};
-  const size_t words = size / 4;
-  size_t i = 0;
-  for (; i + kLanes <= words; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      uint32_t w;
-      std::memcpy(&w, data + 4 * (i + l), 4);
-      a[l] += w;
-      b[l] += a[l];
-    }
-  }
-  uint64_t h = 0x9e3779b97f4a7c15ull ^ size;
-  for (int l = 0; l < kLanes; ++l) h = (h ^ a[l]) * 0x100000001b3ull ^ b[l] * 0xff51afd7ed558ccdull;
-  for (size_t j = 4 * i; j < size; ++j) h = (h ^ data[j]) * 0x100000001b3ull;
-  return h;
-}
-
-uint64_t checksum(const uint8_t* data, size_t size) {
-  constexpr size_t kChunk = size_t{4} << 20;
-  const size_t chunks = (size + kChunk - 1) / kChunk;
-  uint64_t h = 0xcbf29ce484222325ull ^ size;
-  if (chunks == 0) return h * 0x100000001b3ull;  // the library combines one part, 0
-  for (size_t c = 0; c < chunks; ++c) {
-    const size_t start = c * kChunk;
-    h = (h ^ checksum_block(data + start, std::min(kChunk, size - start))) * 0x100000001b3ull;
-  }
-  return h;
-}
-
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+using birdplane::data::folder_cache::align64;
+using birdplane::data::folder_cache::payload_checksum;
 
 // Replaces a trailing "FIXSUM!!" by the checksum the reader computes for the labels and pixels the
 // header describes (nothing when the header cannot be read: the reader refuses those anyway).
@@ -99,8 +68,8 @@ void fix_checksum(std::vector<uint8_t>& file) {
   const size_t labels_offset = align64(16 + header_len);
   const size_t pixels_offset = align64(labels_offset + 8 * static_cast<size_t>(n));
   if (pixels_offset > size - 8) return;
-  const uint64_t sum = checksum(file.data() + labels_offset, 8 * static_cast<size_t>(n)) ^
-                       (checksum(file.data() + pixels_offset, size - 8 - pixels_offset) * 31);
+  const uint64_t sum = payload_checksum(file.data() + labels_offset, 8 * static_cast<size_t>(n),
+                                        file.data() + pixels_offset, size - 8 - pixels_offset);
   std::memcpy(file.data() + size - 8, &sum, 8);
 }
 

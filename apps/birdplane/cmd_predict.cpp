@@ -17,7 +17,6 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/transforms/functional.h"
 #include "commands.h"
-#include "common/text.h"
 
 namespace fs = std::filesystem;
 
@@ -36,14 +35,14 @@ struct PredictOptions {
 // Images are decoded, classified and printed this many at a time, so any number of files fits in memory.
 constexpr int64_t kChunk = 256;
 
+// What a folder search picks: ImageFolder's extensions and the other formats birdplane decodes.
 bool is_image_name(const std::string& name) {
-  const std::string lower = to_lower(name);
-  auto ends = [&](const std::string& ext) {
-    return lower.size() > ext.size() && lower.compare(lower.size() - ext.size(), ext.size(), ext) == 0;
-  };
-  for (const auto& ext : data::image_folder_extensions())
-    if (ends(ext)) return true;
-  return ends(".gif") || ends(".pbm");
+  static const std::vector<std::string> kExtensions = [] {
+    auto all = data::image_folder_extensions();
+    all.insert(all.end(), {".gif", ".pbm"});
+    return all;
+  }();
+  return data::has_extension(name, kExtensions);
 }
 
 // Files named on the command line are taken as they are; folders are searched recursively (symbolic
@@ -110,6 +109,7 @@ std::string csv_cell(const std::string& s) {
 void run_predict(const PredictOptions& o) {
   BIRDPLANE_CHECK(!(o.json && o.csv), "--json and --csv: choose one output format");
   BIRDPLANE_CHECK(o.top_k >= 1, "--top-k {}: expected 1 or more", o.top_k);
+  BIRDPLANE_CHECK(o.max_pixels >= 1, "--max-pixels {}: expected 1 or more", o.max_pixels);
   auto ck = train::load_checkpoint(o.checkpoint);
   const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
   BIRDPLANE_CHECK(shape.size() == 3 && shape[0] == 3,

@@ -97,7 +97,14 @@ data::ImageSet read_folder_with_progress(const std::string& root, const data::Im
   }
   data::ImageFolderReport local;
   data::ImageFolderReport& r = report ? *report : local;
-  auto set = data::read_image_folder(root, o, &r);
+  auto set = [&] {
+    try {
+      return data::read_image_folder(root, o, &r);
+    } catch (const data::BadImageError& e) {
+      if (line_open) std::cerr << "\n";
+      fail("{}\n(leave such files out with --skip-bad-images)", e.reason());
+    }
+  }();
   if (line_open) std::cerr << "\r" << std::string(78, ' ') << "\r";
   const auto shape = set.image_shape();
   std::string how = r.from_cache ? fmt::format("from the cache {}", r.cache_file)

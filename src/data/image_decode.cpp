@@ -78,7 +78,7 @@ void check_size(const Source& src, int64_t width, int64_t height, int64_t max_pi
   if (width <= 0 || height <= 0)
     fail_image(src, "it declares an empty image of {}x{} pixels ({})", width, height, to_string(src.format));
   if (height > max_pixels || width > max_pixels / height)
-    fail_image(src, "it declares {}x{} pixels, above the limit of {} (--max-pixels)", width, height, max_pixels);
+    fail_image(src, "it declares {}x{} pixels, above the limit of {}", width, height, max_pixels);
   if (width > INT_MAX || height > INT_MAX)
     fail_image(src, "it declares {}x{} pixels; birdplane reads at most {} pixels a side", width, height, INT_MAX);
 }

@@ -15,6 +15,7 @@
 #include <limits>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -27,6 +28,7 @@
 #include "birdplane/check.h"
 #include "common/files.h"
 #include "common/text.h"
+#include "data/folder_cache.h"
 
 namespace fs = std::filesystem;
 
@@ -34,16 +36,11 @@ namespace birdplane::data {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using folder_cache::align64;
+using folder_cache::payload_checksum;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-bool has_image_extension(const std::string& name) {
-  const std::string lower = to_lower(name);
-  for (const auto& ext : image_folder_extensions())
-    if (lower.size() > ext.size() && lower.compare(lower.size() - ext.size(), ext.size(), ext) == 0) return true;
-  return false;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -83,7 +80,7 @@ void walk(const fs::path& dir, std::vector<FolderId>& ancestors, std::vector<Wal
     // as os.walk(followlinks=True) does).
     if (it->is_directory(type_ec)) {
       subfolders.push_back(p);
-    } else if (has_image_extension(p.filename().string())) {
+    } else if (has_extension(p.filename().string(), image_folder_extensions())) {
       here.files.push_back(p.filename().string());
     }
   }
@@ -149,7 +146,14 @@ uint64_t checksum(const uint8_t* data, size_t size) {
   return h;
 }
 
-size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+}  // namespace
+
+uint64_t folder_cache::payload_checksum(const uint8_t* labels, size_t label_bytes, const uint8_t* pixels,
+                                        size_t pixel_bytes) {
+  return checksum(labels, label_bytes) ^ (checksum(pixels, pixel_bytes) * 31);
+}
+
+namespace {
 
 struct CacheLayout {
   size_t labels_offset = 0, pixels_offset = 0, checksum_offset = 0, total = 0;
@@ -205,7 +209,7 @@ void write_cache(const std::string& path, const CacheHeader& hd, const at::Tenso
   const auto* pixel_bytes = images_c.data_ptr<uint8_t>();
   const size_t label_size = 8 * static_cast<size_t>(hd.n);
   const size_t pixel_size = layout.checksum_offset - layout.pixels_offset;
-  const uint64_t sum = checksum(label_bytes, label_size) ^ (checksum(pixel_bytes, pixel_size) * 31);
+  const uint64_t sum = payload_checksum(label_bytes, label_size, pixel_bytes, pixel_size);
 
   write_atomically(path, [&](const std::string& tmp) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -229,24 +233,25 @@ void write_cache(const std::string& path, const CacheHeader& hd, const at::Tenso
 }
 
 // Maps a cache file and checks it whole: magic, header, key, sizes against the file's real size,
-// checksum, labels in range. Returns false (with the reason in `why`) for anything else, including a
+// checksum, labels in range. Returns nothing (with the reason in `why`) for anything else, including a
 // cache written under another key; the caller then decodes again and replaces it.
 // The header is outside the checksum: what it says must also match what the folder gives (the class
 // names, one entry per listed file, RGB, the size asked for), or damage there would pass unseen (a
 // changed class name was accepted; found by fuzz/image_folder_cache.cpp).
-bool read_cache(const std::string& path, const std::string& key, const std::vector<std::string>& class_names,
-                int64_t files, const std::vector<int64_t>& image_size, ImageSet& out,
-                std::vector<SkippedImage>& skipped, std::string& why) {
+std::optional<ImageSet> read_cache(const std::string& path, const std::string& key,
+                                   const std::vector<std::string>& class_names, int64_t files,
+                                   const std::vector<int64_t>& image_size, std::vector<SkippedImage>& skipped,
+                                   std::string& why) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     why = errno == ENOENT ? "" : fmt::format("cannot open {}: {}", path, std::strerror(errno));
-    return false;
+    return std::nullopt;
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < 64) {
     ::close(fd);
     why = fmt::format("{} is not a cache file", path);
-    return false;
+    return std::nullopt;
   }
   const auto size = static_cast<size_t>(st.st_size);
   // Private and writable: pages are copied on write, so nothing done to the tensor reaches the file.
@@ -254,7 +259,7 @@ bool read_cache(const std::string& path, const std::string& key, const std::vect
   ::close(fd);
   if (map == MAP_FAILED) {
     why = fmt::format("cannot map {}: {}", path, std::strerror(errno));
-    return false;
+    return std::nullopt;
   }
   struct Unmap {
     void* p;
@@ -269,7 +274,7 @@ bool read_cache(const std::string& path, const std::string& key, const std::vect
   std::memcpy(&header_len, bytes + 8, 8);
   if (std::memcmp(bytes, kCacheMagic, 8) != 0 || header_len > size - 16 || header_len > kMaxCacheHeader) {
     why = fmt::format("{} is damaged (bad header)", path);
-    return false;
+    return std::nullopt;
   }
   CacheHeader hd;
   try {
@@ -277,7 +282,7 @@ bool read_cache(const std::string& path, const std::string& key, const std::vect
     hd.key = j.at("key").get<std::string>();
     if (hd.key != key) {
       why = "the folder or the preprocessing changed since the cache was written";
-      return false;
+      return std::nullopt;
     }
     hd.class_names = j.at("class_names").get<std::vector<std::string>>();
     hd.n = j.at("n").get<int64_t>();
@@ -288,43 +293,42 @@ bool read_cache(const std::string& path, const std::string& key, const std::vect
     hd.source = j.at("source").get<std::string>();
   } catch (const std::exception& e) {
     why = fmt::format("{} is damaged (unreadable header: {})", path, e.what());
-    return false;
+    return std::nullopt;
   }
   const bool size_matches = image_size.empty() || (image_size.size() == 2 && hd.h == image_size[0] && hd.w == image_size[1]);
   if (hd.class_names != class_names || hd.c != 3 || !size_matches || hd.n < 0 ||
       hd.n + static_cast<int64_t>(hd.skipped.size()) != files) {
     why = fmt::format("{} is damaged (its header does not match the folder)", path);
-    return false;
+    return std::nullopt;
   }
   CacheLayout layout;
   if (hd.class_names.empty() || !cache_layout(header_len, hd.n, hd.c, hd.h, hd.w, layout) || layout.total != size) {
     why = fmt::format("{} is damaged (its size does not match its header)", path);
-    return false;
+    return std::nullopt;
   }
   const size_t label_size = 8 * static_cast<size_t>(hd.n);
   uint64_t stored = 0;
   std::memcpy(&stored, bytes + layout.checksum_offset, 8);
-  const uint64_t sum = checksum(bytes + layout.labels_offset, label_size) ^
-                       (checksum(bytes + layout.pixels_offset, layout.checksum_offset - layout.pixels_offset) * 31);
+  const uint64_t sum = payload_checksum(bytes + layout.labels_offset, label_size, bytes + layout.pixels_offset,
+                                        layout.checksum_offset - layout.pixels_offset);
   if (sum != stored) {
     why = fmt::format("{} is damaged (checksum mismatch)", path);
-    return false;
+    return std::nullopt;
   }
   at::Tensor labels = at::empty({hd.n}, at::kLong);
   std::memcpy(labels.data_ptr<int64_t>(), bytes + layout.labels_offset, label_size);
   const int64_t classes = static_cast<int64_t>(hd.class_names.size());
   if (hd.n > 0 && (labels.min().item<int64_t>() < 0 || labels.max().item<int64_t>() >= classes)) {
     why = fmt::format("{} is damaged (a label out of range)", path);
-    return false;
+    return std::nullopt;
   }
   void* base = map;
   auto* pixels = static_cast<uint8_t*>(map) + layout.pixels_offset;
   at::Tensor images = at::from_blob(
       pixels, {hd.n, hd.c, hd.h, hd.w}, [base, size](void*) { ::munmap(base, size); }, at::kByte);
   guard.keep = true;
-  out = ImageSet(images, labels, hd.class_names, hd.source);
   skipped = hd.skipped;
-  return true;
+  return ImageSet(images, labels, hd.class_names, hd.source);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -345,6 +349,7 @@ struct DecodeJob {
   std::mutex mutex;
   std::exception_ptr internal;  // anything that is not a bad image
   std::string fatal;            // the first bad image or size mismatch that stops the pass
+  std::string fatal_file;       // the bad image's file
   bool size_mismatch = false;   // fatal is a SizeMismatch
   bool exact = false;           // sizes must equal height x width (no size was given)
   std::string first_file;       // the file that set the size, for the message
@@ -367,8 +372,8 @@ std::string decode_one(DecodeJob& job, int64_t i) {
     at::Tensor row = job.images[i];
     if (job.exact && (d.height != job.height || d.width != job.width)) {
       throw SizeMismatch{fmt::format(
-          "the images in the folder differ in size: {} is {}x{} (height x width) but {} is {}x{}; choose one "
-          "size with --image-size H,W (and --crop center to keep each image's aspect ratio)",
+          "the images differ in size: {} is {}x{} (height x width) but {} is {}x{}; give one size (and a "
+          "center crop to keep each image's aspect ratio)",
           path, d.height, d.width, job.first_file, job.height, job.width)};
     }
     if (d.height == job.height && d.width == job.width) {
@@ -400,7 +405,10 @@ void decode_all(DecodeJob& job, const std::function<void(const FolderProgress&)>
           job.errors[static_cast<size_t>(i)] = error;
           if (!job.skip_bad) {
             std::lock_guard<std::mutex> lock(job.mutex);
-            if (job.fatal.empty()) job.fatal = error;
+            if (job.fatal.empty()) {
+              job.fatal = error;
+              job.fatal_file = (*job.files)[static_cast<size_t>(i)];
+            }
             job.abort = true;
           }
         }
@@ -493,6 +501,13 @@ const std::vector<std::string>& image_folder_extensions() {
   return kExtensions;
 }
 
+bool has_extension(const std::string& name, const std::vector<std::string>& extensions) {
+  const std::string lower = to_lower(name);
+  for (const auto& ext : extensions)
+    if (lower.size() > ext.size() && lower.compare(lower.size() - ext.size(), ext.size(), ext) == 0) return true;
+  return false;
+}
+
 FolderListing list_image_folder(const std::string& root) {
   std::error_code ec;
   BIRDPLANE_CHECK(fs::exists(root, ec), "image folder {} does not exist", root);
@@ -573,13 +588,12 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
     key = cache_key(listing, class_names, options);
     cache_file = cache_path_for(root, class_names, options, r.cache_note);
     if (!cache_file.empty()) {
-      ImageSet cached(at::zeros({0, 3, 1, 1}, at::kByte), at::zeros({0}, at::kLong), class_names);
       std::string why;
-      if (read_cache(cache_file, key, class_names, r.files, options.image_size, cached, r.skipped, why)) {
+      if (auto cached = read_cache(cache_file, key, class_names, r.files, options.image_size, r.skipped, why)) {
         r.from_cache = true;
         r.cache_file = cache_file;
         r.seconds = seconds_since(start);
-        return cached;
+        return std::move(*cached);
       }
       r.cache_note = why;
     }
@@ -604,8 +618,7 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
         job.width = header.width;
         break;
       } catch (const Error& e) {
-        if (!options.skip_bad_images)
-          fail("{}\n(leave such files out with --skip-bad-images)", e.what());
+        if (!options.skip_bad_images) throw BadImageError(path, e.what());
         job.errors[static_cast<size_t>(first)] = e.what();
       }
     }
@@ -622,8 +635,8 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
   job.exact = options.image_size.empty();
   job.first_file = listing.files[static_cast<size_t>(first)];
   decode_all(job, options.on_progress);
-  if (job.size_mismatch) fail("image folder {}: {}", root, job.fatal);
-  if (!job.fatal.empty()) fail("{}\n(leave such files out with --skip-bad-images)", job.fatal);
+  if (job.size_mismatch) fail_setting("image_size", "image folder {}: {}", root, job.fatal);
+  if (!job.fatal.empty()) throw BadImageError(job.fatal_file, job.fatal);
 
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < n; ++i) {
@@ -684,7 +697,7 @@ TrainValSplit split_stratified(const ImageSet& set, double val_fraction, uint64_
   auto part = [&](const std::vector<int64_t>& index, const char* what) {
     const at::Tensor idx = at::tensor(index, at::kLong);
     return ImageSet(set.images().index_select(0, idx), set.labels().index_select(0, idx), set.class_names(),
-                    fmt::format("{} ({} part of a split with --val-fraction {})", set.source(), what, val_fraction));
+                    fmt::format("{} ({} part of a split with val_fraction {})", set.source(), what, val_fraction));
   };
   return {part(train_index, "training"), part(val_index, "validation")};
 }

@@ -14,6 +14,7 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::read_file;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::run_shell;
@@ -21,7 +22,6 @@ using birdplane::fixtures::TempDir;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Two classes that a small network tells apart: bright-top images and bright-bottom images, of
 // a few different sizes.
@@ -173,6 +173,18 @@ TEST(ImageFolderCli, BadFoldersAndFilesExitTwoNamingThem) {
   auto mixed = run_birdplane("stats --no-cache --image-folder " + photos);
   EXPECT_EQ(mixed.exit_code, 2);
   EXPECT_TRUE(contains(mixed.err, "--image-size")) << mixed.err;
+  // Bad values of the folder flags name the flag.
+  for (const auto& [flags, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"--val-fraction 1.5", "--val-fraction"}, {"--val-fraction -0.1", "--val-fraction"},
+           {"--max-pixels 0", "--max-pixels"}, {"--crop corner", "--crop"}}) {
+    auto bad = run_birdplane("train --image-folder " + photos + " " + flags + " --name z" + common);
+    EXPECT_EQ(bad.exit_code, 2) << flags;
+    EXPECT_TRUE(contains(bad.err, flag)) << flags << ": " << bad.err;
+  }
+  EXPECT_FALSE(fs::exists(t / "runs/z"));
+  auto size_text = run_birdplane("stats --no-cache --image-size 16,x --image-folder " + photos);
+  EXPECT_EQ(size_text.exit_code, 2);
+  EXPECT_TRUE(contains(size_text.err, "--image-size")) << size_text.err;
 }
 
 // Permission errors as a user who cannot read the file (root reads everything, so the program runs as

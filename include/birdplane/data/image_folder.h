@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "birdplane/check.h"
 #include "birdplane/data/image_decode.h"
 #include "birdplane/data/image_io.h"
 #include "birdplane/data/image_set.h"
@@ -18,6 +19,10 @@ namespace birdplane::data {
 /// .jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp. (.gif is not among them, as in torchvision;
 /// .tif/.tiff files are listed but birdplane cannot decode them: they are bad images.)
 const std::vector<std::string>& image_folder_extensions();
+
+/// Whether `name` ends in one of `extensions` (".png", ...; compared case-insensitively), with something
+/// before it.
+bool has_extension(const std::string& name, const std::vector<std::string>& extensions);
 
 /// The files of an image folder in ImageFolder's order: classes are the subfolders of `root` sorted
 /// by name and numbered from 0; each class's files are found recursively (following symbolic links),
@@ -62,6 +67,20 @@ struct ImageFolderOptions {
   std::function<void(const FolderProgress&)> on_progress;
 };
 
+/// The error for an image file that cannot be read while skip_bad_images is off: what() is the decoder's
+/// message (naming the file); file() and reason() let a front end add how to go past it.
+class BadImageError : public Error {
+ public:
+  BadImageError(std::string file, const std::string& reason)
+      : Error(reason + " (skip_bad_images leaves such files out)"), file_(std::move(file)), reason_(reason) {}
+  const std::string& file() const { return file_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string file_;
+  std::string reason_;
+};
+
 /// A file read_image_folder left out, and why.
 struct SkippedImage {
   std::string file;
@@ -83,8 +102,8 @@ struct ImageFolderReport {
 /// use_cache, a cache file whose key matches (the file list, each file's size and modification time,
 /// the classes and the preprocessing) is mapped into memory instead of decoding; otherwise the files
 /// are decoded on all cores and the cache is written atomically (a half-written cache is never read).
-/// Throws birdplane::Error naming the file for a bad image (unless skip_bad_images), and what
-/// list_image_folder throws.
+/// Throws BadImageError for a bad image (unless skip_bad_images), a SettingError for "image_size" when
+/// no size was given and the images differ in size, and what list_image_folder throws.
 ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& options = {},
                            ImageFolderReport* report = nullptr);
 

@@ -11,10 +11,13 @@
 #include "birdplane/check.h"
 #include "birdplane/nn/model.h"
 #include "birdplane/train/checkpoint.h"
+#include "support/expect_error.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
 using namespace birdplane;
+using birdplane::fixtures::message_of;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::read_file;
 using birdplane::fixtures::run_shell;
 using birdplane::fixtures::TempDir;
@@ -31,15 +34,6 @@ train::ModelConfig net_config() {
   c.mean = {0.5, 0.5, 0.5};
   c.std = {0.25, 0.25, 0.25};
   return c;
-}
-
-std::string message_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 // Rewrites a zip archive with Python's zipfile, the entry ending in `entry` cut to `keep` bytes; the
@@ -62,7 +56,6 @@ with zipfile.ZipFile(dst, 'w', zipfile.ZIP_STORED) as zout:
   ASSERT_EQ(r.exit_code, 0) << r.err;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -161,4 +154,22 @@ TEST(ArchiveCheck, AStateDictMayNameOnlyWhatADictOfTensorsNeeds) {
   const std::string k = message_of([&] { train::import_state_dict(t / "plain.pt", *model); });
   EXPECT_FALSE(contains(k, "names")) << k;
   EXPECT_FALSE(contains(k, "damaged")) << k;
+}
+
+// The pickle walker gets broken pickles: data.pkl cut at every few bytes (the zip around it stays
+// consistent), each an Error naming the file, never a crash and never LibTorch's own reader first.
+TEST(ArchiveCheck, ABrokenPickleIsDamage) {
+  TempDir t;
+  auto model = nn::make_model(net_config().spec);
+  train::export_state_dict(t / "sd.pt", *model);
+  train::save_checkpoint(t / "model.pt", net_config(), *model);
+  auto target = nn::make_model(net_config().spec);
+  for (int keep : {0, 1, 2, 10, 50, 200, 400}) {
+    cut_entry(t / "sd.pt", t / "cut_sd.pt", "data.pkl", keep);
+    const std::string m = message_of([&] { train::import_state_dict(t / "cut_sd.pt", *target); });
+    EXPECT_TRUE(contains(m, "cut_sd.pt") && contains(m, "damaged")) << keep << ": " << m;
+    cut_entry(t / "model.pt", t / "cut_model.pt", "data.pkl", keep);
+    const std::string c = message_of([&] { train::load_checkpoint(t / "cut_model.pt"); });
+    EXPECT_TRUE(contains(c, "cut_model.pt") && contains(c, "damaged")) << keep << ": " << c;
+  }
 }

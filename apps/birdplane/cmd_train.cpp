@@ -12,11 +12,13 @@
 #include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/nn/model.h"
+#include "birdplane/train/distributed.h"
 #include "birdplane/train/run_dir.h"
 #include "birdplane/train/trainer.h"
 #include "commands.h"
 #include "common.h"
 #include "common/text.h"
+#include "launcher.h"
 
 namespace fs = std::filesystem;
 
@@ -33,6 +35,9 @@ struct TrainOptions {
   bool epochs_given = false;
   bool loss_given = false;
   nn::LossKind loss = nn::LossKind::kNll;
+  int64_t nproc = 0;         ///< --nproc: start this many local workers
+  int64_t master_port = 0;   ///< --master-port with --nproc (0: a free port)
+  double dist_timeout = 60;  ///< --dist-timeout, seconds
 };
 
 std::string default_run_name(const std::string& model) {
@@ -42,10 +47,11 @@ std::string default_run_name(const std::string& model) {
   return std::string(buf) + "-" + model;
 }
 
-void run_train(TrainOptions o) {
+// The run's settings from the flags, or from the run folder's config.json with --resume (then
+// `run_dir` holds the opened, locked folder). Nothing is created on disk.
+train::TrainConfig resolve_config(const TrainOptions& o, std::optional<train::RunDir>& run_dir) {
   train::TrainConfig cfg = o.config;
   const bool resume = !o.resume.empty();
-  std::optional<train::RunDir> run_dir;
   if (resume) {
     run_dir = train::RunDir::open(o.resume);
     try {
@@ -86,31 +92,114 @@ void run_train(TrainOptions o) {
                     path, path);
   }
   cfg.validate();
+  return cfg;
+}
 
-  // Load the data before creating anything on disk, so a data error leaves no empty run folder.
-  auto d = load_training_data(cfg, !o.no_download, !o.folder.no_cache);
-  // The trainer checks the model, loss and optimizer settings before anything is written.
-  train::Trainer trainer(cfg, d.train, d.val, d.stats.mean, d.stats.std);
-  if (resume) {
-    trainer.resume_from(*run_dir);
+// train --nproc N: checks what can be checked without the data, then runs N copies of this command
+// line as workers (with --name fixed, so that all agree on the folder).
+void launch_workers(const TrainOptions& o) {
+  BIRDPLANE_CHECK(!train::DistEnv::from_environment(),
+                  "--nproc starts workers itself; inside a worker of torchrun (WORLD_SIZE is set) leave it out");
+  std::vector<std::string> args = without_flags(program_arguments(), {"--nproc", "--master-port"});
+  std::string run_path;
+  if (o.resume.empty()) {
+    TrainOptions checked = o;
+    if (checked.config.name.empty()) {
+      checked.config.name = default_run_name(o.config.model);
+      args.push_back("--name");
+      args.push_back(checked.config.name);
+    }
+    checked.config.image_folder.clear();  // folder settings are checked by the workers, once read
+    checked.config.val_fraction = 0;
+    checked.config.val_folder.clear();
+    checked.config.validate();
+    run_path = (fs::path(checked.config.runs_dir) / checked.config.name).string();
+    BIRDPLANE_CHECK(!fs::exists(run_path),
+                    "run folder {} already exists; pick another --name, or continue it with --resume {}", run_path,
+                    run_path);
   } else {
+    run_path = o.resume;
+    BIRDPLANE_CHECK(fs::exists(fs::path(o.resume) / "checkpoint.pt"),
+                    "--resume: {} has no checkpoint.pt yet (the run stopped before its first epoch ended); start "
+                    "it again instead",
+                    o.resume);
+  }
+  LaunchOptions launch;
+  launch.nproc = o.nproc;
+  launch.master_port = o.master_port;
+  launch.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.dist_timeout * 1000));
+  launch.run_path = run_path;
+  const int code = launch_local_workers(launch, args);
+  if (code != 0) throw ExitStatus{code};
+}
+
+void run_rank(const TrainOptions& o, train::Distributed* dist);
+
+void run_train(TrainOptions o) {
+  BIRDPLANE_CHECK(o.dist_timeout > 0 && o.dist_timeout <= 86400,
+                  "--dist-timeout {} is not allowed; expected seconds above 0 (at most a day)", o.dist_timeout);
+  BIRDPLANE_CHECK(o.nproc >= 0, "--nproc {} is not allowed; expected 1 or more workers", o.nproc);
+  if (o.nproc > 0) return launch_workers(o);
+  const auto env = train::DistEnv::from_environment();
+  std::unique_ptr<train::Distributed> dist;
+  if (env) {
+    train::DistOptions options;
+    options.timeout = std::chrono::milliseconds(static_cast<int64_t>(o.dist_timeout * 1000));
+    dist = train::Distributed::join(*env, options);
+  }
+  try {
+    run_rank(o, dist.get());
+  } catch (const std::exception& e) {
+    if (dist) dist->report_failure(e.what());
+    throw;
+  }
+}
+
+void run_rank(const TrainOptions& o, train::Distributed* dist) {
+  const bool main = !dist || dist->is_main();
+  const bool resume = !o.resume.empty();
+  std::optional<train::RunDir> run_dir;
+  train::TrainConfig cfg;
+  if (main) cfg = resolve_config(o, run_dir);
+  if (dist) {
+    // Every rank trains with rank 0's settings (its clock named the run; --resume read them from its disk).
+    cfg = train::TrainConfig::from_json(nlohmann::json::parse(dist->broadcast_text(main ? cfg.to_json().dump() : "")));
+  }
+
+  // Load the data before creating anything on disk, so a data error leaves no empty run folder. Rank 0
+  // reads first (a download or an image cache is then there for the others on this machine).
+  if (dist && !main) dist->wait_for_main("reading the data");
+  auto d = load_training_data(cfg, !o.no_download, !o.folder.no_cache);
+  if (dist && main) dist->main_finished("reading the data");
+  // The trainer checks the model, loss and optimizer settings before anything is written.
+  train::Trainer trainer(cfg, d.train, d.val, d.stats.mean, d.stats.std, nullptr, dist);
+  if (resume) {
+    trainer.resume_from(main ? &*run_dir : nullptr);
+  } else if (main) {
     run_dir = train::RunDir::create((fs::path(cfg.runs_dir) / cfg.name).string());
     auto record = trainer.run_record();
     if (!d.record.empty()) record["data"] = d.record;
     run_dir->write_config(record);
   }
-  std::cout << fmt::format("{} {}: {} on {} training / {} validation images ({}), {} parameters, loss {}, "
-                           "{} step in {}, {} threads; writing {}\n",
-                           resume ? "resuming" : "training", cfg.name, cfg.model, *d.train.size(), *d.val.size(),
-                           fmt::join(d.train.class_names(), ","), nn::count_parameters(trainer.model()),
-                           nn::to_string(trainer.model_config().loss), trainer.fused() ? "fused" : "autograd",
-                           train::to_string(cfg.precision), at::get_num_threads(), run_dir->path())
-            << std::flush;
-  std::cerr << blas_core_advice(inspect_environment());  // "" unless the BLAS kernels lag the CPU
-  ProgressPrinter progress(isatty(STDOUT_FILENO) != 0);
+  if (main) {
+    std::cout << fmt::format("{} {}: {} on {} training / {} validation images ({}), {} parameters, loss {}, "
+                             "{} step in {}, {} threads{}; writing {}\n",
+                             resume ? "resuming" : "training", cfg.name, cfg.model, *d.train.size(), *d.val.size(),
+                             fmt::join(d.train.class_names(), ","), nn::count_parameters(trainer.model()),
+                             nn::to_string(trainer.model_config().loss), trainer.fused() ? "fused" : "autograd",
+                             train::to_string(cfg.precision), at::get_num_threads(),
+                             dist ? fmt::format(" x {} ranks ({}, batch {} per rank)", dist->world_size(),
+                                                dist->backend(), cfg.batch_size)
+                                  : "",
+                             run_dir->path())
+              << std::flush;
+    if (dist && !trainer.step_note().empty()) std::cerr << "note: " << trainer.step_note() << "\n";
+    std::cerr << blas_core_advice(inspect_environment());  // "" unless the BLAS kernels lag the CPU
+  }
+  ProgressPrinter progress(main && isatty(STDOUT_FILENO) != 0);
   InterruptGuard interrupt;
   try {
-    trainer.run(*run_dir, &progress, interrupt.stop_token());
+    trainer.run(main ? &*run_dir : nullptr, main ? &progress : nullptr, interrupt.stop_token());
   } catch (const train::Interrupted& e) {
     throw train::Interrupted(fmt::format("{}. Continue with `birdplane train --resume {}`", e.what(), e.run_dir()),
                              e.run_dir(), e.epochs_done());
@@ -182,6 +271,16 @@ void setup_train(CLI::App& app) {
       ->transform(choices(train::kStepKinds))
       ->default_str(train::to_string(c.step));
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
+  cmd->add_option("--nproc", o->nproc,
+                  "Train data-parallel in N processes on this machine (c10d, Gloo), started by birdplane with "
+                  "torchrun's environment; --batch-size is per process, as in DistributedDataParallel. Under "
+                  "torchrun (WORLD_SIZE set) leave it out: each worker joins by itself");
+  cmd->add_option("--master-port", o->master_port, "With --nproc: the rendezvous port on 127.0.0.1 (0: a free one)")
+      ->capture_default_str();
+  cmd->add_option("--dist-timeout", o->dist_timeout,
+                  "Multi-process runs: seconds a collective or the rendezvous may wait before the run stops "
+                  "naming the lost rank")
+      ->capture_default_str();
   auto* epochs = cmd->get_option("--epochs");
   cmd->callback([o, epochs, loss] {
     o->epochs_given = epochs->count() > 0;

@@ -1,6 +1,7 @@
 // birdplane: chapter 7 of "Deep Learning with PyTorch" (birds vs airplanes) on LibTorch.
 // The one catch site: the library throws, main prints "error: ..." and picks the exit code.
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -11,8 +12,10 @@
 #include "birdplane/check.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/version.h"
+#include "birdplane/train/distributed.h"
 #include "commands.h"
 #include "common.h"
+#include "launcher.h"
 
 namespace {
 
@@ -32,7 +35,13 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "birdplane " + birdplane::version());
   // All cores by default (LibTorch's own default on this machine is 1); --threads overrides. The
   // option callback runs during parsing, before any subcommand runs.
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // A worker of a multi-process run (torchrun, or train --nproc) shares the cores with the others on
+  // its machine: cores / LOCAL_WORLD_SIZE each.
+  int processes_here = 1;
+  if (const char* local = std::getenv("LOCAL_WORLD_SIZE")) processes_here = std::max(1, std::atoi(local));
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / processes_here)));
+  birdplane::cli::set_program_arguments(argc, argv);
+  const std::string error = birdplane::cli::rank_prefix() + "error: ";
   app.add_option_function<int>(
          "--threads", [](const int& n) { at::set_num_threads(n); },
          "LibTorch intra-op threads (default: all cores; LibTorch's own default here is 1)")
@@ -43,20 +52,22 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every other parse error is a user error: exit 2.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << "error: " << e.what() << "\n" << "Run with --help for the flags.\n";
+    std::cerr << error << e.what() << "\n" << "Run with --help for the flags.\n";
     return 2;
+  } catch (const birdplane::cli::ExitStatus& e) {
+    return e.code;  // the workers of train --nproc have said why
   } catch (const birdplane::train::Interrupted& e) {
     std::cerr << "\n" << e.what() << "\n";
     return 130;
   } catch (const birdplane::SettingError& e) {
     // The library names its settings ("batch_size"); here they are flags ("--batch-size").
-    std::cerr << "error: " << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";
+    std::cerr << error << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";
     return 2;
   } catch (const birdplane::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << error << e.what() << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "error: LibTorch rejected an operation: " << first_line(e.what_without_backtrace())
+    std::cerr << error << "LibTorch rejected an operation: " << first_line(e.what_without_backtrace())
               << "\nThis usually means a tensor of the wrong shape or type reached it; please report it "
                  "with the command line you ran.\n";
     return 1;
@@ -64,7 +75,7 @@ int main(int argc, char** argv) {
     std::cerr << "internal error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << error << e.what() << "\n";
     return 1;
   }
   return 0;

@@ -42,11 +42,27 @@ at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle)
   return torch::randperm(size, gen, torch::kInt64);
 }
 
+at::Tensor shard_order(const at::Tensor& order, int64_t rank, int64_t world) {
+  BIRDPLANE_CHECK(world >= 1 && rank >= 0 && rank < world, "shard_order: rank {} of {} is out of range", rank, world);
+  const int64_t n = order.numel();
+  BIRDPLANE_CHECK(n > 0, "shard_order: an empty order has no shares");
+  if (world == 1) return order;
+  const int64_t per_rank = (n + world - 1) / world;
+  // Pad by repeating from the start (more than once when world > n, as DistributedSampler does).
+  const int64_t total = per_rank * world;
+  auto padded = order;
+  if (total > n) padded = order.repeat({(total + n - 1) / n}).slice(0, 0, total);
+  return padded.slice(0, rank, total, world).contiguous();
+}
+
 BatchLoader::BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, BatchTransform transform)
     : dataset_(dataset), options_(options), transform_(std::move(transform)),
       size_(static_cast<int64_t>(*dataset.size())) {
   BIRDPLANE_CHECK_SETTING(options_.batch_size_ >= 1, "batch_size", "{} is not allowed; expected 1 or more",
                           options_.batch_size_);
+  BIRDPLANE_CHECK(options_.world_ >= 1 && options_.rank_ >= 0 && options_.rank_ < options_.world_,
+                  "rank {} of {} is out of range", options_.rank_, options_.world_);
+  if (size_ > 0) size_ = (size_ + options_.world_ - 1) / options_.world_;
   BIRDPLANE_CHECK(options_.prefetch_ >= 1, "prefetch must be at least 1, got {}", options_.prefetch_);
   BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
 }
@@ -133,8 +149,11 @@ void BatchLoader::start_epoch(int64_t epoch) {
   std::unique_lock<std::mutex> lock(mutex_);
   cancel_and_wait_idle(lock);  // the worker no longer reads order_ or gen_
   epoch_ = epoch;
-  order_ = epoch_order(size_, options_.seed_, epoch, options_.shuffle_);
-  gen_ = at::make_generator<at::CPUGeneratorImpl>(derive_seed(options_.seed_, epoch, kTransformStream));
+  order_ = shard_order(epoch_order(static_cast<int64_t>(*dataset_.size()), options_.seed_, epoch, options_.shuffle_),
+                       options_.rank_, options_.world_);
+  // Each rank draws its own augmentation parameters (rank 0's are a single process's).
+  gen_ = at::make_generator<at::CPUGeneratorImpl>(
+      derive_seed(options_.seed_, epoch, kTransformStream + 16 * static_cast<uint64_t>(options_.rank_)));
   next_to_hand_ = 0;
   queue_.clear();
   error_ = nullptr;

@@ -19,6 +19,11 @@ void ConfusionMatrix::add(const at::Tensor& predicted, const at::Tensor& target)
   for (int64_t i = 0; i < k_ * k_; ++i) counts_[i] += c[i];
 }
 
+void ConfusionMatrix::add_counts(const std::vector<int64_t>& counts) {
+  BIRDPLANE_CHECK(counts.size() == counts_.size(), "add_counts: {} counts for {} classes", counts.size(), k_);
+  for (size_t i = 0; i < counts.size(); ++i) counts_[i] += counts[i];
+}
+
 int64_t ConfusionMatrix::total() const {
   int64_t t = 0;
   for (auto v : counts_) t += v;

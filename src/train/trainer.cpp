@@ -4,8 +4,13 @@
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -16,10 +21,12 @@
 #include <torch/version.h>
 
 #include "birdplane/data/batch_loader.h"
+#include "birdplane/data/image_decode.h"
 #include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/transforms/batch.h"
 #include "birdplane/transforms/functional.h"
+#include "birdplane/train/distributed.h"
 #include "birdplane/transforms/spec.h"
 #include "birdplane/version.h"
 #include "common/files.h"
@@ -214,9 +221,9 @@ EvalResult evaluate(nn::Classifier& model, const data::ImageSet& set, const Mode
 }
 
 Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data::ImageSet& val_set,
-                 std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model)
+                 std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model, Distributed* dist)
     : config_(std::move(config)), train_set_(train_set), val_set_(val_set),
-      device_(resolve_device(config_.device)) {
+      device_(resolve_device(config_.device)), dist_(dist) {
   config_.validate();
   BIRDPLANE_CHECK(train_set.class_names() == val_set.class_names(),
                   "the training and validation sets have different classes ({} and {})",
@@ -257,21 +264,68 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
 
   if (config_.step != StepKind::kAutograd) {
-    const std::string why = fused_step_unsupported(*model_, model_config_.loss, config_.optimizer, device_);
+    std::string why = fused_step_unsupported(*model_, model_config_.loss, config_.optimizer, device_);
+    if (why.empty() && dist_) {
+      why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
+            "never holds a gradient (it updates inside the product that computes it)";
+    }
+    if (!why.empty()) step_note_ = "fused step not used: " + why;
     BIRDPLANE_CHECK_SETTING(config_.step != StepKind::kFused || why.empty(), "step",
                             "fused: this run cannot use the fused step: {}; use auto or autograd", why);
     if (why.empty())
       fused_ = std::make_unique<FusedMlpStep>(dynamic_cast<nn::Mlp&>(*model_), config_.optimizer.lr,
                                               config_.precision == Precision::kBf16);
   }
+  if (dist_) {
+    // Every rank starts from rank 0's weights (and buffers), as DistributedDataParallel's constructor does.
+    torch::NoGradGuard no_grad;
+    std::vector<at::Tensor> state;
+    for (const auto& p : model_->parameters()) state.push_back(p);
+    for (const auto& b : model_->buffers()) state.push_back(b);
+    dist_->broadcast(state);
+    reducer_ = dist_->make_reducer(model_->parameters());
+  }
 }
 
-void Trainer::resume_from(const RunDir& dir) {
-  const std::string ckpt = dir.checkpoint_path();
-  BIRDPLANE_CHECK(dir.has_checkpoint(),
-                  "{} has no checkpoint.pt yet (the run stopped before its first epoch ended); start it again "
-                  "instead",
-                  dir.path());
+void Trainer::resume_from(const RunDir& dir) { resume_from(&dir); }
+
+void Trainer::resume_from(const RunDir* dir) {
+  const bool main = !dist_ || dist_->is_main();
+  BIRDPLANE_CHECK(dir || !main, "resume_from: rank 0 needs the run folder");
+  std::string ckpt;
+  if (main) {
+    ckpt = dir->checkpoint_path();
+    BIRDPLANE_CHECK(dir->has_checkpoint(),
+                    "{} has no checkpoint.pt yet (the run stopped before its first epoch ended); start it again "
+                    "instead",
+                    dir->path());
+  }
+  // The other ranks get rank 0's checkpoint through the process group and read it from a private copy.
+  std::string copy;
+  if (dist_ && dist_->world_size() > 1) {
+    std::string bytes;
+    if (main) {
+      const auto raw = data::read_file_bytes(ckpt, int64_t{1} << 40);
+      bytes.assign(raw.begin(), raw.end());
+    }
+    bytes = dist_->broadcast_text(bytes);
+    if (!main) {
+      const std::string tmp = std::filesystem::temp_directory_path().string();
+      std::string name = tmp + "/birdplane-resume-XXXXXX";
+      const int fd = mkstemp(name.data());
+      BIRDPLANE_CHECK(fd >= 0, "could not create a temporary file for rank 0's checkpoint in {}", tmp);
+      close(fd);
+      copy = name;
+      write_file_atomically(copy, bytes);
+      ckpt = copy;
+    }
+  }
+  struct Remove {
+    std::string path;
+    ~Remove() {
+      if (!path.empty()) std::remove(path.c_str());
+    }
+  } remove_copy{copy};
   auto saved = load_checkpoint(ckpt);
   BIRDPLANE_CHECK(saved.config.spec.to_json() == model_config_.spec.to_json(),
                   "{} was saved for a different model ({}) than config.json describes ({})", ckpt,
@@ -286,7 +340,8 @@ void Trainer::resume_from(const RunDir& dir) {
   }
   load_optimizer_state(ckpt, *optimizer_);
   start_epoch_ = saved.epoch;
-  history_ = read_metrics(dir.metrics_path());
+  if (!main) return;  // only rank 0 keeps the history
+  history_ = read_metrics(dir->metrics_path());
   if (static_cast<int64_t>(history_.size()) > start_epoch_) history_.resize(start_epoch_);
   // A checkpoint ahead of metrics.csv (a run killed between the two writes, before metrics went
   // first): the missing epochs get rows without figures, so the rows stay numbered 1, 2, ...
@@ -309,6 +364,13 @@ nlohmann::json Trainer::run_record() const {
           {"versions", {{"birdplane", version()}, {"libtorch", TORCH_VERSION}}},
           {"threads", at::get_num_threads()},
           {"step_used", fused() ? "fused" : "autograd"},
+          {"step_note", step_note_},
+          {"world_size", dist_ ? dist_->world_size() : 1},
+          {"distributed", dist_ ? nlohmann::json{{"backend", dist_->backend()},
+                                                 {"world_size", dist_->world_size()},
+                                                 {"gradient_buckets_bytes", reducer_->bucket_bytes()},
+                                                 {"timeout_seconds", dist_->options().timeout.count() / 1000.0}}
+                                : nlohmann::json()},
           // the fused fp32 step's input layer: birdplane's AVX-512 kernels, or ATen and the BLAS
           {"input_layer_kernels", input_layer_kernels() ? "birdplane-avx512" : "aten"},
           {"blas", {{"path", environment.blas_path}, {"core", environment.blas_core}}}};
@@ -376,20 +438,66 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
 
 bool Trainer::input_layer_kernels() const { return fused_ && fused_->own_kernels(); }
 
+EvalResult Trainer::evaluate_everywhere(const data::ImageSet& set) {
+  if (!dist_ || dist_->world_size() == 1) return evaluate(*model_, set, model_config_, device_, 1000, config_.precision);
+  // Rank r takes images [n*r/W, n*(r+1)/W); loss sums, counts and confusion counts are then summed.
+  const int64_t n = static_cast<int64_t>(*set.size()), w = dist_->world_size(), r = dist_->rank();
+  const int64_t begin = n * r / w, end = n * (r + 1) / w;
+  const int64_t k = model_->spec().num_classes;
+  EvalResult mine;
+  mine.confusion = ConfusionMatrix(k);
+  if (end > begin) {
+    data::ImageSet part(set.images().slice(0, begin, end), set.labels().slice(0, begin, end), set.class_names(),
+                        set.source());
+    mine = evaluate(*model_, part, model_config_, device_, 1000, config_.precision);
+  }
+  auto sums = torch::zeros({2 + k * k}, torch::kDouble);
+  auto* p = sums.data_ptr<double>();
+  p[0] = mine.loss * static_cast<double>(end - begin);
+  p[1] = static_cast<double>(end - begin);
+  for (int64_t i = 0; i < k * k; ++i) p[2 + i] = static_cast<double>(mine.confusion.counts()[i]);
+  std::vector<at::Tensor> t{sums};
+  dist_->all_reduce_sum(t);
+  EvalResult all;
+  all.loss = p[1] > 0 ? p[0] / p[1] : 0.0;
+  all.confusion = ConfusionMatrix(k);
+  std::vector<int64_t> counts(static_cast<size_t>(k * k));
+  for (int64_t i = 0; i < k * k; ++i) counts[i] = std::llround(p[2 + i]);
+  all.confusion.add_counts(counts);
+  return all;
+}
+
+std::string Trainer::last_checkpoint_text(int64_t epochs_done) const {
+  if (epochs_done == 0) return "no checkpoint yet (no epoch finished)";
+  return fmt::format("the last checkpoint is {} (epoch {}); continue with `birdplane train --resume {}`",
+                     (std::filesystem::path(config_.runs_dir) / config_.name / "checkpoint.pt").string(), epochs_done,
+                     (std::filesystem::path(config_.runs_dir) / config_.name).string());
+}
+
 TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken stop) {
+  return run(&dir, observer, stop);
+}
+
+TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken stop) {
+  const bool main = !dist_ || dist_->is_main();
+  BIRDPLANE_CHECK(dir || !main, "Trainer::run: {} needs the run folder", dist_ ? "rank 0" : "a run");
   TrainObserver quiet;
   TrainObserver& obs = observer ? *observer : quiet;
-  const std::string ckpt = dir.checkpoint_path();
+  const std::string ckpt = dir ? dir->checkpoint_path() : "";
+  const std::string run_path = dir ? dir->path() : (std::filesystem::path(config_.runs_dir) / config_.name).string();
   // The next batch is prepared on a thread of its own only where a core is free for it. When the
   // intra-op threads already take every core, a loader thread can only run by taking a core from a
   // matrix product (which then waits at its barrier); on the training thread the same work runs
   // between steps, on all the intra-op threads. Batches are the same either way.
-  const bool spare_core = std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads());
+  const int64_t local_processes = dist_ ? std::max<int64_t>(1, dist_->local_world_size()) : 1;
+  const bool spare_core =
+      std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads() * local_processes);
   data::BatchLoader loader(train_set_,
                            data::BatchLoaderOptions(config_.batch_size)
                                .seed(config_.seed)
                                .drop_last(config_.drop_last)
-                               .background(spare_core),
+                               .background(spare_core)
+                               .shard(dist_ ? dist_->rank() : 0, dist_ ? dist_->world_size() : 1),
                            config_.augment.empty()
                                ? transforms::normalize_batches(model_config_.mean, model_config_.std)
                                : transforms::augment_then_normalize(config_.augment, model_config_.mean,
@@ -398,98 +506,129 @@ TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken s
   auto params = model_->parameters();
   Timer run_timer;
   model_->train();
-  for (int64_t epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
-    Timer timer;
-    MeanMeter loss_meter;
-    int64_t correct = 0, seen = 0;
-    loader.start_epoch(epoch);
-    // The model's own random draws (dropout) come from LibTorch's default generator, seeded per epoch
-    // so that a resumed run draws what an uninterrupted one would.
-    torch::manual_seed(data::derive_seed(config_.seed, epoch, kModelStream));
-    while (auto batch = loader.next()) {
-      if (stop.stop_requested()) {
-        throw Interrupted(fmt::format("interrupted during epoch {}; {} holds the last finished epoch ({})",
-                                      epoch + 1, ckpt, epoch),
-                          dir.path(), epoch);
+  int64_t epoch = start_epoch_;
+  try {
+    for (; epoch < config_.epochs; ++epoch) {
+      Timer timer;
+      MeanMeter loss_meter;
+      int64_t correct = 0, seen = 0;
+      loader.start_epoch(epoch);
+      // The model's own random draws (dropout) come from LibTorch's default generator, seeded per epoch
+      // so that a resumed run draws what an uninterrupted one would (and per rank in distributed runs).
+      torch::manual_seed(data::derive_seed(config_.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch,
+                                           kModelStream));
+      while (auto batch = loader.next()) {
+        const bool stop_here = stop.stop_requested();
+        if (stop_here && !reducer_) {
+          throw Interrupted(fmt::format("interrupted during epoch {}; {} holds the last finished epoch ({})",
+                                        epoch + 1, ckpt, epoch),
+                            run_path, epoch);
+        }
+        int64_t b = batch->images.size(0);
+        auto x = batch->images.to(device_);
+        auto y = batch->labels.to(device_);
+        double loss_value = 0;
+        if (fused_) {
+          const auto r = fused_->step(x, y);
+          loss_value = r.loss;
+          correct += r.correct;
+        } else {
+          // float32 out of any precision: log_softmax and the loss are computed in float32.
+          auto out = forward_in_precision(*model_, x, config_.precision);
+          auto loss = nn::compute_loss(model_config_.loss, out, y, model_->ends_in_log_softmax());
+          // Gradients set to none rather than zeroed: backward then writes each one fresh instead of
+          // adding into a zeroed buffer, two memory passes per parameter saved (PyTorch's
+          // zero_grad(set_to_none=True); LibTorch 1.13's zero_grad() only zeroes).
+          for (auto& p : params) p.mutable_grad() = at::Tensor();
+          loss_value = loss.item<double>();
+          int64_t step_correct = out.argmax(1).eq(y).sum().item<int64_t>();
+          if (reducer_) {
+            // The step's loss, hits, images and any rank's stop request are summed with the gradients.
+            reducer_->begin_step({loss_value * static_cast<double>(b), static_cast<double>(step_correct),
+                                  static_cast<double>(b), stop_here ? 1.0 : 0.0});
+            loss.backward();
+            const auto sums = reducer_->finish_step();
+            if (sums[3] > 0) {
+              throw Interrupted(fmt::format("interrupted during epoch {}; {}", epoch + 1, last_checkpoint_text(epoch)),
+                                run_path, epoch);
+            }
+            b = static_cast<int64_t>(std::llround(sums[2]));
+            loss_value = sums[0] / std::max(sums[2], 1.0);
+            step_correct = static_cast<int64_t>(std::llround(sums[1]));
+          } else {
+            loss.backward();
+          }
+          if (std::isfinite(loss_value)) optimizer_->step();
+          correct += step_correct;
+        }
+        if (!std::isfinite(loss_value)) {
+          fail_setting("lr",
+                       "the training loss became {} at epoch {}, batch {}; stopped without saving this epoch. {} "
+                       "holds the last good state (epoch {}). Try a lower learning rate (now {})",
+                       loss_value, epoch + 1, batch->index + 1, ckpt.empty() ? "The run folder's checkpoint.pt" : ckpt,
+                       epoch, config_.optimizer.lr);
+        }
+        loss_meter.add(loss_value, b);
+        seen += b;
+        StepProgress progress;
+        progress.epoch = epoch;
+        progress.epochs = config_.epochs;
+        progress.start_epoch = start_epoch_;
+        progress.step = batch->index;
+        progress.steps = steps;
+        progress.mean_loss = loss_meter.mean();
+        progress.images = seen;
+        progress.epoch_seconds = timer.seconds();
+        progress.seconds = run_timer.seconds();
+        obs.on_step(progress);
       }
-      const int64_t b = batch->images.size(0);
-      auto x = batch->images.to(device_);
-      auto y = batch->labels.to(device_);
-      double loss_value = 0;
-      if (fused_) {
-        const auto r = fused_->step(x, y);
-        loss_value = r.loss;
-        correct += r.correct;
-      } else {
-        // float32 out of any precision: log_softmax and the loss are computed in float32.
-        auto out = forward_in_precision(*model_, x, config_.precision);
-        auto loss = nn::compute_loss(model_config_.loss, out, y, model_->ends_in_log_softmax());
-        // Gradients set to none rather than zeroed: backward then writes each one fresh instead of
-        // adding into a zeroed buffer, two memory passes per parameter saved (PyTorch's
-        // zero_grad(set_to_none=True); LibTorch 1.13's zero_grad() only zeroes).
-        for (auto& p : params) p.mutable_grad() = at::Tensor();
-        loss.backward();
-        loss_value = loss.item<double>();
-        if (std::isfinite(loss_value)) optimizer_->step();
-        correct += out.argmax(1).eq(y).sum().item<int64_t>();
+      EpochMetrics m;
+      m.epoch = epoch + 1;
+      m.train_loss = loss_meter.mean();
+      m.train_accuracy = seen ? static_cast<double>(correct) / seen : 0.0;
+      m.seconds = timer.seconds();
+      m.images_per_second = seen / std::max(m.seconds, 1e-9);
+      if ((epoch + 1) % config_.eval_every == 0 || epoch + 1 == config_.epochs) {
+        auto ev = evaluate_everywhere(val_set_);
+        m.val_loss = ev.loss;
+        m.val_accuracy = ev.confusion.accuracy();
       }
-      if (!std::isfinite(loss_value)) {
-        fail_setting("lr",
-                     "the training loss became {} at epoch {}, batch {}; stopped without saving this epoch. {} "
-                     "holds the last good state (epoch {}). Try a lower learning rate (now {})",
-                     loss_value, epoch + 1, batch->index + 1, ckpt, epoch, config_.optimizer.lr);
+      history_.push_back(m);
+      if (main) {
+        // Metrics first: a kill between the two writes leaves a row the checkpoint does not reach yet,
+        // which resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and
+        // the resumed run then wrote its next row after a gap (found by the kill -9 test).
+        write_metrics(dir->metrics_path());
+        save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, config_.to_json());
       }
-      loss_meter.add(loss_value, b);
-      seen += b;
-      StepProgress progress;
-      progress.epoch = epoch;
-      progress.epochs = config_.epochs;
-      progress.start_epoch = start_epoch_;
-      progress.step = batch->index;
-      progress.steps = steps;
-      progress.mean_loss = loss_meter.mean();
-      progress.images = seen;
-      progress.epoch_seconds = timer.seconds();
-      progress.seconds = run_timer.seconds();
-      obs.on_step(progress);
+      obs.on_epoch(m, config_.epochs);
     }
-    EpochMetrics m;
-    m.epoch = epoch + 1;
-    m.train_loss = loss_meter.mean();
-    m.train_accuracy = seen ? static_cast<double>(correct) / seen : 0.0;
-    m.seconds = timer.seconds();
-    m.images_per_second = seen / std::max(m.seconds, 1e-9);
-    if ((epoch + 1) % config_.eval_every == 0 || epoch + 1 == config_.epochs) {
-      auto ev = evaluate(*model_, val_set_, model_config_, device_, 1000, config_.precision);
-      m.val_loss = ev.loss;
-      m.val_accuracy = ev.confusion.accuracy();
-    }
-    history_.push_back(m);
-    // Metrics first: a kill between the two writes leaves a row the checkpoint does not reach yet,
-    // which resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and
-    // the resumed run then wrote its next row after a gap (found by the kill -9 test).
-    write_metrics(dir.metrics_path());
-    save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, config_.to_json());
-    obs.on_epoch(m, config_.epochs);
+  } catch (const DistributedError& e) {
+    throw DistributedError(fmt::format("{}; {}", e.what(), last_checkpoint_text(epoch)), e.lost_rank());
   }
   TrainResult result;
   result.history = history_;
-  result.run_dir = dir.path();
+  result.run_dir = run_path;
   result.total_seconds = run_timer.seconds();
-  auto train_eval = evaluate(*model_, train_set_, model_config_, device_, 1000, config_.precision);
-  auto val_eval = evaluate(*model_, val_set_, model_config_, device_, 1000, config_.precision);
+  auto train_eval = evaluate_everywhere(train_set_);
+  auto val_eval = evaluate_everywhere(val_set_);
   result.final_train_accuracy = train_eval.confusion.accuracy();
   result.final_val_accuracy = val_eval.confusion.accuracy();
   result.final_train_loss = train_eval.loss;
   result.final_val_loss = val_eval.loss;
-  save_checkpoint(dir.model_path(), model_config_, *model_);
-  dir.write_json("results.json", {{"train_accuracy", result.final_train_accuracy},
-                                  {"train_loss", train_eval.loss},
-                                  {"val_accuracy", result.final_val_accuracy},
-                                  {"val_loss", val_eval.loss},
-                                  {"epochs", config_.epochs},
-                                  {"seconds_this_session", result.total_seconds},
-                                  {"validation", val_eval.confusion.to_json(model_config_.classes)}});
+  if (main) {
+    save_checkpoint(dir->model_path(), model_config_, *model_);
+    dir->write_json("results.json", {{"train_accuracy", result.final_train_accuracy},
+                                     {"train_loss", train_eval.loss},
+                                     {"val_accuracy", result.final_val_accuracy},
+                                     {"val_loss", val_eval.loss},
+                                     {"epochs", config_.epochs},
+                                     {"seconds_this_session", result.total_seconds},
+                                     {"world_size", dist_ ? dist_->world_size() : 1},
+                                     {"validation", val_eval.confusion.to_json(model_config_.classes)}});
+  }
+  // Every rank ends when rank 0's files are on disk (or learns that writing them failed).
+  if (dist_) dist_->barrier();
   obs.on_end(result);
   return result;
 }

@@ -41,6 +41,8 @@ struct BatchLoaderOptions {
   BatchLoaderOptions& prefetch(int64_t v) { prefetch_ = v; return *this; }
   /// Prepare batches on a background thread (true) or on the caller's thread (false).
   BatchLoaderOptions& background(bool v) { background_ = v; return *this; }
+  /// Load only rank `rank`'s share of each epoch among `world` processes (see shard_order).
+  BatchLoaderOptions& shard(int64_t rank, int64_t world) { rank_ = rank; world_ = world; return *this; }
 
   int64_t batch_size_;
   bool shuffle_ = true;
@@ -48,6 +50,8 @@ struct BatchLoaderOptions {
   uint64_t seed_ = 123;
   int64_t prefetch_ = 2;
   bool background_ = true;
+  int64_t rank_ = 0;
+  int64_t world_ = 1;
 };
 
 /// Makes LibTorch ops started from the calling thread run on one thread (OpenMP's setting is per
@@ -58,6 +62,13 @@ void use_one_intraop_thread_here();
 /// The order of the indices for one epoch: a permutation drawn from a generator seeded with
 /// (seed, epoch), so epoch e is the same whether the run was resumed or not, on any thread count.
 at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle);
+
+/// Rank `rank`'s share of an epoch's `order` among `world` ranks, as PyTorch's DistributedSampler
+/// (drop_last=False) takes it: the order is padded to a multiple of `world` by repeating its first
+/// indices, then rank r takes positions r, r+world, r+2*world, ... Every rank gets ceil(N/world)
+/// indices; batch k of every rank together holds positions k*B*world ... (k+1)*B*world-1 of the
+/// padded order, so `world` ranks with batch B see what one process with batch B*world sees.
+at::Tensor shard_order(const at::Tensor& order, int64_t rank, int64_t world);
 
 /// A seed for one purpose in one epoch, derived from the run's seed (splitmix64 mixing).
 uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
@@ -84,6 +95,7 @@ class BatchLoader {
   std::optional<Batch> next();
   /// Batches in one epoch (the last short one counts unless drop_last).
   int64_t batches_per_epoch() const;
+  /// Images in one epoch: the dataset's size, or this rank's share of it when sharded.
   int64_t size() const { return size_; }
 
  private:

@@ -42,6 +42,10 @@ class ConfusionMatrix {
   /// A text table with class names, precision and recall.
   std::string format(const std::vector<std::string>& class_names) const;
   nlohmann::json to_json(const std::vector<std::string>& class_names) const;
+  /// The counts, row-major [truth][predicted] (for summing over ranks).
+  const std::vector<int64_t>& counts() const { return counts_; }
+  /// Adds counts in that layout (k*k of them).
+  void add_counts(const std::vector<int64_t>& counts);
 
  private:
   int64_t k_;

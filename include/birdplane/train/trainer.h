@@ -175,19 +175,29 @@ class TrainObserver {
 };
 
 class FusedMlpStep;
+class Distributed;
+class GradientReducer;
 
 /// Trains a classifier:
 ///   Trainer trainer(config, train_set, val_set, mean, std);  // checks every setting, builds the model
 ///   auto dir = RunDir::create("runs/x"); dir.write_config(trainer.run_record());
 ///   trainer.run(dir, &observer, stop);
+///
+/// Distributed (train/distributed.h): every rank builds a Trainer with the same config and data and
+/// its Distributed; initial weights come from rank 0; each rank trains on its share of every epoch
+/// (data::shard_order) with batch_size images per step, gradients averaged across ranks; validation
+/// is split across ranks and summed; only rank 0 writes (the other ranks pass no RunDir).
+/// Batch-norm running statistics stay per rank; rank 0's are saved.
 class Trainer {
  public:
   /// Builds config.model from the registry (or takes `model`, a classifier of the caller's, whose
   /// spec() names a registered preset so that its checkpoints reload), seeded with config.seed, and
   /// the optimizer. `train_set` and `val_set` must outlive the trainer; mean and std normalize them.
   /// Nothing is written to disk.
+  /// With `dist`, the trainer joins a multi-process run; `dist` must outlive it.
   Trainer(TrainConfig config, const data::ImageSet& train_set, const data::ImageSet& val_set,
-          std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model = nullptr);
+          std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model = nullptr,
+          Distributed* dist = nullptr);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -195,6 +205,9 @@ class Trainer {
   /// Continues the run in `dir`: model, optimizer and epoch from its checkpoint, history from its
   /// metrics.csv. An Error when it has no checkpoint or one of another model.
   void resume_from(const RunDir& dir);
+  /// Distributed: rank 0 passes its run folder, the other ranks nullptr; rank 0's checkpoint reaches
+  /// them through the process group (no shared file system needed).
+  void resume_from(const RunDir* dir);
 
   /// What config.json records: the settings, the model, the data sizes, versions, threads, the step
   /// used and the BLAS.
@@ -203,9 +216,14 @@ class Trainer {
   /// Trains from the current epoch to config.epochs, writing checkpoint.pt and metrics.csv into `dir`
   /// after every epoch, then model.pt and results.json. Throws Interrupted when `stop` asks.
   TrainResult run(const RunDir& dir, TrainObserver* observer = nullptr, StopToken stop = {});
+  /// Distributed: rank 0 passes its run folder, the other ranks nullptr (they write nothing). A stop
+  /// asked on any rank stops every rank after the same step.
+  TrainResult run(const RunDir* dir, TrainObserver* observer = nullptr, StopToken stop = {});
 
   /// Whether the steps run fused (TrainConfig::step) rather than through autograd.
   bool fused() const { return fused_ != nullptr; }
+  /// Why the fused step was not used when TrainConfig::step is auto and it did not apply ("" otherwise).
+  const std::string& step_note() const { return step_note_; }
   /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels.
   bool input_layer_kernels() const;
   /// The epoch the next run() starts at (0, or the checkpoint's after resume_from).
@@ -218,6 +236,10 @@ class Trainer {
 
  private:
   void write_metrics(const std::string& path) const;
+  /// evaluate() on this rank's slice of `set`, summed over the ranks (plain evaluate() without dist).
+  EvalResult evaluate_everywhere(const data::ImageSet& set);
+  /// "<runs_dir>/<name>/checkpoint.pt (epoch N)" for messages on any rank.
+  std::string last_checkpoint_text(int64_t epochs_done) const;
 
   TrainConfig config_;
   const data::ImageSet& train_set_;
@@ -227,6 +249,9 @@ class Trainer {
   nn::ClassifierPtr model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<FusedMlpStep> fused_;  ///< set when the steps run fused
+  std::string step_note_;
+  Distributed* dist_ = nullptr;
+  std::unique_ptr<GradientReducer> reducer_;  ///< set in multi-process runs
   int64_t start_epoch_ = 0;
   std::vector<EpochMetrics> history_;
 };

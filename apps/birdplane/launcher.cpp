@@ -1,0 +1,159 @@
+#include "launcher.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "birdplane/check.h"
+#include "birdplane/train/distributed.h"
+
+namespace birdplane::cli {
+namespace {
+
+std::vector<std::string> g_arguments;
+
+volatile std::sig_atomic_t g_forward_signal = 0;
+void remember_signal(int sig) { g_forward_signal = sig; }
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return fmt::format("was killed by signal {} ({})", sig, strsignal(sig));
+  }
+  return fmt::format("exited with code {}", WEXITSTATUS(status));
+}
+
+}  // namespace
+
+void set_program_arguments(int argc, char** argv) { g_arguments.assign(argv, argv + argc); }
+const std::vector<std::string>& program_arguments() { return g_arguments; }
+
+std::vector<std::string> without_flags(const std::vector<std::string>& args, const std::vector<std::string>& flags) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    bool drop = false;
+    for (const auto& f : flags) {
+      if (args[i] == f) {
+        ++i;  // and its value
+        drop = true;
+        break;
+      }
+      if (args[i].rfind(f + "=", 0) == 0) {
+        drop = true;
+        break;
+      }
+    }
+    if (!drop && i < args.size()) out.push_back(args[i]);
+  }
+  return out;
+}
+
+std::string rank_prefix() {
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  return rank && world && *rank ? fmt::format("[rank {}] ", rank) : "";
+}
+
+int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>& args) {
+  BIRDPLANE_CHECK(o.nproc >= 1 && o.nproc <= 256, "--nproc {} is not allowed; expected 1 to 256 workers", o.nproc);
+  train::StoreServer store(o.master_port, o.timeout);
+  const int64_t port = store.port();
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::cout << fmt::format("launching {} workers on this machine (rendezvous store at 127.0.0.1:{}, Gloo; {} "
+                           "thread{} each unless --threads says otherwise)\n",
+                           o.nproc, port, std::max<unsigned>(1, cores / o.nproc), cores / o.nproc > 1 ? "s" : "")
+            << std::flush;
+
+  // Ctrl-C reaches every worker from the terminal; the launcher waits for them to stop after the same
+  // step. A SIGTERM or SIGHUP sent to the launcher alone is passed on.
+  struct sigaction ignore {}, forward {}, old_int {}, old_term {}, old_hup {};
+  ignore.sa_handler = SIG_IGN;
+  forward.sa_handler = remember_signal;
+  sigaction(SIGINT, &ignore, &old_int);
+  sigaction(SIGTERM, &forward, &old_term);
+  sigaction(SIGHUP, &forward, &old_hup);
+
+  std::map<pid_t, int64_t> ranks;
+  for (int64_t rank = 0; rank < o.nproc; ++rank) {
+    const pid_t pid = fork();
+    BIRDPLANE_CHECK(pid >= 0, "could not start worker {}: {}", rank, std::strerror(errno));
+    if (pid == 0) {
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGHUP, SIG_DFL);
+      for (const auto& [name, value] : train::local_worker_environment(rank, o.nproc, port))
+        setenv(name.c_str(), value.c_str(), 1);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv("/proc/self/exe", argv.data());
+      std::fprintf(stderr, "error: could not start worker %lld: %s\n", static_cast<long long>(rank),
+                   std::strerror(errno));
+      _exit(1);
+    }
+    ranks[pid] = rank;
+  }
+
+  int exit_code = 0;
+  bool failed = false;
+  auto deadline = std::chrono::steady_clock::time_point::max();
+  bool terminated = false, killed = false;
+  while (!ranks.empty()) {
+    if (g_forward_signal != 0) {
+      for (const auto& [pid, rank] : ranks) kill(pid, g_forward_signal);
+      g_forward_signal = 0;
+    }
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0 && ranks.count(pid)) {
+      const int64_t rank = ranks[pid];
+      ranks.erase(pid);
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!ok && !failed) {
+        failed = true;
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+        if (WIFSIGNALED(status) || exit_code != 130) {
+          std::cerr << fmt::format("error: rank {} (pid {}) {}", rank, pid, describe(status));
+          const std::filesystem::path run(o.run_path);
+          if (!o.run_path.empty() && std::filesystem::exists(run / "checkpoint.pt")) {
+            std::cerr << fmt::format("; {} holds the last finished epoch; continue with `birdplane train --resume {} "
+                                     "--nproc {}`",
+                                     (run / "checkpoint.pt").string(), o.run_path, o.nproc);
+          }
+          std::cerr << "\n";
+        }
+        // The others notice the loss in their next collective; they get the timeout and a little more
+        // to stop on their own before they are stopped.
+        deadline = std::chrono::steady_clock::now() + o.timeout + std::chrono::seconds(10);
+      }
+      continue;
+    }
+    if (pid < 0 && errno != EINTR) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (failed && !terminated && now > deadline) {
+      for (const auto& [p, r] : ranks) kill(p, SIGTERM);
+      terminated = true;
+      deadline = now + std::chrono::seconds(5);
+    } else if (terminated && !killed && now > deadline) {
+      for (const auto& [p, r] : ranks) kill(p, SIGKILL);
+      killed = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  sigaction(SIGHUP, &old_hup, nullptr);
+  return exit_code;
+}
+
+}  // namespace birdplane::cli

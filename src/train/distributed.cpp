@@ -1,0 +1,575 @@
+// c10d behind birdplane's own interface (train/distributed.h): TCPStore, ProcessGroupGloo, a heartbeat
+// per rank in the store, and the bucketed gradient all-reduce started from autograd hooks.
+#include "birdplane/train/distributed.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+// Debian's LibTorch is built with Gloo; the header describes it only when told so.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1
+#endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "birdplane/check.h"
+
+namespace birdplane::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int64_t parse_variable(const char* name, const char* text, int64_t lowest) {
+  const std::string s = text;
+  size_t used = 0;
+  int64_t v = 0;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  BIRDPLANE_CHECK(!s.empty() && used == s.size() && v >= lowest,
+                  "environment variable {}='{}' is not a whole number of {} or more (torchrun sets it; so does "
+                  "`birdplane train --nproc`)",
+                  name, s, lowest);
+  return v;
+}
+
+std::string seconds_text(std::chrono::milliseconds t) { return fmt::format("{:g} s", t.count() / 1000.0); }
+
+bool is_loopback(const std::string& addr) {
+  return addr == "localhost" || addr.rfind("127.", 0) == 0 || addr == "::1";
+}
+
+// The first line of a c10d or Gloo message (they carry C++ backtraces).
+std::string first_line(const std::string& s) {
+  const auto pos = s.find('\n');
+  return pos == std::string::npos ? s : s.substr(0, pos);
+}
+
+std::string store_text(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
+
+}  // namespace
+
+std::optional<DistEnv> DistEnv::from_environment(const std::function<const char*(const char*)>& get_fn) {
+  auto get = [&](const char* name) -> const char* {
+    const char* v = get_fn ? get_fn(name) : std::getenv(name);
+    return v && *v ? v : nullptr;
+  };
+  const char* world = get("WORLD_SIZE");
+  if (!world) return std::nullopt;
+  DistEnv e;
+  e.world_size = parse_variable("WORLD_SIZE", world, 1);
+  const char* rank = get("RANK");
+  BIRDPLANE_CHECK(rank, "WORLD_SIZE={} is set but RANK is not; a multi-process run needs both (torchrun sets them)",
+                  e.world_size);
+  e.rank = parse_variable("RANK", rank, 0);
+  BIRDPLANE_CHECK(e.rank < e.world_size, "RANK={} is out of range for WORLD_SIZE={} (expected 0 to {})", e.rank,
+                  e.world_size, e.world_size - 1);
+  if (const char* v = get("LOCAL_RANK")) e.local_rank = parse_variable("LOCAL_RANK", v, 0);
+  e.local_world_size = e.world_size;
+  if (const char* v = get("LOCAL_WORLD_SIZE")) e.local_world_size = parse_variable("LOCAL_WORLD_SIZE", v, 1);
+  e.master_addr = get("MASTER_ADDR") ? get("MASTER_ADDR") : "127.0.0.1";
+  if (const char* v = get("MASTER_PORT")) e.master_port = parse_variable("MASTER_PORT", v, 0);
+  BIRDPLANE_CHECK(e.master_port <= 65535, "MASTER_PORT={} is not a TCP port (expected 1 to 65535)", e.master_port);
+  if (const char* v = get("TORCHELASTIC_USE_AGENT_STORE")) e.agent_store = std::string(v) == "True";
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------------
+struct Distributed::Impl {
+  DistEnv env;
+  DistOptions options;
+  std::string prefix;                               // keys of this attempt (torchrun may restart)
+  c10::intrusive_ptr<c10d::Store> store;            // the main thread's connection (under prefix)
+  c10::intrusive_ptr<c10d::Store> beat_store;       // the heartbeat thread's own connection
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::thread beat_thread;
+  std::mutex beat_mutex;
+  std::condition_variable beat_cv;
+  bool stopping = false;
+  int64_t text_count = 0;
+
+  std::string where() const { return fmt::format("{}:{}", env.master_addr, env.master_port); }
+
+  c10::intrusive_ptr<c10d::TCPStore> connect(bool server) const {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(env.master_port);
+    o.isServer = server;
+    o.waitWorkers = false;
+    o.timeout = options.timeout;
+    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+  }
+
+  void beat_loop() {
+    const auto period = std::chrono::duration<double>(options.heartbeat_seconds);
+    const std::string key = fmt::format("beat/{}", env.rank);
+    std::unique_lock<std::mutex> lock(beat_mutex);
+    while (!stopping) {
+      lock.unlock();
+      try {
+        beat_store->add(key, 1);
+      } catch (const std::exception&) {
+        return;  // the store is gone; a collective will notice and say so
+      }
+      lock.lock();
+      beat_cv.wait_for(lock, period, [&] { return stopping; });
+    }
+  }
+
+  int64_t beats(int64_t rank) { return store->add(fmt::format("beat/{}", rank), 0); }
+
+  std::optional<std::string> failure_of(int64_t rank) {
+    const std::string key = fmt::format("failed/{}", rank);
+    if (!store->check({key})) return std::nullopt;
+    return store_text(store->get(key));
+  }
+};
+
+Distributed::Distributed(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Distributed::~Distributed() {
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->beat_mutex);
+    impl_->stopping = true;
+  }
+  impl_->beat_cv.notify_all();
+  if (impl_->beat_thread.joinable()) impl_->beat_thread.join();
+}
+
+std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOptions& options) {
+  BIRDPLANE_CHECK(!options.device.is_cuda(),
+                  "distributed training on CUDA needs PyTorch's NCCL process group, which this LibTorch does "
+                  "not provide (Debian's is CPU-only); train with --device cpu (Gloo)");
+  auto impl = std::make_unique<Impl>();
+  impl->env = env;
+  impl->options = options;
+  const char* restart = std::getenv("TORCHELASTIC_RESTART_COUNT");
+  impl->prefix = fmt::format("birdplane/{}/", restart && *restart ? restart : "0");
+  const bool server = !env.agent_store && env.rank == 0;
+  c10::intrusive_ptr<c10d::TCPStore> tcp, beat_tcp;
+  try {
+    tcp = impl->connect(server);
+    beat_tcp = impl->connect(false);
+  } catch (const std::exception& e) {
+    const std::string why = first_line(e.what());
+    if (server) {
+      fail("rank 0 could not serve the rendezvous store on port {} (MASTER_PORT): {}. Is another run using the "
+           "port? Pick a free one with MASTER_PORT (or --master-port)",
+           env.master_port, why);
+    }
+    fail("could not reach the rendezvous store at {} (MASTER_ADDR:MASTER_PORT) within {}: {}. Check that {} is "
+         "running there and the port is open",
+         impl->where(), seconds_text(options.timeout), why,
+         env.agent_store ? "the launcher (torchrun, or `birdplane train --nproc`)" : "rank 0");
+  }
+  impl->store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, tcp);
+  impl->beat_store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, beat_tcp);
+
+  auto gloo = c10d::ProcessGroupGloo::Options::create(options.timeout);
+  const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+  if (ifname && *ifname) {
+    gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  } else if (is_loopback(env.master_addr)) {
+    gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  } else {
+    gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  }
+  // The heartbeat starts before the group forms, so a rank that never arrives can be named.
+  Impl* raw = impl.get();
+  impl->beat_thread = std::thread([raw] { raw->beat_loop(); });
+  auto dist = std::unique_ptr<Distributed>(new Distributed(std::move(impl)));
+  try {
+    dist->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>("gloo/", dist->impl_->store), static_cast<int>(env.rank),
+        static_cast<int>(env.world_size), gloo);
+  } catch (const std::exception& e) {
+    fail("the {} ranks did not all join the process group at {} within {} (--dist-timeout): {}", env.world_size,
+         dist->impl_->where(), seconds_text(options.timeout), first_line(e.what()));
+  }
+  return dist;
+}
+
+int64_t Distributed::rank() const { return impl_->env.rank; }
+int64_t Distributed::world_size() const { return impl_->env.world_size; }
+int64_t Distributed::local_world_size() const { return impl_->env.local_world_size; }
+const DistOptions& Distributed::options() const { return impl_->options; }
+std::string Distributed::backend() const { return "gloo"; }
+
+void Distributed::report_failure(const std::string& message) noexcept {
+  try {
+    impl_->store->set(fmt::format("failed/{}", rank()), std::vector<uint8_t>(message.begin(), message.end()));
+  } catch (...) {
+  }
+}
+
+void Distributed::fail_lost(const std::string& what, const std::string& context) {
+  Impl& d = *impl_;
+  const std::string cause = first_line(what);
+  const int64_t n = world_size();
+  try {
+    auto named_failure = [&]() -> std::optional<std::pair<int64_t, std::string>> {
+      for (int64_t r = 0; r < n; ++r) {
+        if (r == rank()) continue;
+        if (auto msg = d.failure_of(r)) return std::make_pair(r, *msg);
+      }
+      return std::nullopt;
+    };
+    if (auto f = named_failure()) {
+      throw DistributedError(fmt::format("rank {} failed: {}; {}", f->first, f->second, context), f->first);
+    }
+    // Whose heartbeat has stopped: two readings a few beats apart.
+    std::vector<int64_t> before(n);
+    for (int64_t r = 0; r < n; ++r) before[r] = d.beats(r);
+    std::this_thread::sleep_for(std::chrono::duration<double>(3 * d.options.heartbeat_seconds));
+    if (auto f = named_failure()) {
+      throw DistributedError(fmt::format("rank {} failed: {}; {}", f->first, f->second, context), f->first);
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      if (r == rank() || d.beats(r) != before[r]) continue;
+      throw DistributedError(fmt::format("lost rank {} (it stopped responding: killed, crashed or hung) ({}); {}",
+                                         r, cause, context),
+                             r);
+    }
+  } catch (const DistributedError&) {
+    throw;
+  } catch (const std::exception&) {
+    // The store itself is gone: whoever served it stopped.
+    if (!d.env.agent_store) {
+      throw DistributedError(
+          fmt::format("lost rank 0, which served the rendezvous store at {} ({}); {}", d.where(), cause, context), 0);
+    }
+    throw DistributedError(fmt::format("lost the launcher's rendezvous store at {} (torchrun or `birdplane train "
+                                       "--nproc` stopped) ({}); {}",
+                                       d.where(), cause, context),
+                           -1);
+  }
+  throw DistributedError(fmt::format("a collective operation failed and every rank still responds: {}; {}", cause,
+                                     context),
+                         -1);
+}
+
+void Distributed::broadcast(std::vector<at::Tensor>& tensors, int64_t root) {
+  if (tensors.empty()) return;
+  c10d::BroadcastOptions o;
+  o.rootRank = static_cast<int>(root);
+  try {
+    // Gloo broadcasts one tensor list of a single tensor per call on the CPU.
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      impl_->group->broadcast(one, o)->wait();
+    }
+  } catch (const std::exception& e) {
+    fail_lost(e.what(), "during a broadcast");
+  }
+}
+
+void Distributed::all_reduce_sum(std::vector<at::Tensor>& tensors) {
+  try {
+    for (auto& t : tensors) {
+      std::vector<at::Tensor> one{t};
+      impl_->group->allreduce(one)->wait();
+    }
+  } catch (const std::exception& e) {
+    fail_lost(e.what(), "during an all-reduce");
+  }
+}
+
+void Distributed::barrier() {
+  try {
+    impl_->group->barrier()->wait();
+  } catch (const std::exception& e) {
+    fail_lost(e.what(), "at a barrier");
+  }
+}
+
+std::string Distributed::broadcast_text(const std::string& text) {
+  std::vector<at::Tensor> size{torch::tensor({static_cast<int64_t>(is_main() ? text.size() : 0)}, torch::kInt64)};
+  broadcast(size);
+  const int64_t n = size[0].item<int64_t>();
+  std::vector<at::Tensor> bytes{torch::empty({std::max<int64_t>(n, 1)}, torch::kUInt8)};
+  if (is_main() && n > 0) std::memcpy(bytes[0].data_ptr<uint8_t>(), text.data(), static_cast<size_t>(n));
+  broadcast(bytes);
+  return std::string(reinterpret_cast<const char*>(bytes[0].data_ptr<uint8_t>()), static_cast<size_t>(n));
+}
+
+void Distributed::main_finished(const std::string& step) {
+  try {
+    impl_->store->set("done/" + step, std::vector<uint8_t>{1});
+  } catch (const std::exception& e) {
+    fail_lost(e.what(), "while telling the other ranks that " + step + " is done");
+  }
+}
+
+void Distributed::wait_for_main(const std::string& step) {
+  Impl& d = *impl_;
+  try {
+    int64_t last = d.beats(0);
+    auto last_change = Clock::now();
+    while (!d.store->check({"done/" + step})) {
+      if (auto msg = d.failure_of(0)) throw DistributedError(fmt::format("rank 0 failed: {}", *msg), 0);
+      const int64_t now = d.beats(0);
+      if (now != last) {
+        last = now;
+        last_change = Clock::now();
+      } else if (Clock::now() - last_change > d.options.timeout) {
+        throw DistributedError(fmt::format("lost rank 0: no sign of life for {} while waiting for it to finish {}",
+                                           seconds_text(d.options.timeout), step),
+                               0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  } catch (const DistributedError&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail_lost(e.what(), "while waiting for rank 0 to finish " + step);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The gradient reducer.
+
+namespace {
+constexpr int64_t kMaxExtras = 8;
+}
+
+struct GradientReducer::Impl {
+  Distributed* dist = nullptr;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  struct Slot {
+    at::Tensor param;
+    int64_t bucket = 0, offset = 0, numel = 0;
+    bool ready = false;
+  };
+  struct Bucket {
+    at::Tensor flat;              // gradients (and in the last bucket, the extras after them)
+    int64_t grad_numel = 0;
+    std::vector<int64_t> slots;
+    int64_t pending = 0;
+    bool launched = false;
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+  std::vector<Slot> slots;
+  std::vector<Bucket> buckets;
+  std::vector<std::pair<int64_t, unsigned>> hooks;  // (slot, hook id)
+  int64_t next_launch = 0;
+  int64_t extras = 0;
+  bool in_step = false;
+  double wait_seconds = 0;
+  std::string hook_error;  // a problem found inside a hook, thrown from finish_step
+
+  void launch(int64_t b) {
+    Bucket& bucket = buckets[b];
+    std::vector<at::Tensor> one{bucket.flat};
+    bucket.work = group->allreduce(one);
+    bucket.launched = true;
+  }
+
+  void launch_ready() {
+    while (next_launch < static_cast<int64_t>(buckets.size()) && buckets[next_launch].pending == 0) launch(next_launch++);
+  }
+
+  void on_grad(int64_t i, const at::Tensor& grad) {
+    if (!in_step) return;  // a backward pass outside a training step (none in birdplane)
+    Slot& s = slots[i];
+    Bucket& bucket = buckets[s.bucket];
+    auto dst = bucket.flat.narrow(0, s.offset, s.numel);
+    if (bucket.launched) {
+      hook_error = "a parameter received a second gradient after its bucket's all-reduce began; the distributed "
+                   "step needs each parameter used once per forward pass";
+      return;
+    }
+    if (s.ready) {
+      dst.add_(grad.reshape(-1));
+      return;
+    }
+    dst.copy_(grad.reshape(-1));
+    s.ready = true;
+    if (--bucket.pending == 0) launch_ready();
+  }
+};
+
+GradientReducer::GradientReducer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+GradientReducer::~GradientReducer() {
+  if (!impl_) return;
+  for (auto& [slot, id] : impl_->hooks) impl_->slots[slot].param.remove_hook(id);
+  // Work still in flight (a step abandoned by an error) must finish before its buffers go.
+  for (auto& b : impl_->buckets) {
+    if (!b.work) continue;
+    try {
+      b.work->wait();
+    } catch (...) {
+    }
+  }
+}
+
+std::unique_ptr<GradientReducer> Distributed::make_reducer(std::vector<at::Tensor> parameters, int64_t bucket_bytes,
+                                                           int64_t first_bucket_bytes) {
+  auto r = std::make_unique<GradientReducer::Impl>();
+  r->dist = this;
+  r->group = impl_->group;
+  std::vector<at::Tensor> params;
+  for (auto& p : parameters)
+    if (p.requires_grad()) params.push_back(p);
+  BIRDPLANE_CHECK(!params.empty(), "the model has no trainable parameters to average across ranks");
+  const auto options = params.front().options();
+  for (const auto& p : params) {
+    BIRDPLANE_CHECK(p.scalar_type() == params.front().scalar_type() && p.device() == params.front().device(),
+                    "distributed training needs every parameter in one dtype on one device");
+  }
+  // Reverse order: backward reaches the last layers first. The first bucket is small so that its
+  // all-reduce starts early; the others fill up to bucket_bytes (DDP's 1 MiB and 25 MiB).
+  const int64_t elem = static_cast<int64_t>(params.front().element_size());
+  int64_t limit = std::max<int64_t>(first_bucket_bytes, elem);
+  std::vector<std::vector<int64_t>> groups(1);
+  int64_t filled = 0;
+  r->slots.resize(params.size());
+  for (int64_t i = static_cast<int64_t>(params.size()) - 1; i >= 0; --i) {
+    const int64_t bytes = params[i].numel() * elem;
+    if (!groups.back().empty() && filled + bytes > limit) {
+      groups.emplace_back();
+      filled = 0;
+      limit = std::max<int64_t>(bucket_bytes, elem);
+    }
+    groups.back().push_back(i);
+    filled += bytes;
+  }
+  for (size_t b = 0; b < groups.size(); ++b) {
+    GradientReducer::Impl::Bucket bucket;
+    int64_t offset = 0;
+    for (int64_t i : groups[b]) {
+      auto& s = r->slots[i];
+      s.param = params[i];
+      s.bucket = static_cast<int64_t>(b);
+      s.offset = offset;
+      s.numel = params[i].numel();
+      offset += s.numel;
+      bucket.slots.push_back(i);
+    }
+    bucket.grad_numel = offset;
+    const bool last = b + 1 == groups.size();
+    bucket.flat = torch::zeros({offset + (last ? kMaxExtras : 0)}, options.requires_grad(false));
+    r->buckets.push_back(std::move(bucket));
+  }
+  GradientReducer::Impl* raw = r.get();
+  for (int64_t i = 0; i < static_cast<int64_t>(r->slots.size()); ++i) {
+    const unsigned id = r->slots[i].param.register_hook([raw, i](const at::Tensor& grad) { raw->on_grad(i, grad); });
+    r->hooks.emplace_back(i, id);
+  }
+  return std::make_unique<GradientReducer>(std::move(r));
+}
+
+void GradientReducer::begin_step(const std::vector<double>& extras) {
+  Impl& r = *impl_;
+  BIRDPLANE_CHECK(static_cast<int64_t>(extras.size()) <= kMaxExtras, "at most {} values ride along with a step",
+                  kMaxExtras);
+  for (auto& s : r.slots) s.ready = false;
+  for (auto& b : r.buckets) {
+    b.pending = static_cast<int64_t>(b.slots.size());
+    b.launched = false;
+    b.work.reset();
+  }
+  auto& last = r.buckets.back();
+  auto tail = last.flat.narrow(0, last.grad_numel, kMaxExtras);
+  std::vector<double> padded(extras);
+  padded.resize(kMaxExtras, 0.0);
+  tail.copy_(torch::tensor(padded, torch::kDouble));
+  r.extras = static_cast<int64_t>(extras.size());
+  r.next_launch = 0;
+  r.hook_error.clear();
+  r.in_step = true;
+}
+
+std::vector<double> GradientReducer::finish_step() {
+  Impl& r = *impl_;
+  r.in_step = false;
+  BIRDPLANE_CHECK(r.hook_error.empty(), "{}", r.hook_error);
+  // Parameters that got no gradient on this rank count as zeros; then every bucket goes, in order.
+  for (auto& s : r.slots) {
+    if (!s.ready && !r.buckets[s.bucket].launched) r.buckets[s.bucket].flat.narrow(0, s.offset, s.numel).zero_();
+  }
+  for (auto& b : r.buckets) b.pending = 0;
+  const auto start = Clock::now();
+  try {
+    r.launch_ready();
+    for (auto& b : r.buckets) b.work->wait();
+  } catch (const std::exception& e) {
+    r.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    r.dist->fail_lost(e.what(), "during the gradient all-reduce");
+  }
+  r.wait_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+  const double world = static_cast<double>(r.dist->world_size());
+  auto& last = r.buckets.back();
+  auto tail = last.flat.narrow(0, last.grad_numel, r.extras).to(torch::kCPU, torch::kDouble);
+  std::vector<double> sums(tail.data_ptr<double>(), tail.data_ptr<double>() + r.extras);
+  for (auto& b : r.buckets) b.flat.narrow(0, 0, b.grad_numel).div_(world);
+  // The averaged gradients become the parameters' grads (views into the buckets, as DDP's
+  // gradient_as_bucket_view: no copy back). The trainer clears grads before each backward pass.
+  for (auto& s : r.slots) {
+    s.param.mutable_grad() = r.buckets[s.bucket].flat.narrow(0, s.offset, s.numel).view(s.param.sizes());
+  }
+  return sums;
+}
+
+std::vector<int64_t> GradientReducer::bucket_bytes() const {
+  std::vector<int64_t> out;
+  for (const auto& b : impl_->buckets) out.push_back(b.grad_numel * static_cast<int64_t>(b.flat.element_size()));
+  return out;
+}
+
+double GradientReducer::wait_seconds() const { return impl_->wait_seconds; }
+
+// ---------------------------------------------------------------------------------------------------
+
+std::vector<std::pair<std::string, std::string>> local_worker_environment(int64_t rank, int64_t nproc,
+                                                                          int64_t port) {
+  return {{"RANK", std::to_string(rank)},
+          {"LOCAL_RANK", std::to_string(rank)},
+          {"GROUP_RANK", "0"},
+          {"ROLE_RANK", std::to_string(rank)},
+          {"WORLD_SIZE", std::to_string(nproc)},
+          {"LOCAL_WORLD_SIZE", std::to_string(nproc)},
+          {"ROLE_WORLD_SIZE", std::to_string(nproc)},
+          {"MASTER_ADDR", "127.0.0.1"},
+          {"MASTER_PORT", std::to_string(port)},
+          {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+          {"TORCHELASTIC_RESTART_COUNT", "0"}};
+}
+
+struct StoreServer::Impl {
+  c10::intrusive_ptr<c10d::TCPStore> store;
+};
+
+StoreServer::StoreServer(int64_t port, std::chrono::milliseconds timeout) : impl_(std::make_unique<Impl>()) {
+  BIRDPLANE_CHECK(port >= 0 && port <= 65535, "--master-port {} is not a TCP port (expected 0 for a free one, or "
+                                              "1 to 65535)",
+                  port);
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<uint16_t>(port);
+  o.isServer = true;
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  try {
+    impl_->store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
+  } catch (const std::exception& e) {
+    fail("could not serve the rendezvous store on 127.0.0.1 port {}: {}. Is another run using it? Pick another "
+         "--master-port, or 0 for a free one",
+         port, first_line(e.what()));
+  }
+}
+
+StoreServer::~StoreServer() = default;
+
+int64_t StoreServer::port() const { return impl_->store->getPort(); }
+
+}  // namespace birdplane::train

@@ -132,9 +132,9 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
           }
           std::cerr << "\n";
         }
-        // The others notice the loss in their next collective; they get the timeout and a little more
+        // The others notice the loss in their next collective; they get the timeout and a few seconds more
         // to stop on their own before they are stopped.
-        deadline = std::chrono::steady_clock::now() + o.timeout + std::chrono::seconds(10);
+        deadline = std::chrono::steady_clock::now() + o.timeout + std::chrono::seconds(5);
       }
       continue;
     }
@@ -143,7 +143,7 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
     if (failed && !terminated && now > deadline) {
       for (const auto& [p, r] : ranks) kill(p, SIGTERM);
       terminated = true;
-      deadline = now + std::chrono::seconds(5);
+      deadline = now + std::chrono::seconds(3);
     } else if (terminated && !killed && now > deadline) {
       for (const auto& [p, r] : ranks) kill(p, SIGKILL);
       killed = true;

@@ -98,6 +98,11 @@ struct Distributed::Impl {
   bool stopping = false;
   int64_t text_count = 0;
 
+  c10d::ProcessGroupGloo* live() const {
+    BIRDPLANE_CHECK(group, "this rank has left the process group after a failure");
+    return group.get();
+  }
+
   std::string where() const { return fmt::format("{}:{}", env.master_addr, env.master_port); }
 
   c10::intrusive_ptr<c10d::TCPStore> connect(bool server) const {
@@ -206,8 +211,19 @@ const DistOptions& Distributed::options() const { return impl_->options; }
 std::string Distributed::backend() const { return "gloo"; }
 
 void Distributed::report_failure(const std::string& message) noexcept {
+  Impl& d = *impl_;
   try {
-    impl_->store->set(fmt::format("failed/{}", rank()), std::vector<uint8_t>(message.begin(), message.end()));
+    d.store->set(fmt::format("failed/{}", rank()), std::vector<uint8_t>(message.begin(), message.end()));
+    // Closing this rank's connections makes the others' pending collectives fail now rather than at
+    // the timeout; they then read the message above.
+    d.group.reset();
+    // Rank 0 of env:// serves the store: it stays up until the others have read the message (or a
+    // few seconds), since its exit takes the store with it.
+    if (!d.env.agent_store && rank() == 0) {
+      const auto until = Clock::now() + std::min<std::chrono::milliseconds>(d.options.timeout, std::chrono::seconds(10));
+      while (d.store->add("acknowledged", 0) < world_size() - 1 && Clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
   } catch (...) {
   }
 }
@@ -220,7 +236,10 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
     auto named_failure = [&]() -> std::optional<std::pair<int64_t, std::string>> {
       for (int64_t r = 0; r < n; ++r) {
         if (r == rank()) continue;
-        if (auto msg = d.failure_of(r)) return std::make_pair(r, *msg);
+        if (auto msg = d.failure_of(r)) {
+          d.store->add("acknowledged", 1);
+          return std::make_pair(r, *msg);
+        }
       }
       return std::nullopt;
     };
@@ -266,7 +285,7 @@ void Distributed::broadcast(std::vector<at::Tensor>& tensors, int64_t root) {
     // Gloo broadcasts one tensor list of a single tensor per call on the CPU.
     for (auto& t : tensors) {
       std::vector<at::Tensor> one{t};
-      impl_->group->broadcast(one, o)->wait();
+      impl_->live()->broadcast(one, o)->wait();
     }
   } catch (const std::exception& e) {
     fail_lost(e.what(), "during a broadcast");
@@ -277,7 +296,7 @@ void Distributed::all_reduce_sum(std::vector<at::Tensor>& tensors) {
   try {
     for (auto& t : tensors) {
       std::vector<at::Tensor> one{t};
-      impl_->group->allreduce(one)->wait();
+      impl_->live()->allreduce(one)->wait();
     }
   } catch (const std::exception& e) {
     fail_lost(e.what(), "during an all-reduce");
@@ -286,7 +305,7 @@ void Distributed::all_reduce_sum(std::vector<at::Tensor>& tensors) {
 
 void Distributed::barrier() {
   try {
-    impl_->group->barrier()->wait();
+    impl_->live()->barrier()->wait();
   } catch (const std::exception& e) {
     fail_lost(e.what(), "at a barrier");
   }
@@ -316,7 +335,10 @@ void Distributed::wait_for_main(const std::string& step) {
     int64_t last = d.beats(0);
     auto last_change = Clock::now();
     while (!d.store->check({"done/" + step})) {
-      if (auto msg = d.failure_of(0)) throw DistributedError(fmt::format("rank 0 failed: {}", *msg), 0);
+      if (auto msg = d.failure_of(0)) {
+        d.store->add("acknowledged", 1);
+        throw DistributedError(fmt::format("rank 0 failed: {}", *msg), 0);
+      }
       const int64_t now = d.beats(0);
       if (now != last) {
         last = now;

@@ -268,8 +268,8 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
     if (why.empty() && dist_) {
       why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
             "never holds a gradient (it updates inside the product that computes it)";
+      step_note_ = "the fused step stepped aside: " + why;
     }
-    if (!why.empty()) step_note_ = "fused step not used: " + why;
     BIRDPLANE_CHECK_SETTING(config_.step != StepKind::kFused || why.empty(), "step",
                             "fused: this run cannot use the fused step: {}; use auto or autograd", why);
     if (why.empty())

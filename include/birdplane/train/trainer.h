@@ -222,7 +222,7 @@ class Trainer {
 
   /// Whether the steps run fused (TrainConfig::step) rather than through autograd.
   bool fused() const { return fused_ != nullptr; }
-  /// Why the fused step was not used when TrainConfig::step is auto and it did not apply ("" otherwise).
+  /// Why the fused step stepped aside in a run it otherwise fits (a distributed run), or "".
   const std::string& step_note() const { return step_note_; }
   /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels.
   bool input_layer_kernels() const;

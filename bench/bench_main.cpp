@@ -5,7 +5,8 @@
 //                            with --all-classes; seconds per epoch. --step and --precision as in
 //                            `birdplane train` (defaults auto and fp32)
 //   --kernels blas (any mode): the fused fp32 step without birdplane's own kernels (BIRDPLANE_KERNELS=blas)
-//   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64: seconds
+//   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64 (any
+//                            preset; the fused step applies to MLPs only): seconds
 //                            per step (median of 5 rounds of N)
 //   eval DATA_DIR MODEL N [--all-classes]  train::evaluate of an untrained MODEL (seed 123) over the
 //                            validation set N times and the training set max(3, N/4) times: images/s
@@ -16,6 +17,9 @@
 //                            batches (then ToTensor + Normalize with "normalize", what training
 //                            consumes): images per second per pass
 //   transform DATA_DIR SPEC N  the transform alone on in-memory uint8 batches of 64: images/s
+//   allreduce MODEL REPS     run as every rank of a multi-process group (torchrun's variables): the
+//                            all-reduce of MODEL's gradient buckets (2 classes), REPS times; seconds
+//                            per step (median) and bytes
 //   folder TREE SIZE REPS    an image folder (SIZE 0: the images' own size, else SIZE x SIZE) read with
 //                            read_image_folder, then one epoch of shuffled, normalized batches of 64:
 //                            first with no cache (decoding every file), then from the cache; medians
@@ -42,6 +46,7 @@
 #include "birdplane/doctor.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
+#include "birdplane/train/distributed.h"
 #include "birdplane/train/metrics.h"
 #include "train/fused_step.h"
 #include "birdplane/train/trainer.h"
@@ -202,23 +207,26 @@ nlohmann::json bench_eval(const std::string& dir, const std::string& model, int6
 nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& flags) {
   nn::ModelSpec spec;
   spec.name = model;
-  const auto mlp = nn::mlp_options(spec);
+  spec.num_classes = 2;
+  spec.image_shape = {3, 32, 32};
   torch::manual_seed(123);
-  auto net = nn::make_mlp(mlp);
-  auto x = torch::randn({64, mlp.in_features}), y = torch::randint(0, 2, {64}, torch::kInt64);
+  auto net = nn::make_model(spec);
+  auto x = torch::randn({64, 3, 32, 32}), y = torch::randint(0, 2, {64}, torch::kInt64);
   train::OptimizerConfig sgd;
   const bool bf16 = flags.precision == train::Precision::kBf16;
   std::function<void()> step;
   std::unique_ptr<train::FusedMlpStep> fused;
   auto optimizer = train::make_optimizer(sgd, net->parameters());
   const auto loss_kind = nn::natural_loss(*net);
-  if (flags.step != train::StepKind::kAutograd) {
-    fused = std::make_unique<train::FusedMlpStep>(*net, sgd.lr, bf16);
+  auto* mlp = dynamic_cast<nn::Mlp*>(net.get());
+  if (flags.step != train::StepKind::kAutograd && mlp) {
+    fused = std::make_unique<train::FusedMlpStep>(*mlp, sgd.lr, bf16);
     step = [&] { fused->step(x, y); };
   } else {
+    net->train();
     step = [&] {
       auto out = train::forward_in_precision(*net, x, flags.precision);
-      auto loss = nn::compute_loss(loss_kind, out, y, mlp.log_softmax);
+      auto loss = nn::compute_loss(loss_kind, out, y, net->ends_in_log_softmax());
       for (auto& p : net->parameters()) p.mutable_grad() = at::Tensor();
       loss.backward();
       loss.item<double>();
@@ -428,6 +436,35 @@ nlohmann::json bench_folder(const std::string& tree, int64_t size, int64_t reps)
 
 }  // namespace
 
+nlohmann::json bench_allreduce(const std::string& model_name, int64_t reps) {
+  const auto env = train::DistEnv::from_environment();
+  if (!env) throw std::runtime_error("allreduce runs as a rank: set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT");
+  auto dist = train::Distributed::join(*env, train::DistOptions());
+  nn::ModelSpec spec;
+  spec.name = model_name;
+  spec.num_classes = 2;
+  spec.image_shape = {3, 32, 32};
+  auto model = nn::make_model(spec);
+  auto reducer = dist->make_reducer(model->parameters());
+  std::vector<at::Tensor> buckets;
+  int64_t bytes = 0;
+  for (const auto b : reducer->bucket_bytes()) {
+    buckets.push_back(torch::ones({b / 4}, torch::kFloat));
+    bytes += b;
+  }
+  std::vector<double> seconds;
+  for (int64_t r = 0; r < reps + 1; ++r) {  // the first is a warm-up
+    dist->barrier();
+    train::Timer t;
+    dist->all_reduce_sum(buckets);
+    if (r > 0) seconds.push_back(t.seconds());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return {{"mode", "allreduce"}, {"model", model_name}, {"world_size", dist->world_size()},
+          {"rank", dist->rank()}, {"gradient_bytes", bytes}, {"buckets_bytes", reducer->bucket_bytes()},
+          {"median_seconds", seconds[seconds.size() / 2]}, {"reps", reps}};
+}
+
 int main(int argc, char** argv) {
   try {
     // All cores, or BIRDPLANE_BENCH_THREADS (bench/run passes its --threads, as it does to Python).
@@ -465,6 +502,8 @@ int main(int argc, char** argv) {
       j = bench_augment(argv[2], argv[3], std::stoll(argv[4]), argc == 6 && std::string(argv[5]) == "normalize");
     } else if (mode == "transform" && argc == 5) {
       j = bench_transform(argv[2], argv[3], std::stoll(argv[4]));
+    } else if (mode == "allreduce" && pos.size() == 2) {
+      j = bench_allreduce(pos[0], std::stoll(pos[1]));
     } else if (mode == "folder" && pos.size() == 3) {
       j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else {
@@ -472,7 +511,7 @@ int main(int argc, char** argv) {
                    " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
-                   " | folder TREE SIZE REPS\n";
+                   " | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

@@ -33,7 +33,7 @@ SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cp
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
-        "netwidth", "netall", "folder")
+        "netwidth", "netall", "folder", "dist")
 # (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
 # (0: their own 32x32; the 224x224 tree is resized to 64x64 as torchvision's Resize(64)).
 FOLDER_TREES = (("png32", 0), ("jpeg32", 0), ("jpeg224", 64))
@@ -113,6 +113,13 @@ def blas_core_for(choice, flags):
     return choice
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def median_tail(values):
     """Median of all but the first value (the warm-up), or of the only one."""
     return statistics.median(values[1:] or values)
@@ -151,7 +158,7 @@ def main():
     cpp_env = dict(py_env, BIRDPLANE_BENCH_THREADS=threads)
     print(f"OPENBLAS_CORETYPE for every side: {py_env.get('OPENBLAS_CORETYPE', '(unset: OpenBLAS detects)')}",
           file=sys.stderr)
-    rows, memory, roofline, folders = [], [], {}, []
+    rows, memory, roofline, folders, distributed = [], [], {}, [], []
 
     def wanted(key):
         return not only or key in only
@@ -306,6 +313,61 @@ def main():
                                 "cpp_first": files / med["cpp_first"] / args.threads,
                                 "py0": files / med["py0"], "py2": files / med["py2"] / 2}})
 
+    if wanted("dist"):
+        # (m) multi-process training on c10d (Gloo over loopback), per model:
+        #   allreduce: one step's gradient buckets all-reduced between 2 processes (birdplane_bench
+        #     allreduce as ranks 0 and 1), median seconds;
+        #   step: one autograd training step at batch 64 on --threads threads (birdplane_bench step);
+        #   epochs: `birdplane train` on cifar2, 1 process x --threads threads x batch 64 (autograd step,
+        #     and the default step) against 2 processes x 1 thread x batch 32 (`--nproc 2`): median seconds
+        #     of the epochs after the first (metrics.csv), and rank 0's wait for all-reduces after backward.
+        runs_dir = tempfile.mkdtemp(prefix="birdplane-dist-")
+        epochs = str(max(3, args.epochs))
+        try:
+            for model in ("book-small", "book-large", "net"):
+                values = {"allreduce": [], "step": [], "one_autograd": [], "one_default": [], "two_ranks": [],
+                          "two_ranks_wait_per_step": []}
+                gradient_bytes = 0
+                for rep in range(args.reps):
+                    port = free_port()
+                    env0 = dict(cpp_env, RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                                BIRDPLANE_BENCH_THREADS="1")
+                    peer = subprocess.Popen([bench, "allreduce", model, "20"], stdout=subprocess.DEVNULL,
+                                            env=dict(env0, RANK="1"))
+                    j = run_json([bench, "allreduce", model, "20"], env=env0)
+                    peer.wait()
+                    gradient_bytes = j["gradient_bytes"]
+                    values["allreduce"].append(j["median_seconds"])
+                    j = run_json([bench, "step", model, "20", "--step", "autograd"], env=cpp_env)
+                    values["step"].append(j["seconds_per_step"])
+                    base = [cli, "train", "--data-dir", data, "--classes", "airplane,bird", "--model", model,
+                            "--epochs", epochs, "--runs-dir", runs_dir, "--no-download"]
+                    runs = {"one_autograd": ["--threads", threads, "--step", "autograd"],
+                            "one_default": ["--threads", threads],
+                            "two_ranks": ["--threads", "1", "--nproc", "2", "--batch-size", "32"]}
+                    for key, extra in (runs.items() if rep % 2 == 0 else reversed(list(runs.items()))):
+                        name = f"{model}-{key}-{rep}"
+                        subprocess.run(base + ["--name", name] + extra, check=True, stdout=subprocess.DEVNULL,
+                                       env=cpp_env)
+                        with open(os.path.join(runs_dir, name, "metrics.csv")) as f:
+                            secs = [float(line.split(",")[5]) for line in f.read().splitlines()[1:] if line]
+                        values[key].append(median_tail(secs))
+                        if key == "two_ranks":
+                            with open(os.path.join(runs_dir, name, "results.json")) as f:
+                                wait = json.load(f)["gradient_wait_seconds"]
+                            values["two_ranks_wait_per_step"].append(wait / (int(epochs) * 157))
+                    print(f"  (m) {model} rep {rep + 1}/{args.reps}: "
+                          + ", ".join(f"{k} {v[-1]:.4f}" for k, v in values.items()), file=sys.stderr)
+                med = {k: statistics.median(v) for k, v in values.items()}
+                distributed.append({"workload": f"(m) {model}, cifar2", "model": model, "reps": args.reps,
+                                    "gradient_bytes": gradient_bytes, "seconds": med, "all": values,
+                                    "allreduce_over_step": med["allreduce"] / med["step"],
+                                    "two_ranks_over_one_autograd": med["one_autograd"] / med["two_ranks"],
+                                    "two_ranks_over_one_default": med["one_default"] / med["two_ranks"],
+                                    "allreduce_gbytes_per_second": gradient_bytes / med["allreduce"] / 1e9})
+        finally:
+            shutil.rmtree(runs_dir, ignore_errors=True)
+
     if wanted("rss"):
         # (g) peak resident memory of a whole book-small cifar2 training run of --rss-epochs epochs.
         e = str(args.rss_epochs)
@@ -407,6 +469,18 @@ def main():
                   f"{f['first_epoch_speedup']:>7.1f}x{f['cached_epoch_speedup']:>8.0f}x")
             print(f"{'':<40}files/s per core: " + ", ".join(f"{k} {v:,.0f}" for k, v in f["files_per_second_per_core"].items()))
 
+    if distributed:
+        print("\n(m) multi-process (Gloo, loopback, 2 ranks): per step and per epoch (cifar2, medians); "
+              "speedup = 1 process x all threads / 2 processes x 1 thread")
+        print(f"{'model':<14}{'grad MB':>8}{'allreduce':>10}{'step':>9}{'ar/step':>8}{'1p ag s':>9}{'1p def s':>9}"
+              f"{'2r s':>8}{'wait/st':>9}{'2r vs ag':>9}{'2r vs def':>10}")
+        for d in distributed:
+            s = d["seconds"]
+            print(f"{d['model']:<14}{d['gradient_bytes'] / 1e6:>8.2f}{s['allreduce'] * 1e3:>8.2f}ms"
+                  f"{s['step'] * 1e3:>7.2f}ms{d['allreduce_over_step']:>8.2f}{s['one_autograd']:>9.3f}"
+                  f"{s['one_default']:>9.3f}{s['two_ranks']:>8.3f}{s['two_ranks_wait_per_step'] * 1e3:>7.2f}ms"
+                  f"{d['two_ranks_over_one_autograd']:>8.2f}x{d['two_ranks_over_one_default']:>9.2f}x")
+
     # The arithmetic ceiling itself (no memory, no data): what no product can beat.
     peak = run_json([bench, "peak"], env=cpp_env)
     print(f"\nCPU peak ({args.threads} threads, `birdplane_bench peak`): fp32 FMA {peak.get('fp32_fma_gflops', 0):.1f} "
@@ -436,7 +510,7 @@ def main():
               "eval_repeats": args.eval_repeats, "only": sorted(only),
               "openblas_coretype": py_env.get("OPENBLAS_CORETYPE", ""), "blas_core_option": args.blas_core,
               "ratio": "python seconds / cpp seconds", "peak": peak, "rows": rows, "memory": memory, "roofline": roofline,
-              "folders": folders}
+              "folders": folders, "distributed": distributed}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     path = os.path.join(HERE, "results", datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S") + ".json")
     with open(path, "w") as f:

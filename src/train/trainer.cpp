@@ -625,6 +625,9 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
                                      {"epochs", config_.epochs},
                                      {"seconds_this_session", result.total_seconds},
                                      {"world_size", dist_ ? dist_->world_size() : 1},
+                                     // rank 0's time waiting for gradient all-reduces after backward
+                                     // (the communication the overlap did not hide), this session
+                                     {"gradient_wait_seconds", reducer_ ? reducer_->wait_seconds() : 0.0},
                                      {"validation", val_eval.confusion.to_json(model_config_.classes)}});
   }
   // Every rank ends when rank 0's files are on disk (or learns that writing them failed).

@@ -82,6 +82,14 @@ TEST_F(Distributed, TheFusedStepStepsAsideWithTheReason) {
   const auto r = run_birdplane("train" + common_ + " --epochs 1 --nproc 2 --name fused");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "the fused step stepped aside: a distributed run averages each gradient")) << r.err;
+  // book-small's gradients (ten classes) in DDP's buckets, last layers first: the first bucket (1 MiB at
+  // most) holds 2.bias, 2.weight and 0.bias (10 + 5,120 + 512 floats), the second 0.weight (512 x 3,072).
+  const auto config = nlohmann::json::parse(read_file(run("fused") + "/config.json"));
+  EXPECT_EQ(config["distributed"]["gradient_buckets_bytes"], nlohmann::json({22568, 6291456}));
+  EXPECT_EQ(config["step_used"], "autograd");
+  const auto results = nlohmann::json::parse(read_file(run("fused") + "/results.json"));
+  EXPECT_GE(results["gradient_wait_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(results["world_size"], 2);
   const auto explicit_fused = run_birdplane("train" + common_ + " --epochs 1 --nproc 2 --step fused --name fused2");
   EXPECT_NE(explicit_fused.exit_code, 0);
   EXPECT_TRUE(contains(explicit_fused.err, "--step: fused: this run cannot use the fused step: a distributed run"))

@@ -1,7 +1,9 @@
 // torchrun's environment read into DistEnv; the environment --nproc gives its workers.
 #include <map>
+#include <thread>
 
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include "birdplane/check.h"
 #include "birdplane/train/distributed.h"
@@ -60,4 +62,72 @@ TEST(DistEnv, TheLaunchersEnvironmentReadsBack) {
   EXPECT_EQ(e->local_world_size, 3);
   EXPECT_EQ(e->master_port, 40000);
   EXPECT_TRUE(e->agent_store);
+}
+
+// Two ranks as two threads of this process, joined through a store served here (as --nproc's launcher
+// does): the reducer leaves every rank with the mean of the ranks' gradients, the extras summed.
+TEST(GradientReducer, TwoRanksEndWithTheMeanGradient) {
+  using namespace birdplane::train;
+  StoreServer server(0, std::chrono::seconds(30));
+  // One small network per rank, different initial weights: the broadcast must make them equal.
+  auto make_net = [](int64_t seed) {
+    torch::manual_seed(seed);
+    return torch::nn::Sequential(torch::nn::Linear(6, 5), torch::nn::Tanh(), torch::nn::Linear(5, 3));
+  };
+  std::vector<torch::nn::Sequential> nets{make_net(1), make_net(2)};
+  const auto inputs = std::vector<at::Tensor>{torch::randn({4, 6}), torch::randn({4, 6})};
+  const auto labels = std::vector<at::Tensor>{torch::tensor({0, 1, 2, 0}), torch::tensor({2, 2, 1, 0})};
+  std::vector<std::vector<double>> sums(2);
+  std::vector<std::string> texts(2), errors(2);
+  auto rank_main = [&](int64_t rank) {
+    try {
+      DistEnv env;
+      env.rank = rank;
+      env.world_size = 2;
+      env.local_world_size = 2;
+      env.master_addr = "127.0.0.1";
+      env.master_port = server.port();
+      env.agent_store = true;
+      auto dist = Distributed::join(env, DistOptions());
+      std::vector<at::Tensor> state;
+      for (auto& p : nets[rank]->parameters()) state.push_back(p.detach());
+      dist->broadcast(state);
+      texts[rank] = dist->broadcast_text(rank == 0 ? "from rank 0" : "ignored");
+      auto reducer = dist->make_reducer(nets[rank]->parameters(), 64, 16);  // small buckets: several of them
+      auto loss = torch::nn::functional::cross_entropy(nets[rank]->forward(inputs[rank]), labels[rank]);
+      reducer->begin_step({1.0 + static_cast<double>(rank), 10.0});
+      loss.backward();
+      sums[rank] = reducer->finish_step();
+      EXPECT_GE(reducer->bucket_bytes().size(), 2u);
+    } catch (const std::exception& e) {
+      errors[rank] = e.what();
+    }
+  };
+  std::thread a(rank_main, 0), b(rank_main, 1);
+  a.join();
+  b.join();
+  ASSERT_EQ(errors[0], "");
+  ASSERT_EQ(errors[1], "");
+  EXPECT_EQ(texts[1], "from rank 0");
+  EXPECT_EQ(sums[0], (std::vector<double>{3.0, 20.0}));
+  EXPECT_EQ(sums[1], sums[0]);
+  // The expected mean: rank 0's initial weights, each rank's batch, gradients averaged.
+  auto reference = make_net(1);
+  std::vector<at::Tensor> mean;
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    for (auto& p : reference->parameters()) p.mutable_grad() = at::Tensor();
+    torch::nn::functional::cross_entropy(reference->forward(inputs[rank]), labels[rank]).backward();
+    auto params = reference->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (rank == 0) mean.push_back(params[i].grad().clone() / 2);
+      else mean[i] += params[i].grad() / 2;
+    }
+  }
+  for (int64_t rank = 0; rank < 2; ++rank) {
+    auto params = nets[rank]->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      EXPECT_TRUE(torch::allclose(params[i].grad(), mean[i], 1e-6, 1e-7)) << "rank " << rank << " parameter " << i;
+      EXPECT_TRUE(torch::equal(params[i], reference->parameters()[i])) << "weights not broadcast";
+    }
+  }
 }

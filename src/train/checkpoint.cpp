@@ -100,14 +100,52 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
 
 namespace {
 
+// LibTorch trusts the sizes inside the file and compiles the class definitions in it: check the zip
+// structure, the pickle and the classes before it reads a byte, and give it only the checked entries.
+void load_module_archive(const std::string& path, torch::serialize::InputArchive& archive) {
+  const std::vector<char> bytes = read_bytes(path);
+  const auto entries = check_zip_structure(bytes, path, "checkpoint");
+  check_pickled_storages(bytes, entries, path, "checkpoint", false);
+  const std::string checked = module_archive(bytes, entries, path, "checkpoint");
+  archive.load_from(checked.data(), checked.size());
+}
+
+// LibTorch loads an optimizer's state without comparing it with the parameters: a missing or
+// misshapen tensor would fail inside the first step of a resumed run (or, given a view past its data,
+// read beyond it). Each state tensor birdplane's optimizers keep must match its parameter.
+void check_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
+  size_t index = 0;
+  for (auto& group : optimizer.param_groups()) {
+    const auto* adam_options = dynamic_cast<const torch::optim::AdamOptions*>(&group.options());
+    for (const auto& p : group.params()) {
+      auto it = optimizer.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it != optimizer.state().end()) {
+        std::vector<std::pair<const char*, at::Tensor>> tensors;
+        if (const auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(it->second.get())) {
+          tensors = {{"exp_avg", adam->exp_avg()}, {"exp_avg_sq", adam->exp_avg_sq()}};
+          if (adam_options && adam_options->amsgrad()) tensors.emplace_back("max_exp_avg_sq", adam->max_exp_avg_sq());
+        } else if (const auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(it->second.get())) {
+          tensors = {{"momentum_buffer", sgd->momentum_buffer()}};
+        }
+        for (const auto& [name, t] : tensors) {
+          const std::string what = fmt::format("optimizer state {} of parameter {}", name, index);
+          BIRDPLANE_CHECK(t.defined(), "checkpoint {} is damaged (the {} is missing)", path, what);
+          BIRDPLANE_CHECK(t.sizes() == p.sizes() && t.scalar_type() == p.scalar_type() && t.device() == p.device(),
+                          "checkpoint {} is damaged (the {} is {} {}, its parameter {} {})", path, what,
+                          c10::toString(t.scalar_type()), shape(t), c10::toString(p.scalar_type()), shape(p));
+          check_tensor_storage(t, "checkpoint " + path, what);
+        }
+      }
+      ++index;
+    }
+  }
+}
+
 Checkpoint load_checkpoint_impl(const std::string& path) {
   check_exists(path, "checkpoint");
-  // LibTorch trusts the sizes inside the file: check the zip structure before it reads a byte.
-  const std::vector<char> bytes = read_bytes(path);
-  check_pickled_storages(bytes, check_zip_structure(bytes, path, "checkpoint"), path, "checkpoint", false);
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(bytes.data(), bytes.size());
+    load_module_archive(path, archive);
   } catch (const c10::Error&) {
     fail("checkpoint {} is truncated or not a birdplane checkpoint (LibTorch could not read it); "
          "use a checkpoint.pt or model.pt from a runs/<name>/ folder",
@@ -131,14 +169,29 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
     // A bad value inside the file, not a setting the user gave: name the file, not the setting.
     fail("checkpoint {}: its model description is damaged ({})", path, e.what());
   }
+  // eval and predict name a prediction by its class (predict reads one probability per name).
+  BIRDPLANE_CHECK(static_cast<int64_t>(ck.config.classes.size()) == ck.config.spec.num_classes,
+                  "checkpoint {}: its model description is damaged ({} class names for a model with {} outputs)",
+                  path, ck.config.classes.size(), ck.config.spec.num_classes);
   archive.read("run_config", v);
   ck.run_config = nlohmann::json::parse(v.toStringRef());
   archive.read("epoch", v);
   ck.epoch = v.toInt();
-  ck.model = nn::make_model(ck.config.spec);
-  // Keep the expected shapes: Module::load replaces tensors without comparing shapes.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
-  for (const auto& p : ck.model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  BIRDPLANE_CHECK(ck.epoch >= 0, "checkpoint {} is damaged (it says {} epochs were completed)", path, ck.epoch);
+  try {
+    ck.model = nn::make_model(ck.config.spec);
+  } catch (const Error& e) {
+    // A spec the registry refuses (an odd channel count, a too-small image): the file is at fault.
+    fail("checkpoint {}: its model description is damaged ({})", path, e.what());
+  }
+  // Keep the expected shapes and dtypes: Module::load replaces tensors without comparing them.
+  struct Expected {
+    std::string name;
+    std::vector<int64_t> sizes;
+    at::ScalarType dtype;
+  };
+  std::vector<Expected> expected;
+  for (const auto& [name, t] : named_state(*ck.model)) expected.push_back({name, t.sizes().vec(), t.scalar_type()});
   torch::serialize::InputArchive model_archive;
   try {
     archive.read("model", model_archive);
@@ -147,13 +200,17 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
     fail("checkpoint {}: the weights do not fit the model it describes ({})", path,
          e.what_without_backtrace());
   }
-  auto params = ck.model->named_parameters();
-  for (const auto& [name, sizes] : expected) {
-    const auto& t = params[name];
-    BIRDPLANE_CHECK(t.sizes().vec() == sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
-                    name, shape(t), c10::str(c10::IntArrayRef(sizes)));
-  }
   const auto state = named_state(*ck.model);
+  BIRDPLANE_CHECK(state.size() == expected.size(), "checkpoint {}: the weights do not fit the model it describes",
+                  path);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const Expected& want = expected[i];
+    const at::Tensor& t = state[i].second;
+    BIRDPLANE_CHECK(t.sizes().vec() == want.sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
+                    want.name, shape(t), c10::str(c10::IntArrayRef(want.sizes)));
+    BIRDPLANE_CHECK(t.scalar_type() == want.dtype, "checkpoint {}: {} holds {}, the model needs {}", path,
+                    want.name, c10::toString(t.scalar_type()), c10::toString(want.dtype));
+  }
   for (const auto& [name, t] : state) check_tensor_storage(t, "checkpoint " + path, name);
   if (archive.try_read("weights_checksum", v)) {  // files from before the checksum have none
     BIRDPLANE_CHECK(v.isString() && v.toStringRef() == fmt::format("{:016x}", tensors_checksum(state)),
@@ -163,15 +220,14 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
 }
 
 void load_optimizer_state_impl(const std::string& path, torch::optim::Optimizer& optimizer) {
-  const std::vector<char> bytes = read_bytes(path);
-  check_pickled_storages(bytes, check_zip_structure(bytes, path, "checkpoint"), path, "checkpoint", false);
   torch::serialize::InputArchive archive;
-  archive.load_from(bytes.data(), bytes.size());
+  load_module_archive(path, archive);
   torch::serialize::InputArchive opt_archive;
   if (!archive.try_read("optimizer", opt_archive)) {
     fail("checkpoint {} holds no optimizer state; it cannot be resumed (it is a final model file)", path);
   }
   optimizer.load(opt_archive);
+  check_optimizer_state(path, optimizer);
 }
 
 }  // namespace

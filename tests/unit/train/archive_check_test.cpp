@@ -13,6 +13,7 @@
 #include "birdplane/train/checkpoint.h"
 #include "support/expect_error.h"
 #include "support/fixtures.h"
+#include "support/torch_archive.h"
 
 namespace fs = std::filesystem;
 using namespace birdplane;
@@ -172,4 +173,39 @@ TEST(ArchiveCheck, ABrokenPickleIsDamage) {
     const std::string c = message_of([&] { train::load_checkpoint(t / "cut_model.pt"); });
     EXPECT_TRUE(contains(c, "cut_model.pt") && contains(c, "damaged")) << keep << ": " << c;
   }
+}
+
+// Pickles that LibTorch 1.13's unpickler misreads (it trusts the stack's shape: a dict's last key
+// without a value is read from past the end of its stack), that it would never free (a list inside
+// itself), or that it frees recursively (nesting deep enough overflows the stack), and repeats that
+// would make the walker itself copy without bound: each is refused, or ends at once, before LibTorch
+// reads a byte. Two names equal but for case are refused too: LibTorch's zip reader ignores case, so it
+// could read the one the walker did not.
+TEST(ArchiveCheck, PickleShapesLibTorchMisreadsAreRefused) {
+  TempDir t;
+  auto model = nn::make_model(net_config().spec);
+  const std::string deep = fixtures::bytes("\x80\x02N") + std::string(5000, '\x85') + ".";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {fixtures::bytes("\x80\x02(K\x01K\x02K\x03" "d."), "a dict key without its value"},  // DICT of 3 items
+      {fixtures::bytes("\x80\x02}(K\x01u."), "a dict key without its value"},               // SETITEMS of 1
+      {fixtures::bytes("\x80\x02(K\x01" "e."), "no container"},                            // APPENDS to nothing
+      {fixtures::bytes("\x80\x02]q\x00h\x00" "a."), "holds itself"},                       // a list inside itself
+      {deep, "nests values 5000 deep"},                                                    // 5000 TUPLE1s
+  };
+  for (const auto& [pickle, says] : cases) {
+    fixtures::write_records(t / "p.pt", {{"data.pkl", pickle}});
+    fixtures::expect_error([&] { train::import_state_dict(t / "p.pt", *model); }, {"p.pt", "damaged", says});
+    fixtures::expect_error([&] { train::load_checkpoint(t / "p.pt"); }, {"p.pt", "damaged", says});
+  }
+  // DUP and TUPLE2, 64 times: 2^64 leaves if the walker copied what it repeats. It shares them and
+  // ends at once; LibTorch then refuses DUP, which it does not know.
+  std::string doubling = fixtures::bytes("\x80\x02N");
+  for (int i = 0; i < 64; ++i) doubling += "2\x86";
+  doubling += ".";
+  fixtures::write_records(t / "dup.pt", {{"data.pkl", doubling}});
+  EXPECT_THROW(train::import_state_dict(t / "dup.pt", *model), Error);
+  // data.pkl and DATA.PKL: which one LibTorch reads is not the walker's choice.
+  fixtures::write_records(t / "case.pt", {{"data.pkl", fixtures::bytes("\x80\x02}.")}, {"DATA.PKL", doubling}});
+  fixtures::expect_error([&] { train::import_state_dict(t / "case.pt", *model); },
+                         {"case.pt", "damaged", "archive/DATA.PKL appears twice"});
 }

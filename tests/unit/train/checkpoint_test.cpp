@@ -37,14 +37,15 @@ nlohmann::json saved_model_config(const std::string& path) {
   return nlohmann::json::parse(v.toStringRef());
 }
 
-// A checkpoint at `path` whose model description is `model_config` (damaged as a test needs) and whose
-// weights are a fresh model built from `spec`.
-void write_checkpoint_with(const std::string& path, const nlohmann::json& model_config, const nn::ModelSpec& spec) {
+// A checkpoint at `path` whose model description is `model_config` (damaged as a test needs), whose
+// weights are a fresh model built from `spec`, and whose completed epochs are `epoch`.
+void write_checkpoint_with(const std::string& path, const nlohmann::json& model_config, const nn::ModelSpec& spec,
+                           int64_t epoch = 0) {
   torch::serialize::OutputArchive out, model;
   out.write("birdplane_format", c10::IValue(int64_t{1}));
   out.write("model_config", c10::IValue(model_config.dump()));
   out.write("run_config", c10::IValue(std::string("{}")));
-  out.write("epoch", c10::IValue(int64_t{0}));
+  out.write("epoch", c10::IValue(epoch));
   nn::make_model(spec)->save(model);
   out.write("model", model);
   out.save_to(path);
@@ -201,4 +202,61 @@ TEST(Checkpoint, SizesInsideTheFileAreWholeAndBounded) {
     EXPECT_NE(msg.find("bad.pt"), std::string::npos) << key << ": " << msg;
     EXPECT_NE(msg.find(key), std::string::npos) << key << ": " << msg;
   }
+}
+
+// What eval, predict and --resume rely on in a checkpoint they accept, each checked when it is read:
+// one class name per output (predict reads a probability per name), a model description the registry
+// builds (its refusal names the file, not a flag), a completed-epoch count from 0 (resume keeps that
+// many metrics rows), optimizer state that fits its parameters (else the first step of the resumed run
+// fails inside LibTorch).
+TEST(Checkpoint, WhatReadersRelyOnIsCheckedOnLoad) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
+  const auto good = saved_model_config(tmp / "c.pt");
+  write_checkpoint_with(tmp / "ok.pt", good, cfg.spec, 2);
+  EXPECT_EQ(train::load_checkpoint(tmp / "ok.pt").epoch, 2);
+
+  auto j = good;
+  j["classes"] = {"a", "b"};
+  write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
+  fixtures::expect_error([&] { train::load_checkpoint(tmp / "bad.pt"); },
+                         {"bad.pt", "damaged", "2 class names for a model with 3 outputs"});
+
+  write_checkpoint_with(tmp / "bad.pt", good, cfg.spec, -1);
+  fixtures::expect_error([&] { train::load_checkpoint(tmp / "bad.pt"); }, {"bad.pt", "damaged", "-1 epochs"});
+
+  j = good;
+  j["spec"]["name"] = "net-width";
+  j["spec"]["channels"] = 3;  // net-width halves its channels: an odd count is refused by the registry
+  write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
+  try {
+    train::load_checkpoint(tmp / "bad.pt");
+    FAIL() << "expected an error";
+  } catch (const SettingError& e) {
+    FAIL() << "a damaged file must not read as a bad setting: " << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("channels"), std::string::npos) << msg;
+  }
+
+  // Adam state of a 16-wide model, loaded for an 8-wide one.
+  auto wide = nn::make_model(cfg.spec);
+  train::OptimizerConfig adam;
+  adam.kind = train::OptimizerKind::kAdam;
+  auto wide_optimizer = train::make_optimizer(adam, wide->parameters());
+  for (auto& p : wide->parameters()) p.mutable_grad() = torch::ones_like(p);
+  wide_optimizer->step();
+  train::save_checkpoint(tmp / "opt.pt", cfg, *wide, wide_optimizer.get(), 1);
+  auto narrow_spec = cfg.spec;
+  narrow_spec.hidden = {8};
+  auto narrow = nn::make_model(narrow_spec);
+  auto narrow_optimizer = train::make_optimizer(adam, narrow->parameters());
+  fixtures::expect_error([&] { train::load_optimizer_state(tmp / "opt.pt", *narrow_optimizer); },
+                         {"opt.pt", "damaged", "optimizer state exp_avg of parameter 0", "[16, 3072]", "[8, 3072]"});
+  auto same = nn::make_model(cfg.spec);
+  auto same_optimizer = train::make_optimizer(adam, same->parameters());
+  EXPECT_NO_THROW(train::load_optimizer_state(tmp / "opt.pt", *same_optimizer));
 }

@@ -1,5 +1,7 @@
 #include "birdplane/train/checkpoint.h"
 
+#include <cmath>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -67,6 +69,16 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.mean = j.at("mean").get<std::vector<double>>();
   c.std = j.at("std").get<std::vector<double>>();
   c.crop = data::parse_crop_mode(j.value("crop", std::string("none")));  // files from before image folders
+  // Normalization divides by std for every pixel of every image eval and predict see: one finite mean
+  // and one positive, finite std per channel of the model's input.
+  const size_t channels = c.spec.image_shape.empty() ? 0 : static_cast<size_t>(c.spec.image_shape[0]);
+  BIRDPLANE_CHECK_SETTING(c.mean.size() == channels && c.std.size() == channels, "mean",
+                          "{} means and {} stds for images of {} channels", c.mean.size(), c.std.size(), channels);
+  for (size_t k = 0; k < channels; ++k) {
+    BIRDPLANE_CHECK_SETTING(std::isfinite(c.mean[k]), "mean", "channel {}'s mean is {}", k, c.mean[k]);
+    BIRDPLANE_CHECK_SETTING(std::isfinite(c.std[k]) && c.std[k] > 0, "std",
+                            "channel {}'s std is {}; expected a positive number", k, c.std[k]);
+  }
   return c;
 }
 

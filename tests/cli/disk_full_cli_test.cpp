@@ -54,6 +54,21 @@ TEST(DiskFull, CheckpointExportAndCacheWritesFailCleanly) {
   EXPECT_EQ(std::count(rows.begin(), rows.end(), '\n'), 3) << rows;  // header, epochs 1 and 2
   EXPECT_TRUE(contains(rows, "\n2,")) << rows;
 
+  // metrics.csv is written before the checkpoint: when it is the write that fails (20 rows are over the
+  // 1 KiB limit; the limit must leave room for the message itself, since stderr is a file here), it is
+  // named and both files stay as they were.
+  ASSERT_EQ(run_birdplane("train --model book-small --epochs 20 --runs-dir " + (t / "runs") + " --name m" + common)
+                .exit_code,
+            0);
+  const std::string m = t / "runs/m";
+  const std::string m_metrics = read_file(m + "/metrics.csv"), m_checkpoint = read_file(m + "/checkpoint.pt");
+  ASSERT_GT(m_metrics.size(), 1024u);
+  auto no_room = limited(1, "train --resume " + m + " --epochs 21" + common);
+  EXPECT_EQ(no_room.exit_code, 2) << no_room.out << no_room.err;
+  EXPECT_TRUE(contains(no_room.err, "metrics.csv")) << no_room.err;
+  EXPECT_EQ(read_file(m + "/metrics.csv"), m_metrics);
+  EXPECT_EQ(read_file(m + "/checkpoint.pt"), m_checkpoint);
+
   // An export over an existing file: the old file stays whole.
   const std::string out = t / "sd.pt";
   ASSERT_EQ(run_birdplane("export --checkpoint " + run + "/model.pt --out " + out).exit_code, 0);

@@ -260,3 +260,26 @@ TEST(Checkpoint, WhatReadersRelyOnIsCheckedOnLoad) {
   auto same_optimizer = train::make_optimizer(adam, same->parameters());
   EXPECT_NO_THROW(train::load_optimizer_state(tmp / "opt.pt", *same_optimizer));
 }
+
+// Normalization constants inside the file: one finite mean and one positive, finite std per channel
+// (eval and predict divide every pixel by std).
+TEST(Checkpoint, MeanAndStdInsideTheFileAreChecked) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  train::save_checkpoint(tmp / "c.pt", cfg, *nn::make_model(cfg.spec));
+  const auto good = saved_model_config(tmp / "c.pt");
+  const std::vector<std::tuple<std::string, nlohmann::json, std::string>> damages = {
+      {"std", nlohmann::json::array({0.5, 0.0, 0.5}), "channel 1's std is 0"},
+      {"std", nlohmann::json::array({0.5, -1.0, 0.5}), "channel 1's std is -1"},
+      {"mean", nlohmann::json::array({0.5, 0.5}), "2 means and 3 stds for images of 3 channels"},
+      {"std", nlohmann::json::array({0.5, 0.5, 0.5, 0.5}), "3 means and 4 stds"},
+      {"mean", nlohmann::json::array({0.5, 1e309, 0.5}), "is damaged"}};  // inf: JSON has no such number
+  for (const auto& [key, value, expected] : damages) {
+    auto j = good;
+    j[key] = value;
+    write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
+    const std::string msg = message_of([&] { train::load_checkpoint(tmp / "bad.pt"); });
+    EXPECT_NE(msg.find("bad.pt: its model description is damaged"), std::string::npos) << key << ": " << msg;
+    EXPECT_NE(msg.find(expected), std::string::npos) << key << ": " << msg;
+  }
+}

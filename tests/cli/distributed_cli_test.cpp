@@ -45,6 +45,26 @@ int free_port() {
   return std::stoi(r.out);
 }
 
+// Runs `command` (a `train --nproc` launcher) in the background with stderr into `err`, waits until
+// `checkpoint` exists, runs `action` in the same shell ($launcher is the launcher's pid), then waits for
+// the launcher. The shell prints rc=<launcher's exit code> and ms=<milliseconds from action to exit>.
+// `shell_prefix` goes before the shell (setsid, for a process group of its own).
+birdplane::fixtures::RunResult start_then(const std::string& command, const std::string& err,
+                                          const std::string& checkpoint, const std::string& action,
+                                          const std::string& shell_prefix = "") {
+  return run_shell(shell_prefix + "bash -c 'trap \"\" INT; " + command + " >/dev/null 2>" + err +
+                   " & launcher=$!; for i in $(seq 600); do [ -f " + checkpoint +
+                   " ] && break; sleep 0.05; done; " + action +
+                   "; start=$(date +%s%N); wait $launcher; echo rc=$?; "
+                   "echo ms=$(( ($(date +%s%N) - start) / 1000000 ))' </dev/null");
+}
+
+// Shell text that sends `signal` to the launcher's worker whose RANK is `rank`.
+std::string signal_rank(int rank, const std::string& signal) {
+  return "for p in $(pgrep -P $launcher); do tr \"\\0\" \"\\n\" </proc/$p/environ | grep -qx RANK=" +
+         std::to_string(rank) + " && kill -" + signal + " $p; done";
+}
+
 class Distributed : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -149,15 +169,9 @@ TEST_F(Distributed, ResumeIsBitIdenticalAndAcceptsAnotherWorldSize) {
 // kill -9 one rank: the launcher names it, rank 0 names it too, within the timeout; then --resume ends.
 TEST_F(Distributed, AKilledRankStopsTheOthersNamingItThenResumeFinishes) {
   const std::string name = run("killed");
-  const std::string cmd = std::string(BIRDPLANE_BINARY) + " train" + common_ +
-                          " --model net --epochs 200 --batch-size 32 --nproc 2 --dist-timeout 10 --name killed";
-  // In the background; once the first checkpoint is there, SIGKILL the worker whose RANK is 1.
-  const auto r = run_shell("bash -c '" + cmd + " >" + (t_ / "out.txt") + " 2>" + (t_ / "err.txt") +
-                           " & launcher=$!; for i in $(seq 600); do [ -f " + name +
-                           "/checkpoint.pt ] && break; sleep 0.05; done; "
-                           "for p in $(pgrep -P $launcher); do tr \"\\0\" \"\\n\" </proc/$p/environ | grep -qx RANK=1 "
-                           "&& kill -9 $p; done; start=$(date +%s%N); wait $launcher; echo rc=$?; "
-                           "echo ms=$(( ($(date +%s%N) - start) / 1000000 ))'");
+  const auto r = start_then(std::string(BIRDPLANE_BINARY) + " train" + common_ +
+                                " --model net --epochs 200 --batch-size 32 --nproc 2 --dist-timeout 10 --name killed",
+                            t_ / "err.txt", name + "/checkpoint.pt", signal_rank(1, "9"));
   const std::string err = read_file(t_ / "err.txt");
   EXPECT_TRUE(contains(r.out, "rc=1")) << r.out << err;
   EXPECT_TRUE(contains(err, "error: rank 1 (pid ")) << err;
@@ -175,29 +189,22 @@ TEST_F(Distributed, AKilledRankStopsTheOthersNamingItThenResumeFinishes) {
 // A rank that hangs (SIGSTOP) is noticed by the timeout, not waited for forever.
 TEST_F(Distributed, AHungRankIsNamedAfterTheTimeout) {
   const std::string name = run("hung");
-  const std::string cmd = std::string(BIRDPLANE_BINARY) + " train" + common_ +
-                          " --model net --epochs 200 --batch-size 32 --nproc 2 --dist-timeout 4 --name hung";
-  const auto r = run_shell("bash -c '" + cmd + " >/dev/null 2>" + (t_ / "err.txt") +
-                           " & launcher=$!; for i in $(seq 600); do [ -f " + name +
-                           "/checkpoint.pt ] && break; sleep 0.05; done; "
-                           "for p in $(pgrep -P $launcher); do tr \"\\0\" \"\\n\" </proc/$p/environ | grep -qx RANK=1 "
-                           "&& kill -STOP $p; done; wait $launcher; echo rc=$?'");
+  const auto r = start_then(std::string(BIRDPLANE_BINARY) + " train" + common_ +
+                                " --model net --epochs 200 --batch-size 32 --nproc 2 --dist-timeout 4 --name hung",
+                            t_ / "err.txt", name + "/checkpoint.pt", signal_rank(1, "STOP"));
   const std::string err = read_file(t_ / "err.txt");
   EXPECT_TRUE(contains(r.out, "rc=1")) << r.out << err;
   EXPECT_TRUE(contains(err, "[rank 0] error: lost rank 1 (it stopped responding")) << err;
   EXPECT_TRUE(contains(err, "error: rank 0 (pid ")) << err;  // the launcher: rank 0 gave up first
 }
 
-// Ctrl-C reaches every worker from the terminal; all stop after the same step, exit 130.
+// Ctrl-C reaches every worker from the terminal; all stop after the same step, exit 130. (The shell
+// ignores SIGINT itself, its children reset it, so that it waits for the launcher.)
 TEST_F(Distributed, CtrlCStopsEveryRankAfterTheSameStep) {
   const std::string name = run("ctrlc");
-  const std::string cmd = std::string(BIRDPLANE_BINARY) + " train" + common_ +
-                          " --model net --epochs 200 --batch-size 32 --nproc 2 --name ctrlc";
-  // The shell ignores SIGINT itself (its children reset it) so that it waits for the launcher.
-  const auto r = run_shell("setsid bash -c 'trap \"\" INT; " + cmd + " >/dev/null 2>" + (t_ / "err.txt") +
-                           " & launcher=$!; for i in $(seq 600); do [ -f " + name +
-                           "/checkpoint.pt ] && break; sleep 0.05; done; kill -INT -- -$$; wait $launcher; "
-                           "echo rc=$?' </dev/null");
+  const auto r = start_then(std::string(BIRDPLANE_BINARY) + " train" + common_ +
+                                " --model net --epochs 200 --batch-size 32 --nproc 2 --name ctrlc",
+                            t_ / "err.txt", name + "/checkpoint.pt", "kill -INT -- -$$", "setsid ");
   const std::string err = read_file(t_ / "err.txt");
   EXPECT_TRUE(contains(err, "interrupted during epoch")) << r.out << err;
   EXPECT_TRUE(contains(r.out, "rc=130")) << r.out << err;

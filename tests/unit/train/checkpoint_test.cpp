@@ -51,6 +51,22 @@ void write_checkpoint_with(const std::string& path, const nlohmann::json& model_
   out.save_to(path);
 }
 
+// Loading `path` fails with an Error (not a SettingError: the file is at fault, not a flag) that names
+// the file, says it is damaged and mentions `part`.
+void expect_damaged_file_not_setting(const std::string& path, const std::string& part) {
+  try {
+    train::load_checkpoint(path);
+    FAIL() << "expected an error";
+  } catch (const SettingError& e) {
+    FAIL() << "a damaged file must not read as a bad setting: " << e.what();
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(part), std::string::npos) << msg;
+  }
+}
+
 }  // namespace
 
 TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
@@ -171,17 +187,7 @@ TEST(Checkpoint, ABadValueInsideTheFileNamesTheFileNotASetting) {
   auto j = saved_model_config(tmp / "c.pt");
   j["spec"]["activation"] = "gelu";
   write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
-  try {
-    train::load_checkpoint(tmp / "bad.pt");
-    FAIL() << "expected an error";
-  } catch (const SettingError& e) {
-    FAIL() << "a damaged file must not read as a bad setting: " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("gelu"), std::string::npos) << msg;
-  }
+  expect_damaged_file_not_setting(tmp / "bad.pt", "gelu");
 }
 
 // Sizes in a model description are whole numbers within bounds, checked before any layer is built: a
@@ -230,17 +236,7 @@ TEST(Checkpoint, WhatReadersRelyOnIsCheckedOnLoad) {
   j["spec"]["name"] = "net-width";
   j["spec"]["channels"] = 3;  // net-width halves its channels: an odd count is refused by the registry
   write_checkpoint_with(tmp / "bad.pt", j, cfg.spec);
-  try {
-    train::load_checkpoint(tmp / "bad.pt");
-    FAIL() << "expected an error";
-  } catch (const SettingError& e) {
-    FAIL() << "a damaged file must not read as a bad setting: " << e.what();
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("bad.pt"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("damaged"), std::string::npos) << msg;
-    EXPECT_NE(msg.find("channels"), std::string::npos) << msg;
-  }
+  expect_damaged_file_not_setting(tmp / "bad.pt", "channels");
 
   // Adam state of a 16-wide model, loaded for an 8-wide one.
   auto wide = nn::make_model(cfg.spec);

@@ -96,11 +96,13 @@ TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {
                              " --no-download --threads 1 --classes airplane,bird --model book-small";
   ASSERT_EQ(run_birdplane("train --epochs 1 --runs-dir " + (t / "runs") + " --name r" + common).exit_code, 0);
   const std::string run = t / "runs/r";
-  // A long resume in the background holds the lock (waited for with flock(1), whatever the machine's
-  // load); a second resume is refused at once.
+  // A long resume in the background holds the lock from before it prints its "resuming" line (waited
+  // for, whatever the machine's load; probing the lock itself with flock(1) would hold it for a moment
+  // and could refuse the first process); a second resume is refused at once.
+  const std::string first_out = t / "first.txt";
   const auto r = run_shell("bash -c '" + std::string(BIRDPLANE_BINARY) + " train --resume " + run + " --epochs 400" +
-                           common + " >/dev/null 2>&1 & pid=$!; for i in $(seq 150); do flock -n " + run +
-                           "/lock true || break; sleep 0.2; done; " + std::string(BIRDPLANE_BINARY) +
+                           common + " >" + first_out + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q resuming " +
+                           first_out + " && break; sleep 0.2; done; " + std::string(BIRDPLANE_BINARY) +
                            " train --resume " + run + " --epochs 400" + common +
                            "; echo second=$?; kill -9 $pid; wait $pid; echo first=$?'");
   EXPECT_TRUE(contains(r.out, "second=2")) << r.out << r.err;

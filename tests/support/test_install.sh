@@ -2,9 +2,11 @@
 # The installed package, tested as another project uses it: install this build into a temporary
 # prefix, check what was installed, configure and build examples/ as a separate CMake project against
 # it, and run both examples.
-#   test_install.sh BUILD_DIR EXAMPLES_DIR SOURCE_DIR
+#   test_install.sh BUILD_DIR EXAMPLES_DIR SOURCE_DIR [CXX_FLAGS [LINKER_FLAGS]]
+# CXX_FLAGS and LINKER_FLAGS are the build's own (a sanitizer build's library needs its runtime in
+# the programs that link it).
 set -euo pipefail
-build=$1 examples=$2 source=$3
+build=$1 examples=$2 source=$3 cxx_flags=${4:-} linker_flags=${5:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
@@ -28,7 +30,8 @@ done
 
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
-cmake -S "$examples" -B "$work/build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" > "$work/configure.log" \
+cmake -S "$examples" -B "$work/build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_CXX_FLAGS="$cxx_flags" -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" > "$work/configure.log" \
   || { cat "$work/configure.log"; echo "FAIL: the examples do not configure against the installed package"; exit 1; }
 cmake --build "$work/build" -j 2 > "$work/build.log" 2>&1 \
   || { tail -50 "$work/build.log"; echo "FAIL: the examples do not build against the installed package"; exit 1; }

@@ -203,6 +203,10 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
   } catch (const train::Interrupted& e) {
     throw train::Interrupted(fmt::format("{}. Continue with `birdplane train --resume {}`", e.what(), e.run_dir()),
                              e.run_dir(), e.epochs_done());
+  } catch (const train::DistributedError& e) {
+    throw train::DistributedError(fmt::format("{}; continue with `birdplane train --resume {}`", e.what(),
+                                              (fs::path(cfg.runs_dir) / cfg.name).string()),
+                                  e.lost_rank());
   }
 }
 

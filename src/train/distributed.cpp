@@ -37,8 +37,8 @@ int64_t parse_variable(const char* name, const char* text, int64_t lowest) {
     used = 0;
   }
   BIRDPLANE_CHECK(!s.empty() && used == s.size() && v >= lowest,
-                  "environment variable {}='{}' is not a whole number of {} or more (torchrun sets it; so does "
-                  "`birdplane train --nproc`)",
+                  "environment variable {}='{}' is not a whole number of {} or more (torchrun sets it, as does a "
+                  "launcher of local workers)",
                   name, s, lowest);
   return v;
 }
@@ -169,13 +169,13 @@ std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOpt
     const std::string why = first_line(e.what());
     if (server) {
       fail("rank 0 could not serve the rendezvous store on port {} (MASTER_PORT): {}. Is another run using the "
-           "port? Pick a free one with MASTER_PORT (or --master-port)",
+           "port? Pick a free one with MASTER_PORT",
            env.master_port, why);
     }
     fail("could not reach the rendezvous store at {} (MASTER_ADDR:MASTER_PORT) within {}: {}. Check that {} is "
          "running there and the port is open",
          impl->where(), seconds_text(options.timeout), why,
-         env.agent_store ? "the launcher (torchrun, or `birdplane train --nproc`)" : "rank 0");
+         env.agent_store ? "the launcher (torchrun's agent or a StoreServer)" : "rank 0");
   }
   impl->store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, tcp);
   impl->beat_store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, beat_tcp);
@@ -198,7 +198,7 @@ std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOpt
         c10::make_intrusive<c10d::PrefixStore>("gloo/", dist->impl_->store), static_cast<int>(env.rank),
         static_cast<int>(env.world_size), gloo);
   } catch (const std::exception& e) {
-    fail("the {} ranks did not all join the process group at {} within {} (--dist-timeout): {}", env.world_size,
+    fail("the {} ranks did not all join the process group at {} within {} (the timeout): {}", env.world_size,
          dist->impl_->where(), seconds_text(options.timeout), first_line(e.what()));
   }
   return dist;
@@ -267,8 +267,7 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
       throw DistributedError(
           fmt::format("lost rank 0, which served the rendezvous store at {} ({}); {}", d.where(), cause, context), 0);
     }
-    throw DistributedError(fmt::format("lost the launcher's rendezvous store at {} (torchrun or `birdplane train "
-                                       "--nproc` stopped) ({}); {}",
+    throw DistributedError(fmt::format("lost the launcher's rendezvous store at {} (the launcher stopped) ({}); {}",
                                        d.where(), cause, context),
                            -1);
   }
@@ -573,9 +572,8 @@ struct StoreServer::Impl {
 };
 
 StoreServer::StoreServer(int64_t port, std::chrono::milliseconds timeout) : impl_(std::make_unique<Impl>()) {
-  BIRDPLANE_CHECK(port >= 0 && port <= 65535, "--master-port {} is not a TCP port (expected 0 for a free one, or "
-                                              "1 to 65535)",
-                  port);
+  BIRDPLANE_CHECK_SETTING(port >= 0 && port <= 65535, "master_port",
+                          "{} is not a TCP port (expected 0 for a free one, or 1 to 65535)", port);
   c10d::TCPStoreOptions o;
   o.port = static_cast<uint16_t>(port);
   o.isServer = true;
@@ -585,7 +583,7 @@ StoreServer::StoreServer(int64_t port, std::chrono::milliseconds timeout) : impl
     impl_->store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
   } catch (const std::exception& e) {
     fail("could not serve the rendezvous store on 127.0.0.1 port {}: {}. Is another run using it? Pick another "
-         "--master-port, or 0 for a free one",
+         "port, or 0 for a free one",
          port, first_line(e.what()));
   }
 }

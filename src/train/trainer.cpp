@@ -469,9 +469,8 @@ EvalResult Trainer::evaluate_everywhere(const data::ImageSet& set) {
 
 std::string Trainer::last_checkpoint_text(int64_t epochs_done) const {
   if (epochs_done == 0) return "no checkpoint yet (no epoch finished)";
-  return fmt::format("the last checkpoint is {} (epoch {}); continue with `birdplane train --resume {}`",
-                     (std::filesystem::path(config_.runs_dir) / config_.name / "checkpoint.pt").string(), epochs_done,
-                     (std::filesystem::path(config_.runs_dir) / config_.name).string());
+  return fmt::format("the last checkpoint is {} (epoch {})",
+                     (std::filesystem::path(config_.runs_dir) / config_.name / "checkpoint.pt").string(), epochs_done);
 }
 
 TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken stop) {

@@ -178,6 +178,7 @@ TEST_F(Distributed, AKilledRankStopsTheOthersNamingItThenResumeFinishes) {
   EXPECT_TRUE(contains(err, "was killed by signal 9")) << err;
   EXPECT_TRUE(contains(err, "[rank 0] error: lost rank 1")) << err;
   EXPECT_TRUE(contains(err, "the last checkpoint is " + name + "/checkpoint.pt (epoch ")) << err;
+  EXPECT_TRUE(contains(err, "; continue with `birdplane train --resume " + name + "`")) << err;  // the CLI's hint
   const int ms = std::stoi(r.out.substr(r.out.find("ms=") + 3));
   EXPECT_LT(ms, 10000 + 5000) << "the survivors took longer than --dist-timeout to stop";
   const auto resumed = run_birdplane("train --resume " + name + " --epochs 3 --nproc 2 --threads 1 --data-dir " +

@@ -97,7 +97,10 @@ RunResult run_shell(const std::string& command) {
 }
 
 RunResult run_birdplane(const std::string& args, const std::string& env) {
-  return run_shell(env + (env.empty() ? "" : " ") + std::string(BIRDPLANE_BINARY) + " " + args);
+  return run_shell(env + (env.empty() ? "" : " ") + std::string(binary_path()) + " " + args);
 }
+
+const char* binary_path() { return BIRDPLANE_BINARY_PATH; }
+const char* source_dir() { return BIRDPLANE_SOURCE_PATH; }
 
 }  // namespace birdplane::fixtures

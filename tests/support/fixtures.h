@@ -7,6 +7,12 @@
 
 namespace birdplane::fixtures {
 
+/// The built program and the source tree. Only fixtures.cpp is compiled with their paths, so every
+/// other test file compiles to the same thing in any checkout or build folder (ccache can share it).
+const char* binary_path();
+const char* source_dir();
+
+
 /// A fresh folder under the system temp dir, removed when the object goes out of scope.
 class TempDir {
  public:
@@ -57,3 +63,7 @@ std::string read_file(const std::string& path);
 void write_text(const std::string& path, const std::string& text);
 
 }  // namespace birdplane::fixtures
+
+// The spellings the tests use, as expressions of type const char*.
+#define BIRDPLANE_BINARY (::birdplane::fixtures::binary_path())
+#define BIRDPLANE_SOURCE_DIR (::birdplane::fixtures::source_dir())

@@ -6,7 +6,7 @@
 //                            `birdplane train` (defaults auto and fp32)
 //   --kernels blas (any mode): the fused fp32 step without birdplane's own kernels (BIRDPLANE_KERNELS=blas)
 //   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64 (any
-//                            preset; the fused step applies to MLPs only): seconds
+//                            preset; the fused step applies to MLPs, net and net-width): seconds
 //                            per step (median of 5 rounds of N)
 //   eval DATA_DIR MODEL N [--all-classes]  train::evaluate of an untrained MODEL (seed 123) over the
 //                            validation set N times and the training set max(3, N/4) times: images/s
@@ -215,12 +215,12 @@ nlohmann::json bench_step(const std::string& model, int64_t steps, const Flags& 
   train::OptimizerConfig sgd;
   const bool bf16 = flags.precision == train::Precision::kBf16;
   std::function<void()> step;
-  std::unique_ptr<train::FusedMlpStep> fused;
+  std::unique_ptr<train::FusedStep> fused;
   auto optimizer = train::make_optimizer(sgd, net->parameters());
   const auto loss_kind = nn::natural_loss(*net);
-  auto* mlp = dynamic_cast<nn::Mlp*>(net.get());
-  if (flags.step != train::StepKind::kAutograd && mlp) {
-    fused = std::make_unique<train::FusedMlpStep>(*mlp, sgd.lr, bf16);
+  if (flags.step != train::StepKind::kAutograd &&
+      train::fused_step_unsupported(*net, loss_kind, sgd, c10::Device(c10::kCPU), bf16).empty()) {
+    fused = train::make_fused_step(*net, sgd.lr, bf16);
     step = [&] { fused->step(x, y); };
   } else {
     net->train();

@@ -269,9 +269,9 @@ void setup_train(CLI::App& app) {
       ->transform(choices(train::kPrecisions))
       ->default_str(train::to_string(c.precision));
   cmd->add_option("--step", c.step,
-                  "auto, fused (backward written out, SGD update inside the gradient product; CPU, plain "
-                  "SGD, nll or cross-entropy) or autograd (backward() then optimizer step); auto: fused "
-                  "where it applies")
+                  "auto, fused (backward written out, SGD update in place; MLPs, and net or net-width in "
+                  "fp32 with AVX-512; CPU, plain SGD, nll or cross-entropy) or autograd (backward() then "
+                  "optimizer step); auto: fused where it applies")
       ->transform(choices(train::kStepKinds))
       ->default_str(train::to_string(c.step));
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "train/fused_convnet.h"
 #include "train/linear_kernels.h"
 
 namespace birdplane::train {
@@ -52,10 +53,9 @@ void update_and_cast(at::Tensor& w, const at::Tensor& g, double lr, at::Tensor& 
   });
 }
 
-// For logits z [B, K] (float32, contiguous) and labels y [B]: adds the mean negative log-likelihood of
-// log_softmax(z) and the count of rows whose largest logit (the first, on ties) is the label to `r`,
-// and returns (softmax(z) - onehot(y)) / B.
-at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedMlpStep::Result& r) {
+}  // namespace
+
+at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r) {
   const int64_t batch = z.size(0), classes = z.size(1);
   auto labels = y.to(at::kLong).contiguous();
   const int64_t* label = labels.data_ptr<int64_t>();
@@ -84,22 +84,29 @@ at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedMlpS
   return g;
 }
 
-}  // namespace
 
 std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
-                                   c10::Device device) {
+                                   c10::Device device, bool bf16) {
   const auto* mlp_model = dynamic_cast<const nn::Mlp*>(&model);
-  if (!mlp_model) return fmt::format("it implements MLPs only, not {}", model.spec().name);
-  const auto& mlp = mlp_model->options();
+  const auto* convnet = dynamic_cast<const nn::ConvNet*>(&model);
+  if (!mlp_model && !convnet) return fmt::format("it implements MLPs, net and net-width only, not {}", model.spec().name);
   if (!device.is_cpu()) return "it runs on the CPU only";
   if (optimizer.kind != OptimizerKind::kSgd) return fmt::format("it implements SGD only, not {}", to_string(optimizer.kind));
   if (optimizer.momentum != 0 || optimizer.weight_decay != 0 || optimizer.nesterov)
     return "it implements plain SGD only (no momentum, weight decay or Nesterov)";
-  const bool fits = (loss == nn::LossKind::kNll && mlp.log_softmax) ||
-                    (loss == nn::LossKind::kCrossEntropy && !mlp.log_softmax);
+  const bool log_softmax = model.ends_in_log_softmax();
+  const bool fits = (loss == nn::LossKind::kNll && log_softmax) || (loss == nn::LossKind::kCrossEntropy && !log_softmax);
   if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
                                 nn::to_string(loss));
+  if (convnet) return fused_convnet_unsupported(*convnet, bf16);
   return "";
+}
+
+std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16) {
+  if (auto* mlp = dynamic_cast<nn::Mlp*>(&model)) return std::make_unique<FusedMlpStep>(*mlp, lr, bf16);
+  auto* convnet = dynamic_cast<nn::ConvNet*>(&model);
+  BIRDPLANE_CHECK(convnet && !bf16, "the fused step has no implementation for {}", model.spec().name);
+  return std::make_unique<FusedConvNetStep>(*convnet, lr);
 }
 
 FusedMlpStep::FusedMlpStep(nn::Mlp& model, double lr, bool bf16)

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,30 +21,49 @@
 
 namespace birdplane::train {
 
+/// A training step that needs no autograd: the backward pass written out by hand and each parameter
+/// updated by plain SGD in place. Holds references to the model's parameters.
+class FusedStep {
+ public:
+  struct Result {
+    double loss = 0;      ///< mean loss over the batch (before the update)
+    int64_t correct = 0;  ///< images whose largest output was the label (before the update)
+  };
+  virtual ~FusedStep() = default;
+  /// One SGD step on images x [B, C, H, W] float32 and labels y int64 [B].
+  virtual Result step(const at::Tensor& x, const at::Tensor& y) = 0;
+  /// Whether the step runs on birdplane's AVX-512 kernels (train/linear_kernels.h, conv_kernels.h).
+  virtual bool own_kernels() const = 0;
+};
+
 /// Why the fused step cannot train this configuration, or an empty string when it can: CPU, SGD
 /// without momentum or weight decay, nll after LogSoftmax or cross-entropy on logits (the same
-/// gradient), tanh or relu.
+/// gradient); an MLP (tanh or relu; float32 or bfloat16), or the convnets `net` and `net-width` in
+/// float32 on a CPU with AVX-512 (train/fused_convnet.h).
 std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
-                                   c10::Device device);
+                                   c10::Device device, bool bf16 = false);
+
+/// The fused step for a model fused_step_unsupported accepts (an Error otherwise).
+std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16);
+
+/// For logits z [B, K] (float32, contiguous) and labels y [B]: sets r to the mean negative
+/// log-likelihood of log_softmax(z) and the count of rows whose largest logit (the first, on ties)
+/// is the label, and returns d(mean loss)/dz = (softmax(z) - onehot(y)) / B.
+at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r);
 
 /// The step itself. Holds references to the model's parameters and updates them in place.
-class FusedMlpStep {
+class FusedMlpStep : public FusedStep {
  public:
   /// Updates `model`'s linear layers in place; `bf16` runs the matrix products in bfloat16 with
   /// float32 master weights (a bfloat16 copy of each weight, refreshed by the update pass).
   FusedMlpStep(nn::Mlp& model, double lr, bool bf16);
 
-  struct Result {
-    double loss = 0;      ///< mean loss over the batch (before the update)
-    int64_t correct = 0;  ///< images whose largest output was the label (before the update)
-  };
-
   /// One SGD step on images x [B, ...] float32 (flattened to [B, in_features]) and labels y int64 [B].
-  Result step(const at::Tensor& x, const at::Tensor& y);
+  Result step(const at::Tensor& x, const at::Tensor& y) override;
 
   /// Whether the input layer's products run on birdplane's AVX-512 kernels (train/linear_kernels.h):
   /// in fp32 on a CPU with AVX-512, unless the environment sets BIRDPLANE_KERNELS=blas.
-  bool own_kernels() const { return own_kernels_; }
+  bool own_kernels() const override { return own_kernels_; }
 
  private:
   /// Reads the float32 weights into the bfloat16 copies; a no-op in fp32.

@@ -264,7 +264,8 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
   optimizer_ = make_optimizer(config_.optimizer, model_->parameters());
 
   if (config_.step != StepKind::kAutograd) {
-    std::string why = fused_step_unsupported(*model_, model_config_.loss, config_.optimizer, device_);
+    const bool bf16 = config_.precision == Precision::kBf16;
+    std::string why = fused_step_unsupported(*model_, model_config_.loss, config_.optimizer, device_, bf16);
     if (why.empty() && dist_) {
       why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
             "never holds a gradient (it updates inside the product that computes it)";
@@ -273,8 +274,7 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
     BIRDPLANE_CHECK_SETTING(config_.step != StepKind::kFused || why.empty(), "step",
                             "fused: this run cannot use the fused step: {}; use auto or autograd", why);
     if (why.empty())
-      fused_ = std::make_unique<FusedMlpStep>(dynamic_cast<nn::Mlp&>(*model_), config_.optimizer.lr,
-                                              config_.precision == Precision::kBf16);
+      fused_ = make_fused_step(*model_, config_.optimizer.lr, bf16);
   }
   if (dist_) {
     // Every rank starts from rank 0's weights (and buffers), as DistributedDataParallel's constructor does.
@@ -371,7 +371,8 @@ nlohmann::json Trainer::run_record() const {
                                                  {"gradient_buckets_bytes", reducer_->bucket_bytes()},
                                                  {"timeout_seconds", dist_->options().timeout.count() / 1000.0}}
                                 : nlohmann::json()},
-          // the fused fp32 step's input layer: birdplane's AVX-512 kernels, or ATen and the BLAS
+          // the fused fp32 step's input layer (an MLP's first product, a convnet's convolutions): birdplane's
+          // AVX-512 kernels, or ATen and the BLAS
           {"input_layer_kernels", input_layer_kernels() ? "birdplane-avx512" : "aten"},
           {"blas", {{"path", environment.blas_path}, {"core", environment.blas_core}}}};
 }

@@ -116,6 +116,6 @@ TEST(FusedStep, SaysWhenTheModelIsNoMlp) {
   Other other;
   EXPECT_NE(train::fused_step_unsupported(other, nn::LossKind::kCrossEntropy, train::OptimizerConfig(),
                                           c10::Device(c10::kCPU))
-                .find("MLPs only"),
+                .find("MLPs, net and net-width only"),
             std::string::npos);
 }

@@ -1,0 +1,146 @@
+#include "train/fused_convnet.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "train/conv_kernels.h"
+#include "train/linear_kernels.h"
+
+namespace birdplane::train {
+
+namespace {
+
+at::Tensor parameter(nn::ConvNet& model, const std::string& name) {
+  const auto params = model.named_parameters();
+  const auto* p = params.find(name);
+  BIRDPLANE_CHECK(p && p->scalar_type() == at::kFloat && p->is_contiguous() && p->device().is_cpu(),
+                  "the fused convnet step needs {} as a contiguous float32 CPU tensor", name);
+  return *p;
+}
+
+// [O, C, 3, 3] -> [3][3][C][O rounded up to 16], zero beyond O: the forward kernel's layout.
+at::Tensor pack_forward(const at::Tensor& w, const kernels::ConvPoolShape& s) {
+  auto packed = at::zeros({3, 3, s.in_c, s.out_c_padded()}, w.options());
+  packed.narrow(3, 0, s.out_c).copy_(w.permute({2, 3, 1, 0}));
+  return packed;
+}
+
+// [O, C, 3, 3] -> [O][3][3 * C] (o, ky, kx * C + c): the input gradient's layout.
+at::Tensor pack_backward(const at::Tensor& w) { return w.permute({0, 2, 3, 1}).contiguous(); }
+
+// The weight gradient kernel's [O][3][3 * C] seen as [O, C, 3, 3].
+at::Tensor unpack_grad(const at::Tensor& dw, int64_t in_c) {
+  return dw.view({dw.size(0), 3, 3, in_c}).permute({0, 3, 1, 2});
+}
+
+}  // namespace
+
+std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16) {
+  if (model.kind() != nn::ConvNetKind::kNet && model.kind() != nn::ConvNetKind::kWidth)
+    return fmt::format("it implements net and net-width among the convnets, not {}", model.spec().name);
+  if (bf16) return "it runs the convnets in float32 only";
+  if (!kernels::available()) return "its convnet step needs AVX-512, which this CPU lacks";
+  if (!kernels::enabled()) return "BIRDPLANE_KERNELS=blas asks for ATen throughout, and its convnet step has no ATen version";
+  return "";
+}
+
+FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr)
+    : conv1_w_(parameter(model, "conv1.weight")), conv1_b_(parameter(model, "conv1.bias")),
+      conv2_w_(parameter(model, "conv2.weight")), conv2_b_(parameter(model, "conv2.bias")),
+      fc1_w_(parameter(model, "fc1.weight")), fc1_b_(parameter(model, "fc1.bias")), fc2_w_(parameter(model, "fc2.weight")),
+      fc2_b_(parameter(model, "fc2.bias")), lr_(lr) {
+  const std::string why = fused_convnet_unsupported(model, false);
+  BIRDPLANE_CHECK(why.empty(), "the fused step cannot train {}: {}", model.spec().name, why);
+  BIRDPLANE_CHECK(conv1_w_.dim() == 4 && conv1_w_.size(2) == 3 && conv1_w_.size(3) == 3 && conv2_w_.dim() == 4 &&
+                      conv2_w_.size(1) == conv1_w_.size(0) && conv2_w_.size(2) == 3 && conv2_w_.size(3) == 3,
+                  "the fused convnet step needs two 3x3 convolutions, the second reading the first");
+}
+
+at::Tensor FusedConvNetStep::buffer(size_t slot, at::IntArrayRef shape, at::ScalarType dtype, bool zeroed) {
+  if (buffers_.size() <= slot) buffers_.resize(slot + 1);
+  auto& b = buffers_[slot];
+  if (!b.defined() || b.size(0) < shape[0] || b.sizes().slice(1) != shape.slice(1) || b.scalar_type() != dtype)
+    b = at::zeros(shape, at::TensorOptions().dtype(dtype));  // zero: the padded buffers' borders stay so
+  auto view = b.narrow(0, 0, shape[0]);
+  if (zeroed) view.zero_();
+  return view;
+}
+
+FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Tensor& y) {
+  torch::NoGradGuard no_grad;
+  BIRDPLANE_CHECK(images.dim() == 4 && images.size(1) == conv1_w_.size(1) && images.size(2) >= 4 && images.size(3) >= 4,
+                  "the fused convnet step takes images [B, {}, H >= 4, W >= 4]", conv1_w_.size(1));
+  const int64_t batch = images.size(0), h = images.size(2), w = images.size(3);
+  const int64_t c0 = conv1_w_.size(1), c1 = conv1_w_.size(0), c2 = conv2_w_.size(0);
+  const kernels::ConvPoolShape s1{batch, h, w, c0, c1};
+  const kernels::ConvPoolShape s2{batch, s1.pooled_h(), s1.pooled_w(), c1, c2};
+  const int64_t h1 = s1.pooled_h(), w1 = s1.pooled_w(), h2 = s2.pooled_h(), w2 = s2.pooled_w();
+  const auto floats = at::TensorOptions().dtype(at::kFloat);
+
+  // Forward. The images in padded NHWC; each layer's tanh of the pooled maxima (and where the maxima
+  // came from).
+  // The padded buffers' borders are zero from their allocation and never written; their interiors are
+  // overwritten every step.
+  auto xp = buffer(0, {batch, h + 2, w + 2, c0}, at::kFloat, false);
+  const auto x = images.contiguous();
+  kernels::nchw_to_padded_nhwc(x.data_ptr<float>(), batch, c0, h, w, xp.data_ptr<float>());
+  auto a1p = buffer(1, {batch, h1 + 2, w1 + 2, c1}, at::kFloat, false);
+  auto where1 = buffer(2, {batch, h1, w1, c1}, at::kByte, false);
+  {
+    const auto packed = pack_forward(conv1_w_, s1);
+    const kernels::PooledLayout out{a1p.data_ptr<float>() + (w1 + 2 + 1) * c1, (h1 + 2) * (w1 + 2) * c1,
+                                    (w1 + 2) * c1, c1};
+    kernels::conv3x3_pool_forward(xp.data_ptr<float>(), s1, packed.data_ptr<float>(), conv1_b_.data_ptr<float>(), out,
+                                  where1.data_ptr<uint8_t>(), true);
+  }
+  auto a2 = buffer(3, {batch, h2, w2, c2}, at::kFloat, false);
+  auto where2 = buffer(4, {batch, h2, w2, c2}, at::kByte, false);
+  {
+    const auto packed = pack_forward(conv2_w_, s2);
+    const kernels::PooledLayout out{a2.data_ptr<float>(), h2 * w2 * c2, w2 * c2, c2};
+    kernels::conv3x3_pool_forward(a1p.data_ptr<float>(), s2, packed.data_ptr<float>(), conv2_b_.data_ptr<float>(), out,
+                                  where2.data_ptr<uint8_t>(), true);
+  }
+  // fc1 reads the activations in the book's order, flattened from [B, C, H, W].
+  const auto flat = a2.permute({0, 3, 1, 2}).reshape({batch, -1}).contiguous();
+  const auto hidden = at::addmm(fc1_b_, flat, fc1_w_.t()).tanh_();
+  const auto logits = at::addmm(fc2_b_, hidden, fc2_w_.t());
+  Result r;
+  const auto g = softmax_loss_grad(logits.contiguous(), y, r);
+
+  // Backward, every gradient from the weights before their update.
+  const auto d_hidden = at::tanh_backward(at::mm(g, fc2_w_), hidden);
+  const auto d_flat = at::mm(d_hidden, fc1_w_);
+  const auto d_m2 = at::tanh_backward(d_flat.view({batch, c2, h2, w2}).permute({0, 2, 3, 1}), a2).contiguous();
+  auto dw2 = at::empty({c2, 3, 3 * c1}, floats), db2 = at::empty({c2}, floats);
+  const kernels::PooledGrad g2{d_m2.data_ptr<float>(), nullptr, h2 * w2 * c2, w2 * c2, c2};
+  kernels::conv3x3_pool_weight_grad(a1p.data_ptr<float>(), s2, g2, where2.data_ptr<uint8_t>(), dw2.data_ptr<float>(),
+                                    db2.data_ptr<float>());
+  auto d_a1p = buffer(5, {batch, h1 + 2, w1 + 2, c1}, at::kFloat, true);
+  {
+    const auto back = pack_backward(conv2_w_);
+    kernels::conv3x3_pool_input_grad(d_m2.data_ptr<float>(), where2.data_ptr<uint8_t>(), s2, back.data_ptr<float>(),
+                                      d_a1p.data_ptr<float>());
+  }
+  // The first layer's pooled gradient is d_a1p's interior times 1 - a1^2, applied by the kernel as it reads.
+  auto dw1 = at::empty({c1, 3, 3 * c0}, floats), db1 = at::empty({c1}, floats);
+  const int64_t inner = (w1 + 2 + 1) * c1;
+  const kernels::PooledGrad g1{d_a1p.data_ptr<float>() + inner, a1p.data_ptr<float>() + inner,
+                               (h1 + 2) * (w1 + 2) * c1, (w1 + 2) * c1, c1};
+  kernels::conv3x3_pool_weight_grad(xp.data_ptr<float>(), s1, g1, where1.data_ptr<uint8_t>(), dw1.data_ptr<float>(),
+                                    db1.data_ptr<float>());
+
+  // Plain SGD in place; the linear layers' weights take their update straight from the product.
+  fc2_w_.addmm_(g.t(), hidden, 1.0, -lr_);
+  fc2_b_.sub_(g.sum(0), lr_);
+  fc1_w_.addmm_(d_hidden.t(), flat, 1.0, -lr_);
+  fc1_b_.sub_(d_hidden.sum(0), lr_);
+  conv2_w_.sub_(unpack_grad(dw2, c1), lr_);
+  conv2_b_.sub_(db2, lr_);
+  conv1_w_.sub_(unpack_grad(dw1, c0), lr_);
+  conv1_b_.sub_(db1, lr_);
+  return r;
+}
+
+}  // namespace birdplane::train

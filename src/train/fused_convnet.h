@@ -1,0 +1,42 @@
+// The fused training step for the chapter's `net` and `net-width` (plain SGD, float32, CPU with
+// AVX-512): conv 3x3 -> 2x2 max pool -> tanh, twice, then fc1 -> tanh -> fc2, with the backward pass
+// written out by hand and every parameter updated in place.
+//
+// The convolutions run on train/conv_kernels.h, fused with their pooling: only the convolution
+// outputs the pooling keeps are ever stored, and their gradients skip the three quarters of the
+// window that the pooling dropped. The activations live in padded NHWC buffers. The two linear
+// layers and the activations run on ATen. Results agree with the autograd step to float rounding
+// (tests/unit/train/fused_convnet_test.cpp).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include "birdplane/nn/convnets.h"
+#include "train/fused_step.h"
+
+namespace birdplane::train {
+
+/// Why the fused step cannot train this convnet, or "": net and net-width only, float32, AVX-512 (and
+/// BIRDPLANE_KERNELS not set to blas).
+std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16);
+
+class FusedConvNetStep : public FusedStep {
+ public:
+  /// Updates `model`'s conv1, conv2, fc1 and fc2 parameters in place.
+  FusedConvNetStep(nn::ConvNet& model, double lr);
+  Result step(const at::Tensor& x, const at::Tensor& y) override;
+  bool own_kernels() const override { return true; }
+
+ private:
+  /// The first `batch` images of a buffer kept between steps (reallocated when a batch is larger than
+  /// any before): fresh megabyte-sized tensors each step cost more in page faults than the kernels.
+  at::Tensor buffer(size_t slot, at::IntArrayRef shape, at::ScalarType dtype, bool zeroed);
+
+  at::Tensor conv1_w_, conv1_b_, conv2_w_, conv2_b_, fc1_w_, fc1_b_, fc2_w_, fc2_b_;
+  double lr_;
+  std::vector<at::Tensor> buffers_;
+};
+
+}  // namespace birdplane::train

@@ -1,0 +1,156 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "birdplane/nn/convnets.h"
+#include "birdplane/nn/losses.h"
+#include "birdplane/train/optim.h"
+#include "train/conv_kernels.h"
+#include "train/fused_convnet.h"
+#include "train/linear_kernels.h"
+
+using namespace birdplane;
+
+namespace {
+
+std::shared_ptr<nn::ConvNet> make_convnet(const nn::ModelSpec& spec, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto model = nn::make_model(spec);
+  return std::dynamic_pointer_cast<nn::ConvNet>(model);
+}
+
+double max_difference(nn::ConvNet& a, nn::ConvNet& b) {
+  double worst = 0;
+  auto pa = a.parameters(), pb = b.parameters();
+  for (size_t i = 0; i < pa.size(); ++i) worst = std::max(worst, (pa[i] - pb[i]).abs().max().item<double>());
+  return worst;
+}
+
+struct Case {
+  std::string name;
+  int64_t channels;
+  std::vector<int64_t> image;  // C, H, W
+  int64_t classes;
+};
+
+}  // namespace
+
+TEST(FusedConvNet, MatchesAutogradAndSgdStepForStep) {
+  if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512; the fused convnet step steps aside";
+  // The book's net; net-width with channel counts that fill no whole vector (6: outputs 6 and 3),
+  // exactly 8 vectors of the weight gradient's rows (40) and more than one segment of them (96);
+  // grayscale and odd image sizes (the pooling drops the last row or column).
+  const std::vector<Case> cases = {{"net", 32, {3, 32, 32}, 2},
+                                   {"net-width", 6, {1, 10, 13}, 3},
+                                   {"net-width", 40, {3, 8, 8}, 4},
+                                   {"net-width", 96, {3, 9, 8}, 2}};
+  for (const auto& c : cases) {
+    nn::ModelSpec spec;
+    spec.name = c.name;
+    spec.channels = c.channels;
+    spec.image_shape = c.image;
+    spec.num_classes = c.classes;
+    auto reference = make_convnet(spec, 11), fused_model = make_convnet(spec, 11);
+    train::OptimizerConfig sgd;
+    sgd.lr = 0.1;
+    ASSERT_EQ(train::fused_step_unsupported(*fused_model, nn::LossKind::kCrossEntropy, sgd, c10::Device(c10::kCPU)), "");
+    auto optimizer = train::make_optimizer(sgd, reference->parameters());
+    train::FusedConvNetStep fused(*fused_model, sgd.lr);
+    std::vector<std::pair<at::Tensor, at::Tensor>> data;
+    for (int i = 0; i < 3; ++i)
+      data.emplace_back(torch::randn({16, c.image[0], c.image[1], c.image[2]}),
+                        torch::randint(0, c.classes, {16}, torch::kInt64));
+    // Zero images: every convolution output of a window equals the bias, so each pooling window is
+    // a four-way tie (the first position must win, as in max_pool2d); then a short last batch.
+    data.emplace_back(torch::zeros({4, c.image[0], c.image[1], c.image[2]}), torch::zeros({4}, torch::kInt64));
+    data.emplace_back(torch::randn({5, c.image[0], c.image[1], c.image[2]}),
+                      torch::randint(0, c.classes, {5}, torch::kInt64));
+    const std::string what = c.name + " channels " + std::to_string(c.channels);
+    for (size_t i = 0; i < data.size(); ++i) {
+      const auto& [x, y] = data[i];
+      optimizer->zero_grad();
+      auto out = reference->forward(x);
+      auto loss = nn::compute_loss(nn::LossKind::kCrossEntropy, out, y, false);
+      loss.backward();
+      optimizer->step();
+      const int64_t correct = out.argmax(1).eq(y).sum().item<int64_t>();
+      const auto r = fused.step(x, y);
+      EXPECT_NEAR(r.loss, loss.item<double>(), 1e-5) << what << ", step " << i;
+      EXPECT_EQ(r.correct, correct) << what << ", step " << i;
+      ASSERT_LT(max_difference(*reference, *fused_model), 2e-5) << what << ", step " << i;
+    }
+    EXPECT_GT(max_difference(*reference, *make_convnet(spec, 11)), 1e-3) << what;  // the weights did move
+  }
+}
+
+TEST(FusedConvNet, TiesGoToTheFirstPositionOfTheWindowAsInMaxPool2d) {
+  if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512; the fused convnet step steps aside";
+  // A zero first convolution: every output of a window equals the bias, a four-way tie, while the
+  // inputs under the four positions differ, so a gradient sent to another position than max_pool2d's
+  // (the first) changes the weight gradient.
+  nn::ModelSpec spec;
+  spec.name = "net";
+  auto reference = make_convnet(spec, 5), fused_model = make_convnet(spec, 5);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto* m : {reference.get(), fused_model.get()})
+      for (const auto& item : m->named_parameters())
+        if (item.key() == "conv1.weight") item.value().zero_();
+  }
+  train::OptimizerConfig sgd;
+  sgd.lr = 0.5;
+  auto optimizer = train::make_optimizer(sgd, reference->parameters());
+  train::FusedConvNetStep fused(*fused_model, sgd.lr);
+  const auto x = torch::randn({8, 3, 32, 32}), y = torch::randint(0, 2, {8}, torch::kInt64);
+  optimizer->zero_grad();
+  nn::compute_loss(nn::LossKind::kCrossEntropy, reference->forward(x), y, false).backward();
+  optimizer->step();
+  fused.step(x, y);
+  EXPECT_LT(max_difference(*reference, *fused_model), 1e-6);
+  EXPECT_GT(reference->named_parameters()["conv1.weight"].abs().max().item<double>(), 1e-4);  // it did move
+}
+
+TEST(FusedConvNet, SaysWhichConvnetsAndSettingsItTakes) {
+  train::OptimizerConfig sgd;
+  const c10::Device cpu(c10::kCPU);
+  nn::ModelSpec spec;
+  spec.name = "net-dropout";
+  auto dropout = make_convnet(spec, 1);
+  EXPECT_NE(train::fused_step_unsupported(*dropout, nn::LossKind::kCrossEntropy, sgd, cpu).find("net and net-width"),
+            std::string::npos);
+  spec.name = "net";
+  auto net = make_convnet(spec, 1);
+  EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu, true).find("float32"),
+            std::string::npos);
+  auto momentum = sgd;
+  momentum.momentum = 0.9;
+  EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, momentum, cpu).find("plain SGD"),
+            std::string::npos);
+  EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kMse, sgd, cpu).find("mse"), std::string::npos);
+  if (train::kernels::available()) {
+    EXPECT_EQ(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu), "");
+    setenv("BIRDPLANE_KERNELS", "blas", 1);
+    EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu).find("BIRDPLANE_KERNELS"),
+              std::string::npos);
+    unsetenv("BIRDPLANE_KERNELS");
+  }
+}
+
+TEST(FusedConvNet, VectorTanhIsWithinTwoUlpsOfStdTanh) {
+  if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512";
+  // Both sides of the switch between the polynomial and the exponential form (|x| = 0.625), tiny
+  // values, values where tanh rounds to +-1, and a length that leaves a partial last vector.
+  std::vector<float> x;
+  for (int i = -200000; i <= 200000; ++i) x.push_back(static_cast<float>(i) * 1e-4f);
+  for (float v : {1e-30f, -1e-20f, 0.0f, -0.0f, 0.62499f, 0.625f, 0.62501f, 9.0f, -9.5f, 20.0f, -100.0f, 1e30f})
+    x.push_back(v);
+  auto y = x;
+  train::kernels::tanh_inplace(y.data(), static_cast<int64_t>(y.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float want = std::tanh(x[i]);
+    const float ulp = std::nextafter(std::fabs(want), 2.0f) - std::fabs(want);
+    ASSERT_LE(std::fabs(y[i] - want), 2 * ulp) << "tanh(" << x[i] << ") = " << y[i] << ", std::tanh " << want;
+  }
+  float nan = std::nanf("");
+  train::kernels::tanh_inplace(&nan, 1);
+  EXPECT_TRUE(std::isnan(nan));
+}

@@ -174,7 +174,7 @@ class TrainObserver {
   virtual void on_end(const TrainResult& result) {}
 };
 
-class FusedMlpStep;
+class FusedStep;
 class Distributed;
 class GradientReducer;
 
@@ -248,7 +248,7 @@ class Trainer {
   c10::Device device_;
   nn::ClassifierPtr model_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::unique_ptr<FusedMlpStep> fused_;  ///< set when the steps run fused
+  std::unique_ptr<FusedStep> fused_;  ///< set when the steps run fused
   std::string step_note_;
   Distributed* dist_ = nullptr;
   std::unique_ptr<GradientReducer> reducer_;  ///< set in multi-process runs

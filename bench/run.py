@@ -228,9 +228,10 @@ def main():
         compare([(f"({letter}) epoch {model}, batch 64", epoch_or_roofline(MODEL_DIMS[model], 10000))],
                 epoch_sides(model, keys + ("roofline",)))
 
-    # (i)-(k): the chapter-8 convnets, C++ (autograd on LibTorch) against the book's Python loop and the
-    # tuned one, and a roofline: the epoch's convolution and linear FLOP at the fp32 GEMM rate that
-    # birdplane_bench matmul measures on this machine (book-small's products at batch 64).
+    # (i)-(k): the chapter-8 convnets, C++ (the default step: fused for net and net-width on an AVX-512
+    # CPU; and --step autograd, autograd on LibTorch) against the book's Python loop and the tuned one,
+    # and a roofline: the epoch's convolution and linear FLOP (a dense backward pass) at the fp32 GEMM
+    # rate that birdplane_bench matmul measures on this machine (book-small's products at batch 64).
     for key, letter, model, extra_cpp, extra_py, images in (
             ("net", "i", "net", (), (), 10000), ("netwidth", "j", "net-width", (), (), 10000),
             ("netall", "k", "net", ("--all-classes",), ("all",), 50000)):
@@ -239,8 +240,8 @@ def main():
             pick = lambda j, flop=flop: flop / (j["results"]["fp32"]["gflops"] * 1e9) \
                 if j.get("mode") == "matmul" else epoch_pick(j)
             compare([(f"({letter}) epoch {model}{', all CIFAR-10' if extra_py else ''}, batch 64", pick)],
-                    epoch_sides(model, ("cpp", "book", "tuned", "roofline"), extra_cpp=extra_cpp, extra_py=extra_py,
-                                dims=MODEL_DIMS["book-small"]))
+                    epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline"), extra_cpp=extra_cpp,
+                                extra_py=extra_py, dims=MODEL_DIMS["book-small"]))
 
     if wanted("augepoch"):
         compare([("(d) epoch book-small + crop,flip", epoch_pick)],

@@ -1,7 +1,6 @@
 #include "train/conv_kernels.h"
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -112,9 +111,7 @@ BIRDPLANE_AVX512_INLINE void forward_tile(const float* img, int64_t wp_stride, i
       pos = _mm512_mask_mov_epi32(pos, take, _mm512_set1_epi32(q));
     }
     _mm512_mask_storeu_ps(out + p * out_pixel + ob, lanes, tanh ? tanh16(best) : best);
-    uint8_t bytes[16];
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(pos));
-    std::memcpy(where + p * O + ob, bytes, static_cast<size_t>(std::min<int64_t>(16, O - ob)));
+    _mm512_mask_cvtepi32_storeu_epi8(where + p * O + ob, lanes, pos);  // the positions as bytes
   }
 }
 

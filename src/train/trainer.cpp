@@ -268,7 +268,7 @@ Trainer::Trainer(TrainConfig config, const data::ImageSet& train_set, const data
     std::string why = fused_step_unsupported(*model_, model_config_.loss, config_.optimizer, device_, bf16);
     if (why.empty() && dist_) {
       why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
-            "never holds a gradient (it updates inside the product that computes it)";
+            "updates each weight where its gradient is computed";
       step_note_ = "the fused step stepped aside: " + why;
     }
     BIRDPLANE_CHECK_SETTING(config_.step != StepKind::kFused || why.empty(), "step",

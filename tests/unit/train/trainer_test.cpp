@@ -217,12 +217,38 @@ TEST(Trainer, TrainsAnyClassifierThroughTheModelInterface) {
   EXPECT_EQ(ev.confusion.accuracy(), r.final_val_accuracy);
 }
 
+namespace {
+
+// Trains `c` whole, and again as one epoch then a resume to the end, on separable_sets(); every tensor
+// of the two state_dicts must be equal. Returns the whole run's result; `fused` gets whether it took
+// the fused step.
+train::TrainResult expect_resume_bit_identical(const train::TrainConfig& c, bool* fused = nullptr) {
+  auto [train, val] = separable_sets();
+  fixtures::TempDir tmp;
+  train::Trainer whole(c, train, val, kMean, kStd);
+  if (fused) *fused = whole.fused();
+  auto result = train_into(whole, tmp / "whole", false);
+  auto first = c;
+  first.epochs = 1;
+  {
+    train::Trainer t(first, train, val, kMean, kStd);
+    train_into(t, tmp / "split", false);
+  }
+  train::Trainer resumed(c, train, val, kMean, kStd);
+  train_into(resumed, tmp / "split", true);
+  auto a = whole.model().state_dict(), b = resumed.model().state_dict();
+  EXPECT_EQ(a.size(), b.size()) << c.model;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << c.model << " " << a[i].first;
+  return result;
+}
+
+}  // namespace
+
 TEST(Trainer, EveryConvNetPresetResumesBitIdentical) {
   // Dropout draws and batch-norm statistics included: the model's generator is seeded per epoch and
   // the running statistics travel in the checkpoint.
-  auto [train, val] = separable_sets();
   for (const auto& name : nn::convnet_names()) {
-    fixtures::TempDir tmp;
     train::TrainConfig c;
     c.model = name;
     c.channels = 4;
@@ -231,50 +257,23 @@ TEST(Trainer, EveryConvNetPresetResumesBitIdentical) {
     c.batch_size = 32;
     c.optimizer.momentum = 0.9;
     c.optimizer.weight_decay = 1e-3;  // the book's L2 section, through the optimizer
-    train::Trainer whole(c, train, val, kMean, kStd);
-    train_into(whole, tmp / "whole", false);
-    auto first = c;
-    first.epochs = 1;
-    {
-      train::Trainer t(first, train, val, kMean, kStd);
-      train_into(t, tmp / "split", false);
-    }
-    train::Trainer resumed(c, train, val, kMean, kStd);
-    train_into(resumed, tmp / "split", true);
-    auto a = whole.model().state_dict(), b = resumed.model().state_dict();
-    ASSERT_EQ(a.size(), b.size()) << name;
-    for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << name << " " << a[i].first;
+    expect_resume_bit_identical(c);
   }
 }
 
 TEST(Trainer, NetAndNetWidthTakeTheFusedStepAndResumeBitIdentical) {
   // Plain SGD: net and net-width take the fused convnet step where the CPU has AVX-512 (the test above
   // uses momentum, so autograd); its weights must come back exactly after a resume, as autograd's do.
-  auto [train, val] = separable_sets();
   for (const std::string name : {"net", "net-width"}) {
-    fixtures::TempDir tmp;
     train::TrainConfig c;
     c.model = name;
     c.channels = 6;
     c.epochs = 3;
     c.batch_size = 24;  // 160 images: a short last batch every epoch
-    train::Trainer whole(c, train, val, kMean, kStd);
-    EXPECT_EQ(whole.fused(), train::kernels::available()) << name;
-    train_into(whole, tmp / "whole", false);
-    auto first = c;
-    first.epochs = 1;
-    {
-      train::Trainer t(first, train, val, kMean, kStd);
-      train_into(t, tmp / "split", false);
-    }
-    train::Trainer resumed(c, train, val, kMean, kStd);
-    auto r = train_into(resumed, tmp / "split", true);
+    bool fused = false;
+    const auto r = expect_resume_bit_identical(c, &fused);
+    EXPECT_EQ(fused, train::kernels::available()) << name;
     EXPECT_GE(r.final_val_accuracy, 0.9) << name;
-    auto a = whole.model().state_dict(), b = resumed.model().state_dict();
-    ASSERT_EQ(a.size(), b.size()) << name;
-    for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << name << " " << a[i].first;
   }
 }
 

@@ -36,6 +36,18 @@ inline __mmask16 first_lanes(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 }
 
+// The lanes of vector v of a run of nv vectors whose last one holds the lanes `last`.
+inline __mmask16 run_lanes(int64_t v, int64_t nv, __mmask16 last) {
+  return v == nv - 1 ? last : static_cast<__mmask16>(0xFFFF);
+}
+
+// In an image of the padded NHWC input (or its gradient): the top-left input under the 3x3 kernel
+// of the convolution output at window position q (0..3, row-major) of pooled output (py, px).
+template <typename T>
+inline T* window_input(T* img, const ConvPoolShape& s, int64_t py, int64_t px, int q) {
+  return img + (2 * py + (q >> 1)) * s.padded_row() + (2 * px + (q & 1)) * s.in_c;
+}
+
 // exp(x) for x in about [-87, 88]: x = n ln2 + r with |r| <= ln2 / 2, a degree-7 polynomial for
 // exp(r) (the coefficients of Cephes' expf), scaled by 2^n.
 BIRDPLANE_AVX512_INLINE __m512 exp16(__m512 x) {
@@ -119,7 +131,7 @@ BIRDPLANE_AVX512 void forward_image(const float* in, const ConvPoolShape& s, con
                                     const PooledLayout& out, uint8_t* where, bool tanh, int64_t b) {
   const int64_t C = s.in_c, wp_stride = s.in_w + 2, O = s.out_c, Op = s.out_c_padded();
   const int64_t ph = s.pooled_h(), pw = s.pooled_w();
-  const float* img = in + b * (s.in_h + 2) * wp_stride * C;
+  const float* img = in + b * s.padded_image();
   for (int64_t ob = 0; ob < O; ob += 16) {
     const __mmask16 lanes = first_lanes(O - ob);
     const __m512 bv = _mm512_maskz_loadu_ps(lanes, bias + ob);
@@ -137,9 +149,6 @@ BIRDPLANE_AVX512 void forward_image(const float* in, const ConvPoolShape& s, con
   }
 }
 
-// Weight gradient of outputs o0..o0+OB over images [b0, b1), for the part of each row's 3*C-float
-// run (kx, c) from `seg` on, NV vectors long (the last masked by `last`). The accumulators stay in
-// registers for the whole pass; the result overwrites that part of dw.
 // The gradient of pooled output (b, y, x, o), through the tanh when g.act is set.
 template <bool Act>
 inline float pooled_grad(const PooledGrad& g, int64_t at) {
@@ -151,30 +160,31 @@ inline float pooled_grad(const PooledGrad& g, int64_t at) {
   return d;
 }
 
+// Weight gradient of outputs o0..o0+OB over images [b0, b1), for the part of each row's 3*C-float
+// run (kx, c) from `seg` on, NV vectors long (the last masked by `last`). The accumulators stay in
+// registers for the whole pass; the result overwrites that part of dw.
 template <bool Act, int OB, int NV>
 BIRDPLANE_AVX512 void weight_grad_block(const float* in, const ConvPoolShape& s, const PooledGrad& g, const uint8_t* where,
                                         int64_t b0, int64_t b1, int64_t o0, int64_t seg, __mmask16 last, float* dw) {
-  const int64_t C = s.in_c, wp_stride = s.in_w + 2, O = s.out_c, run = 3 * C;
-  const int64_t ph = s.pooled_h(), pw = s.pooled_w(), row = wp_stride * C;
+  const int64_t O = s.out_c, run = 3 * s.in_c, row = s.padded_row();
+  const int64_t ph = s.pooled_h(), pw = s.pooled_w();
   __m512 acc[OB][3][NV];
   _Pragma("GCC unroll 8") for (int i = 0; i < OB; ++i)
     _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ++ky)
       _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) acc[i][ky][v] = _mm512_setzero_ps();
   for (int64_t b = b0; b < b1; ++b) {
-    const float* img = in + b * (s.in_h + 2) * row + seg;
+    const float* img = in + b * s.padded_image() + seg;
     for (int64_t py = 0; py < ph; ++py) {
       for (int64_t px = 0; px < pw; ++px) {
         const int64_t pix = ((b * ph + py) * pw + px) * O + o0;
         const int64_t gpix = b * g.image + py * g.row + px * g.pixel + o0;
-        const float* base = img + (2 * py * wp_stride + 2 * px) * C;
         _Pragma("GCC unroll 8") for (int i = 0; i < OB; ++i) {
-          const int q = where[pix + i];
           const __m512 gv = _mm512_set1_ps(pooled_grad<Act>(g, gpix + i));
-          const float* at = base + ((q >> 1) * wp_stride + (q & 1)) * C;
+          const float* at = window_input(img, s, py, px, where[pix + i]);
           _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ++ky)
             _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-              const __mmask16 m = v == NV - 1 ? last : static_cast<__mmask16>(0xFFFF);
-              acc[i][ky][v] = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(m, at + ky * row + 16 * v), acc[i][ky][v]);
+              const __m512 x = _mm512_maskz_loadu_ps(run_lanes(v, NV, last), at + ky * row + 16 * v);
+              acc[i][ky][v] = _mm512_fmadd_ps(gv, x, acc[i][ky][v]);
             }
         }
       }
@@ -182,10 +192,8 @@ BIRDPLANE_AVX512 void weight_grad_block(const float* in, const ConvPoolShape& s,
   }
   _Pragma("GCC unroll 8") for (int i = 0; i < OB; ++i)
     _Pragma("GCC unroll 3") for (int ky = 0; ky < 3; ++ky)
-      _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v) {
-        const __mmask16 m = v == NV - 1 ? last : static_cast<__mmask16>(0xFFFF);
-        _mm512_mask_storeu_ps(dw + ((o0 + i) * 3 + ky) * run + seg + 16 * v, m, acc[i][ky][v]);
-      }
+      _Pragma("GCC unroll 8") for (int v = 0; v < NV; ++v)
+        _mm512_mask_storeu_ps(dw + ((o0 + i) * 3 + ky) * run + seg + 16 * v, run_lanes(v, NV, last), acc[i][ky][v]);
 }
 
 // All outputs for one segment of NV vectors: blocks of OB outputs (about 24 accumulators), then
@@ -229,22 +237,20 @@ void weight_grad_chunk(const float* in, const ConvPoolShape& s, const PooledGrad
 
 BIRDPLANE_AVX512 void input_grad_image(const float* g, const uint8_t* where, const ConvPoolShape& s,
                                        const float* w_back, float* din, int64_t b) {
-  const int64_t C = s.in_c, wp_stride = s.in_w + 2, O = s.out_c, run = 3 * C, row = wp_stride * C;
+  const int64_t O = s.out_c, run = 3 * s.in_c, row = s.padded_row();
   const int64_t ph = s.pooled_h(), pw = s.pooled_w(), nv = (run + 15) / 16;
   const __mmask16 last = first_lanes(run - 16 * (nv - 1));
-  float* img = din + b * (s.in_h + 2) * row;
+  float* img = din + b * s.padded_image();
   for (int64_t py = 0; py < ph; ++py) {
     for (int64_t px = 0; px < pw; ++px) {
       const int64_t pix = ((b * ph + py) * pw + px) * O;
-      float* base = img + (2 * py * wp_stride + 2 * px) * C;
       for (int64_t o = 0; o < O; ++o) {
-        const int q = where[pix + o];
         const __m512 gv = _mm512_set1_ps(g[pix + o]);
-        float* at = base + ((q >> 1) * wp_stride + (q & 1)) * C;
+        float* at = window_input(img, s, py, px, where[pix + o]);
         const float* wo = w_back + o * 3 * run;
         for (int ky = 0; ky < 3; ++ky) {
           for (int64_t v = 0; v < nv; ++v) {
-            const __mmask16 m = v == nv - 1 ? last : static_cast<__mmask16>(0xFFFF);
+            const __mmask16 m = run_lanes(v, nv, last);
             float* p = at + ky * row + 16 * v;
             const __m512 sum = _mm512_fmadd_ps(gv, _mm512_maskz_loadu_ps(m, wo + ky * run + 16 * v),
                                                _mm512_maskz_loadu_ps(m, p));

@@ -24,6 +24,9 @@ struct ConvPoolShape {
   int64_t pooled_w() const { return in_w / 2; }
   /// out_c rounded up to whole 16-float vectors (the forward weight's last dimension).
   int64_t out_c_padded() const { return (out_c + 15) / 16 * 16; }
+  /// Floats per row and per image of the padded NHWC input [B, in_h+2, in_w+2, in_c].
+  int64_t padded_row() const { return (in_w + 2) * in_c; }
+  int64_t padded_image() const { return (in_h + 2) * padded_row(); }
 };
 
 /// Where the forward kernel writes pooled pixel (b, y, x): out + b * image + y * row + x * pixel,

@@ -11,8 +11,7 @@ namespace birdplane::train {
 
 namespace {
 
-at::Tensor parameter(nn::ConvNet& model, const std::string& name) {
-  const auto params = model.named_parameters();
+at::Tensor parameter(const torch::OrderedDict<std::string, at::Tensor>& params, const std::string& name) {
   const auto* p = params.find(name);
   BIRDPLANE_CHECK(p && p->scalar_type() == at::kFloat && p->is_contiguous() && p->device().is_cpu(),
                   "the fused convnet step needs {} as a contiguous float32 CPU tensor", name);
@@ -45,11 +44,16 @@ std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16) {
   return "";
 }
 
-FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr)
-    : conv1_w_(parameter(model, "conv1.weight")), conv1_b_(parameter(model, "conv1.bias")),
-      conv2_w_(parameter(model, "conv2.weight")), conv2_b_(parameter(model, "conv2.bias")),
-      fc1_w_(parameter(model, "fc1.weight")), fc1_b_(parameter(model, "fc1.bias")), fc2_w_(parameter(model, "fc2.weight")),
-      fc2_b_(parameter(model, "fc2.bias")), lr_(lr) {
+FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr) : lr_(lr) {
+  const auto params = model.named_parameters();
+  conv1_w_ = parameter(params, "conv1.weight");
+  conv1_b_ = parameter(params, "conv1.bias");
+  conv2_w_ = parameter(params, "conv2.weight");
+  conv2_b_ = parameter(params, "conv2.bias");
+  fc1_w_ = parameter(params, "fc1.weight");
+  fc1_b_ = parameter(params, "fc1.bias");
+  fc2_w_ = parameter(params, "fc2.weight");
+  fc2_b_ = parameter(params, "fc2.bias");
   const std::string why = fused_convnet_unsupported(model, false);
   BIRDPLANE_CHECK(why.empty(), "the fused step cannot train {}: {}", model.spec().name, why);
   BIRDPLANE_CHECK(conv1_w_.dim() == 4 && conv1_w_.size(2) == 3 && conv1_w_.size(3) == 3 && conv2_w_.dim() == 4 &&
@@ -79,9 +83,10 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   const auto floats = at::TensorOptions().dtype(at::kFloat);
 
   // Forward. The images in padded NHWC; each layer's tanh of the pooled maxima (and where the maxima
-  // came from).
-  // The padded buffers' borders are zero from their allocation and never written; their interiors are
-  // overwritten every step.
+  // came from). The padded buffers' borders are zero from their allocation and never written; their
+  // interiors are overwritten every step. The first layer writes into the interior of the second
+  // layer's padded input, whose gradient (same layout) the backward pass reads there too.
+  const int64_t interior = s2.padded_row() + c1;  // pixel (0, 0) of image 0
   auto xp = buffer(0, {batch, h + 2, w + 2, c0}, at::kFloat, false);
   const auto x = images.contiguous();
   kernels::nchw_to_padded_nhwc(x.data_ptr<float>(), batch, c0, h, w, xp.data_ptr<float>());
@@ -89,8 +94,7 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   auto where1 = buffer(2, {batch, h1, w1, c1}, at::kByte, false);
   {
     const auto packed = pack_forward(conv1_w_, s1);
-    const kernels::PooledLayout out{a1p.data_ptr<float>() + (w1 + 2 + 1) * c1, (h1 + 2) * (w1 + 2) * c1,
-                                    (w1 + 2) * c1, c1};
+    const kernels::PooledLayout out{a1p.data_ptr<float>() + interior, s2.padded_image(), s2.padded_row(), c1};
     kernels::conv3x3_pool_forward(xp.data_ptr<float>(), s1, packed.data_ptr<float>(), conv1_b_.data_ptr<float>(), out,
                                   where1.data_ptr<uint8_t>(), true);
   }
@@ -125,9 +129,8 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   }
   // The first layer's pooled gradient is d_a1p's interior times 1 - a1^2, applied by the kernel as it reads.
   auto dw1 = at::empty({c1, 3, 3 * c0}, floats), db1 = at::empty({c1}, floats);
-  const int64_t inner = (w1 + 2 + 1) * c1;
-  const kernels::PooledGrad g1{d_a1p.data_ptr<float>() + inner, a1p.data_ptr<float>() + inner,
-                               (h1 + 2) * (w1 + 2) * c1, (w1 + 2) * c1, c1};
+  const kernels::PooledGrad g1{d_a1p.data_ptr<float>() + interior, a1p.data_ptr<float>() + interior,
+                               s2.padded_image(), s2.padded_row(), c1};
   kernels::conv3x3_pool_weight_grad(xp.data_ptr<float>(), s1, g1, where1.data_ptr<uint8_t>(), dw1.data_ptr<float>(),
                                     db1.data_ptr<float>());
 

@@ -84,7 +84,6 @@ at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep
   return g;
 }
 
-
 std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
                                    c10::Device device, bool bf16) {
   const auto* mlp_model = dynamic_cast<const nn::Mlp*>(&model);

@@ -11,7 +11,9 @@
 namespace birdplane::data {
 
 /// An uninitialized CPU tensor whose storage is 2 MiB-aligned and advised for huge pages
-/// (madvise MADV_HUGEPAGE); small sizes fall back to the normal allocator.
+/// (madvise MADV_HUGEPAGE) from 2 MiB up, 64-byte aligned below. Freed storage of up to 16 MiB is kept
+/// (64 MiB in all) and handed to the next request of the same rounded size, so a stream of same-sized
+/// batches stops paying for page faults.
 at::Tensor empty_huge(at::IntArrayRef sizes, c10::ScalarType dtype);
 
 /// `images` [N,C,H,W] itself when each image's C*H*W bytes are contiguous (images may sit at any

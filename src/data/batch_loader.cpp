@@ -6,6 +6,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/functional.h"
+#include "common/reused_thread.h"
 
 // From libgomp, which LibTorch's CPU library is linked against (its intra-op threads are OpenMP's).
 // Declared here rather than through <omp.h> so the library needs no -fopenmp (which would change the
@@ -73,7 +74,7 @@ BatchLoader::~BatchLoader() {
     shutdown_ = true;
   }
   cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  if (worker_) worker_->join();
 }
 
 int64_t BatchLoader::batches_per_epoch() const {
@@ -159,7 +160,7 @@ void BatchLoader::start_epoch(int64_t epoch) {
   error_ = nullptr;
   if (!options_.background_) return;
   has_work_ = true;
-  if (!worker_.joinable()) worker_ = std::thread([this] { worker_loop(); });
+  if (!worker_) worker_ = std::make_unique<ReusedThread>([this] { worker_loop(); });
   lock.unlock();
   cv_.notify_all();
 }

@@ -1,5 +1,6 @@
 #include "birdplane/data/image_folder.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -8,11 +9,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <exception>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -52,40 +55,82 @@ struct FolderId {
   bool operator==(const FolderId& o) const { return dev == o.dev && ino == o.ino; }
 };
 
-// One folder's image files, as os.walk yields it: (folder path, its file names).
+// One folder's image files, as os.walk yields it: (folder path, its file names), with each file's stamp.
 struct WalkedFolder {
   std::string path;
   std::vector<std::string> files;
+  std::vector<FileStamp> stamps;
+};
+
+// has_extension without a lower-cased copy of the name (this runs once per listed file).
+bool ends_with_extension(std::string_view name, const std::vector<std::string>& extensions) {
+  for (const auto& ext : extensions) {
+    if (name.size() <= ext.size()) continue;
+    const std::string_view tail = name.substr(name.size() - ext.size());
+    bool same = true;
+    for (size_t k = 0; k < ext.size() && same; ++k)
+      same = std::tolower(static_cast<unsigned char>(tail[k])) == static_cast<unsigned char>(ext[k]);
+    if (same) return true;
+  }
+  return false;
+}
+
+struct DirCloser {
+  void operator()(DIR* d) const { ::closedir(d); }
 };
 
 // os.walk(top, followlinks=True), recursively; a folder that is its own ancestor (through a symbolic
-// link) is a loop, which Python would follow until the path grew too long.
-void walk(const fs::path& dir, std::vector<FolderId>& ancestors, std::vector<WalkedFolder>& out) {
+// link) is a loop, which Python would follow until the path grew too long. The folder is read with
+// readdir, each entry's type taken from the listing itself (only symbolic links and file systems that
+// give no type cost a stat), and each image file is stamped through the open folder (fstatat with the
+// bare name: no walk of the whole path per file).
+void walk(const std::string& dir, std::vector<FolderId>& ancestors, std::vector<WalkedFolder>& out) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  BIRDPLANE_CHECK(fd >= 0, "cannot read folder {}: {}", dir, std::strerror(errno));
+  std::unique_ptr<DIR, DirCloser> d(::fdopendir(fd));
+  if (!d) {
+    const int err = errno;
+    ::close(fd);
+    fail("cannot read folder {}: {}", dir, std::strerror(err));
+  }
   struct stat st {};
-  BIRDPLANE_CHECK(::stat(dir.c_str(), &st) == 0, "cannot read folder {}: {}", dir.string(), std::strerror(errno));
+  BIRDPLANE_CHECK(::fstat(fd, &st) == 0, "cannot read folder {}: {}", dir, std::strerror(errno));
   const FolderId id{st.st_dev, st.st_ino};
   for (const auto& a : ancestors)
     BIRDPLANE_CHECK(!(a == id), "image folder: {} is a symbolic link loop (it leads back to a folder it is inside); "
-                    "remove the link", dir.string());
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", dir.string(), ec.message());
-  WalkedFolder here{dir.string(), {}};
-  std::vector<fs::path> subfolders;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", dir.string(), ec.message());
-    const fs::path& p = it->path();
-    std::error_code type_ec;
-    // The entry's type comes from the folder listing itself; only symbolic links cost a stat (followed,
-    // as os.walk(followlinks=True) does).
-    if (it->is_directory(type_ec)) {
-      subfolders.push_back(p);
-    } else if (has_extension(p.filename().string(), image_folder_extensions())) {
-      here.files.push_back(p.filename().string());
+                    "remove the link", dir);
+  WalkedFolder here{dir, {}, {}};
+  std::vector<std::string> subfolders;
+  for (;;) {
+    errno = 0;
+    const dirent* e = ::readdir(d.get());
+    if (e == nullptr) {
+      BIRDPLANE_CHECK(errno == 0, "cannot read folder {}: {}", dir, std::strerror(errno));
+      break;
+    }
+    const std::string_view name(e->d_name);
+    if (name == "." || name == "..") continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_LNK || e->d_type == DT_UNKNOWN) {
+      struct stat target {};  // followed, as os.walk(followlinks=True) does; a broken link is a file
+      is_dir = ::fstatat(fd, e->d_name, &target, 0) == 0 && S_ISDIR(target.st_mode);
+    }
+    if (is_dir) {
+      subfolders.push_back(dir + "/" + e->d_name);
+    } else if (ends_with_extension(name, image_folder_extensions())) {
+      here.files.emplace_back(name);
     }
   }
-  BIRDPLANE_CHECK(!ec, "cannot read folder {}: {}", dir.string(), ec.message());
   std::sort(here.files.begin(), here.files.end());
+  here.stamps.resize(here.files.size());
+  for (size_t i = 0; i < here.files.size(); ++i) {
+    struct stat f {};
+    if (::fstatat(fd, here.files[i].c_str(), &f, 0) == 0) {
+      here.stamps[i] = {static_cast<int64_t>(f.st_size), static_cast<int64_t>(f.st_mtim.tv_sec),
+                        static_cast<int64_t>(f.st_mtim.tv_nsec), static_cast<int64_t>(f.st_ino)};
+    }
+  }
+  d.reset();
   out.push_back(std::move(here));
   ancestors.push_back(id);
   for (const auto& s : subfolders) walk(s, ancestors, out);
@@ -440,21 +485,16 @@ std::string cache_key(const FolderListing& listing, const std::vector<std::strin
   const std::string head = fmt::format("v2|{}|{}|{}|{}|{}|", fmt::join(class_names, "/"),
                                        fmt::join(o.image_size, "x"), to_string(o.crop), o.max_pixels,
                                        o.skip_bad_images);
-  // One stat per file, on all threads: each file's path, label, size, modification time and inode
-  // hashed on its own, then combined in listing order.
+  // Each file's path, label, size, modification time and inode (stamped when it was listed) hashed on
+  // its own, on all threads, then combined in listing order.
   const auto n = static_cast<int64_t>(listing.files.size());
   std::vector<uint64_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
   at::parallel_for(0, n, 256, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const std::string& f = listing.files[static_cast<size_t>(i)];
-      struct stat st {};
-      int64_t fields[5] = {listing.labels[static_cast<size_t>(i)], -1, -1, -1, -1};
-      if (::stat(f.c_str(), &st) == 0) {
-        fields[1] = static_cast<int64_t>(st.st_size);
-        fields[2] = static_cast<int64_t>(st.st_mtim.tv_sec);
-        fields[3] = static_cast<int64_t>(st.st_mtim.tv_nsec);
-        fields[4] = static_cast<int64_t>(st.st_ino);
-      }
+      const FileStamp& st = listing.stamps[static_cast<size_t>(i)];
+      const int64_t fields[5] = {listing.labels[static_cast<size_t>(i)], st.size, st.mtime_seconds,
+                                 st.mtime_nanoseconds, st.inode};
       const std::string_view raw(reinterpret_cast<const char*>(fields), sizeof fields);
       a[static_cast<size_t>(i)] = fnv1a(raw, fnv1a(f));
       b[static_cast<size_t>(i)] = fnv1a(raw, fnv1a(f, 0x84222325cbf29ce4ull));
@@ -502,10 +542,7 @@ const std::vector<std::string>& image_folder_extensions() {
 }
 
 bool has_extension(const std::string& name, const std::vector<std::string>& extensions) {
-  const std::string lower = to_lower(name);
-  for (const auto& ext : extensions)
-    if (lower.size() > ext.size() && lower.compare(lower.size() - ext.size(), ext.size(), ext) == 0) return true;
-  return false;
+  return ends_with_extension(name, extensions);
 }
 
 FolderListing list_image_folder(const std::string& root) {
@@ -528,22 +565,30 @@ FolderListing list_image_folder(const std::string& root) {
                   "image folder {} has no class folders: put each class's images in a subfolder named after "
                   "the class (e.g. {}/bird/1.jpg, {}/airplane/2.jpg)",
                   root, root, root);
+  // The class folders are walked on all threads, each into its own list, then joined in class order.
+  const auto classes = static_cast<int64_t>(out.class_names.size());
+  std::vector<std::vector<WalkedFolder>> walked(static_cast<size_t>(classes));
+  at::parallel_for(0, classes, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t label = begin; label < end; ++label) {
+      std::vector<FolderId> ancestors;
+      auto& mine = walked[static_cast<size_t>(label)];
+      walk((fs::path(root) / out.class_names[static_cast<size_t>(label)]).string(), ancestors, mine);
+      // sorted(os.walk(...)): folders in path order, files sorted within each.
+      std::sort(mine.begin(), mine.end(), [](const WalkedFolder& a, const WalkedFolder& b) { return a.path < b.path; });
+    }
+  });
   std::vector<std::string> empty;
-  for (size_t label = 0; label < out.class_names.size(); ++label) {
-    std::vector<FolderId> ancestors;
-    std::vector<WalkedFolder> walked;
-    walk(fs::path(root) / out.class_names[label], ancestors, walked);
-    // sorted(os.walk(...)): folders in path order, files sorted within each.
-    std::sort(walked.begin(), walked.end(), [](const WalkedFolder& a, const WalkedFolder& b) { return a.path < b.path; });
+  for (int64_t label = 0; label < classes; ++label) {
     size_t count = 0;
-    for (const auto& w : walked) {
-      for (const auto& f : w.files) {
-        out.files.push_back((fs::path(w.path) / f).string());
-        out.labels.push_back(static_cast<int64_t>(label));
+    for (const auto& w : walked[static_cast<size_t>(label)]) {
+      for (size_t i = 0; i < w.files.size(); ++i) {
+        out.files.push_back(w.path + "/" + w.files[i]);
+        out.stamps.push_back(w.stamps[i]);
+        out.labels.push_back(label);
         ++count;
       }
     }
-    if (count == 0) empty.push_back(out.class_names[label]);
+    if (count == 0) empty.push_back(out.class_names[static_cast<size_t>(label)]);
   }
   BIRDPLANE_CHECK(empty.empty(),
                   "image folder {}: no image files in the class folder{} {} (looked for {}, in any case)", root,
@@ -574,6 +619,7 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
       const int64_t label = map[static_cast<size_t>(listing.labels[i])];
       if (label < 0) continue;
       kept.files.push_back(listing.files[i]);
+      kept.stamps.push_back(listing.stamps[i]);
       kept.labels.push_back(label);
     }
     class_names = options.classes;

@@ -60,7 +60,12 @@ std::vector<torch::data::Example<>> ImageSet::get_batch(c10::ArrayRef<size_t> in
 c10::optional<size_t> ImageSet::size() const { return static_cast<size_t>(images_.size(0)); }
 
 torch::data::Example<> ImageSet::batch(const at::Tensor& indices) const {
-  return {images_.index_select(0, indices), labels_.index_select(0, indices)};
+  // Into a pooled buffer: the loader asks for a batch of the same size over and over.
+  auto sizes = images_.sizes().vec();
+  sizes[0] = indices.numel();
+  auto images = empty_huge(sizes, images_.scalar_type());
+  torch::index_select_out(images, images_, 0, indices);
+  return {images, labels_.index_select(0, indices)};
 }
 
 std::vector<int64_t> class_label_map(const std::vector<std::string>& classes,

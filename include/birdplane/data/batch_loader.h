@@ -7,15 +7,19 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
 
 #include "birdplane/data/image_set.h"
 #include "birdplane/transforms/batch.h"
+
+namespace birdplane {
+class ReusedThread;
+}
 
 namespace birdplane::data {
 
@@ -79,9 +83,10 @@ uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
 /// The dataset must outlive the loader. Errors raised while preparing a batch are rethrown from
 /// next(); destroying the loader stops and joins its thread.
 ///
-/// One worker thread serves every epoch of a loader. A thread's first LibTorch parallel op runs
-/// LibTorch's per-thread setup, which (in a build with pthreadpool, like Debian's) recreates that pool
-/// and its spinning workers: a new thread per epoch cost that every epoch.
+/// One worker thread serves every epoch of a loader, and it is a kept thread (ReusedThread) that
+/// served earlier loaders: a thread's first LibTorch parallel op runs LibTorch's per-thread setup,
+/// which (in a build with pthreadpool, like Debian's) recreates that pool and its spinning workers,
+/// about 30 ms of CPU each time.
 class BatchLoader {
  public:
   BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, BatchTransform transform);
@@ -113,7 +118,7 @@ class BatchLoader {
   std::optional<at::Generator> gen_;
   int64_t next_to_hand_ = 0;
 
-  std::thread worker_;
+  std::unique_ptr<ReusedThread> worker_;  ///< a kept thread (see src/common/reused_thread.h)
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Batch> queue_;

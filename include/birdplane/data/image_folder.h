@@ -24,6 +24,15 @@ const std::vector<std::string>& image_folder_extensions();
 /// before it.
 bool has_extension(const std::string& name, const std::vector<std::string>& extensions);
 
+/// What a file was when it was listed: size, modification time and inode (-1 where it could not be
+/// read). A folder's cache is keyed by these, so a changed or replaced file is decoded again.
+struct FileStamp {
+  int64_t size = -1;
+  int64_t mtime_seconds = -1;
+  int64_t mtime_nanoseconds = -1;
+  int64_t inode = -1;
+};
+
 /// The files of an image folder in ImageFolder's order: classes are the subfolders of `root` sorted
 /// by name and numbered from 0; each class's files are found recursively (following symbolic links),
 /// folders visited in sorted path order and files sorted within each folder.
@@ -32,6 +41,7 @@ struct FolderListing {
   std::vector<std::string> class_names;
   std::vector<std::string> files;  ///< paths as root/class/...
   std::vector<int64_t> labels;     ///< the class of each file
+  std::vector<FileStamp> stamps;   ///< each file's stamp, taken as it was listed
 };
 
 /// Lists `root`. Throws birdplane::Error naming the folder when it is missing, not a folder, has no

@@ -82,6 +82,16 @@ TEST(ImageFolder, ListsFilesInTorchvisionImageFolderOrder) {
     EXPECT_EQ(fs::path(listing.files[i]), fs::path(j["samples"][i][0].get<std::string>())) << i;
     EXPECT_EQ(listing.labels[i], j["samples"][i][1].get<int64_t>()) << i;
   }
+  // Each file's stamp (what the cache key is made of) is what stat says of it.
+  ASSERT_EQ(listing.stamps.size(), listing.files.size());
+  for (size_t i = 0; i < listing.files.size(); ++i) {
+    struct stat st {};
+    ASSERT_EQ(::stat(listing.files[i].c_str(), &st), 0) << listing.files[i];
+    EXPECT_EQ(listing.stamps[i].size, st.st_size) << i;
+    EXPECT_EQ(listing.stamps[i].mtime_seconds, st.st_mtim.tv_sec) << i;
+    EXPECT_EQ(listing.stamps[i].mtime_nanoseconds, st.st_mtim.tv_nsec) << i;
+    EXPECT_EQ(listing.stamps[i].inode, static_cast<int64_t>(st.st_ino)) << i;
+  }
 }
 
 TEST(ImageFolder, ReadsEveryImageWithItsLabel) {

@@ -65,6 +65,8 @@ BatchLoader::BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, Ba
                   "rank {} of {} is out of range", options_.rank_, options_.world_);
   if (size_ > 0) size_ = (size_ + options_.world_ - 1) / options_.world_;
   BIRDPLANE_CHECK(options_.prefetch_ >= 1, "prefetch must be at least 1, got {}", options_.prefetch_);
+  BIRDPLANE_CHECK(options_.workers_ >= 1 && options_.workers_ <= 256, "workers must be 1 to 256, got {}",
+                  options_.workers_);
   BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
 }
 
@@ -73,8 +75,8 @@ BatchLoader::~BatchLoader() {
     std::unique_lock<std::mutex> lock(mutex_);
     shutdown_ = true;
   }
-  cv_.notify_all();
-  if (worker_) worker_->join();
+  work_cv_.notify_all();
+  for (auto& w : workers_) w->join();
 }
 
 int64_t BatchLoader::batches_per_epoch() const {
@@ -88,81 +90,89 @@ Batch BatchLoader::make_batch(int64_t b) {
   auto idx = order_.slice(0, start, end);
   auto ex = dataset_.batch(idx);
   Batch batch;
-  batch.images = transform_ ? transform_(ex.data, *gen_) : ex.data;
+  if (transform_) {
+    // Each batch draws from its own generator, so a batch is the same whichever worker made it.
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(transform_seed_, b, kTransformStream));
+    batch.images = transform_(ex.data, gen);
+  } else {
+    batch.images = ex.data;
+  }
   batch.labels = ex.target;
   batch.index = b;
   return batch;
 }
 
-void BatchLoader::produce_epoch() {
-  const int64_t total = batches_per_epoch();
-  try {
-    for (int64_t b = 0; b < total; ++b) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        cv_.wait(lock, [&] {
-          return shutdown_ || cancel_ || static_cast<int64_t>(queue_.size()) < options_.prefetch_;
-        });
-        if (shutdown_ || cancel_) return;
-      }
-      Batch batch = make_batch(b);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        queue_.push_back(std::move(batch));
-      }
-      cv_.notify_all();
-    }
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    error_ = std::current_exception();
-  }
-}
-
 void BatchLoader::worker_loop() {
-  // The loader thread works on small tensors beside a training thread that owns the cores: parallel
-  // regions here would only make the two fight over OpenMP's workers (spinning at barriers).
+  // The loader's threads work on small tensors beside a training thread that owns the cores: parallel
+  // regions here would only make them fight over OpenMP's workers (spinning at barriers).
   use_one_intraop_thread_here();
+  const int64_t window = std::max(options_.prefetch_, options_.workers_);
+  int64_t served = 0;
+  std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      cv_.wait(lock, [&] { return shutdown_ || has_work_; });
-      if (shutdown_) return;
-      has_work_ = false;
-      busy_ = true;
+    work_cv_.wait(lock, [&] { return shutdown_ || generation_ != served; });
+    if (shutdown_) return;
+    served = generation_;
+    ++busy_;
+    const int64_t total = batches_per_epoch();
+    for (;;) {
+      // At most `window` batches are taken ahead of the one the caller waits for.
+      work_cv_.wait(lock, [&] {
+        return shutdown_ || cancel_ || error_ || next_to_make_ >= total || next_to_make_ < next_to_hand_ + window;
+      });
+      if (shutdown_ || cancel_ || error_ || next_to_make_ >= total) break;
+      const int64_t b = next_to_make_++;
+      lock.unlock();
+      Batch batch;
+      std::exception_ptr error;
+      try {
+        batch = make_batch(b);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      if (error) {
+        if (!error_ || b < error_at_) {
+          error_ = error;
+          error_at_ = b;
+        }
+      } else {
+        ready_.emplace(b, std::move(batch));
+      }
+      // Only the batch the caller waits for (or a failure) is worth waking it for.
+      if (error || b == next_to_hand_) ready_cv_.notify_all();
+      if (error) work_cv_.notify_all();  // the other workers stop taking batches
     }
-    produce_epoch();
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      busy_ = false;
-    }
-    cv_.notify_all();
+    --busy_;
+    ready_cv_.notify_all();  // start_epoch may be waiting for the workers to leave
   }
 }
 
 void BatchLoader::cancel_and_wait_idle(std::unique_lock<std::mutex>& lock) {
   cancel_ = true;
-  cv_.notify_all();
-  cv_.wait(lock, [&] { return !busy_; });
+  work_cv_.notify_all();
+  ready_cv_.wait(lock, [&] { return busy_ == 0; });
   cancel_ = false;
 }
 
 void BatchLoader::start_epoch(int64_t epoch) {
   std::unique_lock<std::mutex> lock(mutex_);
-  cancel_and_wait_idle(lock);  // the worker no longer reads order_ or gen_
+  cancel_and_wait_idle(lock);  // no worker reads order_ now
   epoch_ = epoch;
   order_ = shard_order(epoch_order(static_cast<int64_t>(*dataset_.size()), options_.seed_, epoch, options_.shuffle_),
                        options_.rank_, options_.world_);
   // Each rank draws its own augmentation parameters (rank 0's are a single process's).
-  gen_ = at::make_generator<at::CPUGeneratorImpl>(
-      derive_seed(options_.seed_, epoch, kTransformStream + 16 * static_cast<uint64_t>(options_.rank_)));
+  transform_seed_ = derive_seed(options_.seed_, epoch, kTransformStream + 16 * static_cast<uint64_t>(options_.rank_));
   next_to_hand_ = 0;
-  queue_.clear();
+  next_to_make_ = 0;
+  ready_.clear();
   error_ = nullptr;
   if (!options_.background_) return;
-  has_work_ = true;
-  if (!worker_) worker_ = std::make_unique<ReusedThread>([this] { worker_loop(); });
+  ++generation_;
+  while (static_cast<int64_t>(workers_.size()) < options_.workers_)
+    workers_.push_back(std::make_unique<ReusedThread>([this] { worker_loop(); }));
   lock.unlock();
-  cv_.notify_all();
+  work_cv_.notify_all();
 }
 
 std::optional<Batch> BatchLoader::next() {
@@ -170,13 +180,14 @@ std::optional<Batch> BatchLoader::next() {
   if (next_to_hand_ >= batches_per_epoch()) return std::nullopt;
   if (!options_.background_) return make_batch(next_to_hand_++);
   std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [&] { return !queue_.empty() || error_; });
-  if (queue_.empty() && error_) std::rethrow_exception(error_);
-  Batch batch = std::move(queue_.front());
-  queue_.pop_front();
+  ready_cv_.wait(lock, [&] { return ready_.count(next_to_hand_) > 0 || (error_ && error_at_ <= next_to_hand_); });
+  auto it = ready_.find(next_to_hand_);
+  if (it == ready_.end()) std::rethrow_exception(error_);
+  Batch batch = std::move(it->second);
+  ready_.erase(it);
   ++next_to_hand_;
   lock.unlock();
-  cv_.notify_all();
+  work_cv_.notify_one();  // room for one more batch
   return batch;
 }
 

@@ -4,12 +4,13 @@
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -43,8 +44,14 @@ struct BatchLoaderOptions {
   BatchLoaderOptions& seed(uint64_t v) { seed_ = v; return *this; }
   /// How many prepared batches may wait in the queue (at least 1).
   BatchLoaderOptions& prefetch(int64_t v) { prefetch_ = v; return *this; }
-  /// Prepare batches on a background thread (true) or on the caller's thread (false).
+  /// Prepare batches on background threads (true) or on the caller's thread (false).
   BatchLoaderOptions& background(bool v) { background_ = v; return *this; }
+  /// How many background threads prepare batches (at least 1). Each takes the next batch not yet
+  /// taken; batches are still handed out in order, and every batch is the same for any number of
+  /// workers (each batch's transform draws from its own generator). With more than one, the
+  /// transform is called from several threads at once and must allow that. Training keeps 1: the
+  /// training thread owns the cores.
+  BatchLoaderOptions& workers(int64_t v) { workers_ = v; return *this; }
   /// Load only rank `rank`'s share of each epoch among `world` processes (see shard_order).
   BatchLoaderOptions& shard(int64_t rank, int64_t world) { rank_ = rank; world_ = world; return *this; }
 
@@ -54,6 +61,7 @@ struct BatchLoaderOptions {
   uint64_t seed_ = 123;
   int64_t prefetch_ = 2;
   bool background_ = true;
+  int64_t workers_ = 1;
   int64_t rank_ = 0;
   int64_t world_ = 1;
 };
@@ -83,8 +91,8 @@ uint64_t derive_seed(uint64_t seed, int64_t epoch, uint64_t stream);
 /// The dataset must outlive the loader. Errors raised while preparing a batch are rethrown from
 /// next(); destroying the loader stops and joins its thread.
 ///
-/// One worker thread serves every epoch of a loader, and it is a kept thread (ReusedThread) that
-/// served earlier loaders: a thread's first LibTorch parallel op runs LibTorch's per-thread setup,
+/// The same worker threads serve every epoch of a loader, and they are kept threads (ReusedThread)
+/// that served earlier loaders: a thread's first LibTorch parallel op runs LibTorch's per-thread setup,
 /// which (in a build with pthreadpool, like Debian's) recreates that pool and its spinning workers,
 /// about 30 ms of CPU each time.
 class BatchLoader {
@@ -106,7 +114,6 @@ class BatchLoader {
  private:
   Batch make_batch(int64_t b);
   void cancel_and_wait_idle(std::unique_lock<std::mutex>& lock);
-  void produce_epoch();
   void worker_loop();
 
   const ImageSet& dataset_;
@@ -115,17 +122,20 @@ class BatchLoader {
   int64_t size_;
   int64_t epoch_ = -1;
   at::Tensor order_;
-  std::optional<at::Generator> gen_;
+  uint64_t transform_seed_ = 0;  ///< this epoch's; batch b's generator is seeded from it and b
   int64_t next_to_hand_ = 0;
 
-  std::unique_ptr<ReusedThread> worker_;  ///< a kept thread (see src/common/reused_thread.h)
+  std::vector<std::unique_ptr<ReusedThread>> workers_;  ///< kept threads (see src/common/reused_thread.h)
   std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<Batch> queue_;
-  bool shutdown_ = false;  ///< the loader is being destroyed
-  bool cancel_ = false;    ///< abandon the epoch in progress
-  bool has_work_ = false;  ///< an epoch is set up and waiting for the worker
-  bool busy_ = false;      ///< the worker is producing (it reads order_ and gen_ unlocked then)
+  std::condition_variable work_cv_;   ///< workers wait here: an epoch, room for a batch, or a stop
+  std::condition_variable ready_cv_;  ///< the caller waits here: its batch, a failure, or idle workers
+  std::map<int64_t, Batch> ready_;  ///< prepared batches by index, waiting to be handed out
+  int64_t next_to_make_ = 0;        ///< the next batch index a worker takes
+  int64_t generation_ = 0;          ///< counts the epochs started in the background
+  int64_t busy_ = 0;                ///< workers inside an epoch (they read order_ unlocked then)
+  bool shutdown_ = false;           ///< the loader is being destroyed
+  bool cancel_ = false;             ///< abandon the epoch in progress
+  int64_t error_at_ = 0;            ///< the batch whose preparation failed (with error_)
   std::exception_ptr error_;
 };
 

@@ -12,7 +12,8 @@
 namespace birdplane::transforms {
 
 /// A function applied to each whole uint8 batch [B,C,H,W]; it may draw random numbers from the
-/// generator it is given (seeded per epoch by the loader, so a run is reproducible).
+/// generator it is given (the loader seeds one per batch from the seed, the epoch and the batch's
+/// index, so a run is reproducible with any number of loader workers).
 using BatchTransform = std::function<at::Tensor(const at::Tensor& images_u8, at::Generator& gen)>;
 
 /// ToTensor then Normalize(mean, std) in one pass (functional::to_normalized): uint8 [B,C,H,W] to

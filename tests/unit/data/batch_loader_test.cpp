@@ -72,6 +72,54 @@ TEST(BatchLoader, SameBatchesWhateverTheThreadCountOrBackgroundThread) {
   }
 }
 
+TEST(BatchLoader, SameBatchesWhateverTheNumberOfWorkersEvenWithRandomTransforms) {
+  auto set = fake_set(203);
+  // A transform that draws from its generator: each image scaled by its own random factor.
+  auto noisy = [](const at::Tensor& x, at::Generator& gen) {
+    auto scale = at::rand({x.size(0), 1, 1, 1}, gen);
+    return x.to(torch::kFloat32) * scale;
+  };
+  auto run = [&](int64_t workers, bool background, int64_t prefetch) {
+    data::BatchLoader loader(set, data::BatchLoaderOptions(16).seed(5).workers(workers).background(background)
+                                      .prefetch(prefetch), noisy);
+    auto e1 = one_epoch(loader, 1);
+    auto e2 = one_epoch(loader, 2);
+    e1.insert(e1.end(), e2.begin(), e2.end());
+    return e1;
+  };
+  const auto reference = run(1, false, 2);
+  ASSERT_EQ(reference.size(), 26u);  // 13 batches (12 of 16, one of 11) in each of two epochs
+  EXPECT_FALSE(torch::equal(reference[0].images, reference[13].images));  // the epochs draw differently
+  for (const auto& [workers, prefetch] : {std::pair<int64_t, int64_t>{1, 2}, {2, 1}, {3, 2}, {4, 8}}) {
+    const auto got = run(workers, true, prefetch);
+    ASSERT_EQ(got.size(), reference.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].index, reference[i].index);
+      EXPECT_TRUE(torch::equal(got[i].images, reference[i].images)) << workers << " workers, batch " << i;
+      EXPECT_TRUE(torch::equal(got[i].labels, reference[i].labels)) << workers << " workers, batch " << i;
+    }
+  }
+}
+
+TEST(BatchLoader, AFailedBatchIsReportedInItsTurnWithSeveralWorkers) {
+  auto set = fake_set(100);
+  // Batch 4 fails; batches 0-3 still arrive first, whichever worker made them.
+  auto failing = [](const at::Tensor& x, at::Generator&) {
+    if (x[0][0][0][0].item<int64_t>() == (40 * 3 * 32 * 32) % 251) fail("batch with image 40 failed on purpose");
+    return x;
+  };
+  data::BatchLoader loader(set, data::BatchLoaderOptions(10).shuffle(false).workers(3), failing);
+  for (int round = 0; round < 2; ++round) {  // and again in a second epoch
+    loader.start_epoch(round);
+    for (int64_t b = 0; b < 4; ++b) {
+      auto got = loader.next();
+      ASSERT_TRUE(got.has_value());
+      EXPECT_EQ(got->index, b);
+    }
+    EXPECT_THROW(loader.next(), Error);
+  }
+}
+
 TEST(BatchLoader, EpochsShuffleDifferentlyAndDropLastDrops) {
   auto set = fake_set(100);
   data::BatchLoader loader(set, data::BatchLoaderOptions(30).drop_last(true), nullptr);
@@ -133,4 +181,5 @@ TEST(BatchLoader, OneWorkerThreadServesEveryEpochAndAnAbandonedEpochLeavesNoTrac
 TEST(BatchLoader, RejectsBadOptions) {
   auto set = fake_set(10);
   EXPECT_THROW(data::BatchLoader(set, data::BatchLoaderOptions(0), nullptr), Error);
+  EXPECT_THROW(data::BatchLoader(set, data::BatchLoaderOptions(4).workers(0), nullptr), Error);
 }

@@ -44,6 +44,7 @@
 #include "birdplane/data/image_folder.h"
 #include "birdplane/data/stats.h"
 #include "birdplane/doctor.h"
+#include "birdplane/threads.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/distributed.h"
@@ -471,8 +472,8 @@ int main(int argc, char** argv) {
   try {
     // All cores, or BIRDPLANE_BENCH_THREADS (bench/run passes its --threads, as it does to Python).
     const char* threads_env = std::getenv("BIRDPLANE_BENCH_THREADS");
-    at::set_num_threads(threads_env && *threads_env ? std::stoi(threads_env)
-                                                    : static_cast<int>(std::thread::hardware_concurrency()));
+    set_threads(threads_env && *threads_env ? std::stoi(threads_env)
+                                            : static_cast<int>(std::thread::hardware_concurrency()));
     const std::string mode = argc > 1 ? argv[1] : "";
     // --all-classes may come anywhere after the mode; the rest are positional.
     std::vector<std::string> pos;

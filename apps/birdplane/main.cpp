@@ -10,6 +10,7 @@
 #include <c10/util/Exception.h>
 
 #include "birdplane/check.h"
+#include "birdplane/threads.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/version.h"
 #include "birdplane/train/distributed.h"
@@ -39,11 +40,11 @@ int main(int argc, char** argv) {
   // its machine: cores / LOCAL_WORLD_SIZE each.
   int processes_here = 1;
   if (const char* local = std::getenv("LOCAL_WORLD_SIZE")) processes_here = std::max(1, std::atoi(local));
-  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / processes_here)));
+  birdplane::set_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / processes_here)));
   birdplane::cli::set_program_arguments(argc, argv);
   const std::string error = birdplane::cli::rank_prefix() + "error: ";
   app.add_option_function<int>(
-         "--threads", [](const int& n) { at::set_num_threads(n); },
+         "--threads", [](const int& n) { birdplane::set_threads(n); },
          "LibTorch intra-op threads (default: all cores; LibTorch's own default here is 1)")
       ->check(CLI::Range(1, 1024));
   birdplane::cli::setup_commands(app);

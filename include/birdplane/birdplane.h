@@ -3,6 +3,7 @@
 #pragma once
 
 #include "birdplane/check.h"
+#include "birdplane/threads.h"
 #include "birdplane/version.h"
 
 #include "birdplane/data/batch_loader.h"

@@ -30,8 +30,10 @@
 
 #include "birdplane/check.h"
 #include "common/files.h"
+#include "common/memory.h"
 #include "common/text.h"
 #include "data/folder_cache.h"
+#include "data/image_fit.h"
 
 namespace fs = std::filesystem;
 
@@ -412,20 +414,15 @@ std::string decode_one(DecodeJob& job, int64_t i) {
   try {
     const auto bytes = read_file_bytes(path);
     const auto d = decode_image(bytes.data(), bytes.size(), path, job.max_pixels);
-    at::Tensor chw = at::from_blob(const_cast<uint8_t*>(d.pixels.data()), {d.height, d.width, 3}, at::kByte)
-                         .permute({2, 0, 1});
-    at::Tensor row = job.images[i];
     if (job.exact && (d.height != job.height || d.width != job.width)) {
       throw SizeMismatch{fmt::format(
           "the images differ in size: {} is {}x{} (height x width) but {} is {}x{}; give one size (and a "
           "center crop to keep each image's aspect ratio)",
           path, d.height, d.width, job.first_file, job.height, job.width)};
     }
-    if (d.height == job.height && d.width == job.width) {
-      row.copy_(chw);
-    } else {
-      row.copy_(fit_image(chw.contiguous(), job.height, job.width, job.crop));
-    }
+    // Straight from the decoder's HWC pixels into row i (resized and cropped as asked).
+    uint8_t* row = job.images.data_ptr<uint8_t>() + i * 3 * job.height * job.width;
+    fit_rgb(d.pixels.data(), d.height, d.width, job.height, job.width, job.crop, row);
     return {};
   } catch (const Error& e) {
     return e.what();
@@ -673,7 +670,7 @@ ImageSet read_image_folder(const std::string& root, const ImageFolderOptions& op
     job.height = options.image_size[0];
     job.width = options.image_size[1];
   }
-  job.images = at::empty({n, 3, job.height, job.width}, at::kByte);
+  job.images = empty_huge({n, 3, job.height, job.width}, at::kByte);
   job.next = first;
   job.done = first;
   // With no size given, every image must have the first one's size: one of another size stops the pass

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define BIRDPLANE_FMA __attribute__((target("avx2,fma")))
+#define BIRDPLANE_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define BIRDPLANE_AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) inline
 #endif
 
 namespace birdplane::data::kernels {
@@ -90,6 +93,78 @@ BIRDPLANE_FMA void resize_rows(const uint8_t* src, int64_t h, int64_t w, const A
   }
 }
 
+// The same sums without a branch that depends on the tap count: every output runs `taps` taps (the
+// most any output has), tap j as acc = fma(t, fused[j], acc + t * plain[j]), where one of the two
+// weights is the real one and the other 0 (both 0 beyond the output's count). Adding t * 0, or a
+// fused multiply-add of t * 0, leaves acc exactly as it was, so this is the same arithmetic.
+struct SplitTaps {
+  int64_t taps = 0;
+  std::vector<float> first, plain, fused;  // first[o]; plain/fused[o * taps + j] for j >= 1
+};
+
+void split_taps(const Axis& a, int64_t out, SplitTaps& s) {
+  s.taps = 1;
+  for (int64_t o = 0; o < out; ++o) s.taps = std::max(s.taps, a.count[static_cast<size_t>(o)]);
+  s.first.assign(static_cast<size_t>(out), 0.0f);
+  s.plain.assign(static_cast<size_t>(out * s.taps), 0.0f);
+  s.fused.assign(static_cast<size_t>(out * s.taps), 0.0f);
+  for (int64_t o = 0; o < out; ++o) {
+    const float* w = &a.w[static_cast<size_t>(o * a.taps)];
+    const int64_t n = a.count[static_cast<size_t>(o)], p = plain_end(n);
+    s.first[static_cast<size_t>(o)] = w[0];
+    for (int64_t j = 1; j < n; ++j) (j < p ? s.plain : s.fused)[static_cast<size_t>(o * s.taps + j)] = w[j];
+  }
+}
+
+// Row r's three results (lanes 4r..4r+2) to out + r * stride, for the rows that exist; each store's
+// fourth float lands on the next output's first, which is written after it.
+BIRDPLANE_AVX512_INLINE void store_rows(float* out, int64_t stride, int64_t rows, __m512 acc) {
+  _mm_storeu_ps(out, _mm512_extractf32x4_ps(acc, 0));
+  if (rows > 1) _mm_storeu_ps(out + stride, _mm512_extractf32x4_ps(acc, 1));
+  if (rows > 2) _mm_storeu_ps(out + 2 * stride, _mm512_extractf32x4_ps(acc, 2));
+  if (rows > 3) _mm_storeu_ps(out + 3 * stride, _mm512_extractf32x4_ps(acc, 3));
+}
+
+// Along the rows, four rows at a time: `group` holds pixel x of the four rows as one 16-float vector
+// (row r's red, green and blue in lanes 4r..4r+2), so each tap is one load for twelve outputs. Pixels
+// past the right edge are zeros (the last outputs may run taps beyond their count there).
+BIRDPLANE_AVX512 void resize_rows4(const uint8_t* src, int64_t h, int64_t w, const Axis& ax, const SplitTaps& st,
+                                   int64_t out_w, float* tmp, int64_t stride, float* group) {
+  const int64_t row_len = w * 3, taps = st.taps;
+  std::fill(group + w * 16, group + (w + taps) * 16, 0.0f);
+  for (int64_t y0 = 0; y0 < h; y0 += 4) {
+    const int64_t rows = std::min<int64_t>(4, h - y0);
+    // Straight from the bytes: pixel x's four bytes (its three and the next pixel's red, in a lane
+    // never stored), widened to floats. The last pixel of a row is read byte by byte (nothing may
+    // follow it). Going through a float row instead stalled: its loads spanned two earlier stores.
+    for (int64_t r = 0; r < 4; ++r) {
+      if (r < rows) {
+        const uint8_t* s = src + (y0 + r) * row_len;
+        for (int64_t x = 0; x + 1 < w; ++x) {
+          int32_t four;
+          std::memcpy(&four, s + 3 * x, 4);
+          _mm_storeu_ps(group + x * 16 + r * 4, _mm_cvtepi32_ps(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(four))));
+        }
+        const uint8_t* last = s + 3 * (w - 1);
+        _mm_storeu_ps(group + (w - 1) * 16 + r * 4, _mm_setr_ps(last[0], last[1], last[2], 0.0f));
+      } else {
+        for (int64_t x = 0; x < w; ++x) _mm_storeu_ps(group + x * 16 + r * 4, _mm_setzero_ps());
+      }
+    }
+    for (int64_t o = 0; o < out_w; ++o) {
+      const float* base = group + ax.start[static_cast<size_t>(o)] * 16;
+      const float* plain = &st.plain[static_cast<size_t>(o * taps)];
+      const float* fused = &st.fused[static_cast<size_t>(o * taps)];
+      __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(base), _mm512_set1_ps(st.first[static_cast<size_t>(o)]));
+      for (int64_t j = 1; j < taps; ++j) {
+        const __m512 t = _mm512_loadu_ps(base + j * 16);
+        acc = _mm512_fmadd_ps(t, _mm512_set1_ps(fused[j]), _mm512_add_ps(acc, _mm512_mul_ps(t, _mm512_set1_ps(plain[j]))));
+      }
+      store_rows(tmp + y0 * stride + 3 * o, stride, rows, acc);
+    }
+  }
+}
+
 // Down the columns: output row y is a weighted sum of whole rows of `tmp`, eight floats at a time.
 // `line` receives out_w * 3 floats (HWC order) per output row and is handed to `emit`.
 template <typename Emit>
@@ -113,21 +188,30 @@ BIRDPLANE_FMA void resize_columns(const float* tmp, int64_t stride, const Axis& 
 
 struct Scratch {
   Axis ax, ay;
-  std::vector<float> row, tmp, line;
+  SplitTaps split;
+  std::vector<float> row, tmp, line, group;
 };
 
 template <typename Emit>
-void resize_any(const uint8_t* src, int64_t h, int64_t w, int64_t out_h, int64_t out_w, Emit&& emit) {
+void resize_any(Path path, const uint8_t* src, int64_t h, int64_t w, int64_t out_h, int64_t out_w, Emit&& emit) {
   BIRDPLANE_CHECK(h >= 1 && w >= 1 && out_h >= 1 && out_w >= 1, "resize: sizes must be at least 1, got {}x{} to {}x{}",
                   h, w, out_h, out_w);
   thread_local Scratch s;
   axis_weights(w, out_w, s.ax);
   axis_weights(h, out_h, s.ay);
   const int64_t stride = round_up(out_w * 3 + 1, 8);
-  s.row.assign(static_cast<size_t>(w * 3 + 1), 0.0f);
-  s.tmp.assign(static_cast<size_t>(h * stride), 0.0f);
-  s.line.assign(static_cast<size_t>(stride), 0.0f);
-  resize_rows(src, h, w, s.ax, out_w, s.tmp.data(), stride, s.row.data());
+  // resize, not assign: padding lanes need only hold finite numbers (they feed lanes never stored).
+  s.tmp.resize(static_cast<size_t>(h * stride));
+  s.line.resize(static_cast<size_t>(stride));
+  if (path == Path::kAvx512) {
+    split_taps(s.ax, out_w, s.split);
+    s.group.resize(static_cast<size_t>((w + s.split.taps) * 16));
+    resize_rows4(src, h, w, s.ax, s.split, out_w, s.tmp.data(), stride, s.group.data());
+  } else {
+    s.row.resize(static_cast<size_t>(w * 3 + 1));
+    s.row[static_cast<size_t>(w * 3)] = 0.0f;
+    resize_rows(src, h, w, s.ax, out_w, s.tmp.data(), stride, s.row.data());
+  }
   resize_columns(s.tmp.data(), stride, s.ay, out_h, s.line.data(), emit);
 }
 
@@ -150,9 +234,8 @@ at::Tensor aten_resize(const uint8_t* src, int64_t h, int64_t w, int64_t out_h, 
   return at::_upsample_bilinear2d_aa(chw.to(at::kFloat).unsqueeze(0), {out_h, out_w}, false, none, none).squeeze(0);
 }
 
-bool matches_aten() {
-#if defined(__x86_64__)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+bool matches_aten(Path path) {
+  if (!cpu_has(path)) return false;
   // Shrinking and enlarging, each axis on its own and both, long and short filters, one pixel.
   const int64_t shapes[][4] = {{224, 224, 64, 64}, {37, 53, 100, 21}, {5, 300, 17, 64},
                                {333, 127, 31, 250}, {1, 1, 3, 2},    {64, 48, 64, 17}};
@@ -161,43 +244,63 @@ bool matches_aten() {
     std::vector<uint8_t> img(static_cast<size_t>(s[0] * s[1] * 3));
     for (auto& v : img) v = static_cast<uint8_t>(rng() & 0xFF);
     at::Tensor mine = at::empty({3, s[2], s[3]}, at::kFloat);
-    resize_rgb_float(img.data(), s[0], s[1], mine.data_ptr<float>(), s[2], s[3]);
+    resize_rgb_float_on(path, img.data(), s[0], s[1], mine.data_ptr<float>(), s[2], s[3]);
     if (!at::equal(mine, aten_resize(img.data(), s[0], s[1], s[2], s[3]))) return false;
   }
   return true;
-#else
-  return false;
-#endif
+}
+
+// The path this machine uses: the first that gives ATen's result.
+std::optional<Path> chosen_path() {
+  static const std::optional<Path> path = []() -> std::optional<Path> {
+    for (Path p : {Path::kAvx512, Path::kAvx2})
+      if (matches_aten(p)) return p;
+    return std::nullopt;
+  }();
+  return path;
 }
 
 }  // namespace
 
-bool resize_available() {
-  static const bool ok = matches_aten();
-  return ok;
+bool cpu_has(Path path) {
+#if defined(__x86_64__)
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return path == Path::kAvx512 ? avx2 && __builtin_cpu_supports("avx512f") : avx2;
+#else
+  (void)path;
+  return false;
+#endif
 }
 
-void resize_rgb_float(const uint8_t* src, int64_t h, int64_t w, float* dst_chw, int64_t out_h, int64_t out_w) {
+bool resize_available() { return chosen_path().has_value(); }
+
+void resize_rgb_float_on(Path path, const uint8_t* src, int64_t h, int64_t w, float* dst_chw, int64_t out_h,
+                         int64_t out_w) {
+  BIRDPLANE_CHECK(cpu_has(path), "resize_rgb_float_on: this CPU lacks the instructions of that path");
 #if defined(__x86_64__)
   const int64_t plane = out_h * out_w;
-  resize_any(src, h, w, out_h, out_w, [&](int64_t y, const float* line) {
+  resize_any(path, src, h, w, out_h, out_w, [&](int64_t y, const float* line) {
     for (int64_t o = 0; o < out_w; ++o)
       for (int64_t c = 0; c < 3; ++c) dst_chw[c * plane + y * out_w + o] = line[o * 3 + c];
   });
 #else
   (void)src, (void)h, (void)w, (void)dst_chw, (void)out_h, (void)out_w;
-  fail("resize_rgb_float: not available on this CPU");
 #endif
 }
 
+void resize_rgb_float(const uint8_t* src, int64_t h, int64_t w, float* dst_chw, int64_t out_h, int64_t out_w) {
+  BIRDPLANE_CHECK(resize_available(), "resize_rgb_float: not available on this machine (use ATen)");
+  resize_rgb_float_on(*chosen_path(), src, h, w, dst_chw, out_h, out_w);
+}
+
 void resize_rgb(const uint8_t* src, int64_t h, int64_t w, uint8_t* dst_chw, int64_t out_h, int64_t out_w) {
+  BIRDPLANE_CHECK(resize_available(), "resize_rgb: not available on this machine (use ATen)");
 #if defined(__x86_64__)
   const int64_t plane = out_h * out_w;
-  resize_any(src, h, w, out_h, out_w,
+  resize_any(*chosen_path(), src, h, w, out_h, out_w,
              [&](int64_t y, const float* line) { store_rounded(line, out_w, plane, dst_chw + y * out_w); });
 #else
   (void)src, (void)h, (void)w, (void)dst_chw, (void)out_h, (void)out_w;
-  fail("resize_rgb: not available on this CPU");
 #endif
 }
 

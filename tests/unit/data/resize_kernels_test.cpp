@@ -2,6 +2,7 @@
 // the rounded bytes, over shapes that shrink and enlarge each axis, long and short filters, and one
 // pixel. fit_image through the kernel against torchvision's Resize + CenterCrop is in
 // image_folder_test (SizesAndCropsMatchTorchvision).
+#include <array>
 #include <random>
 #include <vector>
 
@@ -29,29 +30,46 @@ at::Tensor as_chw(std::vector<uint8_t>& hwc, int64_t h, int64_t w) {
 
 }  // namespace
 
-TEST(ResizeKernel, EqualsATenBitForBit) {
+TEST(ResizeKernel, EachPathEqualsATenBitForBit) {
+  using data::kernels::Path;
+  int paths = 0;
+  for (Path path : {Path::kAvx512, Path::kAvx2}) {
+    if (!data::kernels::cpu_has(path)) continue;
+    ++paths;
+    std::mt19937 rng(7);
+    int64_t cases = 0;
+    for (int64_t h : {1, 2, 5, 9, 32, 61, 224, 481})
+      for (int64_t w : {1, 3, 32, 100, 333})
+        for (int64_t oh : {1, 4, 32, 64, 150})
+          for (int64_t ow : {1, 7, 32, 64, 299}) {
+            auto img = random_rgb(h, w, rng);
+            const at::Tensor chw = as_chw(img, h, w);
+            const c10::optional<double> none;
+            const at::Tensor ref =
+                at::_upsample_bilinear2d_aa(chw.to(torch::kFloat32).unsqueeze(0), {oh, ow}, false, none, none).squeeze(0);
+            at::Tensor mine = torch::empty({3, oh, ow}, torch::kFloat32);
+            data::kernels::resize_rgb_float_on(path, img.data(), h, w, mine.data_ptr<float>(), oh, ow);
+            ASSERT_TRUE(torch::equal(mine, ref))
+                << (path == Path::kAvx512 ? "avx512" : "avx2") << ": " << h << "x" << w << " -> " << oh << "x" << ow
+                << ", largest difference " << (mine - ref).abs().max().item<float>();
+            ++cases;
+          }
+    EXPECT_EQ(cases, 8 * 5 * 5 * 5);
+  }
+  if (paths == 0) GTEST_SKIP() << "this CPU has neither path: ATen is used";
+}
+
+TEST(ResizeKernel, RoundedBytesAreTorchvisionsUint8Result) {
   if (!data::kernels::resize_available()) GTEST_SKIP() << "this machine's ATen computes differently: ATen is used";
-  std::mt19937 rng(7);
-  int64_t cases = 0;
-  for (int64_t h : {1, 2, 9, 32, 61, 224, 481})
-    for (int64_t w : {1, 3, 32, 100, 333})
-      for (int64_t oh : {1, 4, 32, 64, 150})
-        for (int64_t ow : {1, 7, 32, 64, 299}) {
-          auto img = random_rgb(h, w, rng);
-          const at::Tensor chw = as_chw(img, h, w);
-          const c10::optional<double> none;
-          const at::Tensor ref =
-              at::_upsample_bilinear2d_aa(chw.to(torch::kFloat32).unsqueeze(0), {oh, ow}, false, none, none).squeeze(0);
-          at::Tensor mine = torch::empty({3, oh, ow}, torch::kFloat32);
-          data::kernels::resize_rgb_float(img.data(), h, w, mine.data_ptr<float>(), oh, ow);
-          ASSERT_TRUE(torch::equal(mine, ref)) << h << "x" << w << " -> " << oh << "x" << ow << ", largest difference "
-                                               << (mine - ref).abs().max().item<float>();
-          at::Tensor bytes = torch::empty({3, oh, ow}, torch::kUInt8);
-          data::kernels::resize_rgb(img.data(), h, w, bytes.data_ptr<uint8_t>(), oh, ow);
-          ASSERT_TRUE(torch::equal(bytes, ref.round().to(torch::kUInt8))) << h << "x" << w << " -> " << oh << "x" << ow;
-          ++cases;
-        }
-  EXPECT_EQ(cases, 7 * 5 * 5 * 5);
+  std::mt19937 rng(3);
+  for (const auto& [h, w, oh, ow] : {std::array<int64_t, 4>{224, 224, 64, 64}, {30, 41, 97, 13}, {3, 3, 1, 1}}) {
+    auto img = random_rgb(h, w, rng);
+    at::Tensor bytes = torch::empty({3, oh, ow}, torch::kUInt8);
+    data::kernels::resize_rgb(img.data(), h, w, bytes.data_ptr<uint8_t>(), oh, ow);
+    // resize_bilinear is torchvision's F.resize on a uint8 tensor, all in ATen.
+    EXPECT_TRUE(torch::equal(bytes, data::resize_bilinear(as_chw(img, h, w), static_cast<int>(oh), static_cast<int>(ow))))
+        << h << "x" << w << " -> " << oh << "x" << ow;
+  }
 }
 
 TEST(ResizeKernel, FitRgbEqualsFitImageThroughATen) {

@@ -100,6 +100,9 @@ BIRDPLANE_FMA void resize_rows(const uint8_t* src, int64_t h, int64_t w, const A
 struct SplitTaps {
   int64_t taps = 0;
   std::vector<float> first, plain, fused;  // first[o]; plain/fused[o * taps + j] for j >= 1
+  // When every output switches from plain to fused at the same tap (as when the tap counts differ by
+  // less than four), that tap; the loop then needs no zero products: 0 otherwise.
+  int64_t shared_plain_end = 0;
 };
 
 void split_taps(const Axis& a, int64_t out, SplitTaps& s) {
@@ -108,9 +111,11 @@ void split_taps(const Axis& a, int64_t out, SplitTaps& s) {
   s.first.assign(static_cast<size_t>(out), 0.0f);
   s.plain.assign(static_cast<size_t>(out * s.taps), 0.0f);
   s.fused.assign(static_cast<size_t>(out * s.taps), 0.0f);
+  s.shared_plain_end = plain_end(a.count[0]);
   for (int64_t o = 0; o < out; ++o) {
     const float* w = &a.w[static_cast<size_t>(o * a.taps)];
     const int64_t n = a.count[static_cast<size_t>(o)], p = plain_end(n);
+    if (p != s.shared_plain_end) s.shared_plain_end = 0;
     s.first[static_cast<size_t>(o)] = w[0];
     for (int64_t j = 1; j < n; ++j) (j < p ? s.plain : s.fused)[static_cast<size_t>(o * s.taps + j)] = w[j];
   }
@@ -151,14 +156,21 @@ BIRDPLANE_AVX512 void resize_rows4(const uint8_t* src, int64_t h, int64_t w, con
         for (int64_t x = 0; x < w; ++x) _mm_storeu_ps(group + x * 16 + r * 4, _mm_setzero_ps());
       }
     }
+    const int64_t shared = st.shared_plain_end;
     for (int64_t o = 0; o < out_w; ++o) {
       const float* base = group + ax.start[static_cast<size_t>(o)] * 16;
       const float* plain = &st.plain[static_cast<size_t>(o * taps)];
       const float* fused = &st.fused[static_cast<size_t>(o * taps)];
       __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(base), _mm512_set1_ps(st.first[static_cast<size_t>(o)]));
-      for (int64_t j = 1; j < taps; ++j) {
-        const __m512 t = _mm512_loadu_ps(base + j * 16);
-        acc = _mm512_fmadd_ps(t, _mm512_set1_ps(fused[j]), _mm512_add_ps(acc, _mm512_mul_ps(t, _mm512_set1_ps(plain[j]))));
+      if (shared > 0) {
+        int64_t j = 1;
+        for (; j < shared; ++j) acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(base + j * 16), _mm512_set1_ps(plain[j])));
+        for (; j < taps; ++j) acc = _mm512_fmadd_ps(_mm512_loadu_ps(base + j * 16), _mm512_set1_ps(fused[j]), acc);
+      } else {
+        for (int64_t j = 1; j < taps; ++j) {
+          const __m512 t = _mm512_loadu_ps(base + j * 16);
+          acc = _mm512_fmadd_ps(t, _mm512_set1_ps(fused[j]), _mm512_add_ps(acc, _mm512_mul_ps(t, _mm512_set1_ps(plain[j]))));
+        }
       }
       store_rows(tmp + y0 * stride + 3 * o, stride, rows, acc);
     }

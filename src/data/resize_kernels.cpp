@@ -227,14 +227,20 @@ void resize_any(Path path, const uint8_t* src, int64_t h, int64_t w, int64_t out
   resize_columns(s.tmp.data(), stride, s.ay, out_h, s.line.data(), emit);
 }
 
-// torch.round: half to even (the default rounding mode), then into 0..255.
+// torch.round: half to even, then into 0..255.
+// `line` holds at least round_up(out_w * 3, 8) floats (its padding lanes are finite).
 BIRDPLANE_FMA void store_rounded(const float* line, int64_t out_w, int64_t plane, uint8_t* dst) {
-  for (int64_t o = 0; o < out_w; ++o) {
-    for (int64_t c = 0; c < 3; ++c) {
-      const float v = std::nearbyint(line[o * 3 + c]);
-      dst[c * plane + o] = static_cast<uint8_t>(std::clamp(v, 0.0f, 255.0f));
-    }
+  thread_local std::vector<int32_t> ints;
+  const int64_t n = out_w * 3;
+  ints.resize(static_cast<size_t>(round_up(n, 8)));
+  const __m256 lo = _mm256_setzero_ps(), hi = _mm256_set1_ps(255.0f);
+  for (int64_t k = 0; k < n; k += 8) {
+    const __m256 v = _mm256_round_ps(_mm256_loadu_ps(line + k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(ints.data() + k),
+                        _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi)));
   }
+  for (int64_t o = 0; o < out_w; ++o)
+    for (int64_t c = 0; c < 3; ++c) dst[c * plane + o] = static_cast<uint8_t>(ints[static_cast<size_t>(o * 3 + c)]);
 }
 
 #endif

@@ -20,6 +20,10 @@
 //   allreduce MODEL REPS     run as every rank of a multi-process group (torchrun's variables): the
 //                            all-reduce of MODEL's gradient buckets (2 classes), REPS times; seconds
 //                            per step (median) and bytes
+//   decode TREE SIZE N       one thread, the first N files of an image folder already in memory: microseconds
+//                            per file to decode, to bring to SIZE x SIZE with birdplane's resize kernel
+//                            (data::fit_rgb) and with ATen's ops (fit_image with the kernel off), medians
+//                            of 3 passes (SIZE 0: decode only)
 //   folder TREE SIZE REPS    an image folder (SIZE 0: the images' own size, else SIZE x SIZE) read with
 //                            read_image_folder, then one epoch of shuffled, normalized batches of 64:
 //                            first with no cache (decoding every file), then from the cache; medians
@@ -42,6 +46,8 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/image_folder.h"
+#include "data/image_fit.h"
+#include "data/resize_kernels.h"
 #include "birdplane/data/stats.h"
 #include "birdplane/doctor.h"
 #include "birdplane/threads.h"
@@ -389,6 +395,52 @@ double folder_epoch(const data::ImageSet& set) {
   return sum;
 }
 
+// Per-file costs of the first epoch's work on one thread, without the disk: decoding, then the resize
+// through birdplane's kernel and through ATen (the same pixels; checked here).
+nlohmann::json bench_decode(const std::string& tree, int64_t size, int64_t n) {
+  const auto listing = data::list_image_folder(tree);
+  std::vector<std::vector<uint8_t>> files;
+  for (size_t i = 0; i < listing.files.size() && static_cast<int64_t>(files.size()) < n; ++i)
+    files.push_back(data::read_file_bytes(listing.files[i]));
+  std::vector<data::DecodedImage> decoded(files.size());
+  auto median_us = [&](const std::function<void()>& pass) {
+    std::vector<double> v;
+    for (int r = 0; r < 3; ++r) {
+      train::Timer t;
+      pass();
+      v.push_back(t.seconds() / static_cast<double>(files.size()) * 1e6);
+    }
+    std::sort(v.begin(), v.end());
+    return v[1];
+  };
+  nlohmann::json out = {{"mode", "decode"}, {"tree", tree}, {"files", files.size()}, {"image_size", size}};
+  out["decode_us"] = median_us([&] {
+    for (size_t i = 0; i < files.size(); ++i) decoded[i] = data::decode_image(files[i].data(), files[i].size(), "f");
+  });
+  if (size > 0) {
+    at::Tensor mine = at::empty({3, size, size}, at::kByte);
+    out["resize_kernel_available"] = data::kernels::resize_available();
+    out["resize_kernel_us"] = median_us([&] {
+      for (const auto& d : decoded)
+        data::fit_rgb(d.pixels.data(), d.height, d.width, size, size, data::CropMode::kNone, mine.data_ptr<uint8_t>());
+    });
+    std::vector<at::Tensor> chw;
+    for (const auto& d : decoded)
+      chw.push_back(at::from_blob(const_cast<uint8_t*>(d.pixels.data()), {d.height, d.width, 3}, at::kByte)
+                        .permute({2, 0, 1}).contiguous());
+    out["resize_aten_us"] = median_us([&] {
+      for (const auto& c : chw) data::resize_bilinear(c, static_cast<int>(size), static_cast<int>(size));
+    });
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      data::fit_rgb(decoded[i].pixels.data(), decoded[i].height, decoded[i].width, size, size, data::CropMode::kNone,
+                    mine.data_ptr<uint8_t>());
+      BIRDPLANE_CHECK(torch::equal(mine, data::resize_bilinear(chw[i], static_cast<int>(size), static_cast<int>(size))),
+                      "file {}: the resize kernel and ATen disagree", i);
+    }
+  }
+  return out;
+}
+
 nlohmann::json bench_folder(const std::string& tree, int64_t size, int64_t reps) {
   namespace fs = std::filesystem;
   const fs::path cache = fs::temp_directory_path() / ("birdplane-bench-cache-" + std::to_string(::getpid()));
@@ -507,6 +559,8 @@ int main(int argc, char** argv) {
       j = bench_transform(argv[2], argv[3], std::stoll(argv[4]));
     } else if (mode == "allreduce" && pos.size() == 2) {
       j = bench_allreduce(pos[0], std::stoll(pos[1]));
+    } else if (mode == "decode" && pos.size() == 3) {
+      j = bench_decode(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else if (mode == "folder" && pos.size() == 3) {
       j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else {
@@ -514,7 +568,7 @@ int main(int argc, char** argv) {
                    " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
-                   " | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)\n";
+                   " | decode TREE SIZE N | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

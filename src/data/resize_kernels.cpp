@@ -14,7 +14,13 @@
 #include "birdplane/check.h"
 
 #if defined(__x86_64__)
+// GCC 12's inline forms of the lane-extracting intrinsics start from _mm_undefined_ps() and draw a
+// false "may be used uninitialized" warning; it is silenced for the intrinsics' header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #define BIRDPLANE_FMA __attribute__((target("avx2,fma")))
 #define BIRDPLANE_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define BIRDPLANE_AVX512_INLINE __attribute__((target("avx512f,avx2,fma"), always_inline)) inline

@@ -31,13 +31,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #if defined(__x86_64__)
-// GCC 12's inline _mm512_reduce_add_ps starts from an undefined vector and draws a false
-// "uninitialized" warning; silenced for the intrinsics' header only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 #include <cstdlib>
 #include <filesystem>
@@ -332,7 +326,12 @@ __attribute__((target("avx512f"), always_inline)) inline void start_chains(__m51
 __attribute__((target("avx512f"), always_inline)) inline float sum_chains(const __m512 (&a)[kChains]) {
   __m512 s = a[0];
   for (int i = 1; i < kChains; ++i) s = _mm512_add_ps(s, a[i]);
-  return _mm512_reduce_add_ps(s);
+  // Summed through memory: GCC 12's inline _mm512_reduce_add_ps draws a false "uninitialized" warning.
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  float total = 0.0f;
+  for (float v : lanes) total += v;
+  return total;
 }
 
 __attribute__((target("avx512f"))) float fma_chains(int64_t iterations) {

@@ -224,23 +224,22 @@ bool jpeg_read_pixels(JpegJob* job, uint8_t* out, uint8_t* cmyk_row) {
   const size_t stride = static_cast<size_t>(c->output_width) * 3;
   while (c->output_scanline < c->output_height) {
     uint8_t* row = out + static_cast<size_t>(c->output_scanline) * stride;
-    if (!cmyk_row) {
-      // Up to 16 rows per call, straight into the image: libjpeg-turbo then writes each group of
-      // upsampled rows in place instead of through its own buffer.
-      JSAMPROW rows[16];
-      const auto want = std::min<JDIMENSION>(16, c->output_height - c->output_scanline);
+    // Up to 16 rows per call, straight into the image (libjpeg-turbo then writes each group of
+    // upsampled rows in place instead of through its own buffer); a four-component file one row at a
+    // time through the scratch row, converted below.
+    JSAMPROW rows[16];
+    JDIMENSION want = 1;
+    if (cmyk_row) {
+      rows[0] = cmyk_row;
+    } else {
+      want = std::min<JDIMENSION>(16, c->output_height - c->output_scanline);
       for (JDIMENSION k = 0; k < want; ++k) rows[k] = row + k * stride;
-      if (jpeg_read_scanlines(c, rows, want) == 0) {
-        std::snprintf(job->message, sizeof job->message, "no scanline returned");
-        return false;
-      }
-      continue;
     }
-    JSAMPROW target = cmyk_row;
-    if (jpeg_read_scanlines(c, &target, 1) != 1) {
+    if (jpeg_read_scanlines(c, rows, want) == 0) {
       std::snprintf(job->message, sizeof job->message, "no scanline returned");
       return false;
     }
+    if (!cmyk_row) continue;
     for (JDIMENSION x = 0; x < c->output_width; ++x) {
       const uint8_t* p = cmyk_row + 4 * x;
       row[3 * x] = cmyk_channel(p[0], p[3]);

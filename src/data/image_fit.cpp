@@ -1,7 +1,7 @@
 // Bringing a decoded image to the size a model takes: torchvision's Resize, and Resize + CenterCrop.
 #include "data/image_fit.h"
 
-#include <cmath>
+#include <algorithm>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -11,6 +11,7 @@
 #include "common/names.h"
 #include "common/text.h"
 #include "data/resize_kernels.h"
+#include "transforms/internal.h"
 
 namespace birdplane::data {
 namespace {
@@ -27,7 +28,18 @@ std::pair<int64_t, int64_t> scaled_size(int64_t h, int64_t w, int64_t height, in
 
 // torchvision's CenterCrop offset: round((size - crop) / 2), Python's round (half to even).
 int64_t center_offset(int64_t size, int64_t crop) {
-  return static_cast<int64_t>(std::nearbyint(static_cast<double>(size - crop) / 2.0));
+  return transforms::functional::round_half_even(static_cast<double>(size - crop) / 2.0);
+}
+
+// fit_image with ATen's ops alone: images that are not RGB, and machines where the resize kernel
+// differs from ATen. The image is not of the target size already.
+at::Tensor fit_with_aten(const at::Tensor& image_u8, int64_t height, int64_t width, CropMode crop) {
+  const int64_t h = image_u8.size(1), w = image_u8.size(2);
+  const auto [new_h, new_w] = scaled_size(h, w, height, width, crop);
+  at::Tensor scaled = (new_h == h && new_w == w) ? image_u8
+                                                 : resize_bilinear(image_u8, static_cast<int>(new_h), static_cast<int>(new_w));
+  if (crop == CropMode::kNone) return scaled;
+  return transforms::functional::center_crop(scaled, {height, width}).contiguous();
 }
 
 }  // namespace
@@ -42,17 +54,11 @@ at::Tensor fit_image(const at::Tensor& image_u8, int64_t height, int64_t width, 
   BIRDPLANE_CHECK(height >= 1 && width >= 1, "fit_image: the size must be at least 1x1, got {}x{}", height, width);
   const int64_t h = image_u8.size(1), w = image_u8.size(2);
   if (h == height && w == width) return image_u8.clone();
-  if (image_u8.size(0) == 3 && kernels::resize_available()) {
-    const at::Tensor hwc = image_u8.permute({1, 2, 0}).contiguous();
-    at::Tensor out = at::empty({3, height, width}, at::kByte);
-    fit_rgb(hwc.data_ptr<uint8_t>(), h, w, height, width, crop, out.data_ptr<uint8_t>());
-    return out;
-  }
-  const auto [new_h, new_w] = scaled_size(h, w, height, width, crop);
-  at::Tensor scaled = (new_h == h && new_w == w) ? image_u8
-                                                 : resize_bilinear(image_u8, static_cast<int>(new_h), static_cast<int>(new_w));
-  if (crop == CropMode::kNone) return scaled;
-  return transforms::functional::center_crop(scaled, {height, width}).contiguous();
+  if (image_u8.size(0) != 3 || !kernels::resize_available()) return fit_with_aten(image_u8, height, width, crop);
+  const at::Tensor hwc = image_u8.permute({1, 2, 0}).contiguous();
+  at::Tensor out = at::empty({3, height, width}, at::kByte);
+  fit_rgb(hwc.data_ptr<uint8_t>(), h, w, height, width, crop, out.data_ptr<uint8_t>());
+  return out;
 }
 
 void fit_rgb(const uint8_t* hwc, int64_t h, int64_t w, int64_t height, int64_t width, CropMode crop, uint8_t* out_chw) {
@@ -63,7 +69,7 @@ void fit_rgb(const uint8_t* hwc, int64_t h, int64_t w, int64_t height, int64_t w
   if (resize && !kernels::resize_available()) {
     // ATen's path (another LibTorch or CPU): the same pixels, slower.
     const at::Tensor chw = at::from_blob(const_cast<uint8_t*>(hwc), {h, w, 3}, at::kByte).permute({2, 0, 1});
-    at::from_blob(out_chw, {3, height, width}, at::kByte).copy_(fit_image(chw.contiguous(), height, width, crop));
+    at::from_blob(out_chw, {3, height, width}, at::kByte).copy_(fit_with_aten(chw.contiguous(), height, width, crop));
     return;
   }
   // The scaled image, CHW: resized, or the decoder's pixels reordered.

@@ -42,7 +42,8 @@ struct BatchLoaderOptions {
   BatchLoaderOptions& shuffle(bool v) { shuffle_ = v; return *this; }
   BatchLoaderOptions& drop_last(bool v) { drop_last_ = v; return *this; }
   BatchLoaderOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  /// How many prepared batches may wait in the queue (at least 1).
+  /// How many batches the background threads may take ahead of the one the caller asks for next,
+  /// ready or in the making (at least 1; never fewer than `workers`).
   BatchLoaderOptions& prefetch(int64_t v) { prefetch_ = v; return *this; }
   /// Prepare batches on background threads (true) or on the caller's thread (false).
   BatchLoaderOptions& background(bool v) { background_ = v; return *this; }

@@ -10,7 +10,7 @@ namespace birdplane {
 /// thread's first parallel operation calls it again, and each call re-creates LibTorch's pthreadpool,
 /// whose fresh worker thread spins for about 30 ms of CPU before it sleeps (measured on the 2-core VM:
 /// 10 new threads touching ATen cost 302 ms of CPU that way, 4.5 ms this way). That cost fell on every
-/// short run: a cached image-folder epoch in a fresh process took 40 ms instead of 22. This sets
+/// short run: a cached image-folder epoch in a fresh process took 40-44 ms instead of 27-30. This sets
 /// OMP_NUM_THREADS, which each thread's first LibTorch operation reads when at::set_num_threads was
 /// never called, and the calling thread's OpenMP setting; the pthreadpool (used only by mobile
 /// kernels) is never created. Call it early, before other threads start (it changes the process

@@ -150,14 +150,14 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   const bool all_classes = flags.all_classes;
   auto sets = load_sets(dir, all_classes);
   const auto& [train_set, val_set, stats] = sets;
-  train::TrainConfig c;
-  c.model = model;
-  c.epochs = epochs;
-  c.eval_every = 1 << 30;  // validate only after the last epoch; the Python loop does not validate
-  c.device = train::DeviceKind::kCpu;
-  c.augment = augment;
-  c.step = flags.step;
-  c.precision = flags.precision;
+  train::RunSpec c;
+  c.model.name = model;
+  c.training.epochs = epochs;
+  c.training.eval_every = 1 << 30;  // validate only after the last epoch; the Python loop does not validate
+  c.training.device = train::DeviceKind::kCpu;
+  c.training.augment = augment;
+  c.training.step = flags.step;
+  c.training.precision = flags.precision;
   auto tmp = std::filesystem::temp_directory_path() / ("birdplane-bench-" + std::to_string(::getpid()));
   train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std);
   const bool fused = trainer.fused(), own_kernels = trainer.input_layer_kernels();

@@ -1,5 +1,5 @@
 // libFuzzer target: what `train --resume` reads back from a run folder. Each input is tried both as
-// the "train" object of config.json (TrainConfig::from_json, then validate, as cmd_train does) and as
+// the "train" object of config.json (RunSpec::from_json, then validate, as Run::resume does) and as
 // metrics.csv (read_metrics). from_json may only throw nlohmann::json::exception or birdplane::Error
 // (cmd_train turns both into "not a valid birdplane config"); a config it accepts must survive
 // to_json -> from_json unchanged. read_metrics may only throw birdplane::Error.
@@ -21,7 +21,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   at::set_num_threads(1);
   // BIRDPLANE_FUZZ_WRITE_SEED=FILE: writes a default config's "train" object (the committed seed).
   if (const char* out = std::getenv("BIRDPLANE_FUZZ_WRITE_SEED"); out && *out) {
-    const std::string text = bt::TrainConfig().to_json().dump(1);
+    const std::string text = bt::RunSpec().to_json().dump(1);
     birdplane::fuzz::write_file(out, reinterpret_cast<const uint8_t*>(text.data()), text.size());
   }
   return 0;
@@ -38,10 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (parsed) {
     try {
-      const bt::TrainConfig config = bt::TrainConfig::from_json(j);
+      const bt::RunSpec config = bt::RunSpec::from_json(j);
       config.validate();
       const nlohmann::json once = config.to_json();
-      const nlohmann::json twice = bt::TrainConfig::from_json(once).to_json();
+      const nlohmann::json twice = bt::RunSpec::from_json(once).to_json();
       if (once != twice) __builtin_trap();
     } catch (const nlohmann::json::exception&) {
     } catch (const birdplane::Error&) {

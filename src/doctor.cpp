@@ -132,7 +132,7 @@ std::string format_environment(const Environment& env) {
   }
   s += blas_core_advice(env);
   if (env.threads < env.cores) {
-    s += fmt::format("note: {} of {} cores in use; --threads sets it\n", env.threads, env.cores);
+    s += fmt::format("note: {} of {} cores in use\n", env.threads, env.cores);
   }
   return s;
 }

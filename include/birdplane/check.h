@@ -16,7 +16,7 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
-/// An Error about one setting of the library (a field of TrainConfig, OptimizerConfig, ...), named
+/// An Error about one setting of the library (a field of RunSpec's parts, OptimizerConfig, ...), named
 /// as the library names it ("batch_size", "lr"). what() is "<setting>: <problem>"; a front end that
 /// knows the setting by another name (the command line's --batch-size) prints problem() under that.
 class SettingError : public Error {

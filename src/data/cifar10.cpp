@@ -31,17 +31,16 @@ const std::vector<std::string>& files_for(Split split) {
 int64_t checked_size(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) {
-    fail("CIFAR-10 file {} is missing; run `birdplane download --data-dir {}` or point --data-dir "
-         "(or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/",
-         path.string(), path.parent_path().parent_path().string());
+    throw MissingDataError(fmt::format("CIFAR-10 file {} is missing", path.string()),
+                           path.parent_path().parent_path().string());
   }
   if (fs::is_directory(path, ec)) fail("CIFAR-10 file {} is a folder, expected a file", path.string());
   const auto bytes = static_cast<int64_t>(fs::file_size(path, ec));
   if (ec) fail("cannot read the size of CIFAR-10 file {}: {}", path.string(), ec.message());
   if (bytes <= 0 || bytes % kRecordBytes != 0 || bytes / kRecordBytes > kRecordsPerFile) {
     fail("CIFAR-10 file {} has {} bytes; expected a whole number of {}-byte records, at most {} "
-         "records ({} bytes), as in the official binary release. The file is {}; delete it and run "
-         "`birdplane download` again",
+         "records ({} bytes), as in the official binary release. The file is {}; delete it and "
+         "download CIFAR-10 again",
          path.string(), bytes, kRecordBytes, kRecordsPerFile, kRecordsPerFile * kRecordBytes,
          bytes < kRecordsPerFile * kRecordBytes ? "short or truncated" : "oversized");
   }
@@ -61,7 +60,7 @@ int64_t read_batch_file(const fs::path& path, int64_t bytes, uint8_t* dst) {
     const uint8_t label = dst[i * kRecordBytes];
     if (label > 9) {
       fail("CIFAR-10 file {}: record {} (byte offset {}) has label {}; labels are 0 to 9. The file "
-           "is corrupt: delete it and run `birdplane download` again",
+           "is corrupt: delete it and download CIFAR-10 again",
            path.string(), i, i * kRecordBytes, static_cast<int>(label));
     }
   }
@@ -84,9 +83,9 @@ const std::vector<std::string>& default_class_names() {
   return names;
 }
 
-std::string resolve_data_root(const std::string& flag) {
-  if (!flag.empty()) return flag;
-  if (const char* env = std::getenv("BIRDPLANE_DATA"); env && *env) return env;
+std::string resolve_data_root(const std::string& given, const std::string& fallback) {
+  if (!given.empty()) return given;
+  if (!fallback.empty()) return fallback;
   return "data";
 }
 
@@ -144,9 +143,8 @@ namespace {
 void check_data_folder(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
-    fail("CIFAR-10 folder {} does not exist; run `birdplane download --data-dir {}` or point "
-         "--data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/",
-         dir, fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
+    throw MissingDataError(fmt::format("CIFAR-10 folder {} does not exist", dir),
+                           fs::path(dir).parent_path().string().empty() ? "." : fs::path(dir).parent_path().string());
   }
   if (!fs::is_directory(dir, ec)) fail_setting("data_dir", "{} is not a folder", dir);
 }

@@ -43,6 +43,17 @@ namespace fs = std::filesystem;
 namespace birdplane::data {
 namespace {
 
+// Every failure of a download or install is a DownloadError (a front end adds its own names for the
+// address, checksum and folder).
+template <typename... Args>
+[[noreturn]] void download_fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw DownloadError(fmt::format(format, std::forward<Args>(args)...));
+}
+
+}  // namespace
+
+namespace {
+
 constexpr const char* kPartName = "cifar-10-binary.tar.gz.part";
 constexpr const char* kExtractPrefix = ".cifar-10-extract-";
 constexpr const char* kOldPrefix = ".cifar-10-old-";
@@ -134,8 +145,8 @@ class TempFolder {
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (!::mkdtemp(buf.data())) {
-      fail("cannot create a temporary folder in {}: {}. Check that the folder is writable, or pick "
-           "another with --data-dir",
+      download_fail("cannot create a temporary folder in {}: {}. Check that the folder is writable, or pick "
+           "another data folder",
            parent.string(), std::strerror(errno));
     }
     path_ = buf.data();
@@ -264,8 +275,8 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
 
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(part.c_str(), offset > 0 ? "ab" : "wb"));
   if (!file) {
-    fail("cannot write the download to {}: {}. Check that the folder is writable, or pick another "
-         "with --data-dir",
+    download_fail("cannot write the download to {}: {}. Check that the folder is writable, or pick another "
+         "data folder",
          part.string(), std::strerror(errno));
   }
   Sink sink{file.get()};
@@ -318,7 +329,7 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
       // writing nothing: we asked for bytes past the end, so the .part may already be complete.
       if (status == 416 && offset > 0) return Outcome::kRangeAtEnd;
       if (!flushed) {
-        fail("cannot write the download to {}: {}. Free some disk space and run again",
+        download_fail("cannot write the download to {}: {}. Free some disk space and run again",
              part.string(), std::strerror(flush_errno));
       }
       return Outcome::kDone;
@@ -330,12 +341,12 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
       break;
     case CURLE_HTTP_RETURNED_ERROR:
       if (status == 416 && offset > 0) return Outcome::kRangeAtEnd;  // Range Not Satisfiable
-      fail("could not download {}: the server answered HTTP {}. Check the address (--url), or copy "
-           "cifar-10-batches-bin/ yourself and point --data-dir at it",
+      download_fail("could not download {}: the server answered HTTP {}. Check the address, or copy "
+           "cifar-10-batches-bin/ yourself and point the data folder at it",
            url, status);
     case CURLE_WRITE_ERROR:
       if (sink.write_errno != 0) {
-        fail("could not download {}: writing {} failed: {}. Free some disk space and run again; the "
+        download_fail("could not download {}: writing {} failed: {}. Free some disk space and run again; the "
              "download resumes where it stopped",
              url, part.string(), std::strerror(sink.write_errno));
       }
@@ -344,7 +355,7 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
     case CURLE_OPERATION_TIMEDOUT:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
-      fail("could not download {}: the transfer stopped after {} of {} bytes ({}). Run the same "
+      download_fail("could not download {}: the transfer stopped after {} of {} bytes ({}). Run the same "
            "command again to resume from {}",
            url, offset + received, expected >= 0 ? fmt::format("{}", offset + expected) : "?",
            detail, part.string());
@@ -353,14 +364,14 @@ Outcome transfer(const std::string& url, const fs::path& part, int64_t offset,
     case CURLE_COULDNT_CONNECT:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
-      fail("could not download {}: {}. Check your network, or copy cifar-10-batches-bin/ yourself "
-           "and point --data-dir at it",
+      download_fail("could not download {}: {}. Check your network, or copy cifar-10-batches-bin/ yourself "
+           "and point the data folder at it",
            url, detail);
     default:
       break;
   }
-  fail("could not download {}: {} (libcurl error {}). Check the address (--url) and your network, "
-       "or copy cifar-10-batches-bin/ yourself and point --data-dir at it",
+  download_fail("could not download {}: {} (libcurl error {}). Check the address and your network, "
+       "or copy cifar-10-batches-bin/ yourself and point the data folder at it",
        url, detail, static_cast<int>(code));
 }
 
@@ -403,9 +414,9 @@ void download_verified(const DownloadOptions& options, const std::string& md5, c
   if (actual != md5) {
     std::error_code ec;
     fs::remove(part, ec);
-    fail("the download of {} is damaged or not the expected archive: its MD5 is {}, expected {}. "
-         "The partial file was deleted; run the command again, and if you use a mirror (--url), "
-         "check that it serves the official cifar-10-binary.tar.gz (or give its checksum with --md5)",
+    download_fail("the download of {} is damaged or not the expected archive: its MD5 is {}, expected {}. "
+         "The partial file was deleted; run the command again, and if you use a mirror, "
+         "check that it serves the official cifar-10-binary.tar.gz (or give its checksum)",
          options.url, actual, md5);
   }
 }
@@ -455,10 +466,10 @@ void write_entry_data(archive* a, const fs::path& dest, const std::string& archi
   const int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     if (errno == EEXIST) {
-      fail("archive {}: entry '{}' appears twice; refusing to extract it. Nothing was installed",
+      download_fail("archive {}: entry '{}' appears twice; refusing to extract it. Nothing was installed",
            archive_name, entry_name);
     }
-    fail("cannot create {} while extracting {}: {}", dest.string(), archive_name, std::strerror(errno));
+    download_fail("cannot create {} while extracting {}: {}", dest.string(), archive_name, std::strerror(errno));
   }
   struct FdCloser {
     int fd;
@@ -470,19 +481,19 @@ void write_entry_data(archive* a, const fs::path& dest, const std::string& archi
     const la_ssize_t n = archive_read_data(a, buffer.data(), buffer.size());
     if (n == 0) break;
     if (n < 0) {
-      fail("the file downloaded from {} is damaged at entry '{}' ({}); it was deleted and nothing "
-           "was installed. Run the command again, or check the address (--url)",
+      download_fail("the file downloaded from {} is damaged at entry '{}' ({}); it was deleted and nothing "
+           "was installed. Run the command again, or check the address",
            archive_name, entry_name, archive_error_string(a) ? archive_error_string(a) : "read error");
     }
     written += n;
     total += n;
     if (written > options.max_entry_bytes) {
-      fail("archive {}: entry '{}' unpacks to more than {} bytes, the limit for one file; refusing "
+      download_fail("archive {}: entry '{}' unpacks to more than {} bytes, the limit for one file; refusing "
            "to extract it (a decompression bomb?). Nothing was installed",
            archive_name, entry_name, options.max_entry_bytes);
     }
     if (total > options.max_extract_bytes) {
-      fail("archive {} unpacks to more than {} bytes in all, the limit; refusing to extract it "
+      download_fail("archive {} unpacks to more than {} bytes in all, the limit; refusing to extract it "
            "further (stopped at entry '{}'; a decompression bomb?). Nothing was installed",
            archive_name, options.max_extract_bytes, entry_name);
     }
@@ -490,7 +501,7 @@ void write_entry_data(archive* a, const fs::path& dest, const std::string& archi
       const ssize_t w = ::write(fd, buffer.data() + done, static_cast<size_t>(n - done));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
-        fail("cannot write {} while extracting {}: {}. Free some disk space and run again",
+        download_fail("cannot write {} while extracting {}: {}. Free some disk space and run again",
              dest.string(), archive_name, std::strerror(errno));
       }
       done += w;
@@ -510,8 +521,8 @@ void extract_safely(const fs::path& archive_path, const fs::path& dest, const st
   archive_read_support_filter_gzip(a.get());
   archive_read_support_format_tar(a.get());
   if (archive_read_open_filename(a.get(), archive_path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    fail("the file downloaded from {} is damaged or not a .tar.gz archive ({}); it was deleted and "
-         "nothing was installed. Run the command again, or check the address (--url): it should be "
+    download_fail("the file downloaded from {} is damaged or not a .tar.gz archive ({}); it was deleted and "
+         "nothing was installed. Run the command again, or check the address: it should be "
          "cifar-10-binary.tar.gz",
          archive_name, archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable");
   }
@@ -521,8 +532,8 @@ void extract_safely(const fs::path& archive_path, const fs::path& dest, const st
     const int r = archive_read_next_header(a.get(), &entry);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
-      fail("the file downloaded from {} is damaged or not a .tar.gz archive ({}); it was deleted and "
-           "nothing was installed. Run the command again, or check the address (--url)",
+      download_fail("the file downloaded from {} is damaged or not a .tar.gz archive ({}); it was deleted and "
+           "nothing was installed. Run the command again, or check the address",
            archive_name, archive_error_string(a.get()) ? archive_error_string(a.get()) : "unreadable header");
     }
     const char* raw = archive_entry_pathname(entry);
@@ -546,8 +557,8 @@ void extract_safely(const fs::path& archive_path, const fs::path& dest, const st
                             archive_entry_size(entry), options.max_entry_bytes);
     }
     if (!refusal.empty()) {
-      fail("archive {} holds an unsafe entry '{}': {}. Refusing to extract it; nothing was "
-           "installed. The official CIFAR-10 archive has no such entries: check the address (--url)",
+      download_fail("archive {} holds an unsafe entry '{}': {}. Refusing to extract it; nothing was "
+           "installed. The official CIFAR-10 archive has no such entries: check the address",
            archive_name, entry_name, refusal);
     }
     if (rel.empty()) continue;  // "./": the folder we extract into
@@ -556,12 +567,12 @@ void extract_safely(const fs::path& archive_path, const fs::path& dest, const st
     std::error_code ec;
     if (type == AE_IFDIR) {
       fs::create_directories(out, ec);
-      if (ec) fail("cannot create folder {} while extracting {}: {}", out.string(), archive_name, ec.message());
+      if (ec) download_fail("cannot create folder {} while extracting {}: {}", out.string(), archive_name, ec.message());
       continue;
     }
     fs::create_directories(out.parent_path(), ec);
     if (ec) {
-      fail("cannot create folder {} while extracting {}: {}", out.parent_path().string(),
+      download_fail("cannot create folder {} while extracting {}: {}", out.parent_path().string(),
            archive_name, ec.message());
     }
     write_entry_data(a.get(), out, archive_name, entry_name, options, total);
@@ -598,7 +609,7 @@ void move_into_place(const fs::path& fresh, const fs::path& target, const fs::pa
     old = unused_name(work, kOldPrefix);
     fs::rename(target, old, ec);
     if (ec) {
-      fail("cannot move the incomplete CIFAR-10 folder {} aside to replace it: {}. Delete it "
+      download_fail("cannot move the incomplete CIFAR-10 folder {} aside to replace it: {}. Delete it "
            "yourself and run again",
            target.string(), ec.message());
     }
@@ -607,7 +618,7 @@ void move_into_place(const fs::path& fresh, const fs::path& target, const fs::pa
   if (ec) {
     std::error_code ignored;
     if (!old.empty()) fs::rename(old, target, ignored);
-    fail("cannot move the extracted CIFAR-10 folder into {}: {}", target.string(), ec.message());
+    download_fail("cannot move the extracted CIFAR-10 folder into {}: {}", target.string(), ec.message());
   }
   fsync_path(work, O_RDONLY | O_DIRECTORY);  // make the rename itself durable
   if (!old.empty()) fs::remove_all(old, ec);  // leftovers are removed by the next run otherwise
@@ -631,24 +642,14 @@ void install(const fs::path& part, const fs::path& target, const fs::path& work,
   if (!problems.empty()) {
     std::error_code ec;
     fs::remove(part, ec);
-    fail("archive {} does not hold the expected CIFAR-10 files ({}); nothing was installed. Check "
-         "the address (--url): it should be the binary version, cifar-10-binary.tar.gz",
+    download_fail("archive {} does not hold the expected CIFAR-10 files ({}); nothing was installed. Check "
+         "the address: it should be the binary version, cifar-10-binary.tar.gz",
          options.url, join(problems, "; "));
   }
   move_into_place(extracted, target, work);
 }
 
 }  // namespace
-
-DownloadOptions default_download_options() {
-  DownloadOptions options;
-  if (const char* url = std::getenv("BIRDPLANE_CIFAR10_URL"); url && *url) options.url = url;
-  if (const char* md5 = std::getenv("BIRDPLANE_CIFAR10_MD5"); md5 && *md5) options.md5 = md5;
-  if (const char* small = std::getenv("BIRDPLANE_CIFAR10_ALLOW_SMALL"); small && std::string(small) == "1") {
-    options.require_full_size = false;
-  }
-  return options;
-}
 
 bool is_installed(const std::string& dir, const DownloadOptions& options) {
   if (options.require_full_size) return is_complete(dir);
@@ -657,7 +658,7 @@ bool is_installed(const std::string& dir, const DownloadOptions& options) {
 
 std::string md5_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {} to compute its MD5: {}", path, std::strerror(errno));
+  if (!in) download_fail("cannot open {} to compute its MD5: {}", path, std::strerror(errno));
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_md5(), nullptr) != 1) {
     throw InternalError("OpenSSL could not start an MD5 digest");
@@ -670,7 +671,7 @@ std::string md5_file(const std::string& path) {
       throw InternalError("OpenSSL failed while computing an MD5 digest");
     }
   }
-  if (in.bad()) fail("could not read all of {} to compute its MD5", path);
+  if (in.bad()) download_fail("could not read all of {} to compute its MD5", path);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   if (EVP_DigestFinal_ex(ctx.get(), digest, &length) != 1) {
@@ -685,7 +686,7 @@ std::string ensure_cifar10(const std::string& root, const DownloadOptions& optio
   const fs::path target = without_trailing_slash(batches_dir(root));
   if (is_installed(target.string(), options)) return target.string();
 
-  // Checked before any network traffic: a typo in --md5 should not cost a 170 MB download.
+  // Checked before any network traffic: a typo in the checksum should not cost a 170 MB download.
   const std::string md5 = to_lower(options.md5);
   if (!is_md5_hex(md5)) {
     fail_setting("md5", "'{}' is not an MD5 checksum; expected 32 hexadecimal digits such as {}", options.md5,
@@ -700,8 +701,7 @@ std::string ensure_cifar10(const std::string& root, const DownloadOptions& optio
   std::error_code ec;
   fs::create_directories(work, ec);
   if (ec || !fs::is_directory(work, ec)) {
-    fail("cannot create the data folder {}: {}. Pick a writable folder with --data-dir (or "
-         "$BIRDPLANE_DATA)",
+    download_fail("cannot create the data folder {}: {}. Pick a writable data folder",
          work.string(), ec ? ec.message() : "a file has that name");
   }
 

@@ -176,7 +176,7 @@ namespace {
 // Trains `cfg` into dir/name: a new run folder, or with `resume` the one there continued from its
 // checkpoint (a finished one only repeats its final evaluation). Returns the finished trainer; `result`
 // receives the run's result, final accuracies included.
-std::unique_ptr<train::Trainer> train_run(const train::TrainConfig& cfg, const std::string& name,
+std::unique_ptr<train::Trainer> train_run(const train::RunSpec& cfg, const std::string& name,
                                           const data::ImageSet& train_set, const data::ImageSet& val_set,
                                           const std::vector<double>& mean, const std::vector<double>& std,
                                           const std::string& dir, bool resume, ExperimentObserver& obs,
@@ -209,7 +209,7 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
                           "{} is not allowed; expected 0 to {} pixels", opts.max_shift, width - 1);
   ExperimentObserver quiet;
   ExperimentObserver& obs = observer ? *observer : quiet;
-  const auto models = opts.models.empty() ? std::vector<std::string>{opts.train.model} : opts.models;
+  const auto models = opts.models.empty() ? std::vector<std::string>{opts.train.model.name} : opts.models;
   struct Arm {
     std::string model, name, augment;
     double seconds = 0;
@@ -224,8 +224,8 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
   }
   for (auto& arm : arms) {
     auto cfg = opts.train;
-    cfg.model = arm.model;
-    cfg.augment = arm.augment;
+    cfg.model.name = arm.model;
+    cfg.training.augment = arm.augment;
     train::TrainResult result;
     auto trainer = train_run(cfg, arm.name, train_set, val_set, mean, std, dir, opts.resume, obs, stop, result);
     arm.seconds = result.total_seconds;
@@ -242,7 +242,7 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
   out.name = "translation";
   report::Table t;
   t.title = fmt::format("{} on {} training / {} validation images, {} epochs: validation accuracy on shifted images",
-                        fmt::join(models, ", "), *train_set.size(), *val_set.size(), opts.train.epochs);
+                        fmt::join(models, ", "), *train_set.size(), *val_set.size(), opts.train.training.epochs);
   t.columns = {"shift (px)"};
   for (const auto& arm : arms) {
     t.columns.push_back(arm.name + ", right");
@@ -314,7 +314,7 @@ Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_
   report::Table t;
   t.title = fmt::format("The model family on {} training / {} validation images ({}), {} epochs, seed {}",
                         *train_set.size(), *val_set.size(), fmt::join(train_set.class_names(), ", "),
-                        opts.train.epochs, opts.train.seed);
+                        opts.train.training.epochs, opts.train.training.seed);
   t.columns = {"model", "parameters", "train accuracy", "validation accuracy", "seconds"};
   report::BarChart chart;
   chart.title = "Accuracy of each model";
@@ -323,7 +323,7 @@ Output models_experiment(const ModelsOptions& opts, const data::ImageSet& train_
   out.summary = {{"models", nlohmann::json::array()}};
   for (const auto& model : opts.models) {
     auto cfg = opts.train;
-    cfg.model = model;
+    cfg.model.name = model;
     // The run's own final evaluation of both sets; no second pass here.
     train::TrainResult r;
     auto trainer = train_run(cfg, model, train_set, val_set, mean, std, dir, opts.resume, obs, stop, r);

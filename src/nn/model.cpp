@@ -9,6 +9,7 @@
 #include "birdplane/check.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/train/step.h"
 #include "common/names.h"
 #include "common/text.h"
 
@@ -101,6 +102,14 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
   s.channels = j.value("channels", s.channels);
   s.blocks = j.value("blocks", s.blocks);
   return s;
+}
+
+std::string Classifier::fused_step_unsupported(const train::StepSetup&) const {
+  return fmt::format("it implements MLPs, net and net-width only, not {}", spec_.name);
+}
+
+std::unique_ptr<train::FusedStep> Classifier::make_fused_step(const train::StepSetup& setup) {
+  fail("the fused step has no implementation for {}: {}", spec_.name, fused_step_unsupported(setup));
 }
 
 at::Tensor Classifier::forward(const at::Tensor& images) {

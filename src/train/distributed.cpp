@@ -154,7 +154,7 @@ Distributed::~Distributed() {
 std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOptions& options) {
   BIRDPLANE_CHECK(!options.device.is_cuda(),
                   "distributed training on CUDA needs PyTorch's NCCL process group, which this LibTorch does "
-                  "not provide (Debian's is CPU-only); train with --device cpu (Gloo)");
+                  "not provide (Debian's is CPU-only); train on the CPU (Gloo)");
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   impl->options = options;

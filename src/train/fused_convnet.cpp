@@ -44,6 +44,28 @@ std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16) {
   return "";
 }
 
+}  // namespace birdplane::train
+
+namespace birdplane::nn {
+
+std::string ConvNet::fused_step_unsupported(const train::StepSetup& setup) const {
+  if (kind() != ConvNetKind::kNet && kind() != ConvNetKind::kWidth)
+    return fmt::format("it implements MLPs, net and net-width only, not {}", spec().name);
+  std::string why = train::plain_sgd_unsupported(setup, ends_in_log_softmax());
+  if (why.empty()) why = train::fused_convnet_unsupported(*this, setup.precision == train::Precision::kBf16);
+  return why;
+}
+
+std::unique_ptr<train::FusedStep> ConvNet::make_fused_step(const train::StepSetup& setup) {
+  const std::string why = fused_step_unsupported(setup);
+  BIRDPLANE_CHECK(why.empty(), "the fused step cannot train {}: {}", spec().name, why);
+  return std::make_unique<train::FusedConvNetStep>(*this, setup.optimizer.lr);
+}
+
+}  // namespace birdplane::nn
+
+namespace birdplane::train {
+
 FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr) : lr_(lr) {
   const auto params = model.named_parameters();
   conv1_w_ = parameter(params, "conv1.weight");

@@ -84,29 +84,68 @@ at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep
   return g;
 }
 
-std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
-                                   c10::Device device, bool bf16) {
-  const auto* mlp_model = dynamic_cast<const nn::Mlp*>(&model);
-  const auto* convnet = dynamic_cast<const nn::ConvNet*>(&model);
-  if (!mlp_model && !convnet) return fmt::format("it implements MLPs, net and net-width only, not {}", model.spec().name);
-  if (!device.is_cpu()) return "it runs on the CPU only";
+StepResult FusedStep::run(const at::Tensor& x, const at::Tensor& y, bool stop) {
+  if (stop) return {0, 0, 0, true};
+  const auto r = step(x, y);
+  return {r.loss, r.correct, x.size(0), false};
+}
+
+std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {
+  if (!setup.device.is_cpu()) return "it runs on the CPU only";
+  const auto& optimizer = setup.optimizer;
   if (optimizer.kind != OptimizerKind::kSgd) return fmt::format("it implements SGD only, not {}", to_string(optimizer.kind));
   if (optimizer.momentum != 0 || optimizer.weight_decay != 0 || optimizer.nesterov)
     return "it implements plain SGD only (no momentum, weight decay or Nesterov)";
-  const bool log_softmax = model.ends_in_log_softmax();
-  const bool fits = (loss == nn::LossKind::kNll && log_softmax) || (loss == nn::LossKind::kCrossEntropy && !log_softmax);
+  const auto loss = setup.loss;
+  const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
+                    (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
   if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
                                 nn::to_string(loss));
-  if (convnet) return fused_convnet_unsupported(*convnet, bf16);
   return "";
 }
 
-std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16) {
-  if (auto* mlp = dynamic_cast<nn::Mlp*>(&model)) return std::make_unique<FusedMlpStep>(*mlp, lr, bf16);
-  auto* convnet = dynamic_cast<nn::ConvNet*>(&model);
-  BIRDPLANE_CHECK(convnet && !bf16, "the fused step has no implementation for {}", model.spec().name);
-  return std::make_unique<FusedConvNetStep>(*convnet, lr);
+namespace {
+
+StepSetup plain_sgd_setup(nn::LossKind loss, const OptimizerConfig& optimizer, c10::Device device, bool bf16) {
+  StepSetup setup;
+  setup.loss = loss;
+  setup.optimizer = optimizer;
+  setup.device = device;
+  setup.precision = bf16 ? Precision::kBf16 : Precision::kFp32;
+  return setup;
 }
+
+}  // namespace
+
+std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
+                                   c10::Device device, bool bf16) {
+  return model.fused_step_unsupported(plain_sgd_setup(loss, optimizer, device, bf16));
+}
+
+std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16) {
+  OptimizerConfig sgd;
+  sgd.lr = lr;
+  const auto loss = model.ends_in_log_softmax() ? nn::LossKind::kNll : nn::LossKind::kCrossEntropy;
+  return model.make_fused_step(plain_sgd_setup(loss, sgd, c10::Device(c10::kCPU), bf16));
+}
+
+}  // namespace birdplane::train
+
+namespace birdplane::nn {
+
+std::string Mlp::fused_step_unsupported(const train::StepSetup& setup) const {
+  return train::plain_sgd_unsupported(setup, ends_in_log_softmax());
+}
+
+std::unique_ptr<train::FusedStep> Mlp::make_fused_step(const train::StepSetup& setup) {
+  const std::string why = fused_step_unsupported(setup);
+  BIRDPLANE_CHECK(why.empty(), "the fused step cannot train {}: {}", spec().name, why);
+  return std::make_unique<train::FusedMlpStep>(*this, setup.optimizer.lr, setup.precision == train::Precision::kBf16);
+}
+
+}  // namespace birdplane::nn
+
+namespace birdplane::train {
 
 FusedMlpStep::FusedMlpStep(nn::Mlp& model, double lr, bool bf16)
     : relu_(model.options().activation == nn::Activation::kRelu), lr_(lr), bf16_(bf16),

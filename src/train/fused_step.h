@@ -18,32 +18,16 @@
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/optim.h"
+#include "birdplane/train/step.h"
 
 namespace birdplane::train {
 
-/// A training step that needs no autograd: the backward pass written out by hand and each parameter
-/// updated by plain SGD in place. Holds references to the model's parameters.
-class FusedStep {
- public:
-  struct Result {
-    double loss = 0;      ///< mean loss over the batch (before the update)
-    int64_t correct = 0;  ///< images whose largest output was the label (before the update)
-  };
-  virtual ~FusedStep() = default;
-  /// One SGD step on images x [B, C, H, W] float32 and labels y int64 [B].
-  virtual Result step(const at::Tensor& x, const at::Tensor& y) = 0;
-  /// Whether the step runs on birdplane's AVX-512 kernels (train/linear_kernels.h, conv_kernels.h).
-  virtual bool own_kernels() const = 0;
-};
-
-/// Why the fused step cannot train this configuration, or an empty string when it can: CPU, SGD
-/// without momentum or weight decay, nll after LogSoftmax or cross-entropy on logits (the same
-/// gradient); an MLP (tanh or relu; float32 or bfloat16), or the convnets `net` and `net-width` in
-/// float32 on a CPU with AVX-512 (train/fused_convnet.h).
+/// Why the fused step cannot train `model` with this loss, optimizer and device, or "" when it can
+/// (the model's own Classifier::fused_step_unsupported; kept for tests and benchmarks).
 std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind loss, const OptimizerConfig& optimizer,
                                    c10::Device device, bool bf16 = false);
 
-/// The fused step for a model fused_step_unsupported accepts (an Error otherwise).
+/// The model's fused step for plain SGD at `lr` (an Error where it does not apply).
 std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16);
 
 /// For logits z [B, K] (float32, contiguous) and labels y [B]: sets r to the mean negative

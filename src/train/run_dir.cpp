@@ -101,4 +101,12 @@ nlohmann::json RunDir::read_config() const {
   }
 }
 
+void RunDir::require_checkpoint() const {
+  if (has_checkpoint()) return;
+  throw NoCheckpointError(fmt::format("{} has no checkpoint.pt yet (the run stopped before its first epoch ended); "
+                                      "start it again instead",
+                                      path()),
+                          path());
+}
+
 }  // namespace birdplane::train

@@ -39,8 +39,8 @@ class Parser {
 
  private:
   [[noreturn]] void error(const std::string& what) const {
-    fail("{}: at column {} of \"{}\": {}. Write transforms as Name(arg, key=value), separated by commas; "
-         "`birdplane transforms` lists them",
+    fail("{}: at column {} of \"{}\": {}. Write transforms as Name(arg, key=value), separated by commas "
+         "(known_transforms() lists the names)",
          origin_, pos_ + 1, s_, what);
   }
   void skip_space() {

@@ -107,16 +107,17 @@ TEST(FuzzRegressions, ImageFolderCacheHeaderThatDoesNotMatchTheFolderIsNotUsed) 
 // ("epochs": 1.2e118) reached nlohmann's get<int64_t>(), a cast with undefined behaviour (UBSan:
 // "1.22222e+118 is outside the range of representable values of type 'long'").
 TEST(FuzzRegressions, ResumedConfigWithAFloatForAWholeNumberIsRefused) {
-  nlohmann::json j = train::TrainConfig().to_json();
-  EXPECT_NO_THROW(train::TrainConfig::from_json(j));
-  for (const std::string key : {"epochs", "batch_size", "seed", "max_pixels"}) {
+  nlohmann::json j = train::RunSpec().to_json();
+  EXPECT_NO_THROW(train::RunSpec::from_json(j));
+  for (const auto& [part, key] : std::vector<std::pair<std::string, std::string>>{
+           {"training", "epochs"}, {"training", "batch_size"}, {"training", "seed"}, {"data", "max_pixels"}}) {
     nlohmann::json bad = j;
-    bad[key] = 1.2e118;
-    fixtures::expect_error([&] { train::TrainConfig::from_json(bad); }, {key, "not a whole number"});
+    bad[part][key] = 1.2e118;
+    fixtures::expect_error([&] { train::RunSpec::from_json(bad); }, {key, "not a whole number"});
   }
   nlohmann::json bad = j;
-  bad["hidden"] = {512, 1e300};
-  fixtures::expect_error([&] { train::TrainConfig::from_json(bad); }, {"hidden", "not a whole number"});
+  bad["model"]["hidden"] = {512, 1e300};
+  fixtures::expect_error([&] { train::RunSpec::from_json(bad); }, {"hidden", "not a whole number"});
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "birdplane/check.h"
 #include "birdplane/data/image_set.h"
 #include "birdplane/data/stats.h"
 
@@ -23,13 +24,25 @@ inline constexpr int64_t kRecordBytes = 1 + kChannels * kImageSize * kImageSize;
 inline constexpr int64_t kRecordsPerFile = 10000;
 inline constexpr const char* kFolderName = "cifar-10-batches-bin";
 
+/// Thrown when a CIFAR-10 file or folder is missing (and, in load_training_data, downloading was not
+/// allowed or this build has no downloader). `folder()` is the data root to download into; a front
+/// end says how to get the data.
+class MissingDataError : public Error {
+ public:
+  MissingDataError(const std::string& what, std::string folder) : Error(what), folder_(std::move(folder)) {}
+  const std::string& folder() const { return folder_; }
+
+ private:
+  std::string folder_;
+};
+
 /// The ten class names of the official release, in label order.
 const std::vector<std::string>& default_class_names();
 
-/// Where the data lives: `flag` (--data-dir) when not empty, else $BIRDPLANE_DATA, else ./data.
-/// The result may name the folder holding cifar-10-batches-bin/ or that folder itself; see
-/// batches_dir().
-std::string resolve_data_root(const std::string& flag);
+/// The data root to use: `given` when not empty, else `fallback` when not empty (a front end passes
+/// its environment's choice), else "data". It may name the folder holding cifar-10-batches-bin/ or
+/// that folder itself; see batches_dir().
+std::string resolve_data_root(const std::string& given, const std::string& fallback = "");
 
 /// The cifar-10-batches-bin folder for a data root: `root` itself when it holds data_batch_1.bin or
 /// test_batch.bin or is named cifar-10-batches-bin, else root/cifar-10-batches-bin.

@@ -5,6 +5,8 @@
 #include <functional>
 #include <string>
 
+#include "birdplane/check.h"
+
 namespace birdplane::data {
 
 inline constexpr const char* kCifar10Url = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -18,6 +20,13 @@ struct DownloadProgress {
   int64_t total = -1;             ///< the whole file, or -1 while the server has not said
   double bytes_per_second = 0;    ///< this run's average rate
   bool finished = false;          ///< the last report of this transfer
+};
+
+/// Why a download or install failed: what() names the address or file and what to check, in the
+/// library's words ("the address", "the data folder"); a front end may add its own names for them.
+class DownloadError : public Error {
+ public:
+  using Error::Error;
 };
 
 /// Options for ensure_cifar10. Defaults are the official archive.
@@ -38,11 +47,6 @@ struct DownloadOptions {
   /// (tests, tiny fake archives): every file present with a whole number of records, 1 to 10,000.
   bool require_full_size = true;
 };
-
-/// The options `train`, `stats` and `download` start from: the official URL and MD5, replaced by
-/// $BIRDPLANE_CIFAR10_URL and $BIRDPLANE_CIFAR10_MD5 when set (a mirror, or a local test server);
-/// $BIRDPLANE_CIFAR10_ALLOW_SMALL=1 sets require_full_size to false (for tests only).
-DownloadOptions default_download_options();
 
 /// True when `dir` (a cifar-10-batches-bin folder) holds a dataset good enough for `options`:
 /// is_complete(dir), or with require_full_size false every file present with whole records.

@@ -13,6 +13,7 @@
 
 #include "birdplane/data/image_set.h"
 #include "birdplane/report/plot.h"
+#include "birdplane/train/run_spec.h"
 #include "birdplane/train/trainer.h"
 
 namespace birdplane::experiments {
@@ -42,8 +43,8 @@ Output losses_experiment();
 
 /// Settings of the translation experiment.
 struct TranslationOptions {
-  train::TrainConfig train;                          ///< model, epochs, seed, ...; runs_dir is ignored
-  std::vector<std::string> models;                   ///< models side by side; empty: train.model alone
+  train::RunSpec train;                          ///< model, epochs, seed, ...; runs_dir is ignored
+  std::vector<std::string> models;                   ///< models side by side; empty: train.model.name alone
   std::string augment = "RandomCrop(32, padding=8)"; ///< the random translation used for run (b)
   int64_t max_shift = 8;                             ///< validation shifted by 0..max_shift pixels
   bool resume = false;                               ///< continue the arms whose run folders exist
@@ -53,7 +54,7 @@ struct TranslationOptions {
 class ExperimentObserver : public train::TrainObserver {
  public:
   /// Before arm `arm` ("plain" or "augmented") trains (or resumes) into `run_dir`.
-  virtual void on_run_start(const std::string& arm, const train::TrainConfig& config, const std::string& run_dir) {}
+  virtual void on_run_start(const std::string& arm, const train::RunSpec& config, const std::string& run_dir) {}
 };
 
 /// translation: trains each model (train.model, or opts.models) on `train_set` (a) as is and (b) with
@@ -68,7 +69,7 @@ Output translation_experiment(const TranslationOptions& opts, const data::ImageS
 
 /// Settings of the model-family experiment.
 struct ModelsOptions {
-  train::TrainConfig train;         ///< epochs, seed, channels, ...; the model is each of `models`
+  train::RunSpec train;         ///< epochs, seed, channels, ...; the model is each of `models`
   std::vector<std::string> models;  ///< the presets to compare, in order
   bool resume = false;              ///< continue the runs whose folders exist
 };

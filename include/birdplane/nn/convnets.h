@@ -37,6 +37,9 @@ class ConvNet : public Classifier {
 
   at::Tensor logits(const at::Tensor& images) override;
   std::vector<LayerRow> layer_rows() const override;
+  /// The fused step (train/step.h): plain SGD on the CPU; net and net-width, float32, AVX-512.
+  std::string fused_step_unsupported(const train::StepSetup& setup) const override;
+  std::unique_ptr<train::FusedStep> make_fused_step(const train::StepSetup& setup) override;
   /// net-res-deep lists its one shared block under every index (resblocks.0 ... resblocks.N-1).
   std::vector<std::pair<std::string, at::Tensor>> state_dict() const override;
 

@@ -38,6 +38,9 @@ class Mlp : public Classifier {
   at::Tensor logits(const at::Tensor& images) override;
   bool ends_in_log_softmax() const override { return options_.log_softmax; }
   std::vector<LayerRow> layer_rows() const override;
+  /// The fused step (train/step.h): plain SGD on the CPU, float32 or bfloat16.
+  std::string fused_step_unsupported(const train::StepSetup& setup) const override;
+  std::unique_ptr<train::FusedStep> make_fused_step(const train::StepSetup& setup) override;
 
   const MlpOptions& options() const { return options_; }
   /// The linear layers, input first (the fused step updates their weights in place).

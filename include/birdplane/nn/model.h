@@ -16,6 +16,11 @@
 
 #include "birdplane/nn/losses.h"
 
+namespace birdplane::train {
+class FusedStep;
+struct StepSetup;
+}  // namespace birdplane::train
+
 namespace birdplane::nn {
 
 /// The nonlinearity between layers.
@@ -65,6 +70,13 @@ class Classifier : public torch::nn::Module {
   /// By default named_parameters() then named_buffers(); a model whose Python twin registers one module
   /// under several names (the book's NetResDeep) lists each alias, sharing the same tensors.
   virtual std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
+
+  /// Why this model offers no fused training step (train/step.h) for `setup`, or "" when it does.
+  /// The default: none (MLPs and the convnets net and net-width offer one).
+  virtual std::string fused_step_unsupported(const train::StepSetup& setup) const;
+  /// The model's fused step for a setup fused_step_unsupported accepts (an Error otherwise). It holds
+  /// references to this model's parameters and updates them in place.
+  virtual std::unique_ptr<train::FusedStep> make_fused_step(const train::StepSetup& setup);
 
   /// logits(), followed by log_softmax over the classes when ends_in_log_softmax().
   at::Tensor forward(const at::Tensor& images);

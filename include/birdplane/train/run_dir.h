@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "birdplane/check.h"
+
 namespace birdplane::train {
 
 class RunDir {
@@ -39,6 +41,8 @@ class RunDir {
   /// path()/name.
   std::string file(const std::string& name) const;
 
+  /// NoCheckpointError (below) unless checkpoint.pt exists: a run can resume only from one.
+  void require_checkpoint() const;
   /// Whether checkpoint.pt exists (a run that stopped before its first epoch ended has none).
   bool has_checkpoint() const;
   /// Writes config.json atomically.
@@ -53,6 +57,18 @@ class RunDir {
 
   std::string path_;
   int lock_fd_ = -1;
+};
+
+/// Thrown by RunDir::require_checkpoint (so by Run::resume and Trainer::resume_from) for a run folder
+/// without checkpoint.pt: the run stopped
+/// before its first epoch ended, so it can only be started again.
+class NoCheckpointError : public Error {
+ public:
+  NoCheckpointError(const std::string& what, std::string run_dir) : Error(what), run_dir_(std::move(run_dir)) {}
+  const std::string& run_dir() const { return run_dir_; }
+
+ private:
+  std::string run_dir_;
 };
 
 }  // namespace birdplane::train

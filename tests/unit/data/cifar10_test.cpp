@@ -94,6 +94,8 @@ TEST(Cifar10, ResolvesDataFolders) {
   EXPECT_EQ(data::batches_dir(dir), dir);
   EXPECT_EQ(data::batches_dir("/nowhere/x"), "/nowhere/x/cifar-10-batches-bin");
   EXPECT_EQ(data::resolve_data_root("given"), "given");
+  EXPECT_EQ(data::resolve_data_root("", "from-env"), "from-env");
+  EXPECT_EQ(data::resolve_data_root(""), "data");
   EXPECT_FALSE(data::is_complete(dir));  // only 1 record per file
 }
 
@@ -126,8 +128,15 @@ TEST(Cifar10, ReadingOnlySomeClassesEqualsReadingAllThenTakingTheSubset) {
 TEST(Cifar10, RejectsMissingShortOversizedAndBadLabels) {
   TempDir tmp;
   auto dir = fixtures::write_fake_cifar(tmp.path(), 3);
-  expect_error([&] { data::read_cifar10(tmp / "nothing", data::Split::kTrain); },
-               {"nothing", "does not exist", "birdplane download"});
+  expect_error([&] { data::read_cifar10(tmp / "nothing", data::Split::kTrain); }, {"nothing", "does not exist"});
+  // A typed error: the front end says how to get the data (the library names no command).
+  try {
+    data::read_cifar10(tmp / "nothing", data::Split::kTrain);
+    ADD_FAILURE() << "no error for a missing folder";
+  } catch (const data::MissingDataError& e) {
+    EXPECT_EQ(e.folder(), tmp.path());
+    EXPECT_EQ(std::string(e.what()).find("`birdplane"), std::string::npos) << e.what();
+  }
   fs::remove(fs::path(dir) / "data_batch_3.bin");
   expect_error([&] { data::read_cifar10(dir, data::Split::kTrain); }, {"data_batch_3.bin", "missing"});
   // Short: a record cut in half.

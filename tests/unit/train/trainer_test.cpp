@@ -44,18 +44,18 @@ struct SmallRun {
       : train(data::read_cifar10(fixtures::write_fake_cifar(tmp.path(), 30), data::Split::kTrain)),
         val(data::read_cifar10(data::batches_dir(tmp.path()), data::Split::kTest)) {}
 
-  train::TrainConfig config(int64_t epochs) const {
-    train::TrainConfig c;
-    c.model = "mlp";
-    c.hidden = {32};
-    c.epochs = epochs;
-    c.batch_size = 16;
-    c.seed = 5;
-    c.optimizer.momentum = 0.9;  // so the optimizer state matters for resume
+  train::RunSpec config(int64_t epochs) const {
+    train::RunSpec c;
+    c.model.name = "mlp";
+    c.model.hidden = {32};
+    c.training.epochs = epochs;
+    c.training.batch_size = 16;
+    c.training.seed = 5;
+    c.training.optimizer.momentum = 0.9;  // so the optimizer state matters for resume
     return c;
   }
 
-  train::TrainResult run(const train::TrainConfig& c, const std::string& name, bool resume,
+  train::TrainResult run(const train::RunSpec& c, const std::string& name, bool resume,
                          std::vector<at::Tensor>* out = nullptr) {
     auto stats = data::channel_stats(train.images());
     train::Trainer t(c, train, val, stats.mean, stats.std);
@@ -91,8 +91,8 @@ TEST(Trainer, AResumedFusedRunEndsBitIdenticalToo) {
   SmallRun s;
   auto fused = [&](int64_t epochs) {
     auto c = s.config(epochs);
-    c.optimizer.momentum = 0;
-    c.step = train::StepKind::kFused;
+    c.training.optimizer.momentum = 0;
+    c.training.step = train::StepKind::kFused;
     return c;
   };
   std::vector<at::Tensor> a, b;
@@ -138,9 +138,9 @@ struct Recorder : train::TrainObserver {
 TEST(Trainer, LearnsASeparableTwoClassProblemAndReportsToItsObserver) {
   auto [train, val] = separable_sets();
   fixtures::TempDir tmp;
-  train::TrainConfig c;
-  c.epochs = 3;
-  c.batch_size = 16;
+  train::RunSpec c;
+  c.training.epochs = 3;
+  c.training.batch_size = 16;
   train::Trainer t(c, train, val, kMean, kStd);
   Recorder rec;
   auto r = train_into(t, tmp / "run", false, &rec);
@@ -155,9 +155,9 @@ TEST(Trainer, LearnsASeparableTwoClassProblemAndReportsToItsObserver) {
 TEST(Trainer, AStopTokenStopsTheRunKeepingTheLastEpochThenItResumes) {
   auto [train, val] = separable_sets();
   fixtures::TempDir tmp;
-  train::TrainConfig c;
-  c.epochs = 3;
-  c.batch_size = 16;
+  train::RunSpec c;
+  c.training.epochs = 3;
+  c.training.batch_size = 16;
   std::atomic<bool> stop{false};
   Recorder rec;
   rec.stop = &stop;
@@ -202,11 +202,11 @@ TEST(Trainer, TrainsAnyClassifierThroughTheModelInterface) {
                       [](const nn::ModelSpec& spec) { return std::make_shared<TinyConv>(spec); }});
   auto [train, val] = separable_sets();
   fixtures::TempDir tmp;
-  train::TrainConfig c;
-  c.model = "test-tiny-conv";
-  c.epochs = 3;
-  c.batch_size = 16;
-  c.optimizer.lr = 0.1;
+  train::RunSpec c;
+  c.model.name = "test-tiny-conv";
+  c.training.epochs = 3;
+  c.training.batch_size = 16;
+  c.training.optimizer.lr = 0.1;
   train::Trainer t(c, train, val, kMean, kStd);
   EXPECT_FALSE(t.fused());  // no MLP: autograd
   auto r = train_into(t, tmp / "conv", false);
@@ -222,14 +222,14 @@ namespace {
 // Trains `c` whole, and again as one epoch then a resume to the end, on separable_sets(); every tensor
 // of the two state_dicts must be equal. Returns the whole run's result; `fused` gets whether it took
 // the fused step.
-train::TrainResult expect_resume_bit_identical(const train::TrainConfig& c, bool* fused = nullptr) {
+train::TrainResult expect_resume_bit_identical(const train::RunSpec& c, bool* fused = nullptr) {
   auto [train, val] = separable_sets();
   fixtures::TempDir tmp;
   train::Trainer whole(c, train, val, kMean, kStd);
   if (fused) *fused = whole.fused();
   auto result = train_into(whole, tmp / "whole", false);
   auto first = c;
-  first.epochs = 1;
+  first.training.epochs = 1;
   {
     train::Trainer t(first, train, val, kMean, kStd);
     train_into(t, tmp / "split", false);
@@ -237,9 +237,9 @@ train::TrainResult expect_resume_bit_identical(const train::TrainConfig& c, bool
   train::Trainer resumed(c, train, val, kMean, kStd);
   train_into(resumed, tmp / "split", true);
   auto a = whole.model().state_dict(), b = resumed.model().state_dict();
-  EXPECT_EQ(a.size(), b.size()) << c.model;
+  EXPECT_EQ(a.size(), b.size()) << c.model.name;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i)
-    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << c.model << " " << a[i].first;
+    EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << c.model.name << " " << a[i].first;
   return result;
 }
 
@@ -249,14 +249,14 @@ TEST(Trainer, EveryConvNetPresetResumesBitIdentical) {
   // Dropout draws and batch-norm statistics included: the model's generator is seeded per epoch and
   // the running statistics travel in the checkpoint.
   for (const auto& name : nn::convnet_names()) {
-    train::TrainConfig c;
-    c.model = name;
-    c.channels = 4;
-    c.blocks = 2;
-    c.epochs = 2;
-    c.batch_size = 32;
-    c.optimizer.momentum = 0.9;
-    c.optimizer.weight_decay = 1e-3;  // the book's L2 section, through the optimizer
+    train::RunSpec c;
+    c.model.name = name;
+    c.model.channels = 4;
+    c.model.blocks = 2;
+    c.training.epochs = 2;
+    c.training.batch_size = 32;
+    c.training.optimizer.momentum = 0.9;
+    c.training.optimizer.weight_decay = 1e-3;  // the book's L2 section, through the optimizer
     expect_resume_bit_identical(c);
   }
 }
@@ -265,11 +265,11 @@ TEST(Trainer, NetAndNetWidthTakeTheFusedStepAndResumeBitIdentical) {
   // Plain SGD: net and net-width take the fused convnet step where the CPU has AVX-512 (the test above
   // uses momentum, so autograd); its weights must come back exactly after a resume, as autograd's do.
   for (const std::string name : {"net", "net-width"}) {
-    train::TrainConfig c;
-    c.model = name;
-    c.channels = 6;
-    c.epochs = 3;
-    c.batch_size = 24;  // 160 images: a short last batch every epoch
+    train::RunSpec c;
+    c.model.name = name;
+    c.model.channels = 6;
+    c.training.epochs = 3;
+    c.training.batch_size = 24;  // 160 images: a short last batch every epoch
     bool fused = false;
     const auto r = expect_resume_bit_identical(c, &fused);
     EXPECT_EQ(fused, train::kernels::available()) << name;
@@ -282,8 +282,8 @@ TEST(Trainer, StopsOnANonFiniteLossAndKeepsTheLastGoodCheckpoint) {
   s.run(s.config(1), "nan", false);
   const auto before = fixtures::read_file(s.tmp / "nan/checkpoint.pt");
   auto c = s.config(3);
-  c.optimizer.lr = 3e38;  // the weights overflow to inf, then inf - inf gives nan
-  c.optimizer.momentum = 0;
+  c.training.optimizer.lr = 3e38;  // the weights overflow to inf, then inf - inf gives nan
+  c.training.optimizer.momentum = 0;
   try {
     s.run(c, "nan", true);
     FAIL() << "expected the run to stop";
@@ -294,8 +294,8 @@ TEST(Trainer, StopsOnANonFiniteLossAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(fixtures::read_file(s.tmp / "nan/checkpoint.pt"), before);
 }
 
-TEST(TrainConfig, ValidatesSettingsAndNamesThem) {
-  auto setting_of = [](const train::TrainConfig& c) -> std::string {
+TEST(RunSpec, ValidatesSettingsAndNamesThem) {
+  auto setting_of = [](const train::RunSpec& c) -> std::string {
     try {
       c.validate();
     } catch (const SettingError& e) {
@@ -303,32 +303,32 @@ TEST(TrainConfig, ValidatesSettingsAndNamesThem) {
     }
     return "";
   };
-  train::TrainConfig c;
+  train::RunSpec c;
   EXPECT_EQ(setting_of(c), "");
-  c.epochs = 0;
+  c.training.epochs = 0;
   EXPECT_EQ(setting_of(c), "epochs");
   c = {};
-  c.optimizer.lr = 0;
+  c.training.optimizer.lr = 0;
   EXPECT_EQ(setting_of(c), "lr");
   c = {};
-  c.batch_size = 0;
+  c.training.batch_size = 0;
   EXPECT_EQ(setting_of(c), "batch_size");
   c = {};
-  c.model = "vgg";
+  c.model.name = "vgg";
   EXPECT_EQ(setting_of(c), "model");
   c = {};
-  c.optimizer.nesterov = true;
+  c.training.optimizer.nesterov = true;
   EXPECT_EQ(setting_of(c), "nesterov");
   c = {};
-  c.loss = nn::LossKind::kMse;
-  c.precision = train::Precision::kBf16;
-  c.step = train::StepKind::kAutograd;
+  c.training.loss = nn::LossKind::kMse;
+  c.training.precision = train::Precision::kBf16;
+  c.training.step = train::StepKind::kAutograd;
   auto j = c.to_json();
-  EXPECT_EQ(j["precision"], "bf16");
-  EXPECT_EQ(j["loss"], "mse");
-  EXPECT_EQ(train::TrainConfig::from_json(j).to_json(), j);
-  j["step"] = "sometimes";
-  EXPECT_THROW(train::TrainConfig::from_json(j), SettingError);
+  EXPECT_EQ(j["training"]["precision"], "bf16");
+  EXPECT_EQ(j["training"]["loss"], "mse");
+  EXPECT_EQ(train::RunSpec::from_json(j).to_json(), j);
+  j["training"]["step"] = "sometimes";
+  EXPECT_THROW(train::RunSpec::from_json(j), SettingError);
 }
 
 TEST(Precision, Bf16ScopeRunsLinearInBfloat16AndRestoresFp32) {
@@ -368,10 +368,10 @@ TEST(Precision, Bf16TrainingLearnsKeepsFp32WeightsAndDiffersFromFp32) {
   std::vector<double> losses;
   for (auto precision : train::kPrecisions) {
     fixtures::TempDir tmp;
-    train::TrainConfig c;
-    c.epochs = 3;
-    c.batch_size = 16;
-    c.precision = precision;
+    train::RunSpec c;
+    c.training.epochs = 3;
+    c.training.batch_size = 16;
+    c.training.precision = precision;
     train::Trainer t(c, train, val, kMean, kStd);
     auto r = train_into(t, tmp / "run", false);
     const auto name = train::to_string(precision);
@@ -390,10 +390,10 @@ TEST(Trainer, FusedAndAutogradStepsTrainTheSameModel) {
   std::vector<std::vector<at::Tensor>> models;
   std::vector<train::TrainResult> results;
   for (auto step : {train::StepKind::kFused, train::StepKind::kAutograd}) {
-    train::TrainConfig c;
-    c.epochs = 3;
-    c.batch_size = 16;
-    c.step = step;
+    train::RunSpec c;
+    c.training.epochs = 3;
+    c.training.batch_size = 16;
+    c.training.step = step;
     train::Trainer t(c, train, val, kMean, kStd);
     EXPECT_EQ(t.fused(), step == train::StepKind::kFused);
     results.push_back(train_into(t, tmp / train::to_string(step), false));
@@ -410,23 +410,24 @@ TEST(Trainer, FusedAndAutogradStepsTrainTheSameModel) {
 
 TEST(Trainer, StepFusedSaysWhyItCannotApply) {
   auto [train, val] = separable_sets();
-  train::TrainConfig c;
-  c.step = train::StepKind::kFused;
-  c.optimizer.momentum = 0.9;
+  train::RunSpec c;
+  c.training.step = train::StepKind::kFused;
+  c.training.optimizer.momentum = 0.9;
   fixtures::expect_error([&] { train::Trainer(c, train, val, kMean, kStd); }, {"step", "fused", "plain SGD", "momentum"});
-  c.optimizer.momentum = 0;
-  c.step = train::StepKind::kAuto;
+  c.training.optimizer.momentum = 0;
+  c.training.step = train::StepKind::kAuto;
   train::Trainer t(c, train, val, kMean, kStd);
   EXPECT_TRUE(t.fused());
 }
 
 TEST(Trainer, RunRecordSaysWhatRanAndWhere) {
   auto [train, val] = separable_sets();
-  train::TrainConfig c;
-  c.epochs = 2;
+  train::RunSpec c;
+  c.training.epochs = 2;
   train::Trainer t(c, train, val, kMean, kStd);
   const auto j = t.run_record();
-  EXPECT_EQ(j["train"]["epochs"], 2);
+  EXPECT_EQ(j["run"]["training"]["epochs"], 2);
+  EXPECT_EQ(j["run"]["model"]["num_classes"], 2);  // filled in from the data
   EXPECT_EQ(j["model"]["model"], "book-small");
   EXPECT_EQ(j["model"]["classes"], (std::vector<std::string>{"dark", "bright"}));
   EXPECT_EQ(j["parameters"], 1574402);

@@ -1,0 +1,69 @@
+// The run specification: every setting of a training run in one place, in three parts (the data,
+// the model, the training) plus where the run folder goes. One JSON form, config.json's "run".
+//   train::RunSpec spec;
+//   spec.data.image_folder = "photos"; spec.data.val_fraction = 0.2;
+//   spec.model.name = "net-width";
+//   spec.training.epochs = 20;
+//   auto run = train::Run::start(spec);   // train/run.h
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "birdplane/data/data_spec.h"
+#include "birdplane/nn/losses.h"
+#include "birdplane/nn/model.h"
+#include "birdplane/train/optim.h"
+#include "birdplane/train/settings.h"
+
+namespace birdplane::train {
+
+/// How the model is trained. Setting names in errors are these field names ("batch_size", ...).
+struct TrainingSpec {
+  std::optional<nn::LossKind> loss;  ///< empty: the one that fits the model (nn::natural_loss)
+  OptimizerConfig optimizer;
+  int64_t epochs = 100;
+  int64_t batch_size = 64;
+  uint64_t seed = 123;                ///< initial weights, shuffles, augmentation, validation split
+  bool drop_last = false;
+  int64_t eval_every = 1;             ///< validation every N epochs (and after the last)
+  DeviceKind device = DeviceKind::kAuto;
+  std::string init_from;              ///< a state_dict file to start from ("" : the preset's initialization)
+  std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
+  Precision precision = Precision::kFp32;
+  StepKind step = StepKind::kAuto;
+
+  /// Throws a SettingError naming the setting when a value is out of range.
+  void validate() const;
+  nlohmann::json to_json() const;
+  /// Reads what to_json wrote; keys that are missing keep their defaults.
+  static TrainingSpec from_json(const nlohmann::json& j);
+};
+
+/// Every setting of a run. The model part is the registry's ModelSpec: its name, widths and blocks are
+/// the user's; num_classes and image_shape are filled from the data when the run starts.
+struct RunSpec {
+  data::DataSpec data;
+  nn::ModelSpec model;
+  TrainingSpec training;
+  std::string runs_dir = "runs";  ///< where run folders go
+  std::string name;               ///< the run folder's name ("" : Run::start picks a time stamp and the model)
+
+  /// runs_dir/name.
+  std::string path() const;
+  /// validate() of each part, and the model name against the registry. Throws a SettingError naming
+  /// the setting.
+  void validate() const;
+  /// {"data": ..., "model": ..., "training": ..., "runs_dir": ..., "name": ...}
+  nlohmann::json to_json() const;
+  /// Reads what to_json wrote, or the flat settings object that config.json held under "train" before
+  /// the specification had parts.
+  static RunSpec from_json(const nlohmann::json& j);
+  /// The specification recorded in a run folder's config.json (its "run" object, or the older "train").
+  static RunSpec from_config(const nlohmann::json& config);
+};
+
+}  // namespace birdplane::train

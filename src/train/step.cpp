@@ -1,0 +1,81 @@
+// make_step and the autograd step (single-process, or with its gradients averaged across ranks).
+#include "birdplane/train/step.h"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/nn/model.h"
+#include "birdplane/train/distributed.h"
+#include "birdplane/train/trainer.h"
+
+namespace birdplane::train {
+namespace {
+
+class AutogradStep : public Step {
+ public:
+  AutogradStep(nn::Classifier& model, const StepSetup& setup, torch::optim::Optimizer& optimizer,
+               GradientReducer* reducer)
+      : model_(model), setup_(setup), optimizer_(optimizer), reducer_(reducer), params_(model.parameters()) {}
+
+  StepResult run(const at::Tensor& x, const at::Tensor& y, bool stop) override {
+    // A single process stops before the step; ranks first agree, with the step's sums (below).
+    if (stop && !reducer_) return {0, 0, 0, true};
+    // float32 out of any precision: log_softmax and the loss are computed in float32.
+    auto out = forward_in_precision(model_, x, setup_.precision);
+    auto loss = nn::compute_loss(setup_.loss, out, y, model_.ends_in_log_softmax());
+    // Gradients set to none rather than zeroed: backward then writes each one fresh instead of adding
+    // into a zeroed buffer, two memory passes per parameter saved (PyTorch's zero_grad(set_to_none=True);
+    // LibTorch 1.13's zero_grad() only zeroes).
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    StepResult r;
+    r.loss = loss.item<double>();
+    r.correct = out.argmax(1).eq(y).sum().item<int64_t>();
+    r.images = x.size(0);
+    if (reducer_) {
+      // The step's loss, hits, images and any rank's stop request are summed with the gradients.
+      reducer_->begin_step({r.loss * static_cast<double>(r.images), static_cast<double>(r.correct),
+                            static_cast<double>(r.images), stop ? 1.0 : 0.0});
+      loss.backward();
+      const auto sums = reducer_->finish_step();
+      if (sums[3] > 0) return {0, 0, 0, true};
+      r.images = static_cast<int64_t>(std::llround(sums[2]));
+      r.loss = sums[0] / std::max(sums[2], 1.0);
+      r.correct = static_cast<int64_t>(std::llround(sums[1]));
+    } else {
+      loss.backward();
+    }
+    if (std::isfinite(r.loss)) optimizer_.step();
+    return r;
+  }
+  bool fused() const override { return false; }
+
+ private:
+  nn::Classifier& model_;
+  StepSetup setup_;
+  torch::optim::Optimizer& optimizer_;
+  GradientReducer* reducer_;
+  std::vector<at::Tensor> params_;
+};
+
+}  // namespace
+
+std::unique_ptr<Step> make_step(nn::Classifier& model, const StepSetup& setup, StepKind kind,
+                                torch::optim::Optimizer& optimizer, GradientReducer* reducer, std::string& note) {
+  note.clear();
+  if (kind != StepKind::kAutograd) {
+    std::string why = model.fused_step_unsupported(setup);
+    if (why.empty() && reducer) {
+      why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
+            "updates each weight where its gradient is computed";
+      note = "the fused step stepped aside: " + why;
+    }
+    BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step",
+                            "fused: this run cannot use the fused step: {}; use auto or autograd", why);
+    if (why.empty()) return model.make_fused_step(setup);
+  }
+  return std::make_unique<AutogradStep>(model, setup, optimizer, reducer);
+}
+
+}  // namespace birdplane::train

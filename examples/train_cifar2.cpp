@@ -22,11 +22,11 @@ int main(int argc, char** argv) try {
   auto val_set = bp::data::read_cifar10(dir, bp::data::Split::kTest, classes);
 
   // The model and how to train it: the book's settings, SGD with lr 1e-2, batches of 64.
-  bp::train::TrainConfig config;
-  config.model = "book-small";
-  config.epochs = argc > 2 ? std::stoi(argv[2]) : 10;
-  config.batch_size = 64;
-  config.optimizer.lr = 1e-2;
+  bp::train::RunSpec config;
+  config.model.name = "book-small";
+  config.training.epochs = argc > 2 ? std::stoi(argv[2]) : 10;
+  config.training.batch_size = 64;
+  config.training.optimizer.lr = 1e-2;
 
   // Train into a run folder; the trainer loads shuffled batches and normalizes them.
   bp::train::Trainer trainer(config, train_set, val_set, stats.mean, stats.std);
@@ -37,7 +37,7 @@ int main(int argc, char** argv) try {
   // Evaluate the saved model, as another program would.
   auto saved = bp::train::load_checkpoint(run_dir.model_path());
   auto eval = bp::train::evaluate(*saved.model, val_set, saved.config, c10::Device(c10::kCPU));
-  std::cout << "birdplane " << bp::version() << ": " << saved.config.spec.name << " after " << config.epochs
+  std::cout << "birdplane " << bp::version() << ": " << saved.config.spec.name << " after " << config.training.epochs
             << " epochs, train accuracy " << result.final_train_accuracy << ", validation accuracy "
             << eval.confusion.accuracy() << "\n" << eval.confusion.format(saved.config.classes);
   return 0;

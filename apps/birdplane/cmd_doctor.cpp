@@ -9,7 +9,11 @@ namespace birdplane::cli {
 void setup_doctor(CLI::App& app) {
   auto* cmd = app.add_subcommand("doctor", "Show the LibTorch version, the BLAS library in use, "
                                            "threads, CPU features (AVX-512, AMX) and CUDA");
-  cmd->callback([] { std::cout << format_environment(inspect_environment()); });
+  cmd->callback([] {
+    const auto env = inspect_environment();
+    std::cout << format_environment(env);
+    if (env.threads < env.cores) std::cout << "      (--threads sets the threads)\n";
+  });
 }
 
 }  // namespace birdplane::cli

@@ -7,6 +7,7 @@
 #include "birdplane/data/cifar10.h"
 #include "commands.h"
 #include "download_progress.h"
+#include "flags.h"
 #ifdef BIRDPLANE_WITH_DOWNLOAD
 #include "birdplane/data/download.h"
 #endif
@@ -23,11 +24,10 @@ struct DownloadCmdOptions {
 
 void run_download(const DownloadCmdOptions& o) {
 #ifdef BIRDPLANE_WITH_DOWNLOAD
-  auto options = data::default_download_options();
+  auto options = download_options(o.no_progress);
   if (!o.url.empty()) options.url = o.url;
   if (!o.md5.empty()) options.md5 = o.md5;
-  attach_download_progress(options, o.no_progress);
-  const std::string root = data::resolve_data_root(o.data_dir);
+  const std::string root = data_root(o.data_dir);
   if (const std::string dir = data::batches_dir(root); data::is_installed(dir, options)) {
     std::cout << "CIFAR-10 is already present in " << dir << "; nothing to do\n";
     return;
@@ -38,7 +38,7 @@ void run_download(const DownloadCmdOptions& o) {
 #else
   fail("this build of birdplane has no downloader (built with BIRDPLANE_WITH_DOWNLOAD=OFF); copy "
        "cifar-10-batches-bin/ into {} yourself, from {}",
-       data::resolve_data_root(o.data_dir), "https://www.cs.toronto.edu/~kriz/cifar.html");
+       data_root(o.data_dir), "https://www.cs.toronto.edu/~kriz/cifar.html");
 #endif
 }
 

@@ -5,7 +5,8 @@
 
 #include "birdplane/train/trainer.h"
 #include "commands.h"
-#include "common.h"
+#include "flags.h"
+#include "progress.h"
 
 namespace birdplane::cli {
 namespace {

@@ -9,9 +9,10 @@
 
 #include "birdplane/experiments/chapter.h"
 #include "birdplane/nn/model.h"
-#include "common/text.h"
 #include "commands.h"
-#include "common.h"
+#include "birdplane/data/training_data.h"
+#include "flags.h"
+#include "progress.h"
 
 namespace fs = std::filesystem;
 
@@ -36,7 +37,7 @@ std::vector<std::string> parse_models(const std::string& text) {
   const auto known = nn::model_names();
   for (const auto& m : models)
     BIRDPLANE_CHECK_SETTING(std::find(known.begin(), known.end(), m) != known.end(), "models",
-                            "unknown model '{}'; expected some of {}", m, join(known));
+                            "unknown model '{}'; expected some of {}", m, fmt::join(known, ", "));
   return models;
 }
 
@@ -44,23 +45,29 @@ void run_experiment(ExperimentOptions o) {
   const std::string dir = o.out.empty() ? (fs::path(o.runs_dir) / ("experiment-" + o.name)).string() : o.out;
   experiments::Output out;
   if (o.name == "softmax") {
-    out = experiments::softmax_experiment(o.translation.train.seed);
+    out = experiments::softmax_experiment(o.translation.train.training.seed);
   } else if (o.name == "losses") {
     out = experiments::losses_experiment();
   } else if (o.name == "translation" || o.name == "models") {
     BIRDPLANE_CHECK(o.translation.resume || !fs::exists(dir),
                     "{} already exists; pass --out with a new folder, remove it, or continue it with --resume", dir);
     auto& cfg = o.translation.train;
-    cfg.classes = data::parse_class_list(o.classes);
+    cfg.data.classes = data::parse_class_list(o.classes);
+    cfg.data.data_dir = data_root(cfg.data.data_dir);
+    cfg.data.download = !o.no_download;
     const auto models = parse_models(o.models.empty() && o.name == "models" ? kDefaultFamily : o.models);
-    if (o.name == "translation") cfg.augment = o.translation.augment;  // checked here; set per run later
-    for (const auto& m : models.empty() ? std::vector<std::string>{cfg.model} : models) {
+    if (o.name == "translation") cfg.training.augment = o.translation.augment;  // checked here; set per run later
+    for (const auto& m : models.empty() ? std::vector<std::string>{cfg.model.name} : models) {
       auto check = cfg;  // every model's settings, before any training
-      check.model = m;
+      check.model.name = m;
       check.validate();
     }
     // Data first, so a data error leaves nothing on disk.
-    auto d = load_training_data(cfg, !o.no_download);
+    data::DataLoadOptions load;
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+    load.download = download_options();
+#endif
+    auto d = data::load_training_data(cfg.data, cfg.training.seed, load);
     ProgressPrinter progress(isatty(STDOUT_FILENO) != 0);
     InterruptGuard interrupt;
     try {
@@ -108,25 +115,25 @@ void setup_experiment(CLI::App& app) {
       ->required();
   cmd->add_option("--out", o->out, "Output folder (default: <runs-dir>/experiment-NAME)");
   cmd->add_option("--runs-dir", o->runs_dir, "Where the default output folder goes")->capture_default_str();
-  cmd->add_option("--seed", t.train.seed, "Seed (random logits; weights and shuffles)")->capture_default_str();
-  add_data_dir(*cmd, t.train.data_dir);
+  cmd->add_option("--seed", t.train.training.seed, "Seed (random logits; weights and shuffles)")->capture_default_str();
+  add_data_dir(*cmd, t.train.data.data_dir);
   cmd->add_option("--classes", o->classes, "translation: classes to train on")->capture_default_str();
-  cmd->add_option("--model", t.train.model, "translation: the model preset (" + join(nn::model_names(), ", ") + ")")
+  cmd->add_option("--model", t.train.model.name, "translation: the model preset (" + fmt::format("{}", fmt::join(nn::model_names(), ", ")) + ")")
       ->check(CLI::IsMember(nn::model_names()))
       ->capture_default_str();
-  cmd->add_option("--epochs", t.train.epochs, "translation, models: epochs of each training run")->capture_default_str();
+  cmd->add_option("--epochs", t.train.training.epochs, "translation, models: epochs of each training run")->capture_default_str();
   cmd->add_option("--models", o->models,
                   std::string("translation: models side by side, e.g. book-small,net (default: --model); models: the "
                               "presets to compare (default: ") +
                       kDefaultFamily + ")");
-  cmd->add_option("--channels", t.train.channels, "Convnets from net-width on: first-layer channels")
+  cmd->add_option("--channels", t.train.model.channels, "Convnets from net-width on: first-layer channels")
       ->capture_default_str();
-  cmd->add_option("--blocks", t.train.blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_option("--blocks", t.train.model.blocks, "net-res-deep: residual blocks")->capture_default_str();
   cmd->add_option("--augment", t.augment, "translation: the augmentation of run (b)")->capture_default_str();
   cmd->add_option("--max-shift", t.max_shift, "translation: shift validation images by 0..N pixels")
       ->capture_default_str();
-  cmd->add_option("--limit-train", t.train.limit_train, "translation: use only the first N training images");
-  cmd->add_option("--limit-val", t.train.limit_val, "translation: use only the first N validation images");
+  cmd->add_option("--limit-train", t.train.data.limit_train, "translation: use only the first N training images");
+  cmd->add_option("--limit-val", t.train.data.limit_val, "translation: use only the first N validation images");
   cmd->add_flag("--resume", t.resume,
                 "translation: continue a stopped experiment in its --out folder (each run from its checkpoint)");
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");

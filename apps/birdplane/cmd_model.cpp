@@ -5,8 +5,8 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/nn/model.h"
 #include "commands.h"
-#include "common.h"
-#include "common/text.h"
+#include "flags.h"
+#include "progress.h"
 
 namespace birdplane::cli {
 namespace {
@@ -42,7 +42,7 @@ void setup_model(CLI::App& app) {
   auto o = std::make_shared<ModelOptions>();
   auto* cmd = app.add_subcommand("model", "Describe a model: layers, output shapes, parameter counts");
   cmd->add_flag("--summary", o->summary, "Print the layer table (the default action)");
-  cmd->add_option("--model", o->model, "Model preset: " + join(nn::model_names(), ", "))
+  cmd->add_option("--model", o->model, "Model preset: " + fmt::format("{}", fmt::join(nn::model_names(), ", ")))
       ->check(CLI::IsMember(nn::model_names()))
       ->capture_default_str();
   cmd->add_option("--classes", o->classes, "Class names (their count sets the output width; empty: all ten)")

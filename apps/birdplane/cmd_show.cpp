@@ -11,8 +11,8 @@
 #include "birdplane/check.h"
 #include "birdplane/data/image_io.h"
 #include "commands.h"
-#include "common/text.h"
-#include "common.h"
+#include "flags.h"
+#include "progress.h"
 
 namespace birdplane::cli {
 namespace {
@@ -51,7 +51,7 @@ GridShape parse_grid(const std::string& text) {
 
 bool ends_with_png(const std::string& path) {
   if (path.size() < 4) return false;
-  return to_lower(std::string_view(path).substr(path.size() - 4)) == ".png";
+  return lowercase(path.substr(path.size() - 4)) == ".png";
 }
 
 // Checked before the data is loaded, so a typo in --out fails at once instead of after reading

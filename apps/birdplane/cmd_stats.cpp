@@ -6,7 +6,8 @@
 
 #include "birdplane/data/stats.h"
 #include "commands.h"
-#include "common.h"
+#include "flags.h"
+#include "progress.h"
 
 namespace birdplane::cli {
 namespace {

@@ -1,10 +1,9 @@
-// birdplane train: the chapter's training run (and any registered model), writing runs/<name>/.
+// birdplane train: maps flags to a run specification, starts or resumes the run through the library
+// (train::Run), and draws its progress.
 #include <unistd.h>
 
-#include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -13,20 +12,18 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/nn/model.h"
 #include "birdplane/train/distributed.h"
-#include "birdplane/train/run_dir.h"
-#include "birdplane/train/trainer.h"
+#include "birdplane/train/run.h"
 #include "commands.h"
-#include "common.h"
-#include "common/text.h"
+#include "flags.h"
 #include "launcher.h"
+#include "progress.h"
 
-namespace fs = std::filesystem;
 
 namespace birdplane::cli {
 namespace {
 
 struct TrainOptions {
-  train::TrainConfig config;
+  train::RunSpec spec;
   std::string classes = "";
   std::string hidden;
   std::string resume;
@@ -40,59 +37,43 @@ struct TrainOptions {
   double dist_timeout = 60;  ///< --dist-timeout, seconds
 };
 
-std::string default_run_name(const std::string& model) {
-  std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
-  return std::string(buf) + "-" + model;
+// The specification of a new run from the flags (the environment's data folder resolved here).
+train::RunSpec spec_from_flags(const TrainOptions& o, bool notes = true) {
+  train::RunSpec spec = o.spec;
+  auto& d = spec.data;
+  d.data_dir = data_root(d.data_dir);
+  d.download = !o.no_download;
+  d.classes = data::parse_class_list(o.classes);
+  if (!o.hidden.empty()) spec.model.hidden = nn::parse_hidden(o.hidden);
+  if (o.loss_given) spec.training.loss = o.loss;
+  if (!d.image_folder.empty()) {
+    const auto f = folder_options(o.folder);
+    d.image_size = f.image_size;
+    d.crop = f.crop;
+    d.max_pixels = f.max_pixels;
+    d.skip_bad_images = f.skip_bad_images;
+    d.cache_dir = f.cache_dir;
+    d.use_cache = f.use_cache;
+    if (d.val_folder.empty() && d.val_fraction == 0) {
+      d.val_fraction = 0.2;
+      if (notes)
+        std::cerr << "note: no --val-folder or --val-fraction: holding out 20% of each class for validation\n";
+    }
+  }
+  return spec;
 }
 
-// The run's settings from the flags, or from the run folder's config.json with --resume (then
-// `run_dir` holds the opened, locked folder). Nothing is created on disk.
-train::TrainConfig resolve_config(const TrainOptions& o, std::optional<train::RunDir>& run_dir) {
-  train::TrainConfig cfg = o.config;
-  const bool resume = !o.resume.empty();
-  if (resume) {
-    run_dir = train::RunDir::open(o.resume);
-    try {
-      cfg = train::TrainConfig::from_json(run_dir->read_config().at("train"));
-    } catch (const nlohmann::json::exception& e) {
-      fail("--resume: {} is not a valid birdplane config ({})", run_dir->config_path(), e.what());
-    } catch (const SettingError& e) {  // a bad value in the file, not a flag the user gave
-      fail("--resume: {} is not a valid birdplane config ({})", run_dir->config_path(), e.what());
-    }
-    if (!o.config.data_dir.empty()) cfg.data_dir = o.config.data_dir;  // the data may have moved
-    if (!o.config.image_folder.empty()) cfg.image_folder = o.config.image_folder;
-    if (!o.config.val_folder.empty()) cfg.val_folder = o.config.val_folder;
-    if (!o.folder.cache_dir.empty()) cfg.cache_dir = o.folder.cache_dir;
-    if (o.epochs_given) cfg.epochs = o.config.epochs;                  // extend a finished run
-    BIRDPLANE_CHECK(run_dir->has_checkpoint(),
-                    "--resume: {} has no checkpoint.pt yet (the run stopped before its first epoch ended); "
-                    "start it again instead",
-                    o.resume);
-  } else {
-    cfg.classes = data::parse_class_list(o.classes);
-    if (!o.hidden.empty()) cfg.hidden = nn::parse_hidden(o.hidden);
-    if (o.loss_given) cfg.loss = o.loss;
-    if (!cfg.image_folder.empty()) {
-      const auto f = folder_options(o.folder);
-      cfg.image_size = f.image_size;
-      cfg.crop = f.crop;
-      cfg.max_pixels = f.max_pixels;
-      cfg.skip_bad_images = f.skip_bad_images;
-      cfg.cache_dir = f.cache_dir;
-      if (cfg.val_folder.empty() && cfg.val_fraction == 0) {
-        cfg.val_fraction = 0.2;
-        std::cerr << "note: no --val-folder or --val-fraction: holding out 20% of each class for validation\n";
-      }
-    }
-    if (cfg.name.empty()) cfg.name = default_run_name(cfg.model);
-    const std::string path = (fs::path(cfg.runs_dir) / cfg.name).string();
-    BIRDPLANE_CHECK(!fs::exists(path), "run folder {} already exists; pick another --name, or continue it with --resume {}",
-                    path, path);
-  }
-  cfg.validate();
-  return cfg;
+// What --resume may change: where the data is now, downloading and the cache, and more epochs.
+train::ResumeChanges changes_from_flags(const TrainOptions& o) {
+  train::ResumeChanges c;
+  if (!o.spec.data.data_dir.empty()) c.data_dir = o.spec.data.data_dir;
+  if (!o.spec.data.image_folder.empty()) c.image_folder = o.spec.data.image_folder;
+  if (!o.spec.data.val_folder.empty()) c.val_folder = o.spec.data.val_folder;
+  if (!o.folder.cache_dir.empty()) c.cache_dir = o.folder.cache_dir;
+  if (o.no_download) c.download = false;
+  if (o.folder.no_cache) c.use_cache = false;
+  if (o.epochs_given) c.epochs = o.spec.training.epochs;
+  return c;
 }
 
 // train --nproc N: checks what can be checked without the data, then runs N copies of this command
@@ -101,28 +82,16 @@ void launch_workers(const TrainOptions& o) {
   BIRDPLANE_CHECK(!train::DistEnv::from_environment(),
                   "--nproc starts workers itself; inside a worker of torchrun (WORLD_SIZE is set) leave it out");
   std::vector<std::string> args = without_flags(program_arguments(), {"--nproc", "--master-port"});
-  std::string run_path;
+  std::string run_path = o.resume;
   if (o.resume.empty()) {
-    TrainOptions checked = o;
-    if (checked.config.name.empty()) {
-      checked.config.name = default_run_name(o.config.model);
+    train::RunSpec spec = spec_from_flags(o, /*notes=*/false);  // the workers say them
+    if (spec.name.empty()) {
+      spec.name = train::default_run_name(spec.model.name);
       args.push_back("--name");
-      args.push_back(checked.config.name);
+      args.push_back(spec.name);
     }
-    checked.config.image_folder.clear();  // folder settings are checked by the workers, once read
-    checked.config.val_fraction = 0;
-    checked.config.val_folder.clear();
-    checked.config.validate();
-    run_path = (fs::path(checked.config.runs_dir) / checked.config.name).string();
-    BIRDPLANE_CHECK(!fs::exists(run_path),
-                    "run folder {} already exists; pick another --name, or continue it with --resume {}", run_path,
-                    run_path);
-  } else {
-    run_path = o.resume;
-    BIRDPLANE_CHECK(fs::exists(fs::path(o.resume) / "checkpoint.pt"),
-                    "--resume: {} has no checkpoint.pt yet (the run stopped before its first epoch ended); start "
-                    "it again instead",
-                    o.resume);
+    spec.validate();  // flag errors before any worker starts; the workers' Run checks the folder
+    run_path = spec.path();
   }
   LaunchOptions launch;
   launch.nproc = o.nproc;
@@ -157,41 +126,30 @@ void run_train(TrainOptions o) {
 
 void run_rank(const TrainOptions& o, train::Distributed* dist) {
   const bool main = !dist || dist->is_main();
-  const bool resume = !o.resume.empty();
-  std::optional<train::RunDir> run_dir;
-  train::TrainConfig cfg;
-  if (main) cfg = resolve_config(o, run_dir);
-  if (dist) {
-    // Every rank trains with rank 0's settings (its clock named the run; --resume read them from its disk).
-    cfg = train::TrainConfig::from_json(nlohmann::json::parse(dist->broadcast_text(main ? cfg.to_json().dump() : "")));
-  }
-
-  // Load the data before creating anything on disk, so a data error leaves no empty run folder. Rank 0
-  // reads first (a download or an image cache is then there for the others on this machine).
-  if (dist && !main) dist->wait_for_main("reading the data");
-  auto d = load_training_data(cfg, !o.no_download, !o.folder.no_cache);
-  if (dist && main) dist->main_finished("reading the data");
-  // The trainer checks the model, loss and optimizer settings before anything is written.
-  train::Trainer trainer(cfg, d.train, d.val, d.stats.mean, d.stats.std, nullptr, dist);
-  if (resume) {
-    trainer.resume_from(main ? &*run_dir : nullptr);
-  } else if (main) {
-    run_dir = train::RunDir::create((fs::path(cfg.runs_dir) / cfg.name).string());
-    auto record = trainer.run_record();
-    if (!d.record.empty()) record["data"] = d.record;
-    run_dir->write_config(record);
-  }
+  FolderProgressPrinter folder_progress;
+  train::RunOptions options;
+  options.dist = dist;
+  if (main) options.data.observer = &folder_progress;
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+  options.data.download = download_options(!main);
+#endif
+  auto run = o.resume.empty() ? train::Run::start(main ? spec_from_flags(o) : train::RunSpec(), options)
+                              : train::Run::resume(o.resume, changes_from_flags(o), options);
+  const auto& spec = run.spec();
+  auto& trainer = run.trainer();
   if (main) {
+    const auto& d = run.data();
     std::cout << fmt::format("{} {}: {} on {} training / {} validation images ({}), {} parameters, loss {}, "
                              "{} step in {}, {} threads{}; writing {}\n",
-                             resume ? "resuming" : "training", cfg.name, cfg.model, *d.train.size(), *d.val.size(),
-                             fmt::join(d.train.class_names(), ","), nn::count_parameters(trainer.model()),
-                             nn::to_string(trainer.model_config().loss), trainer.fused() ? "fused" : "autograd",
-                             train::to_string(cfg.precision), at::get_num_threads(),
+                             run.resumed() ? "resuming" : "training", spec.name, spec.model.name, *d.train.size(),
+                             *d.val.size(), fmt::join(d.train.class_names(), ","),
+                             nn::count_parameters(trainer.model()), nn::to_string(trainer.model_config().loss),
+                             trainer.fused() ? "fused" : "autograd", train::to_string(spec.training.precision),
+                             at::get_num_threads(),
                              dist ? fmt::format(" x {} ranks ({}, batch {} per rank)", dist->world_size(),
-                                                dist->backend(), cfg.batch_size)
+                                                dist->backend(), spec.training.batch_size)
                                   : "",
-                             run_dir->path())
+                             run.path())
               << std::flush;
     if (dist && !trainer.step_note().empty()) std::cerr << "note: " << trainer.step_note() << "\n";
     std::cerr << blas_core_advice(inspect_environment());  // "" unless the BLAS kernels lag the CPU
@@ -199,14 +157,13 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
   ProgressPrinter progress(main && isatty(STDOUT_FILENO) != 0);
   InterruptGuard interrupt;
   try {
-    trainer.run(main ? &*run_dir : nullptr, main ? &progress : nullptr, interrupt.stop_token());
+    run.train(main ? &progress : nullptr, interrupt.stop_token());
   } catch (const train::Interrupted& e) {
     throw train::Interrupted(fmt::format("{}. Continue with `birdplane train --resume {}`", e.what(), e.run_dir()),
                              e.run_dir(), e.epochs_done());
   } catch (const train::DistributedError& e) {
-    throw train::DistributedError(fmt::format("{}; continue with `birdplane train --resume {}`", e.what(),
-                                              (fs::path(cfg.runs_dir) / cfg.name).string()),
-                                  e.lost_rank());
+    throw train::DistributedError(
+        fmt::format("{}; continue with `birdplane train --resume {}`", e.what(), run.path()), e.lost_rank());
   }
 }
 
@@ -214,66 +171,69 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
 
 void setup_train(CLI::App& app) {
   auto o = std::make_shared<TrainOptions>();
-  auto& c = o->config;
+  auto& c = o->spec;
+  auto& data = c.data;
+  auto& model = c.model;
+  auto& t = c.training;
   auto* cmd = app.add_subcommand("train", "Train a classifier (default: the book's book-small on all ten "
                                           "classes; the chapter uses --classes airplane,bird)");
-  add_data_dir(*cmd, c.data_dir);
-  cmd->add_option("--image-folder", c.image_folder,
+  add_data_dir(*cmd, data.data_dir);
+  cmd->add_option("--image-folder", data.image_folder,
                   "Train on your own images: a folder with one subfolder of images per class (torchvision's "
                   "ImageFolder layout) instead of CIFAR-10");
-  cmd->add_option("--val-folder", c.val_folder, "With --image-folder: validation images in the same layout");
-  cmd->add_option("--val-fraction", c.val_fraction,
+  cmd->add_option("--val-folder", data.val_folder, "With --image-folder: validation images in the same layout");
+  cmd->add_option("--val-fraction", data.val_fraction,
                   "With --image-folder: hold out this share of each class for validation, chosen by --seed "
                   "(default 0.2 when there is no --val-folder)");
   add_folder_flags(*cmd, o->folder, /*with_size=*/true);
   cmd->add_option("--classes", o->classes, "Comma-separated class names in label order, e.g. airplane,bird "
                                            "(default: all ten, or every class folder)");
-  cmd->add_option("--model", c.model, "Model preset: " + join(nn::model_names(), ", "))
+  cmd->add_option("--model", model.name, "Model preset: " + fmt::format("{}", fmt::join(nn::model_names(), ", ")))
       ->check(CLI::IsMember(nn::model_names()))
       ->capture_default_str();
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512 (overrides the preset's)");
-  cmd->add_option("--channels", c.channels, "Convnets from net-width on: first-layer channels (even where halved)")
+  cmd->add_option("--channels", model.channels, "Convnets from net-width on: first-layer channels (even where halved)")
       ->capture_default_str();
-  cmd->add_option("--blocks", c.blocks, "net-res-deep: residual blocks")->capture_default_str();
-  cmd->add_option("--activation", c.activation, "tanh or relu")
+  cmd->add_option("--blocks", model.blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_option("--activation", model.activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
-      ->default_str(nn::to_string(c.activation));
+      ->default_str(nn::to_string(model.activation));
   auto* loss = cmd->add_option("--loss", o->loss, "nll, cross-entropy or mse (default: the one that fits the model)")
                    ->transform(choices(nn::kLossKinds));
-  cmd->add_option("--optimizer", c.optimizer.kind, "sgd or adam")
+  cmd->add_option("--optimizer", t.optimizer.kind, "sgd or adam")
       ->transform(choices(train::kOptimizerKinds))
-      ->default_str(train::to_string(c.optimizer.kind));
-  cmd->add_option("--lr", c.optimizer.lr, "Learning rate")->capture_default_str();
-  cmd->add_option("--momentum", c.optimizer.momentum, "SGD momentum")->capture_default_str();
-  cmd->add_option("--weight-decay", c.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
-  cmd->add_flag("--nesterov", c.optimizer.nesterov, "Nesterov momentum (SGD)");
-  cmd->add_option("--epochs", c.epochs, "Epochs")->capture_default_str();
-  cmd->add_option("--batch-size", c.batch_size, "Images per batch")->capture_default_str();
-  cmd->add_option("--seed", c.seed, "Seed for the initial weights and the shuffles")->capture_default_str();
-  cmd->add_flag("--drop-last", c.drop_last, "Drop the last short batch of each epoch");
-  cmd->add_option("--eval-every", c.eval_every, "Validate every N epochs (and after the last)")
+      ->default_str(train::to_string(t.optimizer.kind));
+  cmd->add_option("--lr", t.optimizer.lr, "Learning rate")->capture_default_str();
+  cmd->add_option("--momentum", t.optimizer.momentum, "SGD momentum")->capture_default_str();
+  cmd->add_option("--weight-decay", t.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
+  cmd->add_flag("--nesterov", t.optimizer.nesterov, "Nesterov momentum (SGD)");
+  cmd->add_option("--epochs", t.epochs, "Epochs")->capture_default_str();
+  cmd->add_option("--batch-size", t.batch_size, "Images per batch")->capture_default_str();
+  cmd->add_option("--seed", t.seed, "Seed for the initial weights and the shuffles")->capture_default_str();
+  cmd->add_flag("--drop-last", t.drop_last, "Drop the last short batch of each epoch");
+  cmd->add_option("--eval-every", t.eval_every, "Validate every N epochs (and after the last)")
       ->capture_default_str();
   cmd->add_option("--runs-dir", c.runs_dir, "Where run folders go")->capture_default_str();
   cmd->add_option("--name", c.name, "Run folder name (default: time stamp and model)");
-  cmd->add_option("--device", c.device, "auto, cpu or cuda")
+  cmd->add_option("--device", t.device, "auto, cpu or cuda")
       ->transform(choices(train::kDeviceKinds))
-      ->default_str(train::to_string(c.device));
-  cmd->add_option("--init-from", c.init_from, "Start from a state_dict (birdplane export or Python torch.save)");
+      ->default_str(train::to_string(t.device));
+  cmd->add_option("--init-from", t.init_from, "Start from a state_dict (birdplane export or Python torch.save)");
   cmd->add_option("--resume", o->resume, "Continue the stopped run in this folder (runs/<name>)");
-  cmd->add_option("--limit-train", c.limit_train, "Use only the first N training images (0: all)");
-  cmd->add_option("--limit-val", c.limit_val, "Use only the first N validation images (0: all)");
-  cmd->add_option("--augment", c.augment,
+  cmd->add_option("--limit-train", data.limit_train, "Use only the first N training images (0: all)");
+  cmd->add_option("--limit-val", data.limit_val, "Use only the first N validation images (0: all)");
+  cmd->add_option("--augment", t.augment,
                   "Augmentation of training batches, e.g. \"RandomCrop(32, padding=4), RandomHorizontalFlip()\" "
                   "or \"crop,flip\"");
-  cmd->add_option("--precision", c.precision, "fp32, or bf16: matmuls in bfloat16, weights and loss in fp32")
+  cmd->add_option("--precision", t.precision, "fp32, or bf16: matmuls in bfloat16, weights and loss in fp32")
       ->transform(choices(train::kPrecisions))
-      ->default_str(train::to_string(c.precision));
-  cmd->add_option("--step", c.step,
+      ->default_str(train::to_string(t.precision));
+  cmd->add_option("--step", t.step,
                   "auto, fused (backward written out, SGD update in place; MLPs, and net or net-width in "
                   "fp32 with AVX-512; CPU, plain SGD, nll or cross-entropy) or autograd (backward() then "
                   "optimizer step); auto: fused where it applies")
       ->transform(choices(train::kStepKinds))
-      ->default_str(train::to_string(c.step));
+      ->default_str(train::to_string(t.step));
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
   cmd->add_option("--nproc", o->nproc,
                   "Train data-parallel in N processes on this machine (c10d, Gloo), started by birdplane with "

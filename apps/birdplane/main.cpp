@@ -1,4 +1,4 @@
-// birdplane: chapter 7 of "Deep Learning with PyTorch" (birds vs airplanes) on LibTorch.
+// birdplane: training, checking and using image classifiers from C++ on LibTorch.
 // The one catch site: the library throws, main prints "error: ..." and picks the exit code.
 #include <csignal>
 #include <cstdlib>
@@ -11,11 +11,16 @@
 
 #include "birdplane/check.h"
 #include "birdplane/threads.h"
+#include "birdplane/data/cifar10.h"
+#include "birdplane/data/download.h"
+#include "birdplane/data/image_folder.h"
+#include "birdplane/train/run.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/version.h"
 #include "birdplane/train/distributed.h"
 #include "commands.h"
-#include "common.h"
+#include "flags.h"
+#include "progress.h"
 #include "launcher.h"
 
 namespace {
@@ -29,8 +34,8 @@ std::string first_line(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"birdplane: train image classifiers on CIFAR-10 from C++ (LibTorch), after chapter 7 "
-               "of Deep Learning with PyTorch"};
+  CLI::App app{"birdplane: train, check and use image classifiers from C++ (LibTorch), on CIFAR-10 or "
+               "your own image folders; it began as chapter 7 of Deep Learning with PyTorch (birds vs airplanes)"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags such as --threads may follow the subcommand
   app.set_version_flag("--version", "birdplane " + birdplane::version());
@@ -60,6 +65,34 @@ int main(int argc, char** argv) {
   } catch (const birdplane::train::Interrupted& e) {
     std::cerr << "\n" << e.what() << "\n";
     return 130;
+  } catch (const birdplane::data::MissingDataError& e) {
+    std::cerr << error << e.what() << "; run `birdplane download --data-dir " << e.folder()
+              << "` or point --data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/\n";
+    return 2;
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+  } catch (const birdplane::data::DownloadError& e) {
+    // The library speaks of the address, the checksum and the data folder; here they are flags.
+    std::string what = e.what();
+    for (const auto& [words, flag] : {std::pair<std::string, std::string>{"the address", "--url"},
+                                      {"its checksum", "--md5"},
+                                      {"the data folder", "--data-dir"}}) {
+      const auto at = what.find(words);
+      if (at != std::string::npos) what.insert(at + words.size(), " (" + flag + ")");
+    }
+    std::cerr << error << what << "\n";
+    return 2;
+#endif
+  } catch (const birdplane::data::BadImageError& e) {
+    std::cerr << error << e.reason() << "\n(leave such files out with --skip-bad-images)\n";
+    return 2;
+  } catch (const birdplane::train::RunExistsError& e) {
+    std::cerr << error << "run folder " << e.path() << " already exists; pick another --name, or continue it with "
+              << "--resume " << e.path() << "\n";
+    return 2;
+  } catch (const birdplane::train::NoCheckpointError& e) {
+    std::cerr << error << "--resume: " << e.run_dir()
+              << " has no checkpoint.pt yet (the run stopped before its first epoch ended); start it again instead\n";
+    return 2;
   } catch (const birdplane::SettingError& e) {
     // The library names its settings ("batch_size"); here they are flags ("--batch-size").
     std::cerr << error << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";

@@ -52,9 +52,9 @@ TEST(ImageFolderCli, TrainEvalStatsShowAndPredictOnAFolder) {
   EXPECT_TRUE(contains(r.err, "20 images of 16x16 in 2 classes")) << r.err;
   EXPECT_TRUE(contains(r.out, "14 training / 6 validation images (sea,sky)")) << r.out;
   const auto config = nlohmann::json::parse(read_file(t / "runs/f/config.json"));
-  EXPECT_EQ(config["train"]["image_folder"], photos);
-  EXPECT_EQ(config["train"]["image_size"], (std::vector<int64_t>{16, 16}));
-  EXPECT_EQ(config["train"]["crop"], "center");
+  EXPECT_EQ(config["run"]["data"]["image_folder"], photos);
+  EXPECT_EQ(config["run"]["data"]["image_size"], (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(config["run"]["data"]["crop"], "center");
   EXPECT_EQ(config["model"]["crop"], "center");
   EXPECT_EQ(config["model"]["classes"], (std::vector<std::string>{"sea", "sky"}));
   EXPECT_EQ(config["model"]["spec"]["image_shape"], (std::vector<int64_t>{3, 16, 16}));

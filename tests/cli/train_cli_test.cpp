@@ -56,7 +56,7 @@ TEST_F(CliTrain, WritesTheRunFolder) {
   for (const char* f : {"config.json", "metrics.csv", "checkpoint.pt", "model.pt", "results.json"})
     EXPECT_TRUE(fs::exists(run_dir() + "/" + f)) << f;
   auto config = nlohmann::json::parse(birdplane::fixtures::read_file(run_dir() + "/config.json"));
-  EXPECT_EQ(config["train"]["seed"], 123);
+  EXPECT_EQ(config["run"]["training"]["seed"], 123);
   EXPECT_EQ(config["parameters"], 1574402);
   EXPECT_EQ(config["model"]["classes"], (std::vector<std::string>{"airplane", "bird"}));
   EXPECT_TRUE(config["versions"].contains("libtorch"));
@@ -82,7 +82,7 @@ TEST_F(CliTrain, TrainsWithAugmentationAndRecordsTheSpec) {
                          (*tmp_ / "runs") + " --name aug --augment 'crop, flip' --no-download");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto config = nlohmann::json::parse(birdplane::fixtures::read_file(*tmp_ / "runs/aug/config.json"));
-  EXPECT_EQ(config["train"]["augment"], "crop, flip");
+  EXPECT_EQ(config["run"]["training"]["augment"], "crop, flip");
 }
 
 TEST_F(CliTrain, ResumeExtendsARun) {
@@ -98,7 +98,7 @@ TEST_F(CliTrain, ResumeNamesTheConfigFileWhenAValueInItIsBad) {
   const std::string copy = *tmp_ / "runs/r1bad";
   fs::copy(run_dir(), copy);
   auto config = nlohmann::json::parse(birdplane::fixtures::read_file(copy + "/config.json"));
-  config["train"]["precision"] = "fp16";
+  config["run"]["training"]["precision"] = "fp16";
   std::ofstream(copy + "/config.json") << config.dump(2);
   auto r = run_birdplane("train --resume " + copy + " --data-dir " + data());
   EXPECT_EQ(r.exit_code, 2) << r.err;
@@ -368,7 +368,7 @@ TEST(CliExperiment, TranslationRunsAreRunFoldersThatResume) {
   // Each arm has a config.json like any training run, so `train --resume` continues it.
   for (const char* arm : {"plain", "augmented"}) {
     auto config = nlohmann::json::parse(birdplane::fixtures::read_file(tmp / (std::string("t/") + arm + "/config.json")));
-    EXPECT_EQ(config.at("train").at("epochs"), 1) << arm;
+    EXPECT_EQ(config.at("run").at("training").at("epochs"), 1) << arm;
     EXPECT_EQ(config.at("parameters"), 1574402) << arm;
   }
   r = run_birdplane("train --resume " + (tmp / "t/plain") + " --epochs 2 --data-dir " + tmp.path() + " --threads 1");

@@ -22,7 +22,12 @@ done
 for f in train/linear_kernels.h train/fused_step.h data/memory.h common/memory.h data/font.h; do
   [ ! -e "$prefix/include/birdplane/$f" ] || { echo "FAIL: private header $f was installed"; exit 1; }
 done
-# Every installed header compiles on its own (no private include, no missing include).
+# The umbrella header names every installed header.
+for h in $(cd "$prefix/include" && find birdplane -name '*.h' ! -name birdplane.h | sort); do
+  grep -q "#include \"$h\"" "$prefix/include/birdplane/birdplane.h" \
+    || { echo "FAIL: birdplane/birdplane.h does not include $h"; exit 1; }
+done
+# Every installed header includes only installed headers...
 grep -rhoE '#include "[^"]+"' "$prefix/include/birdplane" | sort -u | while read -r _ inc; do
   inc=${inc//\"/}
   [ -e "$prefix/include/$inc" ] || { echo "FAIL: an installed header includes $inc, which is not installed"; exit 1; }
@@ -30,6 +35,32 @@ done
 
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
+# ... and compiles on its own in a consumer project: one source file per header, including just it
+# (through ccache when there is one, so unchanged headers cost nothing the next time).
+mkdir -p "$work/headers"
+{
+  echo 'cmake_minimum_required(VERSION 3.25)'
+  echo 'project(each_header LANGUAGES CXX)'
+  echo 'set(CMAKE_CXX_STANDARD 17)'
+  echo 'find_package(birdplane 0.3 REQUIRED)'
+  echo 'find_program(CCACHE_PROGRAM ccache)'
+  echo 'if(CCACHE_PROGRAM)'
+  echo '  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})'
+  echo 'endif()'
+  echo 'add_library(each_header OBJECT'
+  for h in $(cd "$prefix/include" && find birdplane -name '*.h' | sort); do
+    src=$(echo "$h" | tr '/.' '__').cpp
+    echo "#include <$h>" > "$work/headers/$src"
+    echo "  $src"
+  done
+  echo ')'
+  echo 'target_link_libraries(each_header PRIVATE birdplane::birdplane)'
+} > "$work/headers/CMakeLists.txt"
+cmake -S "$work/headers" -B "$work/headers-build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_BUILD_TYPE=Release > "$work/headers.log" 2>&1 \
+  && CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=true cmake --build "$work/headers-build" -j 2 >> "$work/headers.log" 2>&1 \
+  || { tail -40 "$work/headers.log"; echo "FAIL: an installed header does not compile on its own"; exit 1; }
+echo "each of the $(find "$prefix/include" -name '*.h' | wc -l) installed headers compiles on its own"
 cmake -S "$examples" -B "$work/build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_CXX_FLAGS="$cxx_flags" -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" > "$work/configure.log" \
   || { cat "$work/configure.log"; echo "FAIL: the examples do not configure against the installed package"; exit 1; }
@@ -60,6 +91,28 @@ cat "$work/train.out"
 grep -q "validation accuracy" "$work/train.out" || { echo "FAIL: train_cifar2 printed no accuracy"; exit 1; }
 for f in config.json metrics.csv checkpoint.pt model.pt results.json; do
   [ -e "$work/run/$f" ] || { echo "FAIL: train_cifar2 wrote no $f"; exit 1; }
+done
+
+# train_folder on a small folder of pictures of two classes, of several sizes and formats.
+"$python" - "$work/photos" <<'PY'
+import os, sys
+from PIL import Image
+for c, (name, colour) in enumerate([("cats", (200, 60, 40)), ("dogs", (40, 80, 200))]):
+    os.makedirs(os.path.join(sys.argv[1], name))
+    for i in range(12):
+        w, h = 20 + 3 * i, 28 + 2 * (i % 5)
+        img = Image.new("RGB", (w, h), tuple((v + 7 * i) % 256 for v in colour))
+        for x in range(0, w, 4):
+            img.putpixel((x, h // 2), (255, 255, 255))
+        img.save(os.path.join(sys.argv[1], name, f"{i}.{'png' if i % 2 else 'jpg'}"))
+PY
+"$work/build/train_folder" "$work/photos" 3 "$work/folder-run" > "$work/folder.out"
+cat "$work/folder.out"
+grep -q "validation accuracy" "$work/folder.out" || { echo "FAIL: train_folder printed no accuracy"; exit 1; }
+grep -qE "photos/(cats|dogs)/0.jpg: (cats|dogs) \(" "$work/folder.out" \
+  || { echo "FAIL: train_folder classified no image"; exit 1; }
+for f in config.json metrics.csv checkpoint.pt model.pt results.json; do
+  [ -e "$work/folder-run/$f" ] || { echo "FAIL: train_folder wrote no $f"; exit 1; }
 done
 
 "$prefix/bin/birdplane" show --data-dir "$work/data" --index 3 --scale 2 --out "$work/in.png" > /dev/null

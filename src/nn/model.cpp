@@ -9,7 +9,7 @@
 #include "birdplane/check.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
-#include "common/names.h"
+#include "common/parse_named.h"
 #include "common/text.h"
 
 namespace birdplane::nn {

@@ -1,7 +1,7 @@
 // libFuzzer target: the untrusted-image decoders (JPEG, PNG, WebP, GIF, BMP, PNM) that `predict` and
 // image folders use. On any bytes, decode_image and read_image_header must either succeed with a
 // consistent result or throw birdplane::Error; a crash, a sanitizer report, a leak or another
-// exception is a bug. Torch-free: built from src/data/image_decode.cpp alone.
+// exception is a bug. Torch-free: built from src/data/decode/ alone.
 #include <cstddef>
 #include <cstdint>
 

@@ -17,7 +17,7 @@ check_one() {
   fi
 }
 export -f check_one
-ls src/*.cpp src/*/*.cpp apps/birdplane/*.cpp | grep -v 'src/data/download.cpp' |
+ls src/*.cpp src/*/*.cpp src/*/*/*.cpp apps/birdplane/*.cpp | grep -v 'src/data/download.cpp' |
   xargs -P "$jobs" -I{} bash -c 'check_one {}' | tee /tmp/libtorch2-check.txt
 fails=$(grep -c '^FAIL' /tmp/libtorch2-check.txt)
 echo "files failing: $fails"

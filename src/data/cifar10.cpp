@@ -11,7 +11,7 @@
 
 #include "birdplane/check.h"
 #include "common/text.h"
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 
 namespace fs = std::filesystem;
 

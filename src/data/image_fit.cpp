@@ -8,7 +8,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/geometry.h"
-#include "common/names.h"
+#include "common/parse_named.h"
 #include "common/text.h"
 #include "data/resize_kernels.h"
 #include "transforms/internal.h"

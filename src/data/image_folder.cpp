@@ -30,7 +30,7 @@
 
 #include "birdplane/check.h"
 #include "common/files.h"
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 #include "common/text.h"
 #include "data/folder_cache.h"
 #include "data/image_fit.h"

@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 #include "common/text.h"
 
 namespace birdplane::data {

@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 
 namespace birdplane::data {
 

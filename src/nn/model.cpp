@@ -10,7 +10,7 @@
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/step.h"
-#include "common/names.h"
+#include "common/parse_named.h"
 #include "common/text.h"
 
 namespace birdplane::nn {

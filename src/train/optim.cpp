@@ -6,7 +6,7 @@
 #include <torch/optim/sgd.h>
 
 #include "birdplane/check.h"
-#include "common/names.h"
+#include "common/parse_named.h"
 
 namespace birdplane::train {
 

@@ -1,6 +1,6 @@
 #include "birdplane/train/settings.h"
 
-#include "common/names.h"
+#include "common/parse_named.h"
 
 namespace birdplane::train {
 

@@ -6,7 +6,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 #include "transforms/internal.h"
 #include <ATen/Parallel.h>
 

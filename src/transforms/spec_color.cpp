@@ -1,6 +1,6 @@
 // Spec entries for the color / photometric transforms (color.h), RandomErasing and
-// ConvertImageDtype (misc.h), the random containers RandomApply / RandomChoice / RandomOrder, and the
-// general ToTensor / Normalize (transforms.h). Names and keywords are torchvision's.
+// ConvertImageDtype (convert_erase_linear.h), the random containers RandomApply / RandomChoice /
+// RandomOrder, and the general ToTensor / Normalize (transforms.h). Names and keywords are torchvision's.
 #include <cmath>
 
 #include <fmt/format.h>
@@ -8,7 +8,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/transforms/color.h"
-#include "birdplane/transforms/misc.h"
+#include "birdplane/transforms/convert_erase_linear.h"
 #include "spec_registry.h"
 
 namespace birdplane::transforms::spec {

@@ -12,7 +12,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/transforms/color.h"
-#include "birdplane/transforms/misc.h"
+#include "birdplane/transforms/convert_erase_linear.h"
 #include "support/golden.h"
 #include "support/transform_checks.h"
 

@@ -19,7 +19,7 @@ for f in include/birdplane/birdplane.h include/birdplane/version.h lib/libbirdpl
   [ -e "$prefix/$f" ] || { echo "FAIL: $f was not installed"; exit 1; }
 done
 # Internals stay private: no kernels, fused step, huge-page memory or font among the headers.
-for f in train/linear_kernels.h train/fused_step.h data/memory.h common/memory.h data/font.h; do
+for f in train/linear_kernels.h train/fused_step.h data/memory.h common/huge_buffers.h data/font.h; do
   [ ! -e "$prefix/include/birdplane/$f" ] || { echo "FAIL: private header $f was installed"; exit 1; }
 done
 # The umbrella header names every installed header.

@@ -5,7 +5,7 @@
 // dropped without blending, palettes expanded, 16-bit samples cut to their high byte as PIL does,
 // except 16-bit gray PNG/PGM, which PIL 9.4 clips to 255). The reference is Debian 12's PIL 9.4
 // (tools/write_test_images.py); variants PIL misreads, or that the libraries cannot read as PIL does,
-// are refused with a message rather than decoded differently (see src/data/image_decode.cpp).
+// are refused with a message rather than decoded differently (see src/data/decode/).
 // No LibTorch here, so the decoders build fast and fuzz cheaply; image_io.h wraps them in tensors.
 #pragma once
 

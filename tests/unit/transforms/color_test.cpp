@@ -5,7 +5,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/transforms/color.h"
-#include "birdplane/transforms/misc.h"
+#include "birdplane/transforms/convert_erase_linear.h"
 #include "support/expect_error.h"
 #include "support/transform_checks.h"
 

@@ -1,4 +1,4 @@
-#include "birdplane/transforms/misc.h"
+#include "birdplane/transforms/convert_erase_linear.h"
 
 #include <cmath>
 #include <limits>

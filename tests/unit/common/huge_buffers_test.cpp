@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 
 using namespace birdplane;
 

@@ -15,7 +15,10 @@
 
 #include "birdplane/check.h"
 #include "common/files.h"
-#include "train/archive_check.h"
+#include "train/checkpoint/module_archive.h"
+#include "train/checkpoint/pickle_storages.h"
+#include "train/checkpoint/tensor_checks.h"
+#include "train/checkpoint/zip_structure.h"
 
 namespace fs = std::filesystem;
 

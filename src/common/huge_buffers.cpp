@@ -1,4 +1,4 @@
-#include "common/memory.h"
+#include "common/huge_buffers.h"
 
 #include <sys/mman.h>
 

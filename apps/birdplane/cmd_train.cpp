@@ -47,13 +47,7 @@ train::RunSpec spec_from_flags(const TrainOptions& o, bool notes = true) {
   if (!o.hidden.empty()) spec.model.hidden = nn::parse_hidden(o.hidden);
   if (o.loss_given) spec.training.loss = o.loss;
   if (!d.image_folder.empty()) {
-    const auto f = folder_options(o.folder);
-    d.image_size = f.image_size;
-    d.crop = f.crop;
-    d.max_pixels = f.max_pixels;
-    d.skip_bad_images = f.skip_bad_images;
-    d.cache_dir = f.cache_dir;
-    d.use_cache = f.use_cache;
+    d.set_folder_options(folder_options(o.folder));
     if (d.val_folder.empty() && d.val_fraction == 0) {
       d.val_fraction = 0.2;
       if (notes)

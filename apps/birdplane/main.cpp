@@ -14,6 +14,7 @@
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/download.h"
 #include "birdplane/data/image_folder.h"
+#include "birdplane/train/checkpoint.h"
 #include "birdplane/train/run.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/version.h"
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
     std::cerr << "\n" << e.what() << "\n";
     return 130;
   } catch (const birdplane::data::MissingDataError& e) {
-    std::cerr << error << e.what() << "; run `birdplane download --data-dir " << e.folder()
+    std::cerr << error << e.what() << "; run `birdplane download --data-dir " << e.path()
               << "` or point --data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/\n";
     return 2;
 #ifdef BIRDPLANE_WITH_DOWNLOAD
@@ -85,12 +86,16 @@ int main(int argc, char** argv) {
   } catch (const birdplane::data::BadImageError& e) {
     std::cerr << error << e.reason() << "\n(leave such files out with --skip-bad-images)\n";
     return 2;
+  } catch (const birdplane::train::StateDictNotCheckpointError& e) {
+    std::cerr << error << e.what() << "; a state_dict (from `birdplane export` or torch.save) starts a run with "
+              << "`birdplane train --init-from " << e.path() << "`\n";
+    return 2;
   } catch (const birdplane::train::RunExistsError& e) {
     std::cerr << error << "run folder " << e.path() << " already exists; pick another --name, or continue it with "
               << "--resume " << e.path() << "\n";
     return 2;
   } catch (const birdplane::train::NoCheckpointError& e) {
-    std::cerr << error << "--resume: " << e.run_dir()
+    std::cerr << error << "--resume: " << e.path()
               << " has no checkpoint.pt yet (the run stopped before its first epoch ended); start it again instead\n";
     return 2;
   } catch (const birdplane::SettingError& e) {

@@ -5,6 +5,7 @@
 
 #include "birdplane/check.h"
 #include "birdplane/doctor.h"
+#include "birdplane/path_error.h"
 #include "birdplane/threads.h"
 #include "birdplane/version.h"
 

@@ -24,6 +24,27 @@ void DataSpec::validate() const {
   BIRDPLANE_CHECK_SETTING(max_pixels >= 1, "max_pixels", "{} is not allowed; expected 1 or more", max_pixels);
 }
 
+ImageFolderOptions DataSpec::folder_options() const {
+  ImageFolderOptions o;
+  o.classes = classes;
+  o.image_size = image_size;
+  o.crop = crop;
+  o.max_pixels = max_pixels;
+  o.skip_bad_images = skip_bad_images;
+  o.cache_dir = cache_dir;
+  o.use_cache = use_cache;
+  return o;
+}
+
+void DataSpec::set_folder_options(const ImageFolderOptions& o) {
+  image_size = o.image_size;
+  crop = o.crop;
+  max_pixels = o.max_pixels;
+  skip_bad_images = o.skip_bad_images;
+  cache_dir = o.cache_dir;
+  use_cache = o.use_cache;
+}
+
 nlohmann::json DataSpec::to_json() const {
   return {{"data_dir", data_dir},   {"download", download},         {"image_folder", image_folder},
           {"val_folder", val_folder}, {"val_fraction", val_fraction}, {"image_size", image_size},

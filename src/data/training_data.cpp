@@ -21,14 +21,7 @@ ImageSet read_folder(const std::string& root, ImageFolderOptions o, DataObserver
 }
 
 TrainingData load_folder(const DataSpec& spec, uint64_t seed, DataObserver* observer) {
-  ImageFolderOptions o;
-  o.classes = spec.classes;
-  o.image_size = spec.image_size;
-  o.crop = spec.crop;
-  o.max_pixels = spec.max_pixels;
-  o.skip_bad_images = spec.skip_bad_images;
-  o.cache_dir = spec.cache_dir;
-  o.use_cache = spec.use_cache;
+  const ImageFolderOptions o = spec.folder_options();
   ImageFolderReport report;
   auto all = read_folder(spec.image_folder, o, observer, report);
   BIRDPLANE_CHECK(all.num_classes() >= 2,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "birdplane/check.h"
+#include "birdplane/path_error.h"
 #include "birdplane/data/image_set.h"
 #include "birdplane/data/stats.h"
 
@@ -25,15 +26,11 @@ inline constexpr int64_t kRecordsPerFile = 10000;
 inline constexpr const char* kFolderName = "cifar-10-batches-bin";
 
 /// Thrown when a CIFAR-10 file or folder is missing (and, in load_training_data, downloading was not
-/// allowed or this build has no downloader). `folder()` is the data root to download into; a front
+/// allowed or this build has no downloader). path() is the data root to download into; a front
 /// end says how to get the data.
-class MissingDataError : public Error {
+class MissingDataError : public PathError {
  public:
-  MissingDataError(const std::string& what, std::string folder) : Error(what), folder_(std::move(folder)) {}
-  const std::string& folder() const { return folder_; }
-
- private:
-  std::string folder_;
+  using PathError::PathError;
 };
 
 /// The ten class names of the official release, in label order.

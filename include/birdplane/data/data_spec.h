@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "birdplane/data/image_folder.h"
 #include "birdplane/data/image_io.h"
 
 namespace birdplane::data {
@@ -41,6 +42,12 @@ struct DataSpec {
   /// Use only the first N training / validation images (0: all).
   int64_t limit_train = 0;
   int64_t limit_val = 0;
+
+  /// How image_folder (and val_folder) are read: classes, image_size, crop, max_pixels,
+  /// skip_bad_images, cache_dir, use_cache.
+  ImageFolderOptions folder_options() const;
+  /// Takes image_size, crop, max_pixels, skip_bad_images, cache_dir and use_cache from `options`.
+  void set_folder_options(const ImageFolderOptions& options);
 
   /// Throws a SettingError naming the setting when a value is out of range or two settings conflict.
   void validate() const;

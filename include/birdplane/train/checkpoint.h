@@ -10,6 +10,8 @@
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
 
+#include "birdplane/check.h"
+#include "birdplane/path_error.h"
 #include "birdplane/data/image_io.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/model.h"
@@ -18,6 +20,13 @@ namespace birdplane::train {
 
 /// What a model file carries besides weights, so eval and predict need nothing else: the model's spec
 /// (the registry rebuilds the network from it), the loss, the class names (in label order) and the
+/// Thrown where a birdplane checkpoint (checkpoint.pt, model.pt) was expected and the file holds weights
+/// only: a state_dict written by export_state_dict or Python's torch.save (import_state_dict reads those).
+class StateDictNotCheckpointError : public PathError {
+ public:
+  using PathError::PathError;
+};
+
 /// normalization constants, and how a new image is brought to the model's size (spec.image_shape).
 struct ModelConfig {
   nn::ModelSpec spec;

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "birdplane/check.h"
+#include "birdplane/path_error.h"
 #include "birdplane/data/training_data.h"
 #include "birdplane/train/run_spec.h"
 #include "birdplane/train/trainer.h"
@@ -26,13 +27,9 @@ namespace birdplane::train {
 class Distributed;
 
 /// Thrown by Run::start when the run folder exists already: pick another name, or resume it.
-class RunExistsError : public Error {
+class RunExistsError : public PathError {
  public:
-  RunExistsError(const std::string& what, std::string path) : Error(what), path_(std::move(path)) {}
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  using PathError::PathError;
 };
 
 /// What a run uses besides its specification.

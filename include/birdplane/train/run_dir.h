@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "birdplane/check.h"
+#include "birdplane/path_error.h"
 
 namespace birdplane::train {
 
@@ -62,13 +63,9 @@ class RunDir {
 /// Thrown by RunDir::require_checkpoint (so by Run::resume and Trainer::resume_from) for a run folder
 /// without checkpoint.pt: the run stopped
 /// before its first epoch ended, so it can only be started again.
-class NoCheckpointError : public Error {
+class NoCheckpointError : public PathError {
  public:
-  NoCheckpointError(const std::string& what, std::string run_dir) : Error(what), run_dir_(std::move(run_dir)) {}
-  const std::string& run_dir() const { return run_dir_; }
-
- private:
-  std::string run_dir_;
+  using PathError::PathError;
 };
 
 }  // namespace birdplane::train

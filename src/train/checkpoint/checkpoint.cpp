@@ -168,9 +168,9 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
   }
   c10::IValue v;
   if (!archive.try_read("birdplane_format", v)) {
-    fail("{} is a LibTorch archive but not a birdplane checkpoint (no birdplane_format entry); "
-         "for a Python state_dict use `birdplane train --init-from`",
-         path);
+    throw StateDictNotCheckpointError(
+        fmt::format("{} is a LibTorch archive but not a birdplane checkpoint (no birdplane_format entry)", path),
+        path);
   }
   BIRDPLANE_CHECK(v.toInt() == kFormatVersion, "checkpoint {} has format {}, this birdplane reads {}", path,
                   v.toInt(), kFormatVersion);
@@ -266,8 +266,8 @@ void import_state_dict_impl(const std::string& path, nn::Classifier& model) {
   } catch (const c10::Error& e) {
     // LibTorch 1.13's unpickler cannot rebuild Python's OrderedDict, which is what
     // torch.save(model.state_dict()) writes; a plain dict of the same tensors loads.
-    fail("{} could not be read as a dict of tensors ({}). Files from `birdplane export` load; from "
-         "Python, save with torch.save(dict(model.state_dict()), path)",
+    fail("{} could not be read as a dict of tensors ({}). Files from export_state_dict load; "
+         "from Python, save with torch.save(dict(model.state_dict()), path)",
          path, first_line(e.what_without_backtrace()));
   }
   BIRDPLANE_CHECK(value.isGenericDict(), "{} holds a {}, expected a dict of tensors (a state_dict)", path,

@@ -1,5 +1,7 @@
 #include "train/checkpoint/module_archive.h"
 
+#include "birdplane/train/checkpoint.h"
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -59,9 +61,10 @@ std::string module_archive(const std::vector<char>& bytes, const std::vector<Zip
   for (const auto& e : entries)
     if (e.name.compare(0, prefix.size(), prefix) == 0) records[e.name.substr(prefix.size())] = &e;
   if (records.count("code/__torch__.py") == 0)
-    fail("{} {} is not a birdplane checkpoint (it holds no model, only data; a state_dict from `birdplane "
-         "export` or Python's torch.save is read by `birdplane train --init-from`)",
-         what, path);
+    throw StateDictNotCheckpointError(
+        fmt::format("{} {} is not a birdplane checkpoint (it holds no model, only data, as a state_dict does)", what,
+                    path),
+        path);
 
   // version (checked by check_zip_structure): format 3 and later, as LibTorch writes them (1 and 2 go
   // to its legacy JSON and protobuf readers).

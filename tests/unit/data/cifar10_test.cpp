@@ -134,7 +134,7 @@ TEST(Cifar10, RejectsMissingShortOversizedAndBadLabels) {
     data::read_cifar10(tmp / "nothing", data::Split::kTrain);
     ADD_FAILURE() << "no error for a missing folder";
   } catch (const data::MissingDataError& e) {
-    EXPECT_EQ(e.folder(), tmp.path());
+    EXPECT_EQ(e.path(), tmp.path());
     EXPECT_EQ(std::string(e.what()).find("`birdplane"), std::string::npos) << e.what();
   }
   fs::remove(fs::path(dir) / "data_batch_3.bin");

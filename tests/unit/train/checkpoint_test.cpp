@@ -133,6 +133,14 @@ TEST(Checkpoint, ExportAndImportStateDict) {
   auto mismatched = nn::make_model(wide);
   auto msg = message_of([&] { train::import_state_dict(tmp / "sd.pt", *mismatched); });
   EXPECT_NE(msg.find("'0.weight' has shape [16, 3072], the model needs [8, 3072]"), std::string::npos) << msg;
+  // A state_dict where a checkpoint is expected: a typed error naming the file (the CLI says what reads it).
+  try {
+    train::load_checkpoint(tmp / "sd.pt");
+    ADD_FAILURE() << "a state_dict loaded as a checkpoint";
+  } catch (const train::StateDictNotCheckpointError& e) {
+    EXPECT_EQ(e.path(), tmp / "sd.pt");
+    EXPECT_EQ(std::string(e.what()).find("--init-from"), std::string::npos) << e.what();
+  }
 }
 
 TEST(WriteAtomically, KeepsTheOldFileWhenWritingFails) {

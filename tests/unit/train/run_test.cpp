@@ -143,7 +143,7 @@ TEST(TrainingData, MissingCifarWithoutDownloadIsATypedError) {
     data::load_training_data(spec, 1);
     FAIL() << "expected MissingDataError";
   } catch (const data::MissingDataError& e) {
-    EXPECT_EQ(e.folder(), spec.data_dir);
+    EXPECT_EQ(e.path(), spec.data_dir);
   }
 }
 
@@ -190,7 +190,7 @@ TEST(Run, ADataErrorLeavesNothingOnDiskAndAFolderWithoutCheckpointIsNamed) {
     train::Run::resume(spec.path());
     FAIL() << "expected NoCheckpointError";
   } catch (const train::NoCheckpointError& e) {
-    EXPECT_EQ(e.run_dir(), spec.path());
+    EXPECT_EQ(e.path(), spec.path());
   }
 }
 

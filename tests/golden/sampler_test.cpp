@@ -1,5 +1,6 @@
 // How an epoch is shared out among ranks, against PyTorch's DistributedSampler
 // (tests/golden/data/sampler.pt, written by tools/golden/sampler.py).
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 

@@ -30,10 +30,7 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
                  std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model, Distributed* dist)
     : spec_(std::move(spec)), train_set_(train_set), val_set_(val_set),
       device_(resolve_device(spec_.training.device)), dist_(dist) {
-  const auto names = nn::model_names();
-  BIRDPLANE_CHECK_SETTING(std::find(names.begin(), names.end(), spec_.model.name) != names.end(), "model",
-                          "unknown model '{}'; expected one of {}", spec_.model.name, fmt::join(names, ", "));
-  spec_.training.validate();
+  spec_.training.validate();  // the model's name is checked by make_model (a SettingError for "model")
   const TrainingSpec& t = spec_.training;
   BIRDPLANE_CHECK(train_set.class_names() == val_set.class_names(),
                   "the training and validation sets have different classes ({} and {})",

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
+#include "birdplane/data/training_data.h"
 #include "download_progress.h"
 
 namespace birdplane::cli {
@@ -38,17 +39,11 @@ data::DownloadOptions download_options(bool quiet) {
 data::ImageSet load_split(const std::string& data_dir_flag, data::Split split, bool download,
                           const std::vector<std::string>& classes, data::ChannelStats* stats) {
   const std::string root = data_root(data_dir_flag);
-  std::string dir = data::batches_dir(root);
-  std::error_code ec;
-  const bool present = std::filesystem::exists(std::filesystem::path(dir) / "test_batch.bin", ec) ||
-                       std::filesystem::exists(std::filesystem::path(dir) / "data_batch_1.bin", ec);
-  if (!present && download) {
 #ifdef BIRDPLANE_WITH_DOWNLOAD
-    dir = data::ensure_cifar10(root, download_options());
+  const std::string dir = data::cifar10_folder(root, download, download ? download_options() : data::DownloadOptions());
 #else
-    throw data::MissingDataError(fmt::format("CIFAR-10 is not in {} and this build has no downloader", dir), root);
+  const std::string dir = data::cifar10_folder(root, download);
 #endif
-  }
   return data::read_cifar10(dir, split, classes, stats);
 }
 

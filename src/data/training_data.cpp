@@ -55,34 +55,31 @@ TrainingData load_folder(const DataSpec& spec, uint64_t seed, DataObserver* obse
   return d;
 }
 
-// The cifar-10-batches-bin folder under `root`, downloaded first when its training batches are missing
-// and the spec allows it.
-std::string cifar10_folder(const DataSpec& spec, const DataLoadOptions& options) {
-  const std::string root = resolve_data_root(spec.data_dir);
-  std::string dir = batches_dir(root);
-  std::error_code ec;
-  const bool present = std::filesystem::exists(std::filesystem::path(dir) / "test_batch.bin", ec) ||
-                       std::filesystem::exists(std::filesystem::path(dir) / "data_batch_1.bin", ec);
-  if (present || !spec.download) return dir;
-#ifdef BIRDPLANE_WITH_DOWNLOAD
-  return ensure_cifar10(root, options.download);
-#else
-  throw MissingDataError(fmt::format("CIFAR-10 is not in {} and this build has no downloader", dir), root);
-#endif
-}
-
 }  // namespace
 
 TrainingData load_training_data(const DataSpec& spec, uint64_t seed, const DataLoadOptions& options) {
   spec.validate();
   if (!spec.image_folder.empty()) return load_folder(spec, seed, options.observer);
-  const std::string dir = cifar10_folder(spec, options);
+  const std::string dir = cifar10_folder(resolve_data_root(spec.data_dir), spec.download, options.download);
   // The statistics of the whole training split (all classes), as the book computes them, gathered
   // while reading; only the kept classes stay in memory.
   ChannelStats stats;
   auto train = read_cifar10(dir, Split::kTrain, spec.classes, &stats).first(spec.limit_train);
   auto val = read_cifar10(dir, Split::kTest, spec.classes).first(spec.limit_val);
   return {std::move(train), std::move(val), std::move(stats), nlohmann::json::object()};
+}
+
+std::string cifar10_folder(const std::string& root, bool download, const DownloadOptions& options) {
+  std::string dir = batches_dir(root);
+  std::error_code ec;
+  const bool present = std::filesystem::exists(std::filesystem::path(dir) / "test_batch.bin", ec) ||
+                       std::filesystem::exists(std::filesystem::path(dir) / "data_batch_1.bin", ec);
+  if (present || !download) return dir;
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+  return ensure_cifar10(root, options);
+#else
+  throw MissingDataError(fmt::format("CIFAR-10 is not in {} and this build has no downloader", dir), root);
+#endif
 }
 
 nlohmann::json folder_record(const std::string& root, const ImageSet& set, const ImageFolderReport& r) {

@@ -51,6 +51,11 @@ struct TrainingData {
 /// skip_bad_images) and the readers' Errors naming the file.
 TrainingData load_training_data(const DataSpec& spec, uint64_t seed, const DataLoadOptions& options = {});
 
+/// The cifar-10-batches-bin folder of data root `root` (batches_dir), downloaded first with `options`
+/// when it holds neither split and `download` is set (a MissingDataError when this build has no
+/// downloader).
+std::string cifar10_folder(const std::string& root, bool download, const DownloadOptions& options = {});
+
 /// The JSON record of one image folder read: files, images, skipped files with reasons, the cache
 /// file and whether the pixels came from it, the image shape.
 nlohmann::json folder_record(const std::string& root, const ImageSet& set, const ImageFolderReport& report);

@@ -32,6 +32,9 @@ struct TrainOptions {
   bool epochs_given = false;
   bool loss_given = false;
   nn::LossKind loss = nn::LossKind::kNll;
+  std::string schedule_per;  ///< --schedule-per (empty: the schedule's own unit)
+  std::string milestones;    ///< --lr-milestones
+  std::string lr_points;     ///< --lr-points
   int64_t nproc = 0;         ///< --nproc: start this many local workers
   int64_t master_port = 0;   ///< --master-port with --nproc (0: a free port)
   double dist_timeout = 60;  ///< --dist-timeout, seconds
@@ -46,6 +49,10 @@ train::RunSpec spec_from_flags(const TrainOptions& o, bool notes = true) {
   d.classes = data::parse_class_list(o.classes);
   if (!o.hidden.empty()) spec.model.hidden = nn::parse_hidden(o.hidden);
   if (o.loss_given) spec.training.loss = o.loss;
+  auto& schedule = spec.training.schedule;
+  if (!o.schedule_per.empty()) schedule.per = train::parse_schedule_unit(o.schedule_per);
+  if (!o.milestones.empty()) schedule.milestones = train::parse_milestones(o.milestones);
+  if (!o.lr_points.empty()) schedule.points = train::parse_points(o.lr_points);
   if (!d.image_folder.empty()) {
     d.set_folder_options(folder_options(o.folder));
     if (d.val_folder.empty() && d.val_fraction == 0) {
@@ -194,13 +201,64 @@ void setup_train(CLI::App& app) {
       ->default_str(nn::to_string(model.activation));
   auto* loss = cmd->add_option("--loss", o->loss, "nll, cross-entropy or mse (default: the one that fits the model)")
                    ->transform(choices(nn::kLossKinds));
-  cmd->add_option("--optimizer", t.optimizer.kind, "sgd or adam")
+  cmd->add_option("--optimizer", t.optimizer.kind, "sgd, adam or adamw")
       ->transform(choices(train::kOptimizerKinds))
       ->default_str(train::to_string(t.optimizer.kind));
   cmd->add_option("--lr", t.optimizer.lr, "Learning rate")->capture_default_str();
   cmd->add_option("--momentum", t.optimizer.momentum, "SGD momentum")->capture_default_str();
   cmd->add_option("--weight-decay", t.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
   cmd->add_flag("--nesterov", t.optimizer.nesterov, "Nesterov momentum (SGD)");
+  cmd->add_flag("--no-decay-bias-norm", t.optimizer.no_decay_bias_norm,
+                "No weight decay on biases and normalization parameters (every 1-D parameter)");
+  cmd->add_option("--head-lr-multiplier", t.optimizer.head_lr_multiplier,
+                  "The head's (the output layer's) learning rate is --lr times this")
+      ->capture_default_str();
+  auto& sc = t.schedule;
+  cmd->add_option("--schedule", sc.kind,
+                  "Learning-rate schedule: constant, step, multistep, exponential, cosine, onecycle, piecewise or "
+                  "plateau (as torch.optim.lr_scheduler's)")
+      ->transform(choices(train::kScheduleKinds))
+      ->default_str(train::to_string(sc.kind));
+  cmd->add_option("--schedule-per", o->schedule_per,
+                  "epoch or step: when the rate changes, and the unit of --lr-step-size, --lr-milestones and "
+                  "--warmup (default: step for onecycle and piecewise, epoch otherwise)");
+  cmd->add_option("--lr-step-size", sc.step_size, "step: multiply the rate by --lr-gamma every N units")
+      ->capture_default_str();
+  cmd->add_option("--lr-milestones", o->milestones, "multistep: multiply the rate by --lr-gamma at these, e.g. 30,60");
+  cmd->add_option("--lr-gamma", sc.gamma, "step, multistep, exponential: the factor")->capture_default_str();
+  cmd->add_option("--min-lr", sc.min_lr, "cosine: the floor the rate anneals to; plateau: the lowest rate")
+      ->capture_default_str();
+  cmd->add_option("--warmup", sc.warmup, "Units of linear warmup before the schedule (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--warmup-factor", sc.warmup_factor, "The warmup's first rate, as a fraction of --lr")
+      ->capture_default_str();
+  cmd->add_option("--pct-start", sc.pct_start, "onecycle: the rising part's share of the run")->capture_default_str();
+  cmd->add_option("--div-factor", sc.div_factor, "onecycle: it starts at --lr / this")->capture_default_str();
+  cmd->add_option("--final-div-factor", sc.final_div_factor, "onecycle: it ends at the start / this")
+      ->capture_default_str();
+  cmd->add_flag("--anneal-linear", sc.anneal_linear, "onecycle: anneal linearly instead of along a cosine");
+  cmd->add_option("--lr-points", o->lr_points,
+                  "piecewise: FRACTION:FACTOR points from 0 to 1 of the run, e.g. 0:0.2,0.23:1,1:0.07");
+  cmd->add_option("--plateau-metric", sc.plateau_metric, "plateau: val_loss or val_accuracy")
+      ->transform(choices(train::kPlateauMetrics))
+      ->default_str(train::to_string(sc.plateau_metric));
+  cmd->add_option("--plateau-factor", sc.plateau_factor, "plateau: multiply the rate by this on a plateau")
+      ->capture_default_str();
+  cmd->add_option("--plateau-patience", sc.plateau_patience,
+                  "plateau: validations without improvement before the rate drops")
+      ->capture_default_str();
+  cmd->add_option("--plateau-threshold", sc.plateau_threshold, "plateau: the relative change that counts")
+      ->capture_default_str();
+  cmd->add_option("--plateau-cooldown", sc.plateau_cooldown, "plateau: validations to wait after a drop")
+      ->capture_default_str();
+  cmd->add_option("--label-smoothing", t.label_smoothing, "Label smoothing of the loss, in [0, 1)")
+      ->capture_default_str();
+  cmd->add_option("--class-weights", t.class_weights,
+                  "Loss weight per class: auto (inverse to the training counts) or W1,W2,... in label order");
+  cmd->add_option("--clip-grad-norm", t.clip_grad_norm, "Clip the gradients to this total 2-norm (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--clip-grad-value", t.clip_grad_value, "Clip each gradient element to [-V, V] (0: off)")
+      ->capture_default_str();
   cmd->add_option("--epochs", t.epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", t.batch_size, "Images per batch")->capture_default_str();
   cmd->add_option("--seed", t.seed, "Seed for the initial weights and the shuffles")->capture_default_str();

@@ -46,6 +46,7 @@
 #include "birdplane/train/run.h"
 #include "birdplane/train/run_dir.h"
 #include "birdplane/train/run_spec.h"
+#include "birdplane/train/schedule.h"
 #include "birdplane/train/settings.h"
 #include "birdplane/train/step.h"
 #include "birdplane/train/trainer.h"

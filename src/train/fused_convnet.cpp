@@ -66,7 +66,7 @@ std::unique_ptr<train::FusedStep> ConvNet::make_fused_step(const train::StepSetu
 
 namespace birdplane::train {
 
-FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr) : lr_(lr) {
+FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr) : FusedStep(lr) {
   const auto params = model.named_parameters();
   conv1_w_ = parameter(params, "conv1.weight");
   conv1_b_ = parameter(params, "conv1.bias");

@@ -35,7 +35,6 @@ class FusedConvNetStep : public FusedStep {
   at::Tensor buffer(size_t slot, at::IntArrayRef shape, at::ScalarType dtype, bool zeroed);
 
   at::Tensor conv1_w_, conv1_b_, conv2_w_, conv2_b_, fc1_w_, fc1_b_, fc2_w_, fc2_b_;
-  double lr_;
   std::vector<at::Tensor> buffers_;
 };
 

@@ -90,12 +90,22 @@ StepResult FusedStep::run(const at::Tensor& x, const at::Tensor& y, bool stop) {
   return {r.loss, r.correct, x.size(0), false};
 }
 
+void FusedStep::set_lrs(const std::vector<double>& rates) {
+  BIRDPLANE_CHECK(rates.size() == 1, "a fused step has one learning rate, got {}", rates.size());
+  lr_ = rates[0];
+}
+
 std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {
   if (!setup.device.is_cpu()) return "it runs on the CPU only";
   const auto& optimizer = setup.optimizer;
   if (optimizer.kind != OptimizerKind::kSgd) return fmt::format("it implements SGD only, not {}", to_string(optimizer.kind));
   if (optimizer.momentum != 0 || optimizer.weight_decay != 0 || optimizer.nesterov)
     return "it implements plain SGD only (no momentum, weight decay or Nesterov)";
+  if (optimizer.head_lr_multiplier != 1.0) return "it has one learning rate (no head multiplier)";
+  if (setup.loss_options.label_smoothing != 0.0 || setup.loss_options.class_weights.defined())
+    return "its loss gradient has no label smoothing or class weights";
+  if (setup.clip_grad_norm > 0 || setup.clip_grad_value > 0)
+    return "it updates each weight as its gradient is computed, so it cannot clip the gradients as a whole";
   const auto loss = setup.loss;
   const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
                     (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
@@ -148,7 +158,7 @@ std::unique_ptr<train::FusedStep> Mlp::make_fused_step(const train::StepSetup& s
 namespace birdplane::train {
 
 FusedMlpStep::FusedMlpStep(nn::Mlp& model, double lr, bool bf16)
-    : relu_(model.options().activation == nn::Activation::kRelu), lr_(lr), bf16_(bf16),
+    : FusedStep(lr), relu_(model.options().activation == nn::Activation::kRelu), bf16_(bf16),
       own_kernels_(!bf16 && kernels::enabled()) {
   for (const auto& linear : model.linears()) {
     {

@@ -56,7 +56,6 @@ class FusedMlpStep : public FusedStep {
   std::vector<at::Tensor> weights_, biases_;  ///< the model's own parameters, float32
   std::vector<at::Tensor> weights_bf16_;      ///< bf16 only: copies used by the products
   bool relu_;
-  double lr_;
   bool bf16_;
   bool own_kernels_;
 };

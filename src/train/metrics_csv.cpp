@@ -11,12 +11,12 @@
 namespace birdplane::train {
 
 void write_metrics(const std::string& path, const std::vector<EpochMetrics>& rows) {
-  std::string out = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second\n";
+  std::string out = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second,lr\n";
   for (const auto& m : rows) {
-    out += fmt::format("{},{:.6f},{:.6f},{},{},{:.4f},{:.1f}\n", m.epoch, m.train_loss, m.train_accuracy,
+    out += fmt::format("{},{:.6f},{:.6f},{},{},{:.4f},{:.1f},{}\n", m.epoch, m.train_loss, m.train_accuracy,
                        m.val_loss < 0 ? "" : fmt::format("{:.6f}", m.val_loss),
                        m.val_accuracy < 0 ? "" : fmt::format("{:.6f}", m.val_accuracy), m.seconds,
-                       m.images_per_second);
+                       m.images_per_second, m.lr < 0 ? "" : fmt::format("{:.9g}", m.lr));
   }
   write_file_atomically(path, out);
 }
@@ -35,7 +35,7 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) f.push_back(cell);
-    while (f.size() < 7) f.push_back("");
+    while (f.size() < 8) f.push_back("");  // files from before the lr column have 7
     auto num = [&](const std::string& text) {
       if (text.empty()) return -1.0;
       size_t used = 0;
@@ -63,6 +63,7 @@ std::vector<EpochMetrics> read_metrics(const std::string& path) {
     m.val_accuracy = num(f[4]);
     m.seconds = num(f[5]);
     m.images_per_second = num(f[6]);
+    m.lr = num(f[7]);
     rows.push_back(m);
   }
   return rows;

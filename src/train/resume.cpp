@@ -67,6 +67,7 @@ void Trainer::resume_from(const RunDir* dir) {
   }
   load_optimizer_state(ckpt, *optimizer_);
   start_epoch_ = saved.epoch;
+  schedule_state_ = saved.trainer_state.value("schedule", nlohmann::json::object());
   if (!main) return;  // only rank 0 keeps the history
   history_ = read_metrics(dir->metrics_path());
   if (static_cast<int64_t>(history_.size()) > start_epoch_) history_.resize(start_epoch_);

@@ -1,6 +1,8 @@
 #include "birdplane/train/run_spec.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -12,6 +14,27 @@
 #include "common/json_fields.h"
 
 namespace birdplane::train {
+namespace {
+
+// "1,2.5": weights above 0, finite.
+std::vector<double> parse_weights(const std::string& text) {
+  std::vector<double> w;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    char* stop = nullptr;
+    const double v = item.empty() ? 0.0 : std::strtod(item.c_str(), &stop);
+    BIRDPLANE_CHECK_SETTING(!item.empty() && stop == item.c_str() + item.size() && std::isfinite(v) && v > 0,
+                            "class_weights", "'{}' is not a weight above 0 (in '{}'); expected auto or W1,W2,...",
+                            item, text);
+    w.push_back(v);
+    start = end + 1;
+  }
+  return w;
+}
+
+}  // namespace
 
 void TrainingSpec::validate() const {
   BIRDPLANE_CHECK_SETTING(epochs >= 1, "epochs", "{} is not allowed; expected 1 or more", epochs);
@@ -24,6 +47,37 @@ void TrainingSpec::validate() const {
     transforms::parse_augment(augment)(at::zeros({2, 3, 32, 32}, at::kByte), gen);
   }
   optimizer.validate();
+  schedule.validate(epochs);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(label_smoothing) && label_smoothing >= 0 && label_smoothing < 1,
+                          "label_smoothing", "{} is not allowed; expected 0 <= label_smoothing < 1", label_smoothing);
+  BIRDPLANE_CHECK_SETTING(!loss || *loss != nn::LossKind::kMse || (label_smoothing == 0 && class_weights.empty()),
+                          "loss", "mse takes no label smoothing or class weights; use cross-entropy");
+  if (!class_weights.empty() && class_weights != "auto") parse_weights(class_weights);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(clip_grad_norm) && clip_grad_norm >= 0, "clip_grad_norm",
+                          "{} is not allowed; expected 0 (off) or a norm above 0", clip_grad_norm);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(clip_grad_value) && clip_grad_value >= 0, "clip_grad_value",
+                          "{} is not allowed; expected 0 (off) or a value above 0", clip_grad_value);
+}
+
+std::vector<double> resolve_class_weights(const std::string& text, const std::vector<int64_t>& counts) {
+  if (text.empty()) return {};
+  const auto k = static_cast<int64_t>(counts.size());
+  if (text == "auto") {
+    int64_t n = 0;
+    for (size_t c = 0; c < counts.size(); ++c) {
+      BIRDPLANE_CHECK_SETTING(counts[c] > 0, "class_weights",
+                              "auto: class {} has no training images, so it has no weight", c);
+      n += counts[c];
+    }
+    std::vector<double> w;
+    for (const auto count : counts) w.push_back(static_cast<double>(n) / static_cast<double>(k * count));
+    return w;
+  }
+  auto w = parse_weights(text);
+  BIRDPLANE_CHECK_SETTING(static_cast<int64_t>(w.size()) == k, "class_weights",
+                          "'{}' gives {} weights for {} classes; expected one per class in label order", text,
+                          w.size(), k);
+  return w;
 }
 
 nlohmann::json TrainingSpec::to_json() const {
@@ -38,7 +92,12 @@ nlohmann::json TrainingSpec::to_json() const {
           {"init_from", init_from},
           {"augment", augment},
           {"precision", to_string(precision)},
-          {"step", to_string(step)}};
+          {"step", to_string(step)},
+          {"schedule", schedule.to_json()},
+          {"label_smoothing", label_smoothing},
+          {"class_weights", class_weights},
+          {"clip_grad_norm", clip_grad_norm},
+          {"clip_grad_value", clip_grad_value}};
 }
 
 TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
@@ -57,6 +116,12 @@ TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
   t.augment = j.value("augment", std::string());
   t.precision = parse_precision(j.value("precision", std::string("fp32")));  // runs from before precision
   t.step = parse_step(j.value("step", std::string("auto")));                 // and before step
+  // runs from before the recipe settings: none of them
+  t.schedule = ScheduleSpec::from_json(j.value("schedule", nlohmann::json()));
+  t.label_smoothing = j.value("label_smoothing", 0.0);
+  t.class_weights = j.value("class_weights", std::string());
+  t.clip_grad_norm = j.value("clip_grad_norm", 0.0);
+  t.clip_grad_value = j.value("clip_grad_value", 0.0);
   return t;
 }
 

@@ -24,7 +24,7 @@ class AutogradStep : public Step {
     if (stop && !reducer_) return {0, 0, 0, true};
     // float32 out of any precision: log_softmax and the loss are computed in float32.
     auto out = forward_in_precision(model_, x, setup_.precision);
-    auto loss = nn::compute_loss(setup_.loss, out, y, model_.ends_in_log_softmax());
+    auto loss = nn::compute_loss(setup_.loss, out, y, model_.ends_in_log_softmax(), setup_.loss_options);
     // Gradients set to none rather than zeroed: backward then writes each one fresh instead of adding
     // into a zeroed buffer, two memory passes per parameter saved (PyTorch's zero_grad(set_to_none=True);
     // LibTorch 1.13's zero_grad() only zeroes).
@@ -46,10 +46,20 @@ class AutogradStep : public Step {
     } else {
       loss.backward();
     }
-    if (std::isfinite(r.loss)) optimizer_.step();
+    if (!std::isfinite(r.loss)) return r;
+    // Clipped after the gradients are averaged across ranks, so every rank clips the same gradients.
+    if (setup_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, setup_.clip_grad_norm);
+    if (setup_.clip_grad_value > 0) torch::nn::utils::clip_grad_value_(params_, setup_.clip_grad_value);
+    optimizer_.step();
     return r;
   }
   bool fused() const override { return false; }
+  void set_lrs(const std::vector<double>& rates) override {
+    auto& groups = optimizer_.param_groups();
+    BIRDPLANE_CHECK(rates.size() == groups.size(), "{} learning rates for {} parameter groups", rates.size(),
+                    groups.size());
+    for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(rates[i]);
+  }
 
  private:
   nn::Classifier& model_;

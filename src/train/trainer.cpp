@@ -63,7 +63,11 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
 
   if (!t.init_from.empty()) import_state_dict(t.init_from, *model_);
   model_->to(device_);
-  optimizer_ = make_optimizer(t.optimizer, model_->parameters());
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
+  const auto groups = parameter_groups(t.optimizer, named);
+  for (const auto& g : groups) base_lrs_.push_back(g.lr);
+  optimizer_ = make_optimizer(t.optimizer, groups);
 
   if (dist_) {
     // Every rank starts from rank 0's weights (and buffers), as DistributedDataParallel's constructor does.
@@ -76,6 +80,17 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   }
   StepSetup setup;
   setup.loss = model_config_.loss;
+  BIRDPLANE_CHECK_SETTING(setup.loss != nn::LossKind::kMse || (t.label_smoothing == 0 && t.class_weights.empty()),
+                          "loss", "mse takes no label smoothing or class weights; use cross-entropy");
+  setup.loss_options.label_smoothing = t.label_smoothing;
+  if (!t.class_weights.empty()) {
+    const auto counts = torch::bincount(train_set.labels().to(torch::kInt64), {}, train_set.num_classes());
+    std::vector<int64_t> per_class(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+    const auto w = resolve_class_weights(t.class_weights, per_class);
+    setup.loss_options.class_weights = torch::tensor(w, torch::kDouble).to(torch::kFloat);
+  }
+  setup.clip_grad_norm = t.clip_grad_norm;
+  setup.clip_grad_value = t.clip_grad_value;
   setup.optimizer = t.optimizer;
   setup.device = device_;
   setup.precision = t.precision;
@@ -173,6 +188,9 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
                                : transforms::augment_then_normalize(t.augment, model_config_.mean,
                                                                     model_config_.std));
   const int64_t steps = loader.batches_per_epoch();
+  LrSchedule schedule(t.schedule, t.epochs, steps);
+  schedule.load_state(schedule_state_);
+  std::vector<double> rates = base_lrs_, applied;
   Timer run_timer;
   model_->train();
   int64_t epoch = start_epoch_;
@@ -187,6 +205,11 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
       torch::manual_seed(data::derive_seed(t.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch,
                                            kModelStream));
       while (auto batch = loader.next()) {
+        for (size_t g = 0; g < rates.size(); ++g) rates[g] = schedule.rate(base_lrs_[g], epoch, batch->index);
+        if (rates != applied) {
+          step_->set_lrs(rates);
+          applied = rates;
+        }
         auto x = batch->images.to(device_);
         auto y = batch->labels.to(device_);
         const StepResult r = step_->run(x, y, stop.stop_requested());
@@ -202,7 +225,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
                        "the training loss became {} at epoch {}, batch {}; stopped without saving this epoch. {} "
                        "holds the last good state (epoch {}). Try a lower learning rate (now {})",
                        loss_value, epoch + 1, batch->index + 1, ckpt.empty() ? "The run folder's checkpoint.pt" : ckpt,
-                       epoch, t.optimizer.lr);
+                       epoch, rates[0]);
         }
         loss_meter.add(loss_value, b);
         seen += b;
@@ -224,10 +247,13 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
       m.train_accuracy = seen ? static_cast<double>(correct) / seen : 0.0;
       m.seconds = timer.seconds();
       m.images_per_second = seen / std::max(m.seconds, 1e-9);
+      m.lr = applied.empty() ? base_lrs_[0] : applied[0];
       if ((epoch + 1) % t.eval_every == 0 || epoch + 1 == t.epochs) {
         auto ev = evaluate_everywhere(val_set_);
         m.val_loss = ev.loss;
         m.val_accuracy = ev.confusion.accuracy();
+        // Reduce-on-plateau watches each validation (every rank sees the same summed figures).
+        schedule.observe(schedule.watches_accuracy() ? m.val_accuracy : m.val_loss);
       }
       history_.push_back(m);
       if (main) {
@@ -235,7 +261,8 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
         // which resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and
         // the resumed run then wrote its next row after a gap (found by the kill -9 test).
         write_metrics(dir->metrics_path(), history_);
-        save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, spec_.to_json());
+        save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, spec_.to_json(),
+                        {{"schedule", schedule.state()}});
       }
       obs.on_epoch(m, t.epochs);
     }

@@ -29,13 +29,12 @@ bool run_and_kill(const std::string& args, int ms) {
   return contains(r.out, "rc=0");
 }
 
-}  // namespace
-
-TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
+// Trains `flags` (after the data flags) uninterrupted, then again with kill -9 at random moments and
+// --resume after each, until `enough_kills` kills have landed; the killed run must end bit-identical.
+void kill_until_done(const std::string& flags, int enough_kills) {
   TempDir t;
   birdplane::fixtures::write_fake_cifar(t.path(), 500);  // cifar2: 1,000 training images
-  const std::string common = " --data-dir " + t.path() +
-                             " --no-download --threads 1 --classes airplane,bird --model book-small --epochs 40";
+  const std::string common = " --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird " + flags;
   const auto start = std::chrono::steady_clock::now();
   auto ref = run_birdplane("train --runs-dir " + (t / "runs") + " --name ref" + common);
   ASSERT_EQ(ref.exit_code, 0) << ref.err;
@@ -66,7 +65,7 @@ TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
     resumes += resumable ? 1 : 0;
     const std::string args = resumable ? "train --resume " + run + common
                                        : "train --runs-dir " + (t / "runs") + " --name k" + common;
-    if (kills >= 24) {  // enough: the last start runs to the end
+    if (kills >= enough_kills) {  // enough: the last start runs to the end
       const auto last = run_birdplane(args);
       ASSERT_EQ(last.exit_code, 0) << last.err;
       expect_same_as_ref();
@@ -82,11 +81,27 @@ TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
     // checkpoint, and narrow it again once there is one, so kills keep landing mid-run.
     window = fs::exists(run + "/checkpoint.pt") ? base : std::min(window * 2, std::max(run_ms, 200));
   }
-  ASSERT_GE(kills, 20) << "too few kills";
-  EXPECT_GE(resumes, 12) << "most kills must land after the first checkpoint";
+  ASSERT_GE(kills, enough_kills) << "too few kills";
+  EXPECT_GE(resumes, enough_kills / 2) << "most kills must land after the first checkpoint";
   EXPECT_GE(finished, 1);
   std::cout << "[ info ] " << kills << " kills over " << starts << " starts, " << resumes << " of them resumes, "
             << finished << " runs finished, each bit-identical to the uninterrupted one\n";
+}
+
+}  // namespace
+
+TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
+  kill_until_done("--model book-small --epochs 40", 20);
+}
+
+// Every recipe setting at once (AdamW over parameter groups, reduce-on-plateau, whose state is in the
+// checkpoint, label smoothing, class weights, clipping): the same check through the autograd step.
+TEST(KillResume, ARunWithTheRecipeResumesBitIdenticalToo) {
+  kill_until_done("--model mlp --hidden 64 --epochs 20 --optimizer adamw --lr 0.002 --weight-decay 0.05 "
+                  "--no-decay-bias-norm --head-lr-multiplier 2 --schedule plateau --plateau-patience 0 "
+                  "--plateau-threshold 0.5 --label-smoothing 0.1 --class-weights auto --clip-grad-norm 1 "
+                  "--clip-grad-value 0.5",
+                  10);
 }
 
 TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {

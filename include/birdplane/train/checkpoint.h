@@ -41,10 +41,12 @@ struct ModelConfig {
 };
 
 /// Saves model weights (buffers too), the model config, and when given the optimizer state, the
-/// completed epoch count and the run's full settings (`run_config`, JSON) into one file, atomically.
+/// completed epoch count, the run's full settings (`run_config`, JSON) and what else the trainer needs
+/// to resume (`trainer_state`: the learning-rate schedule's state) into one file, atomically.
 void save_checkpoint(const std::string& path, const ModelConfig& config, const nn::Classifier& model,
                      const torch::optim::Optimizer* optimizer = nullptr, int64_t epoch = 0,
-                     const nlohmann::json& run_config = nlohmann::json::object());
+                     const nlohmann::json& run_config = nlohmann::json::object(),
+                     const nlohmann::json& trainer_state = nlohmann::json::object());
 
 /// A loaded checkpoint: the model rebuilt from its spec with the saved weights.
 struct Checkpoint {
@@ -52,6 +54,7 @@ struct Checkpoint {
   nn::ClassifierPtr model;
   int64_t epoch = 0;
   nlohmann::json run_config;
+  nlohmann::json trainer_state = nlohmann::json::object();  ///< {} in files without one
 };
 
 /// Loads a checkpoint written by save_checkpoint (also by birdplane 0.1). A missing, truncated or

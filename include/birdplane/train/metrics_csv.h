@@ -14,6 +14,7 @@ struct EpochMetrics {
   double train_loss = 0, train_accuracy = 0;  ///< running, over the epoch's training steps
   double val_loss = -1, val_accuracy = -1;    ///< -1 when not evaluated this epoch
   double seconds = 0, images_per_second = 0;
+  double lr = -1;  ///< the first parameter group's learning rate in the epoch's last step; -1: not known
 };
 
 /// Reads metrics.csv rows written by a run (for resume and reports). A malformed row is an Error

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/model.h"
 #include "birdplane/train/optim.h"
+#include "birdplane/train/schedule.h"
 #include "birdplane/train/settings.h"
 
 namespace birdplane::train {
@@ -35,6 +37,13 @@ struct TrainingSpec {
   std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
   Precision precision = Precision::kFp32;
   StepKind step = StepKind::kAuto;
+  ScheduleSpec schedule;              ///< the learning rate over the run (constant: the book's)
+  double label_smoothing = 0.0;       ///< F.cross_entropy's label_smoothing, in [0, 1)
+  /// "" (every class weighs 1), "auto" (N / (K * count) from the training images, as scikit-learn's
+  /// "balanced"), or one weight per class in label order ("1,2.5")
+  std::string class_weights;
+  double clip_grad_norm = 0.0;        ///< > 0: clip_grad_norm_ to this total 2-norm before each update
+  double clip_grad_value = 0.0;       ///< > 0: clip_grad_value_ to [-v, v] (after the norm, when both)
 
   /// Throws a SettingError naming the setting when a value is out of range.
   void validate() const;
@@ -42,6 +51,11 @@ struct TrainingSpec {
   /// Reads what to_json wrote; keys that are missing keep their defaults.
   static TrainingSpec from_json(const nlohmann::json& j);
 };
+
+/// The class weights `text` (TrainingSpec::class_weights) asks for, given the training images per
+/// class: an empty list for "", else one weight per class. A SettingError for "class_weights" when
+/// the count differs or a class has no images under "auto".
+std::vector<double> resolve_class_weights(const std::string& text, const std::vector<int64_t>& class_counts);
 
 /// Every setting of a run. The model part is the registry's ModelSpec: its name, widths and blocks are
 /// the user's; num_classes and image_shape are filled from the data when the run starts.

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -45,12 +46,18 @@ class Step {
   virtual bool fused() const = 0;
   /// Whether its input layer runs on birdplane's own AVX-512 kernels.
   virtual bool own_kernels() const { return false; }
+  /// The learning rate of each parameter group from the next step on (the optimizer's groups, in
+  /// order; a fused step has one). The schedule calls this before a step when the rate changes.
+  virtual void set_lrs(const std::vector<double>& rates) = 0;
 };
 
 /// What a step is built for.
 struct StepSetup {
   nn::LossKind loss = nn::LossKind::kCrossEntropy;
+  nn::LossOptions loss_options;  ///< label smoothing, class weights
   OptimizerConfig optimizer;
+  double clip_grad_norm = 0.0;   ///< > 0: gradients scaled to at most this 2-norm in all (clip_grad_norm_)
+  double clip_grad_value = 0.0;  ///< > 0: each gradient element clamped to [-v, v] (clip_grad_value_)
   c10::Device device = c10::Device(c10::kCPU);
   Precision precision = Precision::kFp32;
 };
@@ -68,11 +75,16 @@ class FusedStep : public Step {
 
   StepResult run(const at::Tensor& x, const at::Tensor& y, bool stop) final;
   bool fused() const final { return true; }
+  void set_lrs(const std::vector<double>& rates) final;
+
+ protected:
+  explicit FusedStep(double lr) : lr_(lr) {}
+  double lr_;  ///< the SGD learning rate of the next step
 };
 
 /// The reason no fused step applies to `setup` on a model of any kind, or "": the CPU, SGD without
-/// momentum, weight decay or Nesterov, and nll after LogSoftmax or cross-entropy on logits (the same
-/// gradient). Models that offer a fused step check this first, then their own limits.
+/// momentum, weight decay, Nesterov or a head multiplier, nll after LogSoftmax or cross-entropy on
+/// logits (the same gradient) without label smoothing or class weights, and no gradient clipping. Models that offer a fused step check this first, then their own limits.
 std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softmax);
 
 /// The step of a run, chosen here and nowhere else:

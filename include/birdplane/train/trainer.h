@@ -166,6 +166,8 @@ class Trainer {
   std::string step_note_;
   Distributed* dist_ = nullptr;
   std::unique_ptr<GradientReducer> reducer_;  ///< set in multi-process runs
+  std::vector<double> base_lrs_;              ///< each parameter group's rate before the schedule
+  nlohmann::json schedule_state_ = nlohmann::json::object();  ///< from the checkpoint on resume
   int64_t start_epoch_ = 0;
   std::vector<EpochMetrics> history_;
 };

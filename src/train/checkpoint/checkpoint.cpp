@@ -87,12 +87,13 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
 
 void save_checkpoint(const std::string& path, const ModelConfig& config, const nn::Classifier& model,
                      const torch::optim::Optimizer* optimizer, int64_t epoch,
-                     const nlohmann::json& run_config) {
+                     const nlohmann::json& run_config, const nlohmann::json& trainer_state) {
   torch::serialize::OutputArchive archive;
   archive.write("birdplane_format", c10::IValue(kFormatVersion));
   archive.write("model_config", c10::IValue(config.to_json().dump()));
   archive.write("run_config", c10::IValue(run_config.dump()));
   archive.write("epoch", c10::IValue(epoch));
+  if (!trainer_state.empty()) archive.write("trainer_state", c10::IValue(trainer_state.dump()));
   // Checked on load: any damage to the weights that the structure checks let through.
   archive.write("weights_checksum", c10::IValue(fmt::format("{:016x}", tensors_checksum(named_state(model)))));
   torch::serialize::OutputArchive model_archive;
@@ -193,6 +194,14 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
   archive.read("epoch", v);
   ck.epoch = v.toInt();
   BIRDPLANE_CHECK(ck.epoch >= 0, "checkpoint {} is damaged (it says {} epochs were completed)", path, ck.epoch);
+  if (archive.try_read("trainer_state", v)) {  // absent in files from before the learning-rate schedules
+    BIRDPLANE_CHECK(v.isString(), "checkpoint {} is damaged (its trainer state is not text)", path);
+    try {
+      ck.trainer_state = nlohmann::json::parse(v.toStringRef());
+    } catch (const nlohmann::json::exception& e) {
+      fail("checkpoint {}: its trainer state is damaged ({})", path, e.what());
+    }
+  }
   try {
     ck.model = nn::make_model(ck.config.spec);
   } catch (const Error& e) {

@@ -1,0 +1,85 @@
+// The training recipe's flags: each reaches config.json and the run, metrics.csv has the rate of every
+// epoch, and values out of range exit 2 naming the flag.
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "birdplane/train/metrics_csv.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
+using birdplane::fixtures::run_birdplane;
+using birdplane::fixtures::TempDir;
+
+TEST(CliRecipe, FlagsReachConfigAndTheRateReachesMetrics) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = "train --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird " +
+                             "--runs-dir " + (t / "runs") + " --epochs 4 --model mlp --hidden 16";
+  auto r = run_birdplane(common +
+                         " --name adamw --optimizer adamw --lr 0.01 --weight-decay 0.05 --no-decay-bias-norm "
+                         "--head-lr-multiplier 2 --schedule cosine --warmup 1 --warmup-factor 0.1 --min-lr 0.001 "
+                         "--label-smoothing 0.1 --class-weights auto --clip-grad-norm 1 --clip-grad-value 0.5");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const auto config = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/adamw/config.json"));
+  const auto& tr = config["run"]["training"];
+  EXPECT_EQ(tr["optimizer"]["name"], "adamw");
+  EXPECT_EQ(tr["optimizer"]["no_decay_bias_norm"], true);
+  EXPECT_EQ(tr["optimizer"]["head_lr_multiplier"], 2.0);
+  EXPECT_EQ(tr["schedule"]["name"], "cosine");
+  EXPECT_EQ(tr["schedule"]["warmup"], 1);
+  EXPECT_EQ(tr["label_smoothing"], 0.1);
+  EXPECT_EQ(tr["class_weights"], "auto");
+  EXPECT_EQ(tr["clip_grad_norm"], 1.0);
+  EXPECT_EQ(config["step_used"], "autograd");
+  // Per epoch: 0.01 * 0.1 during the warmup epoch, then cosine from 0.01 down towards 0.001 over 3.
+  const auto rows = birdplane::train::read_metrics(t / "runs/adamw/metrics.csv");
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_NEAR(rows[0].lr, 0.001, 1e-12);
+  EXPECT_NEAR(rows[1].lr, 0.01, 1e-12);
+  EXPECT_NEAR(rows[2].lr, 0.001 + 0.009 * 0.75, 1e-9);
+  EXPECT_NEAR(rows[3].lr, 0.001 + 0.009 * 0.25, 1e-9);
+  // The book's run keeps its constant rate and fused step.
+  auto plain = run_birdplane(common + " --name plain");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const auto plain_rows = birdplane::train::read_metrics(t / "runs/plain/metrics.csv");
+  for (const auto& row : plain_rows) EXPECT_EQ(row.lr, 0.01);
+  const auto plain_config = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/plain/config.json"));
+  EXPECT_EQ(plain_config["step_used"], "fused");
+}
+
+TEST(CliRecipe, BadValuesExitTwoNamingTheFlag) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 4);
+  const std::string common = "train --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird " +
+                             "--runs-dir " + (t / "runs") + " --epochs 3 --model mlp --hidden 8 --name x";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--label-smoothing 1.5", "--label-smoothing"},
+      {"--warmup 3", "--warmup"},
+      {"--warmup -1", "--warmup"},
+      {"--schedule triangle", "--schedule"},
+      {"--schedule plateau --plateau-patience -1", "--plateau-patience"},
+      {"--schedule piecewise --lr-points 0:1,0.5", "--lr-points"},
+      {"--schedule multistep --lr-milestones 2,1", "--lr-milestones"},
+      {"--schedule multistep", "--lr-milestones"},
+      {"--schedule onecycle --warmup 2", "--warmup"},
+      {"--schedule step --lr-step-size 0", "--lr-step-size"},
+      {"--class-weights 1,2,3", "--class-weights"},
+      {"--class-weights 1,x", "--class-weights"},
+      {"--clip-grad-norm -2", "--clip-grad-norm"},
+      {"--head-lr-multiplier 0", "--head-lr-multiplier"},
+      {"--optimizer lion", "--optimizer"},
+      {"--step fused --label-smoothing 0.1", "--step"},
+  };
+  for (const auto& [flags, flag] : cases) {
+    auto r = run_birdplane(common + " " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;
+    EXPECT_TRUE(contains(r.err, flag)) << flags << ": " << r.err;
+    EXPECT_FALSE(fs::exists(t / "runs/x/checkpoint.pt")) << flags;
+  }
+}

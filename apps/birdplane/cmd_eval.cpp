@@ -17,6 +17,7 @@ struct EvalOptions {
   std::string split = "test";
   train::DeviceKind device = train::DeviceKind::kAuto;
   train::Precision precision = train::Precision::kFp32;
+  std::string tta;  ///< --tta: empty keeps the model's
   bool json = false;
   bool no_download = false;
   std::string image_folder;
@@ -26,6 +27,7 @@ struct EvalOptions {
 void run_eval(const EvalOptions& o) {
   const auto split = data::parse_split(o.split);
   auto ck = train::load_checkpoint(o.checkpoint);
+  if (!o.tta.empty()) ck.config.tta = train::parse_tta(o.tta);
   const auto device = train::resolve_device(o.device);
   data::ImageSet set = [&] {
     if (o.image_folder.empty()) return load_split(o.data_dir, split, !o.no_download, ck.config.classes);
@@ -76,6 +78,8 @@ void setup_eval(CLI::App& app) {
   cmd->add_option("--device", o->device, "auto, cpu or cuda")
       ->transform(choices(train::kDeviceKinds))
       ->default_str(train::to_string(o->device));
+  cmd->add_option("--tta", o->tta,
+                  "Test-time augmentation: none, flip or flip-shift (default: what the model was trained with)");
   cmd->add_option("--precision", o->precision, "fp32, or bf16 (matmuls in bfloat16)")
       ->transform(choices(train::kPrecisions))
       ->default_str(train::to_string(o->precision));

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/train/evaluate.h"
 #include "birdplane/data/image_folder.h"
 #include "birdplane/data/image_io.h"
 #include "birdplane/nn/losses.h"
@@ -143,7 +144,9 @@ void run_predict(const PredictOptions& o) {
     at::Tensor probs;
     if (!batch.empty()) {
       auto x = transforms::functional::to_normalized(torch::stack(batch), ck.config.mean, ck.config.std);
-      probs = nn::probabilities(ck.model->forward(x), ck.model->ends_in_log_softmax()).to(at::kDouble).contiguous();
+      // The model's test-time augmentation (fp32), as eval and validation use it.
+      const auto out = train::forward_with_tta(*ck.model, x, train::Precision::kFp32, ck.config.tta);
+      probs = nn::probabilities(out, ck.model->ends_in_log_softmax()).to(at::kDouble).contiguous();
     }
     int64_t row = 0;
     for (int64_t i = start; i < end; ++i) {

@@ -35,6 +35,7 @@ struct TrainOptions {
   std::string schedule_per;  ///< --schedule-per (empty: the schedule's own unit)
   std::string milestones;    ///< --lr-milestones
   std::string lr_points;     ///< --lr-points
+  std::string final_model = "last";  ///< --final-model
   int64_t nproc = 0;         ///< --nproc: start this many local workers
   int64_t master_port = 0;   ///< --master-port with --nproc (0: a free port)
   double dist_timeout = 60;  ///< --dist-timeout, seconds
@@ -53,6 +54,7 @@ train::RunSpec spec_from_flags(const TrainOptions& o, bool notes = true) {
   if (!o.schedule_per.empty()) schedule.per = train::parse_schedule_unit(o.schedule_per);
   if (!o.milestones.empty()) schedule.milestones = train::parse_milestones(o.milestones);
   if (!o.lr_points.empty()) schedule.points = train::parse_points(o.lr_points);
+  spec.training.final_best = o.final_model == "best";
   if (!d.image_folder.empty()) {
     d.set_folder_options(folder_options(o.folder));
     if (d.val_folder.empty() && d.val_fraction == 0) {
@@ -240,7 +242,7 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--lr-points", o->lr_points,
                   "piecewise: FRACTION:FACTOR points from 0 to 1 of the run, e.g. 0:0.2,0.23:1,1:0.07");
   cmd->add_option("--plateau-metric", sc.plateau_metric, "plateau: val_loss or val_accuracy")
-      ->transform(choices(train::kPlateauMetrics))
+      ->transform(choices(train::kMonitors))
       ->default_str(train::to_string(sc.plateau_metric));
   cmd->add_option("--plateau-factor", sc.plateau_factor, "plateau: multiply the rate by this on a plateau")
       ->capture_default_str();
@@ -258,6 +260,37 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--clip-grad-norm", t.clip_grad_norm, "Clip the gradients to this total 2-norm (0: off)")
       ->capture_default_str();
   cmd->add_option("--clip-grad-value", t.clip_grad_value, "Clip each gradient element to [-V, V] (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--monitor", t.monitor,
+                  "What the best epoch is (best.pt, --early-stopping, --final-model best): val_loss or val_accuracy")
+      ->transform(choices(train::kMonitors))
+      ->default_str(train::to_string(t.monitor));
+  cmd->add_option("--early-stopping", t.early_stopping,
+                  "Stop after N validations in a row without improvement of --monitor (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--min-delta", t.min_delta, "The least change of --monitor that counts as an improvement")
+      ->capture_default_str();
+  cmd->add_option("--mixup", t.mix.mixup_alpha, "Mixup with lambda ~ Beta(A, A) on training batches (0: off; 0.2 is usual)")
+      ->capture_default_str();
+  cmd->add_option("--cutmix", t.mix.cutmix_alpha, "Cutmix with lambda ~ Beta(A, A) (0: off; 1.0 is usual)")
+      ->capture_default_str();
+  cmd->add_option("--mix-prob", t.mix.mix_prob, "The chance that a batch is mixed")->capture_default_str();
+  cmd->add_option("--switch-prob", t.mix.switch_prob, "With --mixup and --cutmix: the chance of cutmix for a batch")
+      ->capture_default_str();
+  cmd->add_option("--tta", t.tta,
+                  "Test-time augmentation of validation, kept in the model for eval and predict: none, flip "
+                  "(the image and its mirror) or flip-shift (also shifted a pixel both ways)")
+      ->transform(choices(train::kTtas))
+      ->default_str(train::to_string(t.tta));
+  cmd->add_option("--ema-decay", t.ema_decay,
+                  "Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off); "
+                  "validation, best.pt and model.pt use the average")
+      ->capture_default_str();
+  cmd->add_option("--ema-every", t.ema_every, "Update the average every N steps")->capture_default_str();
+  cmd->add_option("--ema-warmup", t.ema_warmup, "Epochs at the start during which the average restarts each update")
+      ->capture_default_str();
+  cmd->add_option("--final-model", o->final_model, "What model.pt holds: last (the last epoch) or best (best.pt)")
+      ->check(CLI::IsMember({"last", "best"}))
       ->capture_default_str();
   cmd->add_option("--epochs", t.epochs, "Epochs")->capture_default_str();
   cmd->add_option("--batch-size", t.batch_size, "Images per batch")->capture_default_str();
@@ -282,7 +315,8 @@ void setup_train(CLI::App& app) {
       ->default_str(train::to_string(t.precision));
   cmd->add_option("--step", t.step,
                   "auto, fused (backward written out, SGD update in place; MLPs, and net or net-width in "
-                  "fp32 with AVX-512; CPU, plain SGD, nll or cross-entropy) or autograd (backward() then "
+                  "fp32 with AVX-512; CPU, plain SGD, nll or cross-entropy, no label smoothing, class weights, "
+                  "clipping or head multiplier) or autograd (backward() then "
                   "optimizer step); auto: fused where it applies")
       ->transform(choices(train::kStepKinds))
       ->default_str(train::to_string(t.step));

@@ -83,7 +83,8 @@ std::string flag_for_setting(const std::string& setting) {
   // Settings whose flag is not simply the name with dashes.
   static const std::map<std::string, std::string> kRenamed = {
       {"init_from", "--init-from"},       {"step_size", "--lr-step-size"}, {"milestones", "--lr-milestones"},
-      {"gamma", "--lr-gamma"},            {"anneal", "--anneal-linear"}};
+      {"gamma", "--lr-gamma"},            {"anneal", "--anneal-linear"},   {"final_best", "--final-model"},
+      {"mixup_alpha", "--mixup"},         {"cutmix_alpha", "--cutmix"}};
   if (auto it = kRenamed.find(setting); it != kRenamed.end()) return it->second;
   std::string flag = "--" + setting;
   for (char& c : flag)

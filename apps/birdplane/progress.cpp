@@ -109,10 +109,14 @@ void ProgressPrinter::on_epoch(const train::EpochMetrics& m, int64_t epochs) {
 }
 
 void ProgressPrinter::on_end(const train::TrainResult& r) {
+  if (r.stopped_early)
+    std::cout << fmt::format("early stopping: no improvement in the last validations; stopped after epoch {}\n",
+                             r.history.size());
   std::cout << fmt::format(
-      "done: train accuracy {:.4f}, validation accuracy {:.4f} ({} epochs, {:.1f} s); model in {}\n",
+      "done: train accuracy {:.4f}, validation accuracy {:.4f} ({} epochs, {:.1f} s); model in {}{}\n",
       r.final_train_accuracy, r.final_val_accuracy, r.history.size(), r.total_seconds,
-      (std::filesystem::path(r.run_dir) / "model.pt").string());
+      (std::filesystem::path(r.run_dir) / "model.pt").string(),
+      r.model_from_best ? fmt::format(" (the best epoch, {})", r.model_epoch) : "");
 }
 
 void ProgressPrinter::on_run_start(const std::string& arm, const train::RunSpec& config,

@@ -37,11 +37,13 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/nn/model.h"
 
+#include "birdplane/train/average.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/distributed.h"
 #include "birdplane/train/evaluate.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/metrics_csv.h"
+#include "birdplane/train/mixing.h"
 #include "birdplane/train/optim.h"
 #include "birdplane/train/run.h"
 #include "birdplane/train/run_dir.h"

@@ -40,9 +40,9 @@ at::Tensor probabilities(const at::Tensor& output, bool log_probs) {
 at::Tensor compute_loss(LossKind kind, const at::Tensor& output, const at::Tensor& target,
                         bool log_probs, const LossOptions& options) {
   const bool weighted = options.class_weights.defined();
-  if (options.label_smoothing != 0.0 || weighted) {
+  if (options.label_smoothing != 0.0 || weighted || target.is_floating_point()) {
     BIRDPLANE_CHECK_SETTING(kind != LossKind::kMse, "loss",
-                            "mse takes no label smoothing or class weights; use cross-entropy (or nll)");
+                            "mse takes no label smoothing, class weights or mixed targets; use cross-entropy (or nll)");
     const auto weight = weighted ? options.class_weights.to(output.device()) : at::Tensor();
     // cross_entropy applies log_softmax, which leaves log-probabilities unchanged: nll gets the same.
     return at::cross_entropy_loss(output, target, weight, at::Reduction::Mean, -100, options.label_smoothing);

@@ -32,6 +32,28 @@ at::Tensor forward_in_precision(nn::Classifier& model, const at::Tensor& x, Prec
   return model.ends_in_log_softmax() ? torch::log_softmax(z, 1) : z;
 }
 
+at::Tensor forward_with_tta(nn::Classifier& model, const at::Tensor& x, Precision precision, Tta tta) {
+  if (tta == Tta::kNone) return forward_in_precision(model, x, precision);
+  auto logits = [&](const at::Tensor& v) {
+    PrecisionScope scope(precision == Precision::kBf16);
+    return model.logits(v).to(at::kFloat);
+  };
+  std::vector<at::Tensor> views = {x};
+  if (tta == Tta::kFlipShift) {
+    const int64_t h = x.size(2), w = x.size(3);
+    const auto padded = torch::reflection_pad2d(x, {1, 1, 1, 1});
+    views.push_back(padded.slice(2, 0, h).slice(3, 0, w));          // shifted down-right by one pixel
+    views.push_back(padded.slice(2, 2, h + 2).slice(3, 2, w + 2));  // up-left
+  }
+  at::Tensor sum;
+  for (const auto& v : views) {
+    const auto z = logits(v.contiguous()) + logits(v.flip({3}).contiguous());
+    sum = sum.defined() ? sum + z : z;
+  }
+  const auto mean = sum / static_cast<double>(2 * views.size());
+  return model.ends_in_log_softmax() ? torch::log_softmax(mean, 1) : mean;
+}
+
 PrecisionScope::~PrecisionScope() {
   if (!on_) return;
   // Leaving the outermost region drops the cached bf16 copies of the weights (they change every step).
@@ -70,7 +92,7 @@ EvalResult evaluate(nn::Classifier& model, const data::ImageSet& set, const Mode
     auto y = set.labels().slice(0, start, end);
     x = x.to(device);
     y = y.to(device);
-    auto out = forward_in_precision(model, x, precision);
+    auto out = forward_with_tta(model, x, precision, config.tta);
     loss.add(nn::compute_loss(config.loss, out, y, model.ends_in_log_softmax()).item<double>(), end - start);
     r.confusion.add(out.argmax(1), y);
   }

@@ -104,6 +104,7 @@ std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softm
   if (optimizer.head_lr_multiplier != 1.0) return "it has one learning rate (no head multiplier)";
   if (setup.loss_options.label_smoothing != 0.0 || setup.loss_options.class_weights.defined())
     return "its loss gradient has no label smoothing or class weights";
+  if (setup.soft_targets) return "its loss gradient takes class labels, not mixed targets (mixup, cutmix)";
   if (setup.clip_grad_norm > 0 || setup.clip_grad_value > 0)
     return "it updates each weight as its gradient is computed, so it cannot clip the gradients as a whole";
   const auto loss = setup.loss;

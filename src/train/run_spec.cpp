@@ -57,6 +57,18 @@ void TrainingSpec::validate() const {
                           "{} is not allowed; expected 0 (off) or a norm above 0", clip_grad_norm);
   BIRDPLANE_CHECK_SETTING(std::isfinite(clip_grad_value) && clip_grad_value >= 0, "clip_grad_value",
                           "{} is not allowed; expected 0 (off) or a value above 0", clip_grad_value);
+  BIRDPLANE_CHECK_SETTING(early_stopping >= 0, "early_stopping",
+                          "{} is not allowed; expected 0 (never) or a number of validations", early_stopping);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(min_delta) && min_delta >= 0, "min_delta",
+                          "{} is not allowed; expected 0 or more", min_delta);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(ema_decay) && ema_decay >= 0 && ema_decay < 1, "ema_decay",
+                          "{} is not allowed; expected 0 (off) or a decay below 1, such as 0.999", ema_decay);
+  mix.validate();
+  BIRDPLANE_CHECK_SETTING(!loss || *loss != nn::LossKind::kMse || !mix.enabled(), "loss",
+                          "mse takes no mixed targets (mixup, cutmix); use cross-entropy");
+  BIRDPLANE_CHECK_SETTING(ema_every >= 1, "ema_every", "{} is not allowed; expected 1 or more steps", ema_every);
+  BIRDPLANE_CHECK_SETTING(ema_warmup >= 0 && (ema_warmup < epochs || ema_decay == 0), "ema_warmup",
+                          "{} is not allowed; expected 0 or more epochs, fewer than the run's {}", ema_warmup, epochs);
 }
 
 std::vector<double> resolve_class_weights(const std::string& text, const std::vector<int64_t>& counts) {
@@ -97,7 +109,16 @@ nlohmann::json TrainingSpec::to_json() const {
           {"label_smoothing", label_smoothing},
           {"class_weights", class_weights},
           {"clip_grad_norm", clip_grad_norm},
-          {"clip_grad_value", clip_grad_value}};
+          {"clip_grad_value", clip_grad_value},
+          {"monitor", to_string(monitor)},
+          {"early_stopping", early_stopping},
+          {"min_delta", min_delta},
+          {"final_model", final_best ? "best" : "last"},
+          {"ema_decay", ema_decay},
+          {"ema_every", ema_every},
+          {"ema_warmup", ema_warmup},
+          {"mix", mix.to_json()},
+          {"tta", to_string(tta)}};
 }
 
 TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
@@ -122,6 +143,20 @@ TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
   t.class_weights = j.value("class_weights", std::string());
   t.clip_grad_norm = j.value("clip_grad_norm", 0.0);
   t.clip_grad_value = j.value("clip_grad_value", 0.0);
+  t.monitor = parse_monitor(j.value("monitor", std::string("val_loss")), "monitor");
+  json_fields::require_whole(j, {"early_stopping"});
+  t.early_stopping = j.value("early_stopping", int64_t{0});
+  t.min_delta = j.value("min_delta", 0.0);
+  const auto final_model = j.value("final_model", std::string("last"));
+  BIRDPLANE_CHECK_SETTING(final_model == "last" || final_model == "best", "final_model",
+                          "'{}' is not supported; expected last or best", final_model);
+  t.final_best = final_model == "best";
+  json_fields::require_whole(j, {"ema_every", "ema_warmup"});
+  t.ema_decay = j.value("ema_decay", 0.0);
+  t.ema_every = j.value("ema_every", int64_t{1});
+  t.ema_warmup = j.value("ema_warmup", int64_t{0});
+  t.mix = MixSpec::from_json(j.value("mix", nlohmann::json()));
+  t.tta = parse_tta(j.value("tta", std::string("none")));
   return t;
 }
 

@@ -69,13 +69,11 @@ ScheduleUnit parse_schedule_unit(const std::string& text) {
   return parse_named(kScheduleUnits, text, "schedule_per");
 }
 
-std::string to_string(PlateauMetric metric) {
-  return metric == PlateauMetric::kValAccuracy ? "val_accuracy" : "val_loss";
+std::string to_string(Monitor metric) {
+  return metric == Monitor::kValAccuracy ? "val_accuracy" : "val_loss";
 }
 
-PlateauMetric parse_plateau_metric(const std::string& text) {
-  return parse_named(kPlateauMetrics, text, "plateau_metric");
-}
+Monitor parse_monitor(const std::string& text, const char* setting) { return parse_named(kMonitors, text, setting); }
 
 ScheduleUnit ScheduleSpec::unit() const {
   if (per) return *per;
@@ -208,7 +206,7 @@ ScheduleSpec ScheduleSpec::from_json(const nlohmann::json& j) {
       s.points.emplace_back(p.at(0).get<double>(), p.at(1).get<double>());
     }
   }
-  s.plateau_metric = parse_plateau_metric(j.value("plateau_metric", std::string("val_loss")));
+  s.plateau_metric = parse_monitor(j.value("plateau_metric", std::string("val_loss")), "plateau_metric");
   s.plateau_factor = j.value("plateau_factor", s.plateau_factor);
   s.plateau_patience = j.value("plateau_patience", s.plateau_patience);
   s.plateau_threshold = j.value("plateau_threshold", s.plateau_threshold);
@@ -326,7 +324,7 @@ double LrSchedule::factor_after_warmup(double base, int64_t t) const {
 void LrSchedule::observe(double metric) {
   if (spec_.kind != ScheduleKind::kPlateau) return;
   // ReduceLROnPlateau.step with threshold_mode "rel".
-  const bool lower_is_better = spec_.plateau_metric == PlateauMetric::kValLoss;
+  const bool lower_is_better = spec_.plateau_metric == Monitor::kValLoss;
   const double th = spec_.plateau_threshold;
   const bool better = !best_ || (lower_is_better ? metric < *best_ * (1 - th) : metric > *best_ * (1 + th));
   if (better) {

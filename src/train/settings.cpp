@@ -30,4 +30,15 @@ std::string to_string(StepKind step) {
 
 StepKind parse_step(const std::string& text) { return parse_named(kStepKinds, text, "step"); }
 
+std::string to_string(Tta tta) {
+  switch (tta) {
+    case Tta::kFlip: return "flip";
+    case Tta::kFlipShift: return "flip-shift";
+    case Tta::kNone: break;
+  }
+  return "none";
+}
+
+Tta parse_tta(const std::string& text) { return parse_named(kTtas, text, "tta"); }
+
 }  // namespace birdplane::train

@@ -31,7 +31,8 @@ class AutogradStep : public Step {
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
     StepResult r;
     r.loss = loss.item<double>();
-    r.correct = out.argmax(1).eq(y).sum().item<int64_t>();
+    // Mixed targets count as their larger share's class.
+    r.correct = out.argmax(1).eq(y.dim() == 2 ? y.argmax(1) : y).sum().item<int64_t>();
     r.images = x.size(0);
     if (reducer_) {
       // The step's loss, hits, images and any rank's stop request are summed with the gradients.

@@ -1,5 +1,6 @@
 #include "birdplane/train/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -23,6 +24,8 @@ namespace {
 
 // derive_seed's stream for the model's own randomness (the loader uses 1 and 2).
 constexpr uint64_t kModelStream = 3;
+// ... and for mixup and cutmix draws, per batch.
+constexpr uint64_t kMixStream = 4;
 
 }  // namespace
 
@@ -60,6 +63,7 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   model_config_.mean = std::move(mean);
   model_config_.std = std::move(std);
   model_config_.crop = spec_.data.crop;
+  model_config_.tta = t.tta;
 
   if (!t.init_from.empty()) import_state_dict(t.init_from, *model_);
   model_->to(device_);
@@ -80,8 +84,9 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   }
   StepSetup setup;
   setup.loss = model_config_.loss;
-  BIRDPLANE_CHECK_SETTING(setup.loss != nn::LossKind::kMse || (t.label_smoothing == 0 && t.class_weights.empty()),
-                          "loss", "mse takes no label smoothing or class weights; use cross-entropy");
+  BIRDPLANE_CHECK_SETTING(
+      setup.loss != nn::LossKind::kMse || (t.label_smoothing == 0 && t.class_weights.empty() && !t.mix.enabled()),
+      "loss", "mse takes no label smoothing, class weights or mixed targets (mixup, cutmix); use cross-entropy");
   setup.loss_options.label_smoothing = t.label_smoothing;
   if (!t.class_weights.empty()) {
     const auto counts = torch::bincount(train_set.labels().to(torch::kInt64), {}, train_set.num_classes());
@@ -91,10 +96,24 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   }
   setup.clip_grad_norm = t.clip_grad_norm;
   setup.clip_grad_value = t.clip_grad_value;
+  setup.soft_targets = t.mix.enabled();
   setup.optimizer = t.optimizer;
   setup.device = device_;
   setup.precision = t.precision;
   step_ = make_step(*model_, setup, t.step, *optimizer_, reducer_.get(), step_note_);
+  if (t.ema_decay > 0) {
+    averaged_model_ = nn::make_model(model_->spec());
+    averaged_model_->to(device_);
+    averaged_model_->eval();
+    torch::NoGradGuard no_grad;
+    const auto start = state_of(*model_);
+    std::vector<at::Tensor> targets;
+    for (const auto& p : averaged_model_->parameters()) targets.push_back(p);
+    for (const auto& b : averaged_model_->buffers()) targets.push_back(b);
+    for (size_t i = 0; i < targets.size(); ++i) targets[i].copy_(start[i]);  // AveragedModel's deepcopy
+    for (auto& p : averaged_model_->parameters()) p.set_requires_grad(false);
+    average_ = std::make_unique<WeightAverage>(targets, t.ema_decay);
+  }
 }
 
 nlohmann::json Trainer::run_record() const {
@@ -123,8 +142,8 @@ nlohmann::json Trainer::run_record() const {
 
 Trainer::~Trainer() = default;
 
-EvalResult Trainer::evaluate_everywhere(const data::ImageSet& set) {
-  if (!dist_ || dist_->world_size() == 1) return evaluate(*model_, set, model_config_, device_, 1000, spec_.training.precision);
+EvalResult Trainer::evaluate_everywhere(nn::Classifier& model, const data::ImageSet& set) {
+  if (!dist_ || dist_->world_size() == 1) return evaluate(model, set, model_config_, device_, 1000, spec_.training.precision);
   // Rank r takes images [n*r/W, n*(r+1)/W); loss sums, counts and confusion counts are then summed.
   const int64_t n = static_cast<int64_t>(*set.size()), w = dist_->world_size(), r = dist_->rank();
   const int64_t begin = n * r / w, end = n * (r + 1) / w;
@@ -134,7 +153,7 @@ EvalResult Trainer::evaluate_everywhere(const data::ImageSet& set) {
   if (end > begin) {
     data::ImageSet part(set.images().slice(0, begin, end), set.labels().slice(0, begin, end), set.class_names(),
                         set.source());
-    mine = evaluate(*model_, part, model_config_, device_, 1000, spec_.training.precision);
+    mine = evaluate(model, part, model_config_, device_, 1000, spec_.training.precision);
   }
   auto sums = torch::zeros({2 + k * k}, torch::kDouble);
   auto* p = sums.data_ptr<double>();
@@ -156,6 +175,41 @@ std::string Trainer::last_checkpoint_text(int64_t epochs_done) const {
   if (epochs_done == 0) return "no checkpoint yet (no epoch finished)";
   return fmt::format("the last checkpoint is {} (epoch {})",
                      (std::filesystem::path(spec_.path()) / "checkpoint.pt").string(), epochs_done);
+}
+
+std::vector<at::Tensor> Trainer::state_of(const nn::Classifier& model) {
+  std::vector<at::Tensor> state;
+  for (const auto& p : model.parameters()) state.push_back(p.detach().clone());
+  for (const auto& b : model.buffers()) state.push_back(b.detach().clone());
+  return state;
+}
+
+nlohmann::json Trainer::trainer_state(const nlohmann::json& schedule_state) const {
+  return {{"schedule", schedule_state},
+          {"best", {{"value", best_value_ ? nlohmann::json(*best_value_) : nlohmann::json()},
+                    {"epoch", best_epoch_},
+                    {"bad_validations", bad_validations_}}},
+          {"stopped_early", stopped_early_},
+          {"averaged", average_ ? average_->n_averaged() : 0}};
+}
+
+bool Trainer::watch_validation(const EpochMetrics& m, const RunDir* dir) {
+  const TrainingSpec& t = spec_.training;
+  const bool loss = t.monitor == Monitor::kValLoss;
+  const double v = loss ? m.val_loss : m.val_accuracy;
+  // Better by more than min_delta; a NaN loss is never better.
+  const bool improved =
+      std::isfinite(v) && (!best_value_ || (loss ? v < *best_value_ - t.min_delta : v > *best_value_ + t.min_delta));
+  if (improved) {
+    best_value_ = v;
+    best_epoch_ = m.epoch;
+    bad_validations_ = 0;
+    if (dir) save_checkpoint(dir->best_path(), model_config_, model_in_use());
+    if (t.final_best) best_state_ = state_of(model_in_use());
+    return false;
+  }
+  ++bad_validations_;
+  return t.early_stopping > 0 && bad_validations_ >= t.early_stopping;
 }
 
 TrainResult Trainer::run(const RunDir& dir, TrainObserver* observer, StopToken stop) {
@@ -195,7 +249,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
   model_->train();
   int64_t epoch = start_epoch_;
   try {
-    for (; epoch < t.epochs; ++epoch) {
+    for (; epoch < t.epochs && !stopped_early_; ++epoch) {
       Timer timer;
       MeanMeter loss_meter;
       int64_t correct = 0, seen = 0;
@@ -212,6 +266,13 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
         }
         auto x = batch->images.to(device_);
         auto y = batch->labels.to(device_);
+        if (t.mix.enabled()) {
+          // Drawn per batch (and rank), so a resumed run mixes as an uninterrupted one did.
+          auto gen = at::make_generator<at::CPUGeneratorImpl>(data::derive_seed(
+              data::derive_seed(t.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch, kMixStream),
+              batch->index, 0));
+          y = mix_batch(x, y, train_set_.num_classes(), t.mix, gen).targets;
+        }
         const StepResult r = step_->run(x, y, stop.stop_requested());
         if (r.stopped) {
           throw Interrupted(fmt::format("interrupted during epoch {}; {}", epoch + 1, last_checkpoint_text(epoch)),
@@ -229,6 +290,13 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
         }
         loss_meter.add(loss_value, b);
         seen += b;
+        if (average_ && batch->index % t.ema_every == 0) {
+          std::vector<at::Tensor> current;
+          for (const auto& p : model_->parameters()) current.push_back(p);
+          for (const auto& bf : model_->buffers()) current.push_back(bf);
+          average_->update(current);
+          if (epoch < t.ema_warmup) average_->restart();  // torchvision's reference: no average yet
+        }
         StepProgress progress;
         progress.epoch = epoch;
         progress.epochs = t.epochs;
@@ -249,20 +317,22 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
       m.images_per_second = seen / std::max(m.seconds, 1e-9);
       m.lr = applied.empty() ? base_lrs_[0] : applied[0];
       if ((epoch + 1) % t.eval_every == 0 || epoch + 1 == t.epochs) {
-        auto ev = evaluate_everywhere(val_set_);
+        auto ev = evaluate_everywhere(model_in_use(), val_set_);
         m.val_loss = ev.loss;
         m.val_accuracy = ev.confusion.accuracy();
         // Reduce-on-plateau watches each validation (every rank sees the same summed figures).
         schedule.observe(schedule.watches_accuracy() ? m.val_accuracy : m.val_loss);
       }
       history_.push_back(m);
+      if (main) write_metrics(dir->metrics_path(), history_);
+      // Metrics first: a kill between the writes leaves a row the checkpoint does not reach yet, which
+      // resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and the
+      // resumed run then wrote its next row after a gap (found by the kill -9 test). best.pt comes before
+      // the checkpoint too: a resume from the older checkpoint redoes the epoch and writes it again.
+      if (m.val_loss >= 0) stopped_early_ = watch_validation(m, main ? dir : nullptr);
       if (main) {
-        // Metrics first: a kill between the two writes leaves a row the checkpoint does not reach yet,
-        // which resume_from drops. The other order left the checkpoint one epoch ahead of metrics.csv, and
-        // the resumed run then wrote its next row after a gap (found by the kill -9 test).
-        write_metrics(dir->metrics_path(), history_);
         save_checkpoint(ckpt, model_config_, *model_, optimizer_.get(), epoch + 1, spec_.to_json(),
-                        {{"schedule", schedule.state()}});
+                        trainer_state(schedule.state()), averaged_model_.get());
       }
       obs.on_epoch(m, t.epochs);
     }
@@ -273,8 +343,32 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
   result.history = history_;
   result.run_dir = run_path;
   result.total_seconds = run_timer.seconds();
-  auto train_eval = evaluate_everywhere(train_set_);
-  auto val_eval = evaluate_everywhere(val_set_);
+  // model.pt from best.pt's weights when asked (every rank takes rank 0's copy: after a resume only rank
+  // 0 has read it back).
+  const bool from_best = t.final_best && best_epoch_ > 0;
+  if (from_best) {
+    if (dist_) {
+      if (!main) best_state_ = state_of(*model_);
+      dist_->broadcast(best_state_);
+    }
+    torch::NoGradGuard no_grad;
+    size_t i = 0;
+    for (auto& p : model_->parameters()) p.copy_(best_state_[i++]);
+    for (auto& b : model_->buffers()) b.copy_(best_state_[i++]);
+  } else if (averaged_model_) {
+    // The run's model is the weight average: the final figures and model.pt are the average's.
+    torch::NoGradGuard no_grad;
+    const auto average = state_of(*averaged_model_);
+    size_t i = 0;
+    for (auto& p : model_->parameters()) p.copy_(average[i++]);
+    for (auto& b : model_->buffers()) b.copy_(average[i++]);
+  }
+  const int64_t model_epoch = from_best ? best_epoch_ : static_cast<int64_t>(history_.size());
+  result.stopped_early = stopped_early_;
+  result.model_epoch = model_epoch;
+  result.model_from_best = from_best;
+  auto train_eval = evaluate_everywhere(*model_, train_set_);
+  auto val_eval = evaluate_everywhere(*model_, val_set_);
   result.final_train_accuracy = train_eval.confusion.accuracy();
   result.final_val_accuracy = val_eval.confusion.accuracy();
   result.final_train_loss = train_eval.loss;
@@ -286,6 +380,15 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
                                      {"val_accuracy", result.final_val_accuracy},
                                      {"val_loss", val_eval.loss},
                                      {"epochs", t.epochs},
+                                     {"epochs_trained", static_cast<int64_t>(history_.size())},
+                                     {"stopped_early", stopped_early_},
+                                     // which weights model.pt holds, and the best validation
+                                     {"model_epoch", model_epoch},
+                                     {"model_from", from_best ? "best" : "last"},
+                                     {"best", {{"monitor", to_string(t.monitor)},
+                                               {"epoch", best_epoch_},
+                                               {"value", best_value_ ? nlohmann::json(*best_value_)
+                                                                     : nlohmann::json()}}},
                                      {"seconds_this_session", result.total_seconds},
                                      {"world_size", dist_ ? dist_->world_size() : 1},
                                      // rank 0's time waiting for gradient all-reduces after backward

@@ -75,6 +75,15 @@ TEST(CliRecipe, BadValuesExitTwoNamingTheFlag) {
       {"--head-lr-multiplier 0", "--head-lr-multiplier"},
       {"--optimizer lion", "--optimizer"},
       {"--step fused --label-smoothing 0.1", "--step"},
+      {"--mixup -1", "--mixup"},
+      {"--cutmix 1 --mix-prob 2", "--mix-prob"},
+      {"--ema-decay 1", "--ema-decay"},
+      {"--ema-decay 0.9 --ema-warmup 3", "--ema-warmup"},
+      {"--early-stopping -1", "--early-stopping"},
+      {"--min-delta -0.5", "--min-delta"},
+      {"--final-model worst", "--final-model"},
+      {"--tta sideways", "--tta"},
+      {"--monitor train_loss", "--monitor"},
   };
   for (const auto& [flags, flag] : cases) {
     auto r = run_birdplane(common + " " + flags);
@@ -82,4 +91,35 @@ TEST(CliRecipe, BadValuesExitTwoNamingTheFlag) {
     EXPECT_TRUE(contains(r.err, flag)) << flags << ": " << r.err;
     EXPECT_FALSE(fs::exists(t / "runs/x/checkpoint.pt")) << flags;
   }
+}
+
+// Mixing, the weight average, early stopping with the best model, and test-time augmentation through
+// the command line: results.json and best.pt say what happened; eval uses the model's augmentation.
+TEST(CliRecipe, EarlyStoppingTheAverageAndTheBestModel) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  auto r = run_birdplane("train --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird " +
+                         "--runs-dir " + (t / "runs") + " --name m --epochs 10 --model mlp --hidden 16 " +
+                         "--mixup 0.2 --cutmix 1 --ema-decay 0.5 --early-stopping 2 --min-delta 100 " +
+                         "--final-model best --tta flip");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "early stopping")) << r.out;
+  EXPECT_TRUE(contains(r.out, "(the best epoch, 1)")) << r.out;
+  const auto results = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/m/results.json"));
+  EXPECT_EQ(results["stopped_early"], true);
+  EXPECT_EQ(results["epochs_trained"], 3);
+  EXPECT_EQ(results["model_from"], "best");
+  EXPECT_TRUE(fs::exists(t / "runs/m/best.pt"));
+  const auto config = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/m/config.json"));
+  EXPECT_EQ(config["run"]["training"]["mix"]["cutmix_alpha"], 1.0);
+  EXPECT_EQ(config["run"]["training"]["tta"], "flip");
+  EXPECT_EQ(config["step_used"], "autograd");  // mixed targets: the fused step stepped aside
+  // eval reads the augmentation from the model; --tta overrides it.
+  auto with = run_birdplane("eval --checkpoint " + (t / "runs/m/model.pt") + " --data-dir " + t.path() +
+                            " --no-download --json");
+  auto without = run_birdplane("eval --checkpoint " + (t / "runs/m/model.pt") + " --data-dir " + t.path() +
+                               " --no-download --json --tta none");
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  ASSERT_EQ(without.exit_code, 0) << without.err;
+  EXPECT_NE(nlohmann::json::parse(with.out)["loss"], nlohmann::json::parse(without.out)["loss"]);
 }

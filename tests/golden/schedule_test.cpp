@@ -122,7 +122,7 @@ TEST(GoldenSchedule, ReduceOnPlateauOfLossAndAccuracy) {
   expect_rates("plateau_loss", s, [&](int64_t e) { return loss.data_ptr<double>()[e]; });
   s = {};
   s.kind = ScheduleKind::kPlateau;
-  s.plateau_metric = train::PlateauMetric::kValAccuracy;
+  s.plateau_metric = train::Monitor::kValAccuracy;
   s.plateau_patience = 0;
   expect_rates("plateau_accuracy", s, [&](int64_t e) { return accuracy.data_ptr<double>()[e]; });
 }

@@ -30,7 +30,8 @@ struct LossOptions {
 };
 
 /// Mean loss over the batch. `output` is [B,K] log-probabilities (log_softmax models) or logits;
-/// `target` int64 [B].
+/// `target` int64 [B], or float [B,K] class probabilities (mixed targets: F.cross_entropy's
+/// probability targets; not for mse).
 at::Tensor compute_loss(LossKind kind, const at::Tensor& output, const at::Tensor& target,
                         bool output_is_log_probs, const LossOptions& options = {});
 

@@ -15,6 +15,7 @@
 #include "birdplane/data/image_io.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/model.h"
+#include "birdplane/train/settings.h"
 
 namespace birdplane::train {
 
@@ -34,6 +35,7 @@ struct ModelConfig {
   std::vector<std::string> classes;
   std::vector<double> mean, std;
   data::CropMode crop = data::CropMode::kNone;  ///< as the training images were (--crop)
+  Tta tta = Tta::kNone;  ///< the test-time augmentation eval and predict use (TrainingSpec::tta)
 
   nlohmann::json to_json() const;
   /// Reads what to_json wrote, and the model section of birdplane 0.1 files.
@@ -42,11 +44,13 @@ struct ModelConfig {
 
 /// Saves model weights (buffers too), the model config, and when given the optimizer state, the
 /// completed epoch count, the run's full settings (`run_config`, JSON) and what else the trainer needs
-/// to resume (`trainer_state`: the learning-rate schedule's state) into one file, atomically.
+/// to resume (`trainer_state`: the learning-rate schedule's state, the best validation; `averaged`: the
+/// weight average's model) into one file, atomically.
 void save_checkpoint(const std::string& path, const ModelConfig& config, const nn::Classifier& model,
                      const torch::optim::Optimizer* optimizer = nullptr, int64_t epoch = 0,
                      const nlohmann::json& run_config = nlohmann::json::object(),
-                     const nlohmann::json& trainer_state = nlohmann::json::object());
+                     const nlohmann::json& trainer_state = nlohmann::json::object(),
+                     const nn::Classifier* averaged = nullptr);
 
 /// A loaded checkpoint: the model rebuilt from its spec with the saved weights.
 struct Checkpoint {
@@ -55,6 +59,7 @@ struct Checkpoint {
   int64_t epoch = 0;
   nlohmann::json run_config;
   nlohmann::json trainer_state = nlohmann::json::object();  ///< {} in files without one
+  nn::ClassifierPtr averaged;  ///< the weight average (TrainingSpec::ema_decay), when the file has one
 };
 
 /// Loads a checkpoint written by save_checkpoint (also by birdplane 0.1). A missing, truncated or

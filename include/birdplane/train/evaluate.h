@@ -36,6 +36,11 @@ class PrecisionScope {
 /// input's dtype) and the loss. Always returns float32.
 at::Tensor forward_in_precision(nn::Classifier& model, const at::Tensor& x, Precision precision);
 
+/// The model's output (float32 logits, or log-probabilities for a LogSoftmax model) for images x
+/// [B,C,H,W] with test-time augmentation: the mean of the logits over the views `tta` names, then the
+/// model's LogSoftmax where it has one. Tta::kNone is forward_in_precision.
+at::Tensor forward_with_tta(nn::Classifier& model, const at::Tensor& x, Precision precision, Tta tta);
+
 /// The device for a setting: kAuto takes CUDA when LibTorch has it; kCuda without CUDA is a
 /// SettingError for "device".
 c10::Device resolve_device(DeviceKind device);
@@ -46,7 +51,8 @@ struct EvalResult {
   ConfusionMatrix confusion{1};
 };
 
-/// Evaluates `model` on every image of `set`, normalized with config.mean/std, in batches.
+/// Evaluates `model` on every image of `set`, normalized with config.mean/std, in batches, with the
+/// test-time augmentation config.tta.
 EvalResult evaluate(nn::Classifier& model, const data::ImageSet& set, const ModelConfig& config, c10::Device device,
                     int64_t batch_size = 1000, Precision precision = Precision::kFp32);
 

@@ -5,6 +5,7 @@
 //   config.json    every setting, versions, the environment (written once, when the run starts)
 //   metrics.csv    one row per epoch          checkpoint.pt  model, optimizer, epoch (every epoch)
 //   model.pt       the final model            results.json   the final accuracies
+//   best.pt        the best validation so far (runs that validate)
 //   lock           held (flock) while a process trains into the folder
 #pragma once
 
@@ -38,6 +39,8 @@ class RunDir {
   std::string metrics_path() const { return file("metrics.csv"); }
   std::string checkpoint_path() const { return file("checkpoint.pt"); }
   std::string model_path() const { return file("model.pt"); }
+  /// The weights of the best validation so far (TrainingSpec::monitor), written when it improves.
+  std::string best_path() const { return file("best.pt"); }
   std::string results_path() const { return file("results.json"); }
   /// path()/name.
   std::string file(const std::string& name) const;

@@ -17,6 +17,7 @@
 #include "birdplane/data/data_spec.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/model.h"
+#include "birdplane/train/mixing.h"
 #include "birdplane/train/optim.h"
 #include "birdplane/train/schedule.h"
 #include "birdplane/train/settings.h"
@@ -44,6 +45,21 @@ struct TrainingSpec {
   std::string class_weights;
   double clip_grad_norm = 0.0;        ///< > 0: clip_grad_norm_ to this total 2-norm before each update
   double clip_grad_value = 0.0;       ///< > 0: clip_grad_value_ to [-v, v] (after the norm, when both)
+  /// What "best" means for best.pt and early stopping: the validation loss or accuracy.
+  Monitor monitor = Monitor::kValLoss;
+  /// Stop after this many validations in a row without improvement (0: never stop early).
+  int64_t early_stopping = 0;
+  /// An improvement is a change of the monitored figure by more than this (0: any).
+  double min_delta = 0.0;
+  /// model.pt holds the weights of the last epoch (false) or of best.pt (true).
+  bool final_best = false;
+  /// > 0: keep an exponential moving average of the weights and buffers (train/average.h) with this
+  /// decay; validation, best.pt and model.pt then use the average.
+  double ema_decay = 0.0;
+  int64_t ema_every = 1;   ///< update the average every N steps (batches 0, N, 2N, ... of each epoch)
+  int64_t ema_warmup = 0;  ///< during the first N epochs the average restarts after each update
+  MixSpec mix;             ///< mixup and cutmix of training batches (off by default)
+  Tta tta = Tta::kNone;    ///< test-time augmentation of validation, recorded in the model file for eval and predict
 
   /// Throws a SettingError naming the setting when a value is out of range.
   void validate() const;

@@ -38,12 +38,13 @@ std::string to_string(ScheduleUnit unit);
 /// "epoch" or "step" (a SettingError for "schedule_per" otherwise).
 ScheduleUnit parse_schedule_unit(const std::string& text);
 
-/// The validation figure reduce-on-plateau watches: the loss (lower is better) or the accuracy.
-enum class PlateauMetric { kValLoss, kValAccuracy };
-inline constexpr PlateauMetric kPlateauMetrics[] = {PlateauMetric::kValLoss, PlateauMetric::kValAccuracy};
-std::string to_string(PlateauMetric metric);
-/// "val_loss" or "val_accuracy" (a SettingError for "plateau_metric" otherwise).
-PlateauMetric parse_plateau_metric(const std::string& text);
+/// A validation figure that a run watches (reduce-on-plateau, the best checkpoint, early stopping): the
+/// loss (lower is better) or the accuracy.
+enum class Monitor { kValLoss, kValAccuracy };
+inline constexpr Monitor kMonitors[] = {Monitor::kValLoss, Monitor::kValAccuracy};
+std::string to_string(Monitor metric);
+/// "val_loss" or "val_accuracy" (a SettingError for `setting` otherwise).
+Monitor parse_monitor(const std::string& text, const char* setting);
 
 /// A schedule's settings. Field names are the setting names in errors and in config.json.
 struct ScheduleSpec {
@@ -65,7 +66,7 @@ struct ScheduleSpec {
   /// rate is lr times the factor interpolated linearly between them (np.interp in a LambdaLR)
   std::vector<std::pair<double, double>> points;
   // plateau (ReduceLROnPlateau, threshold_mode "rel", stepped after each validation)
-  PlateauMetric plateau_metric = PlateauMetric::kValLoss;
+  Monitor plateau_metric = Monitor::kValLoss;
   double plateau_factor = 0.1;
   int64_t plateau_patience = 10;
   double plateau_threshold = 1e-4;
@@ -100,7 +101,7 @@ class LrSchedule {
   /// Reduce-on-plateau: the monitored figure after an epoch's validation (other kinds ignore it).
   void observe(double metric);
   /// Whether observe() wants the validation accuracy (rather than the loss).
-  bool watches_accuracy() const { return spec_.plateau_metric == PlateauMetric::kValAccuracy; }
+  bool watches_accuracy() const { return spec_.plateau_metric == Monitor::kValAccuracy; }
 
   /// What a resumed run needs (plateau's best figure, counters and reductions; {} for the others).
   nlohmann::json state() const;

@@ -30,4 +30,13 @@ std::string to_string(StepKind step);
 /// "auto", "fused" or "autograd" (a SettingError for "step" otherwise).
 StepKind parse_step(const std::string& text);
 
+/// Test-time augmentation: the model's output for an image is the mean of its logits over views of it.
+/// kFlip: the image and its mirror; kFlipShift: those and the image shifted by one pixel up-left and
+/// down-right (reflect-padded), each with its mirror (six views).
+enum class Tta { kNone, kFlip, kFlipShift };
+inline constexpr Tta kTtas[] = {Tta::kNone, Tta::kFlip, Tta::kFlipShift};
+std::string to_string(Tta tta);
+/// "none", "flip" or "flip-shift" (a SettingError for "tta" otherwise).
+Tta parse_tta(const std::string& text);
+
 }  // namespace birdplane::train

@@ -34,7 +34,8 @@ struct StepResult {
   bool stopped = false;  ///< a stop was asked (on any rank); the weights were not updated
 };
 
-/// A training step on a batch of float images [B,C,H,W] (normalized) and int64 labels [B].
+/// A training step on a batch of float images [B,C,H,W] (normalized) and int64 labels [B], or float
+/// target probabilities [B,K] where the setup says soft_targets.
 class Step {
  public:
   virtual ~Step() = default;
@@ -58,6 +59,7 @@ struct StepSetup {
   OptimizerConfig optimizer;
   double clip_grad_norm = 0.0;   ///< > 0: gradients scaled to at most this 2-norm in all (clip_grad_norm_)
   double clip_grad_value = 0.0;  ///< > 0: each gradient element clamped to [-v, v] (clip_grad_value_)
+  bool soft_targets = false;     ///< the labels come as probabilities [B, K] (mixup, cutmix)
   c10::Device device = c10::Device(c10::kCPU);
   Precision precision = Precision::kFp32;
 };

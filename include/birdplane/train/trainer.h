@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "birdplane/check.h"
 #include "birdplane/data/image_set.h"
 #include "birdplane/nn/model.h"
+#include "birdplane/train/average.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/evaluate.h"
 #include "birdplane/train/metrics_csv.h"
@@ -61,6 +63,9 @@ struct TrainResult {
   double final_train_loss = 0, final_val_loss = 0;
   double total_seconds = 0;         ///< this session's training time
   std::string run_dir;
+  bool stopped_early = false;       ///< early stopping ended the run before its last epoch
+  int64_t model_epoch = 0;          ///< the epoch whose weights model.pt holds (the best one, or the last)
+  bool model_from_best = false;     ///< model.pt holds best.pt's weights
 };
 
 /// Where a run is, for progress displays.
@@ -150,10 +155,20 @@ class Trainer {
   const ModelConfig& model_config() const { return model_config_; }
 
  private:
-  /// evaluate() on this rank's slice of `set`, summed over the ranks (plain evaluate() without dist).
-  EvalResult evaluate_everywhere(const data::ImageSet& set);
+  /// evaluate() of `model` on this rank's slice of `set`, summed over the ranks (plain evaluate()
+  /// without dist).
+  EvalResult evaluate_everywhere(nn::Classifier& model, const data::ImageSet& set);
+  /// The model that validation, best.pt and model.pt use: the weight average when there is one.
+  nn::Classifier& model_in_use() { return averaged_model_ ? *averaged_model_ : *model_; }
   /// "<runs_dir>/<name>/checkpoint.pt (epoch N)" for messages on any rank.
   std::string last_checkpoint_text(int64_t epochs_done) const;
+  /// After a validation: updates the best figure, writes best.pt (rank 0) when it improved, and says
+  /// whether early stopping ends the run here.
+  bool watch_validation(const EpochMetrics& m, const RunDir* dir);
+  /// What the checkpoint carries besides weights and optimizer: schedule, best figure, early stop.
+  nlohmann::json trainer_state(const nlohmann::json& schedule_state) const;
+  /// `model`'s parameters and buffers, in order (copies).
+  static std::vector<at::Tensor> state_of(const nn::Classifier& model);
 
   RunSpec spec_;
   const data::ImageSet& train_set_;
@@ -168,6 +183,15 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;  ///< set in multi-process runs
   std::vector<double> base_lrs_;              ///< each parameter group's rate before the schedule
   nlohmann::json schedule_state_ = nlohmann::json::object();  ///< from the checkpoint on resume
+  // The best validation (TrainingSpec::monitor) and early stopping; saved in the checkpoint.
+  std::optional<double> best_value_;
+  int64_t best_epoch_ = 0;          ///< 1-based; 0: none yet
+  int64_t bad_validations_ = 0;     ///< validations in a row without improvement
+  bool stopped_early_ = false;
+  std::vector<at::Tensor> best_state_;  ///< the best epoch's parameters and buffers (final_best only)
+  // The weight average (ema_decay > 0): a second model whose tensors the average updates.
+  nn::ClassifierPtr averaged_model_;
+  std::unique_ptr<WeightAverage> average_;
   int64_t start_epoch_ = 0;
   std::vector<EpochMetrics> history_;
 };

@@ -60,7 +60,8 @@ nlohmann::json ModelConfig::to_json() const {
           {"classes", classes},
           {"mean", mean},
           {"std", std},
-          {"crop", data::to_string(crop)}};
+          {"crop", data::to_string(crop)},
+          {"tta", to_string(tta)}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -72,6 +73,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.mean = j.at("mean").get<std::vector<double>>();
   c.std = j.at("std").get<std::vector<double>>();
   c.crop = data::parse_crop_mode(j.value("crop", std::string("none")));  // files from before image folders
+  c.tta = parse_tta(j.value("tta", std::string("none")));                 // and before test-time augmentation
   // Normalization divides by std for every pixel of every image eval and predict see: one finite mean
   // and one positive, finite std per channel of the model's input.
   const size_t channels = c.spec.image_shape.empty() ? 0 : static_cast<size_t>(c.spec.image_shape[0]);
@@ -87,7 +89,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
 
 void save_checkpoint(const std::string& path, const ModelConfig& config, const nn::Classifier& model,
                      const torch::optim::Optimizer* optimizer, int64_t epoch,
-                     const nlohmann::json& run_config, const nlohmann::json& trainer_state) {
+                     const nlohmann::json& run_config, const nlohmann::json& trainer_state,
+                     const nn::Classifier* averaged) {
   torch::serialize::OutputArchive archive;
   archive.write("birdplane_format", c10::IValue(kFormatVersion));
   archive.write("model_config", c10::IValue(config.to_json().dump()));
@@ -99,6 +102,11 @@ void save_checkpoint(const std::string& path, const ModelConfig& config, const n
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
+  if (averaged) {
+    torch::serialize::OutputArchive averaged_archive;
+    averaged->save(averaged_archive);
+    archive.write("averaged_model", averaged_archive);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive opt_archive;
     optimizer->save(opt_archive);
@@ -208,34 +216,47 @@ Checkpoint load_checkpoint_impl(const std::string& path) {
     // A spec the registry refuses (an odd channel count, a too-small image): the file is at fault.
     fail("checkpoint {}: its model description is damaged ({})", path, e.what());
   }
-  // Keep the expected shapes and dtypes: Module::load replaces tensors without comparing them.
-  struct Expected {
-    std::string name;
-    std::vector<int64_t> sizes;
-    at::ScalarType dtype;
+  // Reads a model archive into `model`, then checks what Module::load does not: every tensor keeps the
+  // shape and dtype the spec gives it, inside its storage.
+  auto read_weights = [&](torch::serialize::InputArchive& model_archive, nn::Classifier& model) {
+    struct Expected {
+      std::string name;
+      std::vector<int64_t> sizes;
+      at::ScalarType dtype;
+    };
+    std::vector<Expected> expected;
+    for (const auto& [name, t] : named_state(model)) expected.push_back({name, t.sizes().vec(), t.scalar_type()});
+    try {
+      model.load(model_archive);
+    } catch (const c10::Error& e) {
+      fail("checkpoint {}: the weights do not fit the model it describes ({})", path, e.what_without_backtrace());
+    }
+    const auto state = named_state(model);
+    BIRDPLANE_CHECK(state.size() == expected.size(),
+                    "checkpoint {}: the weights do not fit the model it describes", path);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      const Expected& want = expected[i];
+      const at::Tensor& t = state[i].second;
+      BIRDPLANE_CHECK(t.sizes().vec() == want.sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
+                      want.name, shape(t), c10::str(c10::IntArrayRef(want.sizes)));
+      BIRDPLANE_CHECK(t.scalar_type() == want.dtype, "checkpoint {}: {} holds {}, the model needs {}", path,
+                      want.name, c10::toString(t.scalar_type()), c10::toString(want.dtype));
+    }
+    for (const auto& [name, t] : state) check_tensor_storage(t, "checkpoint " + path, name);
+    return state;
   };
-  std::vector<Expected> expected;
-  for (const auto& [name, t] : named_state(*ck.model)) expected.push_back({name, t.sizes().vec(), t.scalar_type()});
   torch::serialize::InputArchive model_archive;
   try {
     archive.read("model", model_archive);
-    ck.model->load(model_archive);
   } catch (const c10::Error& e) {
-    fail("checkpoint {}: the weights do not fit the model it describes ({})", path,
-         e.what_without_backtrace());
+    fail("checkpoint {}: the weights do not fit the model it describes ({})", path, e.what_without_backtrace());
   }
-  const auto state = named_state(*ck.model);
-  BIRDPLANE_CHECK(state.size() == expected.size(), "checkpoint {}: the weights do not fit the model it describes",
-                  path);
-  for (size_t i = 0; i < expected.size(); ++i) {
-    const Expected& want = expected[i];
-    const at::Tensor& t = state[i].second;
-    BIRDPLANE_CHECK(t.sizes().vec() == want.sizes, "checkpoint {}: {} has shape {}, the model needs {}", path,
-                    want.name, shape(t), c10::str(c10::IntArrayRef(want.sizes)));
-    BIRDPLANE_CHECK(t.scalar_type() == want.dtype, "checkpoint {}: {} holds {}, the model needs {}", path,
-                    want.name, c10::toString(t.scalar_type()), c10::toString(want.dtype));
+  const auto state = read_weights(model_archive, *ck.model);
+  torch::serialize::InputArchive averaged_archive;
+  if (archive.try_read("averaged_model", averaged_archive)) {  // runs that average their weights
+    ck.averaged = nn::make_model(ck.config.spec);
+    read_weights(averaged_archive, *ck.averaged);
   }
-  for (const auto& [name, t] : state) check_tensor_storage(t, "checkpoint " + path, name);
   if (archive.try_read("weights_checksum", v)) {  // files from before the checksum have none
     BIRDPLANE_CHECK(v.isString() && v.toStringRef() == fmt::format("{:016x}", tensors_checksum(state)),
                     "checkpoint {} is damaged (checksum mismatch: its weights are not the ones written)", path);

@@ -6,8 +6,10 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "birdplane/train/checkpoint.h"
 #include "birdplane/train/run_dir.h"
 #include "birdplane/train/trainer.h"
 #include "support/expect_error.h"
@@ -177,4 +179,132 @@ TEST(Recipe, TheFusedStepStepsAsideForWhatItCannotDo) {
   w.training.class_weights = "1,2";
   fixtures::expect_error([&] { train::Trainer(w, train_set, val_set, kMean, kStd); },
                          {"class_weights", "2 weights", "3 classes"});
+}
+
+// best.pt follows the monitored figure; early stopping ends the run after `early_stopping` validations
+// without an improvement larger than min_delta; model.pt then holds the best epoch's weights.
+TEST(Recipe, EarlyStoppingKeepsTheBestEpochAsTheModel) {
+  auto [train_set, val_set] = three_class_sets();
+  fixtures::TempDir tmp;
+  auto c = small_mlp(10);
+  c.training.min_delta = 100;  // nothing after the first validation counts as an improvement
+  c.training.early_stopping = 2;
+  c.training.final_best = true;
+  train::Trainer t(c, train_set, val_set, kMean, kStd);
+  train::TrainResult r;
+  {
+    auto dir = train::RunDir::create(tmp / "r");
+    dir.write_config(t.run_record());
+    r = t.run(dir);
+  }
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_EQ(r.history.size(), 3u);  // epoch 1 is the best; epochs 2 and 3 are the two without improvement
+  EXPECT_EQ(r.model_epoch, 1);
+  EXPECT_TRUE(r.model_from_best);
+  const auto results = nlohmann::json::parse(fixtures::read_file(tmp / "r/results.json"));
+  EXPECT_EQ(results["stopped_early"], true);
+  EXPECT_EQ(results["model_epoch"], 1);
+  EXPECT_EQ(results["best"]["epoch"], 1);
+  EXPECT_EQ(results["best"]["monitor"], "val_loss");
+  EXPECT_DOUBLE_EQ(results["best"]["value"].get<double>(), r.history[0].val_loss);
+  // model.pt holds best.pt's weights, not the last epoch's (checkpoint.pt).
+  const auto best = train::load_checkpoint(tmp / "r/best.pt"), model = train::load_checkpoint(tmp / "r/model.pt"),
+             last = train::load_checkpoint(tmp / "r/checkpoint.pt");
+  EXPECT_EQ(last.epoch, 3);
+  const auto wb = weights(*best.model), wm = weights(*model.model), wl = weights(*last.model);
+  bool differs_from_last = false;
+  for (size_t i = 0; i < wb.size(); ++i) {
+    EXPECT_TRUE(torch::equal(wb[i], wm[i])) << i;
+    differs_from_last = differs_from_last || !torch::equal(wb[i], wl[i]);
+  }
+  EXPECT_TRUE(differs_from_last);
+  // A resume of the stopped run trains no further.
+  train::Trainer again(c, train_set, val_set, kMean, kStd);
+  auto reopened = train::RunDir::open(tmp / "r");
+  again.resume_from(reopened);
+  EXPECT_EQ(again.run(reopened).history.size(), 3u);
+}
+
+// The best epoch comes back after a stop: a resumed run that keeps the best model ends with the same
+// bits as one never stopped (best.pt is read back on resume).
+TEST(Recipe, TheBestModelSurvivesAResume) {
+  auto c = small_mlp(5);
+  c.training.optimizer.lr = 0.5;  // a rate high enough that validation does not improve every epoch
+  c.training.monitor = train::Monitor::kValAccuracy;
+  c.training.final_best = true;
+  c.training.early_stopping = 3;
+  expect_resume_bit_identical(c, 25, /*fused=*/true);
+}
+
+// The weight average: validation uses it, model.pt holds it, and a resume from the middle of an epoch
+// ends bit-identical (the average and its count are in the checkpoint).
+TEST(Recipe, TheWeightAverageIsTheModelAndResumes) {
+  auto c = small_mlp(4);
+  c.training.optimizer.lr = 0.1;
+  c.training.ema_decay = 0.8;
+  c.training.ema_every = 2;
+  c.training.ema_warmup = 1;
+  expect_resume_bit_identical(c, 25, /*fused=*/true);
+
+  auto [train_set, val_set] = three_class_sets();
+  fixtures::TempDir tmp;
+  train::Trainer t(c, train_set, val_set, kMean, kStd);
+  auto dir = train::RunDir::create(tmp / "r");
+  t.run(dir);
+  const auto last = train::load_checkpoint(tmp / "r/checkpoint.pt"), model = train::load_checkpoint(tmp / "r/model.pt");
+  ASSERT_TRUE(last.averaged);
+  EXPECT_FALSE(model.averaged);  // model.pt is the average itself
+  EXPECT_EQ(last.trainer_state["averaged"], 4 * 5 - 5);  // 5 updates an epoch, the first epoch's restarted
+  const auto wa = weights(*last.averaged), wm = weights(*model.model), wl = weights(*last.model);
+  bool differs = false;
+  for (size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_TRUE(torch::equal(wa[i], wm[i])) << i;
+    differs = differs || !torch::equal(wa[i], wl[i]);
+  }
+  EXPECT_TRUE(differs) << "the average must differ from the last weights";
+}
+
+// Mixup and cutmix are drawn per batch from the run's seed: a resumed run mixes the same batches.
+TEST(Recipe, MixedBatchesResumeBitIdentical) {
+  auto c = small_mlp(3);
+  c.training.mix.mixup_alpha = 0.2;
+  c.training.mix.cutmix_alpha = 1.0;
+  c.training.label_smoothing = 0.1;
+  expect_resume_bit_identical(c, 15, /*fused=*/false);
+}
+
+// Test-time augmentation: the mean of the logits over the views, recorded in the model file; with the
+// mirror among the views a model answers an image and its mirror alike.
+TEST(Recipe, TestTimeAugmentationIsRecordedAndMirrorInvariant) {
+  auto [train_set, val_set] = three_class_sets();
+  fixtures::TempDir tmp;
+  auto c = small_mlp(2);
+  c.training.tta = train::Tta::kFlip;
+  train::Trainer t(c, train_set, val_set, kMean, kStd);
+  auto dir = train::RunDir::create(tmp / "r");
+  t.run(dir);
+  const auto saved = train::load_checkpoint(tmp / "r/model.pt");
+  EXPECT_EQ(saved.config.tta, train::Tta::kFlip);
+  auto& model = *saved.model;
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({5, 3, 8, 8});
+  // The MLP ends in LogSoftmax: log_softmax of the mean of the two views' logits.
+  const auto want = torch::log_softmax((model.logits(x) + model.logits(x.flip({3}))) / 2, 1);
+  const auto got = train::forward_with_tta(model, x, train::Precision::kFp32, train::Tta::kFlip);
+  EXPECT_LE((got - want).abs().max().item<double>(), 1e-6);
+  EXPECT_TRUE(torch::equal(got, train::forward_with_tta(model, x.flip({3}), train::Precision::kFp32, train::Tta::kFlip)));
+  // flip-shift: six views, the image and its copies shifted a pixel down-right and up-left (reflected at
+  // the border), each with its mirror.
+  const auto padded = torch::reflection_pad2d(x, {1, 1, 1, 1});
+  at::Tensor sum = torch::zeros({5, 3});
+  for (const auto& v : {x, padded.slice(2, 0, 8).slice(3, 0, 8), padded.slice(2, 2, 10).slice(3, 2, 10)})
+    sum = sum + model.logits(v.contiguous()) + model.logits(v.flip({3}).contiguous());
+  const auto six = train::forward_with_tta(model, x, train::Precision::kFp32, train::Tta::kFlipShift);
+  EXPECT_LE((six - torch::log_softmax(sum / 6, 1)).abs().max().item<double>(), 1e-5);
+  EXPECT_GT((six - got).abs().max().item<double>(), 1e-7);  // the shifted views count
+  // Without augmentation the output is the plain forward pass, which a mirror changes.
+  const auto plain = train::forward_with_tta(model, x, train::Precision::kFp32, train::Tta::kNone);
+  EXPECT_TRUE(torch::equal(plain, model.forward(x)));
+  EXPECT_FALSE(torch::equal(plain, model.forward(x.flip({3}))));
 }

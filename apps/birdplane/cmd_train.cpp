@@ -12,7 +12,9 @@
 #include "birdplane/nn/mlp.h"
 #include "birdplane/nn/model.h"
 #include "birdplane/train/distributed.h"
+#include "birdplane/data/training_data.h"
 #include "birdplane/train/run.h"
+#include "birdplane/train/trainer.h"
 #include "commands.h"
 #include "flags.h"
 #include "launcher.h"
@@ -170,16 +172,39 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
   }
 }
 
+// lr-find: a trainer of its own on the run's data and model, the sweep, and its files in the run folder
+// (created when missing; an existing run's other files are not touched).
+void run_lr_find(const TrainOptions& o, const train::LrFindOptions& f) {
+  train::RunSpec spec = spec_from_flags(o);
+  if (spec.name.empty()) spec.name = train::default_run_name(spec.model.name) + "-lr-find";
+  spec.validate();
+  FolderProgressPrinter folder_progress;
+  data::DataLoadOptions load;
+  load.observer = &folder_progress;
+#ifdef BIRDPLANE_WITH_DOWNLOAD
+  load.download = download_options(false);
+#endif
+  auto d = data::load_training_data(spec.data, spec.training.seed, load);
+  train::Trainer trainer(spec, d.train, d.val, d.stats.mean, d.stats.std);
+  std::cout << fmt::format("lr-find: {} on {} training images, {} steps from {:g} to {:g}\n", spec.model.name,
+                           *d.train.size(), f.steps, f.start_lr, f.end_lr)
+            << std::flush;
+  ProgressPrinter progress(isatty(STDOUT_FILENO) != 0);
+  const auto r = trainer.find_lr(f, &progress);
+  train::write_lr_find(spec.path(), r);
+  std::cout << fmt::format("{} steps{}; suggested learning rate {:.3g} (the smoothed loss falls fastest there); "
+                           "curve in {}/lr_find.svg and lr_find.csv\n",
+                           r.lrs.size(), r.diverged ? " (stopped: the loss diverged)" : "", r.suggestion, spec.path());
+}
+
 }  // namespace
 
-void setup_train(CLI::App& app) {
-  auto o = std::make_shared<TrainOptions>();
+// The flags of a run's specification (data, model, training, run folder), shared by train and lr-find.
+void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
   auto& c = o->spec;
   auto& data = c.data;
   auto& model = c.model;
   auto& t = c.training;
-  auto* cmd = app.add_subcommand("train", "Train a classifier (default: the book's book-small on all ten "
-                                          "classes; the chapter uses --classes airplane,bird)");
   add_data_dir(*cmd, data.data_dir);
   cmd->add_option("--image-folder", data.image_folder,
                   "Train on your own images: a folder with one subfolder of images per class (torchvision's "
@@ -201,7 +226,7 @@ void setup_train(CLI::App& app) {
   cmd->add_option("--activation", model.activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
       ->default_str(nn::to_string(model.activation));
-  auto* loss = cmd->add_option("--loss", o->loss, "nll, cross-entropy or mse (default: the one that fits the model)")
+  cmd->add_option("--loss", o->loss, "nll, cross-entropy or mse (default: the one that fits the model)")
                    ->transform(choices(nn::kLossKinds));
   cmd->add_option("--optimizer", t.optimizer.kind, "sgd, adam or adamw")
       ->transform(choices(train::kOptimizerKinds))
@@ -304,7 +329,6 @@ void setup_train(CLI::App& app) {
       ->transform(choices(train::kDeviceKinds))
       ->default_str(train::to_string(t.device));
   cmd->add_option("--init-from", t.init_from, "Start from a state_dict (birdplane export or Python torch.save)");
-  cmd->add_option("--resume", o->resume, "Continue the stopped run in this folder (runs/<name>)");
   cmd->add_option("--limit-train", data.limit_train, "Use only the first N training images (0: all)");
   cmd->add_option("--limit-val", data.limit_val, "Use only the first N validation images (0: all)");
   cmd->add_option("--augment", t.augment,
@@ -321,6 +345,14 @@ void setup_train(CLI::App& app) {
       ->transform(choices(train::kStepKinds))
       ->default_str(train::to_string(t.step));
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");
+}
+
+void setup_train(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto* cmd = app.add_subcommand("train", "Train a classifier (default: the book's book-small on all ten "
+                                          "classes; the chapter uses --classes airplane,bird)");
+  add_spec_flags(cmd, o);
+  cmd->add_option("--resume", o->resume, "Continue the stopped run in this folder (runs/<name>)");
   cmd->add_option("--nproc", o->nproc,
                   "Train data-parallel in N processes on this machine (c10d, Gloo), started by birdplane with "
                   "torchrun's environment; --batch-size is per process, as in DistributedDataParallel. Under "
@@ -332,6 +364,7 @@ void setup_train(CLI::App& app) {
                   "naming the lost rank")
       ->capture_default_str();
   auto* epochs = cmd->get_option("--epochs");
+  auto* loss = cmd->get_option("--loss");
   cmd->callback([o, epochs, loss] {
     o->epochs_given = epochs->count() > 0;
     o->loss_given = loss->count() > 0;
@@ -339,4 +372,23 @@ void setup_train(CLI::App& app) {
   });
 }
 
+
+void setup_lr_find(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto f = std::make_shared<train::LrFindOptions>();
+  auto* cmd = app.add_subcommand("lr-find",
+                                 "Find a learning rate: train a fresh model with the rate rising exponentially, "
+                                 "write the loss curve (lr_find.csv, lr_find.svg) into runs/<name>/ and print the "
+                                 "rate where the loss falls fastest. Takes train's flags; trains no run");
+  add_spec_flags(cmd, o);
+  cmd->add_option("--start-lr", f->start_lr, "The sweep's first rate")->capture_default_str();
+  cmd->add_option("--end-lr", f->end_lr, "The sweep's last rate")->capture_default_str();
+  cmd->add_option("--steps", f->steps, "Training steps of the sweep (it stops early when the loss diverges)")
+      ->capture_default_str();
+  auto* loss = cmd->get_option("--loss");
+  cmd->callback([o, f, loss] {
+    o->loss_given = loss->count() > 0;
+    run_lr_find(*o, *f);
+  });
+}
 }  // namespace birdplane::cli

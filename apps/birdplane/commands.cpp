@@ -8,6 +8,7 @@ void setup_commands(CLI::App& app) {
   setup_download(app);
   setup_show(app);
   setup_train(app);
+  setup_lr_find(app);
   setup_eval(app);
   setup_predict(app);
   setup_export(app);

@@ -12,6 +12,7 @@ void setup_stats(CLI::App& app);
 void setup_download(CLI::App& app);
 void setup_show(CLI::App& app);
 void setup_train(CLI::App& app);
+void setup_lr_find(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
 void setup_export(CLI::App& app);

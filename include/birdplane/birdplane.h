@@ -41,6 +41,7 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/distributed.h"
 #include "birdplane/train/evaluate.h"
+#include "birdplane/train/lr_find.h"
 #include "birdplane/train/metrics.h"
 #include "birdplane/train/metrics_csv.h"
 #include "birdplane/train/mixing.h"

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <thread>
 
@@ -177,6 +178,104 @@ std::string Trainer::last_checkpoint_text(int64_t epochs_done) const {
                      (std::filesystem::path(spec_.path()) / "checkpoint.pt").string(), epochs_done);
 }
 
+std::unique_ptr<data::BatchLoader> Trainer::make_loader() const {
+  const TrainingSpec& t = spec_.training;
+  // The next batch is prepared on a thread of its own only where a core is free for it. When the
+  // intra-op threads already take every core, a loader thread can only run by taking a core from a
+  // matrix product (which then waits at its barrier); on the training thread the same work runs
+  // between steps, on all the intra-op threads. Batches are the same either way.
+  const int64_t local_processes = dist_ ? std::max<int64_t>(1, dist_->local_world_size()) : 1;
+  const bool spare_core =
+      std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads() * local_processes);
+  return std::make_unique<data::BatchLoader>(
+      train_set_,
+      data::BatchLoaderOptions(t.batch_size)
+          .seed(t.seed)
+          .drop_last(t.drop_last)
+          .background(spare_core)
+          .shard(dist_ ? dist_->rank() : 0, dist_ ? dist_->world_size() : 1),
+      t.augment.empty() ? transforms::normalize_batches(model_config_.mean, model_config_.std)
+                        : transforms::augment_then_normalize(t.augment, model_config_.mean, model_config_.std));
+}
+
+at::Tensor Trainer::targets_of(at::Tensor& x, const at::Tensor& labels, int64_t epoch, int64_t batch) const {
+  const TrainingSpec& t = spec_.training;
+  if (!t.mix.enabled()) return labels;
+  // Drawn per batch (and rank), so a resumed run mixes as an uninterrupted one did.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(data::derive_seed(
+      data::derive_seed(t.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch, kMixStream), batch, 0));
+  return mix_batch(x, labels, train_set_.num_classes(), t.mix, gen).targets;
+}
+
+LrFindResult Trainer::find_lr(const LrFindOptions& options, TrainObserver* observer) {
+  BIRDPLANE_CHECK_SETTING(std::isfinite(options.start_lr) && options.start_lr > 0, "start_lr",
+                          "{} is not allowed; expected a rate above 0", options.start_lr);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(options.end_lr) && options.end_lr > options.start_lr, "end_lr",
+                          "{} is not allowed; expected a rate above the start ({})", options.end_lr, options.start_lr);
+  BIRDPLANE_CHECK_SETTING(options.steps >= 5 && options.steps <= 100000, "steps",
+                          "{} is not allowed; expected 5 to 100000 steps", options.steps);
+  BIRDPLANE_CHECK(!dist_, "the learning-rate finder runs in one process");
+  TrainObserver quiet;
+  TrainObserver& obs = observer ? *observer : quiet;
+  auto loader = make_loader();
+  LrFindResult r;
+  const double ratio = options.end_lr / options.start_lr;
+  double average = 0, best = std::numeric_limits<double>::infinity();
+  Timer timer;
+  model_->train();
+  std::vector<double> rates(base_lrs_.size());
+  for (int64_t epoch = 0, i = 0; i < options.steps; ++epoch) {
+    loader->start_epoch(epoch);
+    torch::manual_seed(data::derive_seed(spec_.training.seed, epoch, kModelStream));
+    while (auto batch = loader->next()) {
+      if (i >= options.steps) break;
+      // Exponential from start_lr to end_lr; every group keeps its ratio to the first (head multiplier).
+      const double lr = options.start_lr * std::pow(ratio, static_cast<double>(i) / static_cast<double>(options.steps - 1));
+      for (size_t g = 0; g < rates.size(); ++g) rates[g] = lr * base_lrs_[g] / base_lrs_[0];
+      step_->set_lrs(rates);
+      auto x = batch->images.to(device_);
+      auto y = targets_of(x, batch->labels.to(device_), epoch, batch->index);
+      const StepResult s = step_->run(x, y, false);
+      ++i;
+      // fastai's recorder: an exponential moving average of the loss, corrected for its start.
+      average = options.smoothing * average + (1 - options.smoothing) * s.loss;
+      const double smoothed = average / (1 - std::pow(options.smoothing, static_cast<double>(i)));
+      r.lrs.push_back(lr);
+      r.losses.push_back(s.loss);
+      r.smoothed.push_back(smoothed);
+      StepProgress progress;
+      progress.epoch = 0;
+      progress.epochs = 1;
+      progress.step = i - 1;
+      progress.steps = options.steps;
+      progress.mean_loss = smoothed;
+      progress.images = i * spec_.training.batch_size;
+      progress.epoch_seconds = progress.seconds = timer.seconds();
+      obs.on_step(progress);
+      if (!std::isfinite(smoothed) || smoothed > options.diverge * best) {
+        r.diverged = true;
+        i = options.steps;
+        break;
+      }
+      best = std::min(best, smoothed);
+    }
+  }
+  // The steepest descent of the smoothed loss against log(lr) (fastai's "steep" suggestion), over the
+  // points before any divergence.
+  size_t end = r.smoothed.size();
+  while (end > 0 && !std::isfinite(r.smoothed[end - 1])) --end;
+  double steepest = std::numeric_limits<double>::infinity();
+  r.suggestion = r.lrs.empty() ? 0 : r.lrs.front();
+  for (size_t k = 0; k + 1 < end; ++k) {
+    const double slope = (r.smoothed[k + 1] - r.smoothed[k]) / (std::log(r.lrs[k + 1]) - std::log(r.lrs[k]));
+    if (slope < steepest) {
+      steepest = slope;
+      r.suggestion = r.lrs[k];
+    }
+  }
+  return r;
+}
+
 std::vector<at::Tensor> Trainer::state_of(const nn::Classifier& model) {
   std::vector<at::Tensor> state;
   for (const auto& p : model.parameters()) state.push_back(p.detach().clone());
@@ -224,23 +323,8 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
   const std::string ckpt = dir ? dir->checkpoint_path() : "";
   const std::string run_path = dir ? dir->path() : spec_.path();
   const TrainingSpec& t = spec_.training;
-  // The next batch is prepared on a thread of its own only where a core is free for it. When the
-  // intra-op threads already take every core, a loader thread can only run by taking a core from a
-  // matrix product (which then waits at its barrier); on the training thread the same work runs
-  // between steps, on all the intra-op threads. Batches are the same either way.
-  const int64_t local_processes = dist_ ? std::max<int64_t>(1, dist_->local_world_size()) : 1;
-  const bool spare_core =
-      std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads() * local_processes);
-  data::BatchLoader loader(train_set_,
-                           data::BatchLoaderOptions(t.batch_size)
-                               .seed(t.seed)
-                               .drop_last(t.drop_last)
-                               .background(spare_core)
-                               .shard(dist_ ? dist_->rank() : 0, dist_ ? dist_->world_size() : 1),
-                           t.augment.empty()
-                               ? transforms::normalize_batches(model_config_.mean, model_config_.std)
-                               : transforms::augment_then_normalize(t.augment, model_config_.mean,
-                                                                    model_config_.std));
+  auto loader_ptr = make_loader();
+  data::BatchLoader& loader = *loader_ptr;
   const int64_t steps = loader.batches_per_epoch();
   LrSchedule schedule(t.schedule, t.epochs, steps);
   schedule.load_state(schedule_state_);
@@ -265,14 +349,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
           applied = rates;
         }
         auto x = batch->images.to(device_);
-        auto y = batch->labels.to(device_);
-        if (t.mix.enabled()) {
-          // Drawn per batch (and rank), so a resumed run mixes as an uninterrupted one did.
-          auto gen = at::make_generator<at::CPUGeneratorImpl>(data::derive_seed(
-              data::derive_seed(t.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch, kMixStream),
-              batch->index, 0));
-          y = mix_batch(x, y, train_set_.num_classes(), t.mix, gen).targets;
-        }
+        auto y = targets_of(x, batch->labels.to(device_), epoch, batch->index);
         const StepResult r = step_->run(x, y, stop.stop_requested());
         if (r.stopped) {
           throw Interrupted(fmt::format("interrupted during epoch {}; {}", epoch + 1, last_checkpoint_text(epoch)),

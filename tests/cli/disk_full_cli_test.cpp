@@ -33,14 +33,16 @@ TEST(DiskFull, CheckpointExportAndCacheWritesFailCleanly) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string run = t / "runs/a";
   const std::string checkpoint = read_file(run + "/checkpoint.pt"), metrics = read_file(run + "/metrics.csv"),
-                    config = read_file(run + "/config.json");
+                    config = read_file(run + "/config.json"), best = read_file(run + "/best.pt");
   ASSERT_GT(checkpoint.size(), 1u << 20);  // book-small's weights: about 6 MB
 
-  // Resuming for another epoch cannot write its 6 MB checkpoint under a 64 KiB limit.
+  // Resuming for another epoch cannot write its 6 MB checkpoint (nor best.pt, written first when the
+  // validation improved) under a 64 KiB limit.
   auto full = limited(64, "train --resume " + run + " --epochs 2" + common);
   EXPECT_EQ(full.exit_code, 2) << full.out << full.err;
-  EXPECT_TRUE(contains(full.err, "checkpoint.pt")) << full.err;
+  EXPECT_TRUE(contains(full.err, "checkpoint.pt") || contains(full.err, "best.pt")) << full.err;
   EXPECT_EQ(read_file(run + "/checkpoint.pt"), checkpoint);
+  EXPECT_EQ(read_file(run + "/best.pt"), best);
   EXPECT_EQ(read_file(run + "/config.json"), config);
   // metrics.csv is written before the checkpoint, so it may hold the failed epoch's row; the resume
   // drops rows the checkpoint does not reach.

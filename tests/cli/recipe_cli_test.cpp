@@ -123,3 +123,25 @@ TEST(CliRecipe, EarlyStoppingTheAverageAndTheBestModel) {
   ASSERT_EQ(without.exit_code, 0) << without.err;
   EXPECT_NE(nlohmann::json::parse(with.out)["loss"], nlohmann::json::parse(without.out)["loss"]);
 }
+
+// lr-find takes train's flags, writes its curve into the run folder and leaves a run there as it was.
+TEST(CliRecipe, LrFindWritesItsCurveAndLeavesARunAlone) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = " --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird " +
+                             "--runs-dir " + (t / "runs") + " --name r --model mlp --hidden 16";
+  auto trained = run_birdplane("train --epochs 1" + common);
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto checkpoint = birdplane::fixtures::read_file(t / "runs/r/checkpoint.pt");
+  const auto metrics = birdplane::fixtures::read_file(t / "runs/r/metrics.csv");
+  auto r = run_birdplane("lr-find --steps 20 --start-lr 1e-5 --end-lr 1" + common);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(contains(r.out, "suggested learning rate")) << r.out;
+  EXPECT_TRUE(fs::exists(t / "runs/r/lr_find.csv"));
+  EXPECT_TRUE(fs::exists(t / "runs/r/lr_find.svg"));
+  EXPECT_EQ(birdplane::fixtures::read_file(t / "runs/r/checkpoint.pt"), checkpoint);
+  EXPECT_EQ(birdplane::fixtures::read_file(t / "runs/r/metrics.csv"), metrics);
+  auto bad = run_birdplane("lr-find --steps 2" + common);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(contains(bad.err, "--steps")) << bad.err;
+}

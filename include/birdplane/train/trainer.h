@@ -20,12 +20,17 @@
 #include "birdplane/train/average.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/evaluate.h"
+#include "birdplane/train/lr_find.h"
 #include "birdplane/train/metrics_csv.h"
 #include "birdplane/train/optim.h"
 #include "birdplane/train/run_dir.h"
 #include "birdplane/train/run_spec.h"
 #include "birdplane/train/settings.h"
 #include "birdplane/train/step.h"
+
+namespace birdplane::data {
+class BatchLoader;
+}
 
 namespace birdplane::train {
 
@@ -139,6 +144,11 @@ class Trainer {
   /// asked on any rank stops every rank after the same step.
   TrainResult run(const RunDir* dir, TrainObserver* observer = nullptr, StopToken stop = {});
 
+  /// The learning-rate finder: trains this trainer's model (a fresh one: build a Trainer for it) on the
+  /// training batches with the rate rising exponentially, and records the loss. Writes nothing; the
+  /// model and optimizer are changed, so the trainer is not meant to train a run afterwards.
+  LrFindResult find_lr(const LrFindOptions& options, TrainObserver* observer = nullptr);
+
   /// Whether the steps run fused (TrainingSpec::step) rather than through autograd.
   bool fused() const { return step_->fused(); }
   /// Why the fused step stepped aside in a run it otherwise fits (a distributed run), or "".
@@ -167,6 +177,10 @@ class Trainer {
   bool watch_validation(const EpochMetrics& m, const RunDir* dir);
   /// What the checkpoint carries besides weights and optimizer: schedule, best figure, early stop.
   nlohmann::json trainer_state(const nlohmann::json& schedule_state) const;
+  /// The training batches' loader (seeded, sharded across ranks, augmented and normalized).
+  std::unique_ptr<data::BatchLoader> make_loader() const;
+  /// The targets of a batch: its labels, or mixed targets when mixup or cutmix is on (x mixed in place).
+  at::Tensor targets_of(at::Tensor& x, const at::Tensor& labels, int64_t epoch, int64_t batch) const;
   /// `model`'s parameters and buffers, in order (copies).
   static std::vector<at::Tensor> state_of(const nn::Classifier& model);
 

@@ -1,7 +1,9 @@
 // The training recipe inside a run: learning-rate schedules reach every step (autograd and fused), the
 // rate is in metrics.csv, runs with every recipe setting on resume bit-identical from a stop in the
 // middle of an epoch, and the fused step steps aside for what it cannot do.
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -307,4 +309,53 @@ TEST(Recipe, TestTimeAugmentationIsRecordedAndMirrorInvariant) {
   const auto plain = train::forward_with_tta(model, x, train::Precision::kFp32, train::Tta::kNone);
   EXPECT_TRUE(torch::equal(plain, model.forward(x)));
   EXPECT_FALSE(torch::equal(plain, model.forward(x.flip({3}))));
+}
+
+// The learning-rate finder: an exponential ramp, fastai's smoothed loss, the steepest descent as the
+// suggestion, a stop on divergence, and its two files.
+TEST(Recipe, TheLearningRateFinderSweepsSuggestsAndWritesItsCurve) {
+  auto [train_set, val_set] = three_class_sets();
+  auto c = small_mlp(1);
+  train::Trainer t(c, train_set, val_set, kMean, kStd);
+  train::LrFindOptions f;
+  f.start_lr = 1e-4;
+  f.end_lr = 1;
+  f.steps = 30;
+  const auto r = t.find_lr(f);
+  ASSERT_FALSE(r.lrs.empty());
+  EXPECT_DOUBLE_EQ(r.lrs.front(), 1e-4);
+  for (size_t i = 1; i < r.lrs.size(); ++i) EXPECT_NEAR(r.lrs[i] / r.lrs[i - 1], std::pow(1e4, 1.0 / 29), 1e-9);
+  if (!r.diverged) EXPECT_NEAR(r.lrs.back(), 1.0, 1e-9);
+  // The smoothed loss is fastai's debiased moving average of the losses.
+  double avg = 0;
+  for (size_t i = 0; i < r.losses.size(); ++i) {
+    avg = 0.98 * avg + 0.02 * r.losses[i];
+    EXPECT_NEAR(r.smoothed[i], avg / (1 - std::pow(0.98, static_cast<double>(i + 1))), 1e-9) << i;
+  }
+  // The suggestion is where the smoothed loss falls fastest against log(lr).
+  size_t best = 0;
+  double steepest = 1e300;
+  for (size_t i = 0; i + 1 < r.smoothed.size(); ++i) {
+    const double slope = (r.smoothed[i + 1] - r.smoothed[i]) / std::log(r.lrs[i + 1] / r.lrs[i]);
+    if (slope < steepest) {
+      steepest = slope;
+      best = i;
+    }
+  }
+  EXPECT_DOUBLE_EQ(r.suggestion, r.lrs[best]);
+  fixtures::TempDir tmp;
+  train::write_lr_find(tmp / "f", r);
+  const auto csv = fixtures::read_file(tmp / "f/lr_find.csv");
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(r.lrs.size() + 1));
+  EXPECT_NE(fixtures::read_file(tmp / "f/lr_find.svg").find("<svg"), std::string::npos);
+
+  // A ramp to an absurd rate diverges and stops before its last step.
+  train::Trainer u(c, train_set, val_set, kMean, kStd);
+  f.end_lr = 1e8;
+  f.steps = 200;
+  const auto d = u.find_lr(f);
+  EXPECT_TRUE(d.diverged);
+  EXPECT_LT(d.lrs.size(), 200u);
+  EXPECT_LT(d.suggestion, 1e8);
+  fixtures::expect_error([&] { train::LrFindOptions bad; bad.end_lr = 1e-9; u.find_lr(bad); }, {"end_lr"});
 }

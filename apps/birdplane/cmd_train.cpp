@@ -38,6 +38,8 @@ struct TrainOptions {
   std::string milestones;    ///< --lr-milestones
   std::string lr_points;     ///< --lr-points
   std::string final_model = "last";  ///< --final-model
+  std::string recipe = "book";       ///< --recipe
+  CLI::App* command = nullptr;       ///< the subcommand, to tell which flags were given
   int64_t nproc = 0;         ///< --nproc: start this many local workers
   int64_t master_port = 0;   ///< --master-port with --nproc (0: a free port)
   double dist_timeout = 60;  ///< --dist-timeout, seconds
@@ -57,6 +59,9 @@ train::RunSpec spec_from_flags(const TrainOptions& o, bool notes = true) {
   if (!o.milestones.empty()) schedule.milestones = train::parse_milestones(o.milestones);
   if (!o.lr_points.empty()) schedule.points = train::parse_points(o.lr_points);
   spec.training.final_best = o.final_model == "best";
+  train::apply_recipe(spec.training, o.recipe, [&](const std::string& setting) {
+    return o.command && o.command->count(flag_for_setting(setting)) > 0;
+  });
   if (!d.image_folder.empty()) {
     d.set_folder_options(folder_options(o.folder));
     if (d.val_folder.empty() && d.val_fraction == 0) {
@@ -201,6 +206,13 @@ void run_lr_find(const TrainOptions& o, const train::LrFindOptions& f) {
 
 // The flags of a run's specification (data, model, training, run folder), shared by train and lr-find.
 void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
+  o->command = cmd;
+  cmd->add_option("--recipe", o->recipe,
+                  "book (the book's: constant-rate SGD) or modern (Nesterov SGD, warmup then cosine, label "
+                  "smoothing, mixup, a weight average, mirrored test-time augmentation; docs/recipe.md); any "
+                  "of its settings given as a flag overrides it")
+      ->check(CLI::IsMember({"book", "modern"}))
+      ->capture_default_str();
   auto& c = o->spec;
   auto& data = c.data;
   auto& model = c.model;
@@ -282,6 +294,9 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
       ->capture_default_str();
   cmd->add_option("--class-weights", t.class_weights,
                   "Loss weight per class: auto (inverse to the training counts) or W1,W2,... in label order");
+  cmd->add_flag("--balanced-sampler", t.balanced_sampler,
+                "Draw each epoch's images so every class comes equally often (with replacement, as "
+                "WeightedRandomSampler)");
   cmd->add_option("--clip-grad-norm", t.clip_grad_norm, "Clip the gradients to this total 2-norm (0: off)")
       ->capture_default_str();
   cmd->add_option("--clip-grad-value", t.clip_grad_value, "Clip each gradient element to [-V, V] (0: off)")

@@ -43,6 +43,18 @@ at::Tensor epoch_order(int64_t size, uint64_t seed, int64_t epoch, bool shuffle)
   return torch::randperm(size, gen, torch::kInt64);
 }
 
+at::Tensor weighted_epoch_order(const at::Tensor& weights, uint64_t seed, int64_t epoch) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(derive_seed(seed, epoch, kShuffleStream));
+  return at::multinomial(weights, weights.numel(), /*replacement=*/true, gen);
+}
+
+at::Tensor class_balanced_weights(const at::Tensor& labels, int64_t num_classes) {
+  const auto counts = at::bincount(labels.to(at::kLong), {}, num_classes).to(at::kDouble);
+  BIRDPLANE_CHECK_SETTING(counts.min().item<double>() > 0, "balanced_sampler",
+                          "a class has no training images, so no weight balances it");
+  return (1.0 / counts).index_select(0, labels.to(at::kLong));
+}
+
 at::Tensor shard_order(const at::Tensor& order, int64_t rank, int64_t world) {
   BIRDPLANE_CHECK(world >= 1 && rank >= 0 && rank < world, "shard_order: rank {} of {} is out of range", rank, world);
   const int64_t n = order.numel();
@@ -68,6 +80,16 @@ BatchLoader::BatchLoader(const ImageSet& dataset, BatchLoaderOptions options, Ba
   BIRDPLANE_CHECK(options_.workers_ >= 1 && options_.workers_ <= 256, "workers must be 1 to 256, got {}",
                   options_.workers_);
   BIRDPLANE_CHECK(size_ > 0, "the dataset is empty: nothing to load");
+  if (options_.sample_weights_.defined()) {
+    const auto& w = options_.sample_weights_;
+    BIRDPLANE_CHECK(w.dim() == 1 && w.numel() == static_cast<int64_t>(*dataset.size()),
+                    "sample weights: {} for {} images; expected one per image", w.numel(), *dataset.size());
+    options_.sample_weights_ = w.to(at::kDouble).contiguous();
+    BIRDPLANE_CHECK(options_.sample_weights_.isfinite().all().item<bool>() &&
+                        options_.sample_weights_.min().item<double>() >= 0 &&
+                        options_.sample_weights_.sum().item<double>() > 0,
+                    "sample weights must be finite, 0 or more, and not all 0");
+  }
 }
 
 BatchLoader::~BatchLoader() {
@@ -159,7 +181,9 @@ void BatchLoader::start_epoch(int64_t epoch) {
   std::unique_lock<std::mutex> lock(mutex_);
   cancel_and_wait_idle(lock);  // no worker reads order_ now
   epoch_ = epoch;
-  order_ = shard_order(epoch_order(static_cast<int64_t>(*dataset_.size()), options_.seed_, epoch, options_.shuffle_),
+  order_ = shard_order(options_.sample_weights_.defined()
+                           ? weighted_epoch_order(options_.sample_weights_, options_.seed_, epoch)
+                           : epoch_order(static_cast<int64_t>(*dataset_.size()), options_.seed_, epoch, options_.shuffle_),
                        options_.rank_, options_.world_);
   // Each rank draws its own augmentation parameters (rank 0's are a single process's).
   transform_seed_ = derive_seed(options_.seed_, epoch, kTransformStream + 16 * static_cast<uint64_t>(options_.rank_));

@@ -71,6 +71,29 @@ void TrainingSpec::validate() const {
                           "{} is not allowed; expected 0 or more epochs, fewer than the run's {}", ema_warmup, epochs);
 }
 
+void apply_recipe(TrainingSpec& t, const std::string& recipe, const std::function<bool(const std::string&)>& given) {
+  BIRDPLANE_CHECK_SETTING(recipe == "book" || recipe == "modern", "recipe",
+                          "'{}' is not a recipe; expected book or modern", recipe);
+  if (recipe == "book") return;
+  auto set = [&](const char* setting, auto& field, auto value) {
+    if (!given(setting)) field = value;
+  };
+  auto& o = t.optimizer;
+  set("optimizer", o.kind, OptimizerKind::kSgd);
+  set("lr", o.lr, 0.05);
+  set("momentum", o.momentum, 0.9);
+  set("nesterov", o.nesterov, true);
+  set("weight_decay", o.weight_decay, 5e-4);
+  set("no_decay_bias_norm", o.no_decay_bias_norm, true);
+  set("schedule", t.schedule.kind, ScheduleKind::kCosine);
+  set("warmup", t.schedule.warmup, t.epochs / 10);
+  set("warmup_factor", t.schedule.warmup_factor, 0.1);
+  set("label_smoothing", t.label_smoothing, 0.1);
+  set("mixup_alpha", t.mix.mixup_alpha, 0.2);
+  set("ema_decay", t.ema_decay, 0.999);
+  set("tta", t.tta, Tta::kFlip);
+}
+
 std::vector<double> resolve_class_weights(const std::string& text, const std::vector<int64_t>& counts) {
   if (text.empty()) return {};
   const auto k = static_cast<int64_t>(counts.size());
@@ -108,6 +131,7 @@ nlohmann::json TrainingSpec::to_json() const {
           {"schedule", schedule.to_json()},
           {"label_smoothing", label_smoothing},
           {"class_weights", class_weights},
+          {"balanced_sampler", balanced_sampler},
           {"clip_grad_norm", clip_grad_norm},
           {"clip_grad_value", clip_grad_value},
           {"monitor", to_string(monitor)},
@@ -141,6 +165,7 @@ TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
   t.schedule = ScheduleSpec::from_json(j.value("schedule", nlohmann::json()));
   t.label_smoothing = j.value("label_smoothing", 0.0);
   t.class_weights = j.value("class_weights", std::string());
+  t.balanced_sampler = j.value("balanced_sampler", false);
   t.clip_grad_norm = j.value("clip_grad_norm", 0.0);
   t.clip_grad_value = j.value("clip_grad_value", 0.0);
   t.monitor = parse_monitor(j.value("monitor", std::string("val_loss")), "monitor");

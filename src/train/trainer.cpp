@@ -187,13 +187,15 @@ std::unique_ptr<data::BatchLoader> Trainer::make_loader() const {
   const int64_t local_processes = dist_ ? std::max<int64_t>(1, dist_->local_world_size()) : 1;
   const bool spare_core =
       std::thread::hardware_concurrency() > static_cast<unsigned>(at::get_num_threads() * local_processes);
+  auto options = data::BatchLoaderOptions(t.batch_size)
+                     .seed(t.seed)
+                     .drop_last(t.drop_last)
+                     .background(spare_core)
+                     .shard(dist_ ? dist_->rank() : 0, dist_ ? dist_->world_size() : 1);
+  if (t.balanced_sampler)
+    options.sample_weights(data::class_balanced_weights(train_set_.labels(), train_set_.num_classes()));
   return std::make_unique<data::BatchLoader>(
-      train_set_,
-      data::BatchLoaderOptions(t.batch_size)
-          .seed(t.seed)
-          .drop_last(t.drop_last)
-          .background(spare_core)
-          .shard(dist_ ? dist_->rank() : 0, dist_ ? dist_->world_size() : 1),
+      train_set_, options,
       t.augment.empty() ? transforms::normalize_batches(model_config_.mean, model_config_.std)
                         : transforms::augment_then_normalize(t.augment, model_config_.mean, model_config_.std));
 }

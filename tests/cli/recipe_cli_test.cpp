@@ -84,6 +84,7 @@ TEST(CliRecipe, BadValuesExitTwoNamingTheFlag) {
       {"--final-model worst", "--final-model"},
       {"--tta sideways", "--tta"},
       {"--monitor train_loss", "--monitor"},
+      {"--recipe fancy", "--recipe"},
   };
   for (const auto& [flags, flag] : cases) {
     auto r = run_birdplane(common + " " + flags);

@@ -55,6 +55,10 @@ struct BatchLoaderOptions {
   BatchLoaderOptions& workers(int64_t v) { workers_ = v; return *this; }
   /// Load only rank `rank`'s share of each epoch among `world` processes (see shard_order).
   BatchLoaderOptions& shard(int64_t rank, int64_t world) { rank_ = rank; world_ = world; return *this; }
+  /// Draw each epoch's indices as WeightedRandomSampler does (with replacement, as many as the set has
+  /// images, index i with probability weights[i] / sum): float64 [N], non-negative, not all 0. Undefined:
+  /// a permutation (shuffle) or the set's order.
+  BatchLoaderOptions& sample_weights(at::Tensor v) { sample_weights_ = std::move(v); return *this; }
 
   int64_t batch_size_;
   bool shuffle_ = true;
@@ -65,12 +69,20 @@ struct BatchLoaderOptions {
   int64_t workers_ = 1;
   int64_t rank_ = 0;
   int64_t world_ = 1;
+  at::Tensor sample_weights_;
 };
 
 /// Makes LibTorch ops started from the calling thread run on one thread (OpenMP's setting is per
 /// thread); other threads keep theirs. The loader's background thread calls it: its tensors are small,
 /// and parallel regions there fight the training thread for the same cores.
 void use_one_intraop_thread_here();
+
+/// One epoch's indices drawn with replacement by `weights` (WeightedRandomSampler's multinomial), from a
+/// generator seeded with derive_seed(seed, epoch, the shuffle's stream).
+at::Tensor weighted_epoch_order(const at::Tensor& weights, uint64_t seed, int64_t epoch);
+
+/// Weights that draw every class equally often: 1 / (images of the class) for each image's label.
+at::Tensor class_balanced_weights(const at::Tensor& labels, int64_t num_classes);
 
 /// The order of the indices for one epoch: a permutation drawn from a generator seeded with
 /// (seed, epoch), so epoch e is the same whether the run was resumed or not, on any thread count.

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ struct TrainingSpec {
   /// "" (every class weighs 1), "auto" (N / (K * count) from the training images, as scikit-learn's
   /// "balanced"), or one weight per class in label order ("1,2.5")
   std::string class_weights;
+  /// Draw each epoch's images so that every class comes equally often (WeightedRandomSampler with
+  /// 1 / class count, with replacement) instead of a permutation.
+  bool balanced_sampler = false;
   double clip_grad_norm = 0.0;        ///< > 0: clip_grad_norm_ to this total 2-norm before each update
   double clip_grad_value = 0.0;       ///< > 0: clip_grad_value_ to [-v, v] (after the norm, when both)
   /// What "best" means for best.pt and early stopping: the validation loss or accuracy.
@@ -67,6 +71,14 @@ struct TrainingSpec {
   /// Reads what to_json wrote; keys that are missing keep their defaults.
   static TrainingSpec from_json(const nlohmann::json& j);
 };
+
+/// The recipes --recipe names: "book" (the defaults: the book's constant-rate SGD) and "modern" (Nesterov
+/// SGD with weight decay off the 1-D parameters, a warmup then cosine, label smoothing, light mixup, a
+/// weight average, mirrored test-time augmentation; docs/recipe.md lists the values and the figures).
+/// Sets each of the recipe's settings on `t` unless `given(setting)` says the caller set it itself
+/// (setting names as in errors: "lr", "momentum", "schedule", ...). t.epochs must be final: the warmup
+/// is a tenth of the run. A SettingError for "recipe" names the recipes when `recipe` is not one.
+void apply_recipe(TrainingSpec& t, const std::string& recipe, const std::function<bool(const std::string&)>& given);
 
 /// The class weights `text` (TrainingSpec::class_weights) asks for, given the training images per
 /// class: an empty list for "", else one weight per class. A SettingError for "class_weights" when

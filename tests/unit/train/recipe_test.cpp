@@ -149,6 +149,7 @@ TEST(Recipe, EverySettingAtOnceResumesBitIdentical) {
   t.schedule.plateau_threshold = 0.5;  // almost every validation counts as a plateau
   t.label_smoothing = 0.1;
   t.class_weights = "auto";
+  t.balanced_sampler = true;
   t.clip_grad_norm = 0.5;
   t.clip_grad_value = 0.1;
   expect_resume_bit_identical(c, 25, /*fused=*/false);
@@ -358,4 +359,29 @@ TEST(Recipe, TheLearningRateFinderSweepsSuggestsAndWritesItsCurve) {
   EXPECT_LT(d.lrs.size(), 200u);
   EXPECT_LT(d.suggestion, 1e8);
   fixtures::expect_error([&] { train::LrFindOptions bad; bad.end_lr = 1e-9; u.find_lr(bad); }, {"end_lr"});
+}
+
+// --recipe modern sets its settings except those the caller gave; book changes nothing.
+TEST(Recipe, TheModernRecipeSetsWhatWasNotGiven) {
+  train::TrainingSpec t;
+  t.epochs = 30;
+  t.optimizer.lr = 0.2;
+  train::apply_recipe(t, "modern", [](const std::string& setting) { return setting == "lr"; });
+  EXPECT_EQ(t.optimizer.lr, 0.2);  // given: kept
+  EXPECT_EQ(t.optimizer.momentum, 0.9);
+  EXPECT_TRUE(t.optimizer.nesterov);
+  EXPECT_TRUE(t.optimizer.no_decay_bias_norm);
+  EXPECT_EQ(t.schedule.kind, train::ScheduleKind::kCosine);
+  EXPECT_EQ(t.schedule.warmup, 3);
+  EXPECT_EQ(t.label_smoothing, 0.1);
+  EXPECT_EQ(t.mix.mixup_alpha, 0.2);
+  EXPECT_EQ(t.ema_decay, 0.999);
+  EXPECT_EQ(t.tta, train::Tta::kFlip);
+  t.validate();
+  train::TrainingSpec book;
+  const auto before = book.to_json();
+  train::apply_recipe(book, "book", [](const std::string&) { return false; });
+  EXPECT_EQ(book.to_json(), before);
+  fixtures::expect_error([&] { train::apply_recipe(book, "fancy", [](const std::string&) { return false; }); },
+                         {"recipe", "fancy", "modern"});
 }

@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <fmt/format.h>
+#include <torch/types.h>
 #include <torch/nn/utils/clip_grad.h>
 
 #include "birdplane/nn/losses.h"

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -12,6 +11,7 @@
 #include "birdplane/check.h"
 #include "birdplane/transforms/spec.h"
 #include "common/json_fields.h"
+#include "common/number_list.h"
 
 namespace birdplane::train {
 namespace {
@@ -19,17 +19,11 @@ namespace {
 // "1,2.5": weights above 0, finite.
 std::vector<double> parse_weights(const std::string& text) {
   std::vector<double> w;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, end - start);
-    char* stop = nullptr;
-    const double v = item.empty() ? 0.0 : std::strtod(item.c_str(), &stop);
-    BIRDPLANE_CHECK_SETTING(!item.empty() && stop == item.c_str() + item.size() && std::isfinite(v) && v > 0,
-                            "class_weights", "'{}' is not a weight above 0 (in '{}'); expected auto or W1,W2,...",
-                            item, text);
+  for (const auto& item : split_list(text, ',')) {
+    double v = 0;
+    BIRDPLANE_CHECK_SETTING(parse_finite(item, v) && v > 0, "class_weights",
+                            "'{}' is not a weight above 0 (in '{}'); expected auto or W1,W2,...", item, text);
     w.push_back(v);
-    start = end + 1;
   }
   return w;
 }

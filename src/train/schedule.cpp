@@ -1,16 +1,14 @@
 #include "birdplane/train/schedule.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <cstdlib>
 
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
 #include "common/json_fields.h"
 #include "common/parse_named.h"
-#include "common/text.h"
+#include "common/number_list.h"
 
 namespace birdplane::train {
 namespace {
@@ -20,30 +18,6 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr double kPlateauEps = 1e-8;
 
 bool finite_positive(double v) { return std::isfinite(v) && v > 0; }
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> items;
-  size_t start = 0;
-  while (true) {
-    const size_t end = text.find(separator, start);
-    items.push_back(trim(text.substr(start, end == std::string::npos ? std::string::npos : end - start)));
-    if (end == std::string::npos) return items;
-    start = end + 1;
-  }
-}
-
-// A whole number or a finite decimal filling all of `text`.
-bool parse_int(const std::string& text, int64_t& v) {
-  const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-  return !text.empty() && r.ec == std::errc() && r.ptr == text.data() + text.size();
-}
-
-bool parse_double(const std::string& text, double& v) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  v = std::strtod(text.c_str(), &end);
-  return end == text.c_str() + text.size() && std::isfinite(v);
-}
 
 }  // namespace
 
@@ -216,10 +190,10 @@ ScheduleSpec ScheduleSpec::from_json(const nlohmann::json& j) {
 
 std::vector<std::pair<double, double>> parse_points(const std::string& text) {
   std::vector<std::pair<double, double>> points;
-  for (const auto& item : split(text, ',')) {
-    const auto parts = split(item, ':');
+  for (const auto& item : split_list(text, ',')) {
+    const auto parts = split_list(item, ':');
     double x = 0, y = 0;
-    BIRDPLANE_CHECK_SETTING(parts.size() == 2 && parse_double(parts[0], x) && parse_double(parts[1], y), "lr_points",
+    BIRDPLANE_CHECK_SETTING(parts.size() == 2 && parse_finite(parts[0], x) && parse_finite(parts[1], y), "lr_points",
                             "'{}' is not a point; expected FRACTION:FACTOR pairs such as 0:0.2,0.23:1,1:0.07", item);
     points.emplace_back(x, y);
   }
@@ -228,9 +202,9 @@ std::vector<std::pair<double, double>> parse_points(const std::string& text) {
 
 std::vector<int64_t> parse_milestones(const std::string& text) {
   std::vector<int64_t> out;
-  for (const auto& item : split(text, ',')) {
+  for (const auto& item : split_list(text, ',')) {
     int64_t v = 0;
-    BIRDPLANE_CHECK_SETTING(parse_int(item, v), "milestones", "'{}' is not a whole number (in '{}')", item, text);
+    BIRDPLANE_CHECK_SETTING(parse_whole(item, v), "milestones", "'{}' is not a whole number (in '{}')", item, text);
     out.push_back(v);
   }
   return out;

@@ -14,6 +14,7 @@
 #include "birdplane/train/distributed.h"
 #include "birdplane/train/trainer.h"
 #include "common/files.h"
+#include "train/model_state.h"
 
 namespace birdplane::train {
 
@@ -67,38 +68,39 @@ void Trainer::resume_from(const RunDir* dir) {
   }
   load_optimizer_state(ckpt, *optimizer_);
   start_epoch_ = saved.epoch;
+  // What else the trainer saved (schedule, best validation, early stop, weight average): a file's values,
+  // so any damage is an Error naming it.
   const auto& state = saved.trainer_state;
-  schedule_state_ = state.value("schedule", nlohmann::json::object());
-  if (state.contains("best")) {
-    const auto& best = state.at("best");
-    BIRDPLANE_CHECK(best.is_object() && best.at("epoch").is_number_integer() &&
-                        best.at("bad_validations").is_number_integer(),
-                    "checkpoint {} is damaged (its best-validation record is {})", ckpt, best.dump());
-    if (!best.at("value").is_null()) best_value_ = best.at("value").get<double>();
-    best_epoch_ = best.at("epoch").get<int64_t>();
-    bad_validations_ = best.at("bad_validations").get<int64_t>();
-  }
-  stopped_early_ = state.value("stopped_early", false);
-  if (average_) {
-    BIRDPLANE_CHECK(saved.averaged != nullptr, "checkpoint {} holds no weight average, but the run keeps one", ckpt);
-    torch::NoGradGuard no_grad;
-    auto dst = averaged_model_->named_parameters();
-    for (const auto& b : averaged_model_->named_buffers()) dst.insert(b.key(), b.value());
-    auto src = saved.averaged->named_parameters();
-    for (const auto& b : saved.averaged->named_buffers()) src.insert(b.key(), b.value());
-    for (const auto& p : dst) p.value().copy_(src[p.key()]);
-    BIRDPLANE_CHECK(state.value("averaged", nlohmann::json(0)).is_number_integer() && state.value("averaged", 0) >= 0,
-                    "checkpoint {} is damaged (its weight average count is {})", ckpt, state.value("averaged", nlohmann::json()).dump());
-    average_->set_n_averaged(state.value("averaged", int64_t{0}));
+  try {
+    BIRDPLANE_CHECK(state.is_object(), "its trainer state is {}", state.dump());
+    schedule_state_ = state.value("schedule", nlohmann::json::object());
+    if (state.contains("best")) {
+      const auto& best = state.at("best");
+      const auto& epoch = best.at("epoch");
+      const auto& bad = best.at("bad_validations");
+      BIRDPLANE_CHECK(epoch.is_number_integer() && epoch.get<int64_t>() >= 0 && epoch.get<int64_t>() <= saved.epoch &&
+                          bad.is_number_integer() && bad.get<int64_t>() >= 0,
+                      "its best-validation record is {}", best.dump());
+      if (!best.at("value").is_null()) best_value_ = best.at("value").get<double>();
+      best_epoch_ = epoch.get<int64_t>();
+      bad_validations_ = bad.get<int64_t>();
+    }
+    stopped_early_ = state.value("stopped_early", false);
+    if (average_) {
+      BIRDPLANE_CHECK(saved.averaged != nullptr, "it holds no weight average, but the run keeps one");
+      const auto& count = state.at("averaged");
+      BIRDPLANE_CHECK(count.is_number_integer() && count.get<int64_t>() >= 0, "its weight average count is {}",
+                      count.dump());
+      load_model_tensors(*averaged_model_, model_tensors(*saved.averaged));
+      average_->set_n_averaged(count.get<int64_t>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("checkpoint {} is damaged (its trainer state: {})", ckpt, e.what());
+  } catch (const Error& e) {
+    fail("checkpoint {} is damaged ({})", ckpt, e.what());
   }
   // model.pt from best.pt at the end: rank 0 reads back the best weights written before the stop.
-  if (main && spec_.training.final_best && best_epoch_ > 0) {
-    const auto best = load_checkpoint(dir->best_path());
-    std::vector<at::Tensor> weights;
-    for (const auto& p : best.model->parameters()) weights.push_back(p.detach().clone());
-    for (const auto& b : best.model->buffers()) weights.push_back(b.detach().clone());
-    best_state_ = std::move(weights);
-  }
+  if (main && spec_.training.final_best && best_epoch_ > 0) best_state_ = state_of(*load_checkpoint(dir->best_path()).model);
   if (!main) return;  // only rank 0 keeps the history
   history_ = read_metrics(dir->metrics_path());
   if (static_cast<int64_t>(history_.size()) > start_epoch_) history_.resize(start_epoch_);

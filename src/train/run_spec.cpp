@@ -44,8 +44,6 @@ void TrainingSpec::validate() const {
   schedule.validate(epochs);
   BIRDPLANE_CHECK_SETTING(std::isfinite(label_smoothing) && label_smoothing >= 0 && label_smoothing < 1,
                           "label_smoothing", "{} is not allowed; expected 0 <= label_smoothing < 1", label_smoothing);
-  BIRDPLANE_CHECK_SETTING(!loss || *loss != nn::LossKind::kMse || (label_smoothing == 0 && class_weights.empty()),
-                          "loss", "mse takes no label smoothing or class weights; use cross-entropy");
   if (!class_weights.empty() && class_weights != "auto") parse_weights(class_weights);
   BIRDPLANE_CHECK_SETTING(std::isfinite(clip_grad_norm) && clip_grad_norm >= 0, "clip_grad_norm",
                           "{} is not allowed; expected 0 (off) or a norm above 0", clip_grad_norm);
@@ -58,8 +56,10 @@ void TrainingSpec::validate() const {
   BIRDPLANE_CHECK_SETTING(std::isfinite(ema_decay) && ema_decay >= 0 && ema_decay < 1, "ema_decay",
                           "{} is not allowed; expected 0 (off) or a decay below 1, such as 0.999", ema_decay);
   mix.validate();
-  BIRDPLANE_CHECK_SETTING(!loss || *loss != nn::LossKind::kMse || !mix.enabled(), "loss",
-                          "mse takes no mixed targets (mixup, cutmix); use cross-entropy");
+  // Only an explicit loss can be mse: the one that fits a model (nn::natural_loss) is nll or cross-entropy.
+  BIRDPLANE_CHECK_SETTING(
+      !loss || *loss != nn::LossKind::kMse || (label_smoothing == 0 && class_weights.empty() && !mix.enabled()),
+      "loss", "mse takes no label smoothing, class weights or mixed targets (mixup, cutmix); use cross-entropy");
   BIRDPLANE_CHECK_SETTING(ema_every >= 1, "ema_every", "{} is not allowed; expected 1 or more steps", ema_every);
   BIRDPLANE_CHECK_SETTING(ema_warmup >= 0 && (ema_warmup < epochs || ema_decay == 0), "ema_warmup",
                           "{} is not allowed; expected 0 or more epochs, fewer than the run's {}", ema_warmup, epochs);

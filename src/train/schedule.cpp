@@ -285,9 +285,12 @@ double LrSchedule::factor_after_warmup(double base, int64_t t) const {
     }
     case ScheduleKind::kPlateau: {
       double lr = base;
+      // Once a reduction is too small to make, every later one is too (the count comes from a file:
+      // this stops after a few dozen steps whatever it says).
       for (int64_t i = 0; i < reductions_; ++i) {
         const double next = std::max(lr * spec_.plateau_factor, spec_.min_lr);
-        if (lr - next > kPlateauEps) lr = next;
+        if (lr - next <= kPlateauEps) break;
+        lr = next;
       }
       return lr;
     }

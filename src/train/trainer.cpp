@@ -19,6 +19,7 @@
 #include "birdplane/transforms/spec.h"
 #include "birdplane/train/distributed.h"
 #include "birdplane/version.h"
+#include "train/model_state.h"
 
 namespace birdplane::train {
 namespace {
@@ -77,17 +78,12 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   if (dist_) {
     // Every rank starts from rank 0's weights (and buffers), as DistributedDataParallel's constructor does.
     torch::NoGradGuard no_grad;
-    std::vector<at::Tensor> state;
-    for (const auto& p : model_->parameters()) state.push_back(p);
-    for (const auto& b : model_->buffers()) state.push_back(b);
+    auto state = model_tensors(*model_);
     dist_->broadcast(state);
     reducer_ = dist_->make_reducer(model_->parameters());
   }
   StepSetup setup;
   setup.loss = model_config_.loss;
-  BIRDPLANE_CHECK_SETTING(
-      setup.loss != nn::LossKind::kMse || (t.label_smoothing == 0 && t.class_weights.empty() && !t.mix.enabled()),
-      "loss", "mse takes no label smoothing, class weights or mixed targets (mixup, cutmix); use cross-entropy");
   setup.loss_options.label_smoothing = t.label_smoothing;
   if (!t.class_weights.empty()) {
     const auto counts = torch::bincount(train_set.labels().to(torch::kInt64), {}, train_set.num_classes());
@@ -106,14 +102,9 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
     averaged_model_ = nn::make_model(model_->spec());
     averaged_model_->to(device_);
     averaged_model_->eval();
-    torch::NoGradGuard no_grad;
-    const auto start = state_of(*model_);
-    std::vector<at::Tensor> targets;
-    for (const auto& p : averaged_model_->parameters()) targets.push_back(p);
-    for (const auto& b : averaged_model_->buffers()) targets.push_back(b);
-    for (size_t i = 0; i < targets.size(); ++i) targets[i].copy_(start[i]);  // AveragedModel's deepcopy
+    load_model_tensors(*averaged_model_, model_tensors(*model_));  // AveragedModel's deepcopy
     for (auto& p : averaged_model_->parameters()) p.set_requires_grad(false);
-    average_ = std::make_unique<WeightAverage>(targets, t.ema_decay);
+    average_ = std::make_unique<WeightAverage>(model_tensors(*averaged_model_), t.ema_decay);
   }
 }
 
@@ -280,8 +271,7 @@ LrFindResult Trainer::find_lr(const LrFindOptions& options, TrainObserver* obser
 
 std::vector<at::Tensor> Trainer::state_of(const nn::Classifier& model) {
   std::vector<at::Tensor> state;
-  for (const auto& p : model.parameters()) state.push_back(p.detach().clone());
-  for (const auto& b : model.buffers()) state.push_back(b.detach().clone());
+  for (const auto& t : model_tensors(model)) state.push_back(t.detach().clone());
   return state;
 }
 
@@ -329,7 +319,13 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
   data::BatchLoader& loader = *loader_ptr;
   const int64_t steps = loader.batches_per_epoch();
   LrSchedule schedule(t.schedule, t.epochs, steps);
-  schedule.load_state(schedule_state_);
+  try {
+    schedule.load_state(schedule_state_);  // from the checkpoint on resume
+  } catch (const nlohmann::json::exception& e) {
+    fail("{} is damaged (its learning-rate schedule state: {})", ckpt.empty() ? "the checkpoint" : ckpt, e.what());
+  } catch (const Error& e) {
+    fail("{} is damaged ({})", ckpt.empty() ? "the checkpoint" : ckpt, e.what());
+  }
   std::vector<double> rates = base_lrs_, applied;
   Timer run_timer;
   model_->train();
@@ -370,10 +366,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
         loss_meter.add(loss_value, b);
         seen += b;
         if (average_ && batch->index % t.ema_every == 0) {
-          std::vector<at::Tensor> current;
-          for (const auto& p : model_->parameters()) current.push_back(p);
-          for (const auto& bf : model_->buffers()) current.push_back(bf);
-          average_->update(current);
+          average_->update(model_tensors(*model_));
           if (epoch < t.ema_warmup) average_->restart();  // torchvision's reference: no average yet
         }
         StepProgress progress;
@@ -430,17 +423,10 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
       if (!main) best_state_ = state_of(*model_);
       dist_->broadcast(best_state_);
     }
-    torch::NoGradGuard no_grad;
-    size_t i = 0;
-    for (auto& p : model_->parameters()) p.copy_(best_state_[i++]);
-    for (auto& b : model_->buffers()) b.copy_(best_state_[i++]);
+    load_model_tensors(*model_, best_state_);
   } else if (averaged_model_) {
     // The run's model is the weight average: the final figures and model.pt are the average's.
-    torch::NoGradGuard no_grad;
-    const auto average = state_of(*averaged_model_);
-    size_t i = 0;
-    for (auto& p : model_->parameters()) p.copy_(average[i++]);
-    for (auto& b : model_->buffers()) b.copy_(average[i++]);
+    load_model_tensors(*model_, model_tensors(*averaged_model_));
   }
   const int64_t model_epoch = from_best ? best_epoch_ : static_cast<int64_t>(history_.size());
   result.stopped_early = stopped_early_;

@@ -200,3 +200,18 @@ TEST(Schedule, BadSettingsNameTheSetting) {
   s.plateau_patience = -1;
   expect_error([&] { s.validate(10); }, {"plateau_patience", "-1"});
 }
+
+// A plateau state read back from a checkpoint is a file's value: a huge reduction count ends at the
+// floor at once, and a damaged state is an Error.
+TEST(Schedule, ASavedPlateauStateIsNotTrusted) {
+  ScheduleSpec s;
+  s.kind = ScheduleKind::kPlateau;
+  s.min_lr = 0.001;
+  LrSchedule a(s, 10, 1);
+  a.load_state({{"best", 0.5}, {"bad_epochs", 0}, {"cooldown_left", 0}, {"reductions", int64_t{1} << 60}});
+  EXPECT_NEAR(a.rate(0.1, 0, 0), 0.001, 1e-12);  // reduced to the floor; 2^60 steps would never end
+  fixtures::expect_error([&] { a.load_state({{"bad_epochs", -1}, {"cooldown_left", 0}, {"reductions", 0}}); },
+                         {"negative"});
+  fixtures::expect_error([&] { a.load_state({{"bad_epochs", 1.5}, {"cooldown_left", 0}, {"reductions", 0}}); },
+                         {"bad_epochs"});
+}

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
@@ -326,7 +327,9 @@ TEST(Recipe, TheLearningRateFinderSweepsSuggestsAndWritesItsCurve) {
   ASSERT_FALSE(r.lrs.empty());
   EXPECT_DOUBLE_EQ(r.lrs.front(), 1e-4);
   for (size_t i = 1; i < r.lrs.size(); ++i) EXPECT_NEAR(r.lrs[i] / r.lrs[i - 1], std::pow(1e4, 1.0 / 29), 1e-9);
-  if (!r.diverged) EXPECT_NEAR(r.lrs.back(), 1.0, 1e-9);
+  if (!r.diverged) {
+    EXPECT_NEAR(r.lrs.back(), 1.0, 1e-9);
+  }
   // The smoothed loss is fastai's debiased moving average of the losses.
   double avg = 0;
   for (size_t i = 0; i < r.losses.size(); ++i) {
@@ -384,4 +387,54 @@ TEST(Recipe, TheModernRecipeSetsWhatWasNotGiven) {
   EXPECT_EQ(book.to_json(), before);
   fixtures::expect_error([&] { train::apply_recipe(book, "fancy", [](const std::string&) { return false; }); },
                          {"recipe", "fancy", "modern"});
+}
+
+// What a checkpoint says about the trainer (best validation, the weight average's count, the plateau
+// state) is read as a file's values: damage is an Error naming the checkpoint, at resume or before the
+// first epoch.
+TEST(Recipe, ADamagedTrainerStateNamesTheCheckpoint) {
+  auto [train_set, val_set] = three_class_sets();
+  fixtures::TempDir tmp;
+  auto c = small_mlp(3);
+  c.training.ema_decay = 0.5;
+  c.training.schedule.kind = train::ScheduleKind::kPlateau;
+  {
+    train::Trainer t(c, train_set, val_set, kMean, kStd);
+    auto dir = train::RunDir::create(tmp / "r");
+    dir.write_config(t.run_record());
+    t.run(dir);
+  }
+  const std::string ckpt = tmp / "r/checkpoint.pt";
+  const auto saved = train::load_checkpoint(ckpt);
+  ASSERT_TRUE(saved.averaged);
+  const auto good = saved.trainer_state;
+  auto damaged = [&](const std::function<void(nlohmann::json&)>& edit) {
+    auto state = good;
+    edit(state);
+    auto optimizer = train::make_optimizer(c.training.optimizer, saved.model->parameters());
+    train::save_checkpoint(ckpt, saved.config, *saved.model, optimizer.get(), saved.epoch, saved.run_config, state,
+                           saved.averaged.get());
+    train::Trainer t(c, train_set, val_set, kMean, kStd);
+    auto dir = train::RunDir::open(tmp / "r");
+    t.resume_from(dir);
+    t.run(dir);
+  };
+  EXPECT_EQ(fixtures::message_of([&] { damaged([](nlohmann::json&) {}); }), "(no error)");  // as saved: resumes
+  const std::vector<std::function<void(nlohmann::json&)>> edits = {
+      [](nlohmann::json& s) { s["best"]["epoch"] = -3; },
+      [](nlohmann::json& s) { s["best"]["epoch"] = 99; },
+      [](nlohmann::json& s) { s["best"] = 5; },
+      [](nlohmann::json& s) { s["best"]["value"] = "low"; },
+      [](nlohmann::json& s) { s["averaged"] = "x"; },
+      [](nlohmann::json& s) { s["averaged"] = -1; },
+      [](nlohmann::json& s) { s.erase("averaged"); },
+      [](nlohmann::json& s) { s["schedule"]["bad_epochs"] = 1.5; },
+      [](nlohmann::json& s) { s["schedule"]["reductions"] = -2; },
+      [](nlohmann::json& s) { s = nlohmann::json::array({1}); },
+  };
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const auto message = fixtures::message_of([&] { damaged(edits[i]); });
+    EXPECT_NE(message.find(ckpt), std::string::npos) << "edit " << i << ": " << message;
+    EXPECT_NE(message.find("damaged"), std::string::npos) << "edit " << i << ": " << message;
+  }
 }

@@ -3,7 +3,8 @@
 //   epoch DATA_DIR MODEL N [SPEC] [--all-classes]  N epochs of MODEL on cifar2 (batch 64, SGD
 //                            lr 1e-2), with the --augment SPEC when given, or on all ten classes
 //                            with --all-classes; seconds per epoch. --step and --precision as in
-//                            `birdplane train` (defaults auto and fp32)
+//                            `birdplane train` (defaults auto and fp32); --recipe modern (the settings
+//                            of `train --recipe modern`) and --clip-grad-norm X as in `birdplane train`
 //   --kernels blas (any mode): the fused fp32 step without birdplane's own kernels (BIRDPLANE_KERNELS=blas)
 //   step MODEL N [--step S] [--precision P]  the training step alone on one fixed batch of 64 (any
 //                            preset; the fused step applies to MLPs, net and net-width): seconds
@@ -143,6 +144,8 @@ struct Flags {
   bool all_classes = false;
   train::StepKind step = train::StepKind::kAuto;
   train::Precision precision = train::Precision::kFp32;
+  std::string recipe = "book";  ///< epoch: --recipe modern (train::apply_recipe)
+  double clip_grad_norm = 0.0;   ///< epoch: --clip-grad-norm X
 };
 
 nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int64_t epochs,
@@ -158,6 +161,8 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   c.training.augment = augment;
   c.training.step = flags.step;
   c.training.precision = flags.precision;
+  train::apply_recipe(c.training, flags.recipe, [](const std::string&) { return false; });
+  c.training.clip_grad_norm = flags.clip_grad_norm;
   auto tmp = std::filesystem::temp_directory_path() / ("birdplane-bench-" + std::to_string(::getpid()));
   train::Trainer trainer(c, train_set, val_set, stats.mean, stats.std);
   const bool fused = trainer.fused(), own_kernels = trainer.input_layer_kernels();
@@ -170,7 +175,8 @@ nlohmann::json bench_epoch(const std::string& dir, const std::string& model, int
   std::vector<double> secs;
   for (const auto& m : r.history) secs.push_back(m.seconds);
   return {{"mode", "epoch"}, {"model", model}, {"augment", augment}, {"classes", train_set.num_classes()},
-          {"step", fused ? "fused" : "autograd"}, {"precision", train::to_string(flags.precision)}, {"own_kernels", own_kernels},
+          {"step", fused ? "fused" : "autograd"}, {"recipe", flags.recipe},
+          {"clip_grad_norm", flags.clip_grad_norm}, {"precision", train::to_string(flags.precision)}, {"own_kernels", own_kernels},
           {"images", train_set.images().size(0)}, {"epoch_seconds", secs},
           {"final_train_loss", r.history.back().train_loss}};
 }
@@ -542,6 +548,8 @@ int main(int argc, char** argv) {
       if (a == "--all-classes") flags.all_classes = true;
       else if (a == "--step" && i + 1 < argc) flags.step = train::parse_step(argv[++i]);
       else if (a == "--precision" && i + 1 < argc) flags.precision = train::parse_precision(argv[++i]);
+      else if (a == "--recipe" && i + 1 < argc) flags.recipe = argv[++i];
+      else if (a == "--clip-grad-norm" && i + 1 < argc) flags.clip_grad_norm = std::stod(argv[++i]);
       else if (a == "--kernels" && i + 1 < argc) setenv("BIRDPLANE_KERNELS", argv[++i], 1);  // blas: no own kernels
       else pos.emplace_back(a);
     }
@@ -572,7 +580,7 @@ int main(int argc, char** argv) {
       j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else {
       std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
-                   " [--step auto|fused|autograd] [--precision fp32|bf16] | step MODEL N [--step ...] [--precision ...]"
+                   " [--step auto|fused|autograd] [--precision fp32|bf16] [--recipe book|modern] [--clip-grad-norm X] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
                    " | decode TREE SIZE N | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)\n";

@@ -33,7 +33,7 @@ SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cp
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
-        "netwidth", "netall", "folder", "dist")
+        "netwidth", "netall", "folder", "dist", "recipe")
 # (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
 # (0: their own 32x32; the 224x224 tree is resized to 64x64 as torchvision's Resize(64)).
 FOLDER_TREES = (("png32", 0), ("jpeg32", 0), ("jpeg224", 64))
@@ -242,6 +242,18 @@ def main():
             compare([(f"({letter}) epoch {model}{', all CIFAR-10' if extra_py else ''}, batch 64", pick)],
                     epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline"), extra_cpp=extra_cpp,
                                 extra_py=extra_py, dims=MODEL_DIMS["book-small"]))
+
+    # (n) net on cifar2 with every setting of `train --recipe modern` on (Nesterov SGD, weight decay off
+    # the 1-D parameters, warmup + cosine, label smoothing, mixup, the weight average; test-time
+    # augmentation only validates, which neither side times) and a gradient-norm clip, against the tuned
+    # PyTorch loop running the same recipe (python/recipe_epoch.py). "cpp" is birdplane's default step
+    # (the fused one where it applies), "cpp_autograd" autograd.
+    if wanted("recipe"):
+        clip = "1.0"
+        cpp = [bench, "epoch", args.data, "net", str(args.epochs), "--recipe", "modern", "--clip-grad-norm", clip]
+        compare([("(n) epoch net, modern recipe + clip, batch 64", epoch_pick)],
+                [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None),
+                 ("tuned", py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip), PY)])
 
     if wanted("augepoch"):
         compare([("(d) epoch book-small + crop,flip", epoch_pick)],

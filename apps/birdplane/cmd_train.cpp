@@ -353,10 +353,10 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
       ->transform(choices(train::kPrecisions))
       ->default_str(train::to_string(t.precision));
   cmd->add_option("--step", t.step,
-                  "auto, fused (backward written out, SGD update in place; MLPs, and net or net-width in "
-                  "fp32 with AVX-512; CPU, plain SGD, nll or cross-entropy, no label smoothing, class weights, "
-                  "clipping or head multiplier) or autograd (backward() then "
-                  "optimizer step); auto: fused where it applies")
+                  "auto, fused (backward written out by hand, on the CPU with nll or cross-entropy: the MLPs "
+                  "with plain SGD, updated in place; net and net-width in fp32 with AVX-512, with any "
+                  "optimizer, schedule, smoothing, mixing or clipping, but no class weights) or autograd "
+                  "(backward() then optimizer step); auto: fused where it applies")
       ->transform(choices(train::kStepKinds))
       ->default_str(train::to_string(t.step));
   cmd->add_flag("--no-download", o->no_download, "Fail instead of downloading CIFAR-10 when it is missing");

@@ -51,7 +51,7 @@ namespace birdplane::nn {
 std::string ConvNet::fused_step_unsupported(const train::StepSetup& setup) const {
   if (kind() != ConvNetKind::kNet && kind() != ConvNetKind::kWidth)
     return fmt::format("it implements MLPs, net and net-width only, not {}", spec().name);
-  std::string why = train::plain_sgd_unsupported(setup, ends_in_log_softmax());
+  std::string why = train::fused_gradients_unsupported(setup, ends_in_log_softmax());
   if (why.empty()) why = train::fused_convnet_unsupported(*this, setup.precision == train::Precision::kBf16);
   return why;
 }
@@ -59,14 +59,18 @@ std::string ConvNet::fused_step_unsupported(const train::StepSetup& setup) const
 std::unique_ptr<train::FusedStep> ConvNet::make_fused_step(const train::StepSetup& setup) {
   const std::string why = fused_step_unsupported(setup);
   BIRDPLANE_CHECK(why.empty(), "the fused step cannot train {}: {}", spec().name, why);
-  return std::make_unique<train::FusedConvNetStep>(*this, setup.optimizer.lr);
+  // Anything but plain SGD: the step writes the gradients and the optimizer updates (make_step).
+  const bool write_gradients = !train::plain_sgd_unsupported(setup, ends_in_log_softmax()).empty();
+  return std::make_unique<train::FusedConvNetStep>(*this, setup.optimizer.lr, setup.loss_options.label_smoothing,
+                                                   write_gradients);
 }
 
 }  // namespace birdplane::nn
 
 namespace birdplane::train {
 
-FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr) : FusedStep(lr) {
+FusedConvNetStep::FusedConvNetStep(nn::ConvNet& model, double lr, double label_smoothing, bool write_gradients)
+    : FusedStep(lr), label_smoothing_(label_smoothing), write_gradients_(write_gradients) {
   const auto params = model.named_parameters();
   conv1_w_ = parameter(params, "conv1.weight");
   conv1_b_ = parameter(params, "conv1.bias");
@@ -133,7 +137,7 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   const auto hidden = at::addmm(fc1_b_, flat, fc1_w_.t()).tanh_();
   const auto logits = at::addmm(fc2_b_, hidden, fc2_w_.t());
   Result r;
-  const auto g = softmax_loss_grad(logits.contiguous(), y, r);
+  const auto g = softmax_loss_grad(logits.contiguous(), y, r, label_smoothing_);
 
   // Backward, every gradient from the weights before their update.
   const auto d_hidden = at::tanh_backward(at::mm(g, fc2_w_), hidden);
@@ -156,6 +160,17 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   kernels::conv3x3_pool_weight_grad(xp.data_ptr<float>(), s1, g1, where1.data_ptr<uint8_t>(), dw1.data_ptr<float>(),
                                     db1.data_ptr<float>());
 
+  if (write_gradients_) {  // for the optimizer: each gradient in its parameter's layout
+    fc2_w_.mutable_grad() = at::mm(g.t(), hidden);
+    fc2_b_.mutable_grad() = g.sum(0);
+    fc1_w_.mutable_grad() = at::mm(d_hidden.t(), flat);
+    fc1_b_.mutable_grad() = d_hidden.sum(0);
+    conv2_w_.mutable_grad() = unpack_grad(dw2, c1).contiguous();
+    conv2_b_.mutable_grad() = db2;
+    conv1_w_.mutable_grad() = unpack_grad(dw1, c0).contiguous();
+    conv1_b_.mutable_grad() = db1;
+    return r;
+  }
   // Plain SGD in place; the linear layers' weights take their update straight from the product.
   fc2_w_.addmm_(g.t(), hidden, 1.0, -lr_);
   fc2_b_.sub_(g.sum(0), lr_);

@@ -1,6 +1,9 @@
-// The fused training step for the chapter's `net` and `net-width` (plain SGD, float32, CPU with
-// AVX-512): conv 3x3 -> 2x2 max pool -> tanh, twice, then fc1 -> tanh -> fc2, with the backward pass
-// written out by hand and every parameter updated in place.
+// The fused training step for the chapter's `net` and `net-width` (float32, CPU with AVX-512):
+// conv 3x3 -> 2x2 max pool -> tanh, twice, then fc1 -> tanh -> fc2, with the backward pass written out
+// by hand. With plain SGD every parameter is updated in place; with anything else (momentum, Nesterov,
+// weight decay, Adam, AdamW, parameter groups, gradient clipping) the step writes each parameter's
+// gradient and train/step.cpp's make_step lets the optimizer apply them. The loss gradient takes class
+// labels or mixed targets (mixup, cutmix), with or without label smoothing.
 //
 // The convolutions run on train/conv_kernels.h, fused with their pooling: only the convolution
 // outputs the pooling keeps are ever stored, and their gradients skip the three quarters of the
@@ -19,13 +22,14 @@
 namespace birdplane::train {
 
 /// Why the fused step cannot train this convnet, or "": net and net-width only, float32, AVX-512 (and
-/// BIRDPLANE_KERNELS not set to blas).
+/// BIRDPLANE_KERNELS not set to blas). The setup's own limits: fused_gradients_unsupported.
 std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16);
 
 class FusedConvNetStep : public FusedStep {
  public:
-  /// Updates `model`'s conv1, conv2, fc1 and fc2 parameters in place.
-  FusedConvNetStep(nn::ConvNet& model, double lr);
+  /// Trains `model`'s conv1, conv2, fc1 and fc2 parameters: updated in place by SGD at `lr`, or, with
+  /// `write_gradients`, left as they are with each one's gradient set (for an optimizer to apply).
+  FusedConvNetStep(nn::ConvNet& model, double lr, double label_smoothing = 0.0, bool write_gradients = false);
   Result step(const at::Tensor& x, const at::Tensor& y) override;
   bool own_kernels() const override { return true; }
 
@@ -35,6 +39,8 @@ class FusedConvNetStep : public FusedStep {
   at::Tensor buffer(size_t slot, at::IntArrayRef shape, at::ScalarType dtype, bool zeroed);
 
   at::Tensor conv1_w_, conv1_b_, conv2_w_, conv2_b_, fc1_w_, fc1_b_, fc2_w_, fc2_b_;
+  double label_smoothing_;
+  bool write_gradients_;
   std::vector<at::Tensor> buffers_;
 };
 

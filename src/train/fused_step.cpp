@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include <ATen/Parallel.h>
 #include <fmt/format.h>
@@ -55,13 +56,21 @@ void update_and_cast(at::Tensor& w, const at::Tensor& g, double lr, at::Tensor& 
 
 }  // namespace
 
-at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r) {
+at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r,
+                             double label_smoothing) {
   const int64_t batch = z.size(0), classes = z.size(1);
-  auto labels = y.to(at::kLong).contiguous();
-  const int64_t* label = labels.data_ptr<int64_t>();
+  const bool soft = y.dim() == 2;
+  BIRDPLANE_CHECK(!soft || (y.size(0) == batch && y.size(1) == classes),
+                  "target probabilities [{}, {}] for logits [{}, {}]", y.size(0), y.size(1), batch, classes);
+  const auto labels = soft ? at::Tensor() : y.to(at::kLong).contiguous();
+  const auto probs = soft ? y.to(at::kFloat).contiguous() : at::Tensor();
+  const int64_t* label = soft ? nullptr : labels.data_ptr<int64_t>();
+  const float* prob = soft ? probs.data_ptr<float>() : nullptr;
+  const double keep = 1.0 - label_smoothing, spread = label_smoothing / static_cast<double>(classes);
   auto g = at::empty_like(z);
   const float* zp = z.data_ptr<float>();
   float* gp = g.data_ptr<float>();
+  std::vector<double> e(static_cast<size_t>(classes));
   double total = 0;
   for (int64_t i = 0; i < batch; ++i) {
     const float* row = zp + i * classes;
@@ -71,14 +80,27 @@ at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep
       if (row[k] > row[best]) best = k;
     const float top = row[best];
     double sum = 0;
-    for (int64_t k = 0; k < classes; ++k) sum += std::exp(static_cast<double>(row[k] - top));
-    const int64_t t = label[i];
-    BIRDPLANE_CHECK(t >= 0 && t < classes, "label {} is out of range for {} classes", t, classes);
-    total += std::log(sum) - static_cast<double>(row[t] - top);
-    r.correct += best == t;
-    for (int64_t k = 0; k < classes; ++k)
-      grow[k] = static_cast<float>((std::exp(static_cast<double>(row[k] - top)) / sum - (k == t ? 1.0 : 0.0)) /
-                                   static_cast<double>(batch));
+    for (int64_t k = 0; k < classes; ++k) sum += e[k] = std::exp(static_cast<double>(row[k] - top));
+    const double log_sum = std::log(sum);
+    // The target of each class: one-hot of the label or the given probabilities, then smoothed.
+    auto target = [&](int64_t k) {
+      const double t = soft ? static_cast<double>(prob[i * classes + k]) : (k == label[i] ? 1.0 : 0.0);
+      return t * keep + spread;
+    };
+    int64_t truth = 0;
+    if (soft) {
+      for (int64_t k = 1; k < classes; ++k)
+        if (prob[i * classes + k] > prob[i * classes + truth]) truth = k;
+    } else {
+      truth = label[i];
+      BIRDPLANE_CHECK(truth >= 0 && truth < classes, "label {} is out of range for {} classes", truth, classes);
+    }
+    r.correct += best == truth;
+    for (int64_t k = 0; k < classes; ++k) {
+      const double q = target(k);
+      if (q != 0.0) total -= q * (static_cast<double>(row[k] - top) - log_sum);
+      grow[k] = static_cast<float>((e[k] / sum - q) / static_cast<double>(batch));
+    }
   }
   r.loss = total / static_cast<double>(batch);
   return g;
@@ -93,6 +115,17 @@ StepResult FusedStep::run(const at::Tensor& x, const at::Tensor& y, bool stop) {
 void FusedStep::set_lrs(const std::vector<double>& rates) {
   BIRDPLANE_CHECK(rates.size() == 1, "a fused step has one learning rate, got {}", rates.size());
   lr_ = rates[0];
+}
+
+std::string fused_gradients_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {
+  if (!setup.device.is_cpu()) return "it runs on the CPU only";
+  if (setup.loss_options.class_weights.defined()) return "its loss gradient has no class weights";
+  const auto loss = setup.loss;
+  const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
+                    (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
+  if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
+                                nn::to_string(loss));
+  return "";
 }
 
 std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {

@@ -30,10 +30,19 @@ std::string fused_step_unsupported(const nn::Classifier& model, nn::LossKind los
 /// The model's fused step for plain SGD at `lr` (an Error where it does not apply).
 std::unique_ptr<FusedStep> make_fused_step(nn::Classifier& model, double lr, bool bf16);
 
-/// For logits z [B, K] (float32, contiguous) and labels y [B]: sets r to the mean negative
-/// log-likelihood of log_softmax(z) and the count of rows whose largest logit (the first, on ties)
-/// is the label, and returns d(mean loss)/dz = (softmax(z) - onehot(y)) / B.
-at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r);
+/// Why no fused step that writes gradients (for the optimizer to apply) can train with `setup`, or "":
+/// the CPU, nll after LogSoftmax or cross-entropy on logits, no class weights. Any optimizer, parameter
+/// groups, label smoothing, mixed targets and clipping are fine. make_step then hands the update to the
+/// optimizer when plain_sgd_unsupported(setup) is not "" (train/step.cpp).
+std::string fused_gradients_unsupported(const StepSetup& setup, bool ends_in_log_softmax);
+
+/// For logits z [B, K] (float32, contiguous) and targets y, int64 labels [B] or probabilities [B, K]:
+/// with q the targets as probabilities, smoothed as F.cross_entropy's label_smoothing does
+/// (q (1 - s) + s / K), sets r to the mean cross-entropy -sum q log_softmax(z) and the count of rows
+/// whose largest logit (the first, on ties) is the label (for probabilities: their largest), and
+/// returns d(mean loss)/dz = (softmax(z) - q) / B.
+at::Tensor softmax_loss_grad(const at::Tensor& z, const at::Tensor& y, FusedStep::Result& r,
+                             double label_smoothing = 0.0);
 
 /// The step itself. Holds references to the model's parameters and updates them in place.
 class FusedMlpStep : public FusedStep {

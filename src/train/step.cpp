@@ -13,6 +13,13 @@
 namespace birdplane::train {
 namespace {
 
+void set_group_lrs(torch::optim::Optimizer& optimizer, const std::vector<double>& rates) {
+  auto& groups = optimizer.param_groups();
+  BIRDPLANE_CHECK(rates.size() == groups.size(), "{} learning rates for {} parameter groups", rates.size(),
+                  groups.size());
+  for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(rates[i]);
+}
+
 class AutogradStep : public Step {
  public:
   AutogradStep(nn::Classifier& model, const StepSetup& setup, torch::optim::Optimizer& optimizer,
@@ -55,18 +62,43 @@ class AutogradStep : public Step {
     return r;
   }
   bool fused() const override { return false; }
-  void set_lrs(const std::vector<double>& rates) override {
-    auto& groups = optimizer_.param_groups();
-    BIRDPLANE_CHECK(rates.size() == groups.size(), "{} learning rates for {} parameter groups", rates.size(),
-                    groups.size());
-    for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(rates[i]);
-  }
+  void set_lrs(const std::vector<double>& rates) override { set_group_lrs(optimizer_, rates); }
 
  private:
   nn::Classifier& model_;
   StepSetup setup_;
   torch::optim::Optimizer& optimizer_;
   GradientReducer* reducer_;
+  std::vector<at::Tensor> params_;
+};
+
+// A fused step that writes the gradients (a model's fused step for a setup beyond plain SGD), then
+// clipping and the optimizer, as the autograd step applies them.
+class FusedGradientStep : public Step {
+ public:
+  FusedGradientStep(std::unique_ptr<FusedStep> fused, nn::Classifier& model, const StepSetup& setup,
+                    torch::optim::Optimizer& optimizer)
+      : fused_(std::move(fused)), setup_(setup), optimizer_(optimizer), params_(model.parameters()) {}
+
+  StepResult run(const at::Tensor& x, const at::Tensor& y, bool stop) override {
+    if (stop) return {0, 0, 0, true};
+    for (auto& p : params_) p.mutable_grad() = at::Tensor();
+    const auto r = fused_->step(x, y);
+    if (std::isfinite(r.loss)) {
+      if (setup_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, setup_.clip_grad_norm);
+      if (setup_.clip_grad_value > 0) torch::nn::utils::clip_grad_value_(params_, setup_.clip_grad_value);
+      optimizer_.step();
+    }
+    return {r.loss, r.correct, x.size(0), false};
+  }
+  bool fused() const override { return true; }
+  bool own_kernels() const override { return fused_->own_kernels(); }
+  void set_lrs(const std::vector<double>& rates) override { set_group_lrs(optimizer_, rates); }
+
+ private:
+  std::unique_ptr<FusedStep> fused_;
+  StepSetup setup_;
+  torch::optim::Optimizer& optimizer_;
   std::vector<at::Tensor> params_;
 };
 
@@ -82,9 +114,15 @@ std::unique_ptr<Step> make_step(nn::Classifier& model, const StepSetup& setup, S
             "updates each weight where its gradient is computed";
       note = "the fused step stepped aside: " + why;
     }
+    if (!why.empty() && note.empty()) note = "the fused step stepped aside: " + why;  // config.json's step_note
     BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step",
                             "fused: this run cannot use the fused step: {}; use auto or autograd", why);
-    if (why.empty()) return model.make_fused_step(setup);
+    if (why.empty()) {
+      auto fused = model.make_fused_step(setup);
+      // Beyond plain SGD the model's fused step writes gradients (fused_gradients_unsupported).
+      if (plain_sgd_unsupported(setup, model.ends_in_log_softmax()).empty()) return fused;
+      return std::make_unique<FusedGradientStep>(std::move(fused), model, setup, optimizer);
+    }
   }
   return std::make_unique<AutogradStep>(model, setup, optimizer, reducer);
 }

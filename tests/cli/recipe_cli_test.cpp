@@ -114,7 +114,8 @@ TEST(CliRecipe, EarlyStoppingTheAverageAndTheBestModel) {
   const auto config = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/m/config.json"));
   EXPECT_EQ(config["run"]["training"]["mix"]["cutmix_alpha"], 1.0);
   EXPECT_EQ(config["run"]["training"]["tta"], "flip");
-  EXPECT_EQ(config["step_used"], "autograd");  // mixed targets: the fused step stepped aside
+  EXPECT_EQ(config["step_used"], "autograd");  // the MLPs' fused step takes no mixed targets
+  EXPECT_TRUE(contains(config["step_note"].get<std::string>(), "mixed targets")) << config["step_note"];
   // eval reads the augmentation from the model; --tta overrides it.
   auto with = run_birdplane("eval --checkpoint " + (t / "runs/m/model.pt") + " --data-dir " + t.path() +
                             " --no-download --json");

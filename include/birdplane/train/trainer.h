@@ -151,7 +151,8 @@ class Trainer {
 
   /// Whether the steps run fused (TrainingSpec::step) rather than through autograd.
   bool fused() const { return step_->fused(); }
-  /// Why the fused step stepped aside in a run it otherwise fits (a distributed run), or "".
+  /// Why the fused step stepped aside (a model without one, a setting it does not take, a distributed
+  /// run), or "" (it runs, or autograd was asked for).
   const std::string& step_note() const { return step_note_; }
   /// Whether the fused step runs its input layer on birdplane's AVX-512 kernels.
   bool input_layer_kernels() const { return step_->own_kernels(); }

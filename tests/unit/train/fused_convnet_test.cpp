@@ -4,6 +4,7 @@
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/train/optim.h"
+#include "birdplane/train/step.h"
 #include "train/conv_kernels.h"
 #include "train/fused_convnet.h"
 #include "train/linear_kernels.h"
@@ -82,6 +83,90 @@ TEST(FusedConvNet, MatchesAutogradAndSgdStepForStep) {
   }
 }
 
+// The modern recipe's step: Nesterov SGD with weight decay off the biases in its own parameter group,
+// a head learning-rate multiplier, label smoothing, mixed (soft) targets and a gradient-norm clip.
+// make_step gives the fused step (writing gradients, the optimizer updating) and the autograd step;
+// they must agree step for step, as the plain fused step agrees with plain SGD. Then AdamW.
+TEST(FusedConvNet, TheRecipesStepMatchesTheAutogradStep) {
+  if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512; the fused convnet step steps aside";
+  for (const auto kind : {train::OptimizerKind::kSgd, train::OptimizerKind::kAdamW}) {
+    nn::ModelSpec spec;
+    spec.name = "net-width";
+    spec.channels = 8;
+    spec.num_classes = 3;
+    train::StepSetup setup;
+    setup.optimizer.kind = kind;
+    setup.optimizer.lr = kind == train::OptimizerKind::kSgd ? 0.05 : 0.003;
+    setup.optimizer.momentum = 0.9;
+    setup.optimizer.nesterov = kind == train::OptimizerKind::kSgd;
+    setup.optimizer.weight_decay = kind == train::OptimizerKind::kSgd ? 5e-4 : 0.05;
+    setup.optimizer.no_decay_bias_norm = true;
+    setup.optimizer.head_lr_multiplier = 2.0;
+    setup.loss_options.label_smoothing = 0.1;
+    setup.soft_targets = true;
+    setup.clip_grad_norm = 0.5;  // small enough to clip most steps
+    const std::string what = kind == train::OptimizerKind::kSgd ? "nesterov sgd" : "adamw";
+    auto reference = make_convnet(spec, 3), fused_model = make_convnet(spec, 3);
+    auto optimizer_for = [&](nn::ConvNet& m) {
+      std::vector<std::pair<std::string, at::Tensor>> named;
+      for (const auto& p : m.named_parameters()) named.emplace_back(p.key(), p.value());
+      const auto groups = train::parameter_groups(setup.optimizer, named);
+      EXPECT_EQ(groups.size(), 4u) << what;  // body, its biases, head, its bias
+      return train::make_optimizer(setup.optimizer, groups);
+    };
+    auto ref_optimizer = optimizer_for(*reference), fused_optimizer = optimizer_for(*fused_model);
+    std::string note;
+    auto ref_step = train::make_step(*reference, setup, train::StepKind::kAutograd, *ref_optimizer, nullptr, note);
+    auto fused_step = train::make_step(*fused_model, setup, train::StepKind::kFused, *fused_optimizer, nullptr, note);
+    ASSERT_TRUE(fused_step->fused()) << what;
+    ASSERT_FALSE(ref_step->fused()) << what;
+    for (int i = 0; i < 6; ++i) {
+      const auto x = torch::randn({16, 3, 32, 32});
+      // Soft targets as mixup makes them: lambda on the labels, 1 - lambda on the rolled labels.
+      const auto hard = torch::one_hot(torch::randint(0, 3, {16}, torch::kInt64), 3).to(torch::kFloat);
+      const double lambda = 0.3 + 0.1 * i;
+      const auto y = hard * lambda + hard.roll(1, 0) * (1 - lambda);
+      if (i == 3) {  // the schedule changes the rates of every group alike
+        ref_step->set_lrs({0.02, 0.02, 0.04, 0.04});
+        fused_step->set_lrs({0.02, 0.02, 0.04, 0.04});
+      }
+      const auto a = ref_step->run(x, y, false);
+      const auto b = fused_step->run(x, y, false);
+      EXPECT_NEAR(b.loss, a.loss, 1e-5) << what << ", step " << i;
+      EXPECT_EQ(b.correct, a.correct) << what << ", step " << i;
+      EXPECT_EQ(b.images, 16) << what;
+      ASSERT_LT(max_difference(*reference, *fused_model), 2e-5) << what << ", step " << i;
+    }
+    EXPECT_GT(max_difference(*reference, *make_convnet(spec, 3)), 1e-3) << what;  // the weights did move
+  }
+}
+
+// The loss gradient alone, against autograd through nn::compute_loss: labels and probabilities, with
+// and without label smoothing.
+TEST(FusedConvNet, TheLossGradientTakesLabelsOrProbabilitiesWithSmoothing) {
+  torch::manual_seed(8);
+  const auto z = torch::randn({7, 5}) * 3;
+  const auto labels = torch::randint(0, 5, {7}, torch::kInt64);
+  const auto probs = torch::softmax(torch::randn({7, 5}), 1);
+  for (const double smoothing : {0.0, 0.2}) {
+    for (const auto& y : {labels, probs}) {
+      nn::LossOptions options;
+      options.label_smoothing = smoothing;
+      auto leaf = z.clone().requires_grad_(true);
+      auto loss = nn::compute_loss(nn::LossKind::kCrossEntropy, leaf, y, false, options);
+      loss.backward();
+      train::FusedStep::Result r;
+      const auto g = train::softmax_loss_grad(z.contiguous(), y, r, smoothing);
+      const std::string what = (y.dim() == 1 ? "labels" : "probabilities") + std::string(", smoothing ") +
+                               std::to_string(smoothing);
+      EXPECT_NEAR(r.loss, loss.item<double>(), 1e-5) << what;
+      EXPECT_LT((g - leaf.grad()).abs().max().item<double>(), 1e-6) << what;
+      const auto truth = y.dim() == 1 ? y : y.argmax(1);
+      EXPECT_EQ(r.correct, z.argmax(1).eq(truth).sum().item<int64_t>()) << what;
+    }
+  }
+}
+
 TEST(FusedConvNet, TiesGoToTheFirstPositionOfTheWindowAsInMaxPool2d) {
   if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512; the fused convnet step steps aside";
   // A zero first convolution: every output of a window equals the bias, a four-way tie, while the
@@ -121,13 +206,17 @@ TEST(FusedConvNet, SaysWhichConvnetsAndSettingsItTakes) {
   auto net = make_convnet(spec, 1);
   EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu, true).find("float32"),
             std::string::npos);
+  // Beyond plain SGD the step writes gradients for the optimizer, so momentum is no reason to step
+  // aside; class weights are.
   auto momentum = sgd;
   momentum.momentum = 0.9;
-  EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, momentum, cpu).find("plain SGD"),
-            std::string::npos);
+  train::StepSetup weighted;
+  weighted.loss_options.class_weights = torch::ones({2});
+  EXPECT_NE(net->fused_step_unsupported(weighted).find("class weights"), std::string::npos);
   EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kMse, sgd, cpu).find("mse"), std::string::npos);
   if (train::kernels::available()) {
     EXPECT_EQ(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu), "");
+    EXPECT_EQ(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, momentum, cpu), "");
     setenv("BIRDPLANE_KERNELS", "blas", 1);
     EXPECT_NE(train::fused_step_unsupported(*net, nn::LossKind::kCrossEntropy, sgd, cpu).find("BIRDPLANE_KERNELS"),
               std::string::npos);

@@ -163,6 +163,32 @@ TEST(Recipe, EverySettingAtOnceResumesBitIdentical) {
   EXPECT_LT(r.history.back().lr, 0.01) << "the plateau schedule never reduced the rate";
 }
 
+// net (the fused convnet step, which writes gradients for the optimizer beyond plain SGD) with the
+// modern recipe and a clip: fused, and bit-identical after a stop in the middle of an epoch. Class
+// weights make it step aside with the reason in config.json.
+TEST(Recipe, NetTakesTheWholeRecipeOnTheFusedStepAndResumes) {
+  auto [train_set, val_set] = three_class_sets();
+  train::RunSpec c;
+  c.model.name = "net";
+  c.model.image_shape = {3, 8, 8};
+  c.training.epochs = 4;
+  c.training.batch_size = 32;
+  c.training.device = train::DeviceKind::kCpu;
+  train::apply_recipe(c.training, "modern", [](const std::string&) { return false; });
+  c.training.mix.cutmix_alpha = 1.0;  // mixup and cutmix, switching between them
+  c.training.clip_grad_norm = 0.5;
+  c.training.schedule.warmup = 1;
+  train::Trainer probe(c, train_set, val_set, kMean, kStd);
+  if (!probe.fused()) GTEST_SKIP() << "no fused convnet step on this CPU: " << probe.step_note();
+  EXPECT_EQ(probe.step_note(), "");
+  EXPECT_EQ(probe.run_record()["step_used"], "fused");
+  expect_resume_bit_identical(c, 7, /*fused=*/true);
+  c.training.class_weights = "auto";
+  train::Trainer weighted(c, train_set, val_set, kMean, kStd);
+  EXPECT_FALSE(weighted.fused());
+  EXPECT_NE(weighted.run_record()["step_note"].get<std::string>().find("class weights"), std::string::npos);
+}
+
 TEST(Recipe, TheFusedStepStepsAsideForWhatItCannotDo) {
   auto [train_set, val_set] = three_class_sets();
   auto c = small_mlp(1);

@@ -48,7 +48,7 @@ for epoch in range(epochs):
         targets = F.one_hot(labels, classes).float()
         lam = float(beta.sample())
         imgs = imgs.mul(lam).add_(imgs.roll(1, 0), alpha=1 - lam)
-        targets = targets.mul_(lam).add_(targets.roll(1, 0), alpha=1 - lam)
+        targets = targets.mul(lam).add_(targets.roll(1, 0), alpha=1 - lam)
         loss = F.cross_entropy(model(imgs), targets, label_smoothing=0.1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,5 +1,8 @@
 #include "train/fused_convnet.h"
 
+#include <algorithm>
+
+#include <ATen/autocast_mode.h>
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -42,6 +45,52 @@ std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16) {
   if (!kernels::available()) return "its convnet step needs AVX-512, which this CPU lacks";
   if (!kernels::enabled()) return "BIRDPLANE_KERNELS=blas asks for ATen throughout, and its convnet step has no ATen version";
   return "";
+}
+
+bool fused_convnet_inference_applies(const nn::ConvNet& model, const at::Tensor& images) {
+  if (at::GradMode::is_enabled() || at::autocast::is_cpu_enabled()) return false;
+  const auto kind = model.kind();
+  if (kind != nn::ConvNetKind::kNet && kind != nn::ConvNetKind::kWidth &&
+      !(kind == nn::ConvNetKind::kDropout && !model.is_training()))
+    return false;
+  if (!kernels::available() || !kernels::enabled()) return false;
+  return images.device().is_cpu() && images.scalar_type() == at::kFloat && images.dim() == 4 &&
+         images.size(1) == model.spec().image_shape[0] && images.size(2) >= 4 && images.size(3) >= 4;
+}
+
+at::Tensor fused_convnet_features(const at::Tensor& images, const at::Tensor& conv1_w, const at::Tensor& conv1_b,
+                                  const at::Tensor& conv2_w, const at::Tensor& conv2_b) {
+  const int64_t batch = images.size(0), h = images.size(2), w = images.size(3);
+  const int64_t c0 = conv1_w.size(1), c1 = conv1_w.size(0), c2 = conv2_w.size(0);
+  const kernels::ConvPoolShape whole1{batch, h, w, c0, c1};
+  const kernels::ConvPoolShape whole2{batch, whole1.pooled_h(), whole1.pooled_w(), c1, c2};
+  const int64_t h1 = whole1.pooled_h(), w1 = whole1.pooled_w(), h2 = whole2.pooled_h(), w2 = whole2.pooled_w();
+  const auto w1c = conv1_w.contiguous(), b1c = conv1_b.contiguous(), w2c = conv2_w.contiguous(),
+             b2c = conv2_b.contiguous();
+  const auto packed1 = pack_forward(w1c, whole1), packed2 = pack_forward(w2c, whole2);
+  const auto x = images.contiguous();
+  auto features = at::empty({batch, c2 * h2 * w2}, x.options());
+  constexpr int64_t kChunk = 256;  // buffers of a few MB, reused by the allocator from chunk to chunk
+  const int64_t chunk = std::min(batch, kChunk);
+  auto xp = at::zeros({chunk, h + 2, w + 2, c0}, x.options());  // zero borders: the convolution's padding
+  auto a1p = at::zeros({chunk, h1 + 2, w1 + 2, c1}, x.options());
+  auto a2 = at::empty({chunk, h2, w2, c2}, x.options());
+  auto where = at::empty({chunk * h1 * w1 * std::max(c1, c2)}, x.options().dtype(at::kByte));
+  for (int64_t start = 0; start < batch; start += chunk) {
+    const int64_t n = std::min(chunk, batch - start);
+    const kernels::ConvPoolShape s1{n, h, w, c0, c1};
+    const kernels::ConvPoolShape s2{n, h1, w1, c1, c2};
+    kernels::nchw_to_padded_nhwc(x.data_ptr<float>() + start * c0 * h * w, n, c0, h, w, xp.data_ptr<float>());
+    const int64_t interior = s2.padded_row() + c1;
+    const kernels::PooledLayout out1{a1p.data_ptr<float>() + interior, s2.padded_image(), s2.padded_row(), c1};
+    kernels::conv3x3_pool_forward(xp.data_ptr<float>(), s1, packed1.data_ptr<float>(), b1c.data_ptr<float>(), out1,
+                                  where.data_ptr<uint8_t>(), true);
+    const kernels::PooledLayout out2{a2.data_ptr<float>(), h2 * w2 * c2, w2 * c2, c2};
+    kernels::conv3x3_pool_forward(a1p.data_ptr<float>(), s2, packed2.data_ptr<float>(), b2c.data_ptr<float>(), out2,
+                                  where.data_ptr<uint8_t>(), true);
+    features.narrow(0, start, n).copy_(a2.narrow(0, 0, n).permute({0, 3, 1, 2}).reshape({n, -1}));
+  }
+  return features;
 }
 
 }  // namespace birdplane::train

@@ -25,6 +25,17 @@ namespace birdplane::train {
 /// BIRDPLANE_KERNELS not set to blas). The setup's own limits: fused_gradients_unsupported.
 std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16);
 
+/// Whether ConvNet::logits can take the fused kernels' forward for `images`: no gradient recorded
+/// (GradMode off, no autocast), net or net-width (net-dropout in eval mode: its dropout is then the
+/// identity), CPU float32 images [B, C, H >= 4, W >= 4], and fused_convnet_unsupported says "".
+bool fused_convnet_inference_applies(const nn::ConvNet& model, const at::Tensor& images);
+
+/// The flattened features that fc1 reads ([B, C2 * H/4 * W/4] in the book's [C, H, W] order) of the two
+/// conv -> max pool -> tanh layers, on the fused step's forward kernels, 256 images at a time. Equal to
+/// the ATen layers to float rounding (the same sums in another order).
+at::Tensor fused_convnet_features(const at::Tensor& images, const at::Tensor& conv1_w, const at::Tensor& conv1_b,
+                                  const at::Tensor& conv2_w, const at::Tensor& conv2_b);
+
 class FusedConvNetStep : public FusedStep {
  public:
   /// Trains `model`'s conv1, conv2, fc1 and fc2 parameters: updated in place by SGD at `lr`, or, with

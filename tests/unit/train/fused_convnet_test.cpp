@@ -141,6 +141,42 @@ TEST(FusedConvNet, TheRecipesStepMatchesTheAutogradStep) {
   }
 }
 
+// Evaluation without autograd takes the fused kernels' forward (fused_convnet_inference_applies); its
+// logits must equal ATen's layers (the same model with autograd on) to float rounding: net, net-width
+// with an odd channel count and odd image sizes, net-dropout in eval mode; more than one chunk of 256.
+TEST(FusedConvNet, InferenceOnTheKernelsMatchesATen) {
+  if (!train::kernels::available()) GTEST_SKIP() << "this CPU has no AVX-512";
+  const std::vector<Case> cases = {{"net", 16, {3, 32, 32}, 2},
+                                   {"net-width", 6, {1, 10, 13}, 3},
+                                   {"net-dropout", 32, {3, 32, 32}, 10}};
+  for (const auto& c : cases) {
+    nn::ModelSpec spec;
+    spec.name = c.name;
+    spec.channels = c.channels;
+    spec.image_shape = c.image;
+    spec.num_classes = c.classes;
+    auto model = make_convnet(spec, 21);
+    model->eval();
+    const auto x = torch::randn({300, c.image[0], c.image[1], c.image[2]});
+    const auto reference = model->logits(x).detach();  // autograd on: ATen's layers
+    at::Tensor fast;
+    {
+      torch::NoGradGuard no_grad;
+      ASSERT_TRUE(train::fused_convnet_inference_applies(*model, x)) << c.name;
+      fast = model->logits(x);
+    }
+    const double scale = reference.abs().max().item<double>();
+    EXPECT_LT((fast - reference).abs().max().item<double>(), 1e-5 * std::max(1.0, scale)) << c.name;
+  }
+  nn::ModelSpec spec;
+  spec.name = "net-dropout";
+  auto dropout = make_convnet(spec, 2);  // in training mode its dropout draws: ATen's path
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(train::fused_convnet_inference_applies(*dropout, torch::zeros({2, 3, 32, 32})));
+  spec.name = "net-res";
+  EXPECT_FALSE(train::fused_convnet_inference_applies(*make_convnet(spec, 2), torch::zeros({2, 3, 32, 32})));
+}
+
 // The loss gradient alone, against autograd through nn::compute_loss: labels and probabilities, with
 // and without label smoothing.
 TEST(FusedConvNet, TheLossGradientTakesLabelsOrProbabilitiesWithSmoothing) {

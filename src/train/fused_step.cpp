@@ -117,15 +117,22 @@ void FusedStep::set_lrs(const std::vector<double>& rates) {
   lr_ = rates[0];
 }
 
+namespace {
+
+// Both losses the fused steps implement have the gradient (softmax - target) / B.
+std::string loss_unsupported(nn::LossKind loss, bool ends_in_log_softmax) {
+  const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
+                    (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
+  if (fits) return "";
+  return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}", nn::to_string(loss));
+}
+
+}  // namespace
+
 std::string fused_gradients_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {
   if (!setup.device.is_cpu()) return "it runs on the CPU only";
   if (setup.loss_options.class_weights.defined()) return "its loss gradient has no class weights";
-  const auto loss = setup.loss;
-  const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
-                    (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
-  if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
-                                nn::to_string(loss));
-  return "";
+  return loss_unsupported(setup.loss, ends_in_log_softmax);
 }
 
 std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softmax) {
@@ -140,12 +147,7 @@ std::string plain_sgd_unsupported(const StepSetup& setup, bool ends_in_log_softm
   if (setup.soft_targets) return "its loss gradient takes class labels, not mixed targets (mixup, cutmix)";
   if (setup.clip_grad_norm > 0 || setup.clip_grad_value > 0)
     return "it updates each weight as its gradient is computed, so it cannot clip the gradients as a whole";
-  const auto loss = setup.loss;
-  const bool fits = (loss == nn::LossKind::kNll && ends_in_log_softmax) ||
-                    (loss == nn::LossKind::kCrossEntropy && !ends_in_log_softmax);
-  if (!fits) return fmt::format("it implements nll after LogSoftmax and cross-entropy on logits, not {}",
-                                nn::to_string(loss));
-  return "";
+  return loss_unsupported(setup.loss, ends_in_log_softmax);
 }
 
 namespace {

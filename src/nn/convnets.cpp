@@ -120,11 +120,10 @@ at::Tensor ConvNet::logits(const at::Tensor& x) {
   at::Tensor out;
   // Without autograd (evaluation, prediction) net and net-width run their two layers on the fused
   // step's AVX-512 kernels: ATen's convolution is an order of magnitude slower on some CPUs.
-  if (train::fused_convnet_inference_applies(*this, x)) {
+  // The fully connected layers below are the same for both.
+  if (train::fused_convnet_inference_applies(*this, x))
     out = train::fused_convnet_features(x, conv1_->weight, conv1_->bias, conv2_->weight, conv2_->bias);
-    return fc2_->forward(torch::tanh(fc1_->forward(out)));
-  }
-  switch (kind_) {
+  else switch (kind_) {
     case ConvNetKind::kNet:
     case ConvNetKind::kWidth:
     case ConvNetKind::kDropout:

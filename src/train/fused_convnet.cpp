@@ -36,6 +36,28 @@ at::Tensor unpack_grad(const at::Tensor& dw, int64_t in_c) {
   return dw.view({dw.size(0), 3, 3, in_c}).permute({0, 3, 1, 2});
 }
 
+// Where the forward pass of the two layers reads and writes (train/conv_kernels.h's layouts).
+struct ForwardBuffers {
+  float* xp;        ///< the images, padded NHWC [B, H+2, W+2, C0], zero borders
+  float* a1p;       ///< tanh of the first layer's pooled maxima, in the interior of [B, H1+2, W1+2, C1], zero borders
+  float* a2;        ///< tanh of the second layer's pooled maxima, NHWC [B, H2, W2, C2]
+  uint8_t* where1;  ///< each maximum's window position, [B, H1, W1, C1]
+  uint8_t* where2;  ///< [B, H2, W2, C2] (may be where1 when the backward pass needs neither)
+};
+
+// conv 3x3 -> 2x2 max pool -> tanh, twice, on the images x (NCHW, shape s1) with packed weights.
+void forward_layers(const float* x, const kernels::ConvPoolShape& s1, const kernels::ConvPoolShape& s2,
+                    const float* packed1, const float* bias1, const float* packed2, const float* bias2,
+                    const ForwardBuffers& b) {
+  kernels::nchw_to_padded_nhwc(x, s1.batch, s1.in_c, s1.in_h, s1.in_w, b.xp);
+  const int64_t interior = s2.padded_row() + s2.in_c;  // pixel (0, 0) of image 0
+  const kernels::PooledLayout out1{b.a1p + interior, s2.padded_image(), s2.padded_row(), s2.in_c};
+  kernels::conv3x3_pool_forward(b.xp, s1, packed1, bias1, out1, b.where1, true);
+  const int64_t h2 = s2.pooled_h(), w2 = s2.pooled_w(), c2 = s2.out_c;
+  const kernels::PooledLayout out2{b.a2, h2 * w2 * c2, w2 * c2, c2};
+  kernels::conv3x3_pool_forward(b.a1p, s2, packed2, bias2, out2, b.where2, true);
+}
+
 }  // namespace
 
 std::string fused_convnet_unsupported(const nn::ConvNet& model, bool bf16) {
@@ -76,18 +98,13 @@ at::Tensor fused_convnet_features(const at::Tensor& images, const at::Tensor& co
   auto a1p = at::zeros({chunk, h1 + 2, w1 + 2, c1}, x.options());
   auto a2 = at::empty({chunk, h2, w2, c2}, x.options());
   auto where = at::empty({chunk * h1 * w1 * std::max(c1, c2)}, x.options().dtype(at::kByte));
+  const ForwardBuffers buffers{xp.data_ptr<float>(), a1p.data_ptr<float>(), a2.data_ptr<float>(),
+                               where.data_ptr<uint8_t>(), where.data_ptr<uint8_t>()};
   for (int64_t start = 0; start < batch; start += chunk) {
     const int64_t n = std::min(chunk, batch - start);
-    const kernels::ConvPoolShape s1{n, h, w, c0, c1};
-    const kernels::ConvPoolShape s2{n, h1, w1, c1, c2};
-    kernels::nchw_to_padded_nhwc(x.data_ptr<float>() + start * c0 * h * w, n, c0, h, w, xp.data_ptr<float>());
-    const int64_t interior = s2.padded_row() + c1;
-    const kernels::PooledLayout out1{a1p.data_ptr<float>() + interior, s2.padded_image(), s2.padded_row(), c1};
-    kernels::conv3x3_pool_forward(xp.data_ptr<float>(), s1, packed1.data_ptr<float>(), b1c.data_ptr<float>(), out1,
-                                  where.data_ptr<uint8_t>(), true);
-    const kernels::PooledLayout out2{a2.data_ptr<float>(), h2 * w2 * c2, w2 * c2, c2};
-    kernels::conv3x3_pool_forward(a1p.data_ptr<float>(), s2, packed2.data_ptr<float>(), b2c.data_ptr<float>(), out2,
-                                  where.data_ptr<uint8_t>(), true);
+    forward_layers(x.data_ptr<float>() + start * c0 * h * w, {n, h, w, c0, c1}, {n, h1, w1, c1, c2},
+                   packed1.data_ptr<float>(), b1c.data_ptr<float>(), packed2.data_ptr<float>(), b2c.data_ptr<float>(),
+                   buffers);
     features.narrow(0, start, n).copy_(a2.narrow(0, 0, n).permute({0, 3, 1, 2}).reshape({n, -1}));
   }
   return features;
@@ -163,23 +180,16 @@ FusedStep::Result FusedConvNetStep::step(const at::Tensor& images, const at::Ten
   // layer's padded input, whose gradient (same layout) the backward pass reads there too.
   const int64_t interior = s2.padded_row() + c1;  // pixel (0, 0) of image 0
   auto xp = buffer(0, {batch, h + 2, w + 2, c0}, at::kFloat, false);
-  const auto x = images.contiguous();
-  kernels::nchw_to_padded_nhwc(x.data_ptr<float>(), batch, c0, h, w, xp.data_ptr<float>());
   auto a1p = buffer(1, {batch, h1 + 2, w1 + 2, c1}, at::kFloat, false);
   auto where1 = buffer(2, {batch, h1, w1, c1}, at::kByte, false);
-  {
-    const auto packed = pack_forward(conv1_w_, s1);
-    const kernels::PooledLayout out{a1p.data_ptr<float>() + interior, s2.padded_image(), s2.padded_row(), c1};
-    kernels::conv3x3_pool_forward(xp.data_ptr<float>(), s1, packed.data_ptr<float>(), conv1_b_.data_ptr<float>(), out,
-                                  where1.data_ptr<uint8_t>(), true);
-  }
   auto a2 = buffer(3, {batch, h2, w2, c2}, at::kFloat, false);
   auto where2 = buffer(4, {batch, h2, w2, c2}, at::kByte, false);
   {
-    const auto packed = pack_forward(conv2_w_, s2);
-    const kernels::PooledLayout out{a2.data_ptr<float>(), h2 * w2 * c2, w2 * c2, c2};
-    kernels::conv3x3_pool_forward(a1p.data_ptr<float>(), s2, packed.data_ptr<float>(), conv2_b_.data_ptr<float>(), out,
-                                  where2.data_ptr<uint8_t>(), true);
+    const auto packed1 = pack_forward(conv1_w_, s1), packed2 = pack_forward(conv2_w_, s2);
+    forward_layers(images.contiguous().data_ptr<float>(), s1, s2, packed1.data_ptr<float>(), conv1_b_.data_ptr<float>(),
+                   packed2.data_ptr<float>(), conv2_b_.data_ptr<float>(),
+                   {xp.data_ptr<float>(), a1p.data_ptr<float>(), a2.data_ptr<float>(), where1.data_ptr<uint8_t>(),
+                    where2.data_ptr<uint8_t>()});
   }
   // fc1 reads the activations in the book's order, flattened from [B, C, H, W].
   const auto flat = a2.permute({0, 3, 1, 2}).reshape({batch, -1}).contiguous();

@@ -20,6 +20,13 @@ void set_group_lrs(torch::optim::Optimizer& optimizer, const std::vector<double>
   for (size_t i = 0; i < groups.size(); ++i) groups[i].options().set_lr(rates[i]);
 }
 
+// Clipping (the norm, then the value) and the optimizer's update, once the step's gradients are in.
+void clip_and_update(std::vector<at::Tensor>& params, const StepSetup& setup, torch::optim::Optimizer& optimizer) {
+  if (setup.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params, setup.clip_grad_norm);
+  if (setup.clip_grad_value > 0) torch::nn::utils::clip_grad_value_(params, setup.clip_grad_value);
+  optimizer.step();
+}
+
 class AutogradStep : public Step {
  public:
   AutogradStep(nn::Classifier& model, const StepSetup& setup, torch::optim::Optimizer& optimizer,
@@ -56,9 +63,7 @@ class AutogradStep : public Step {
     }
     if (!std::isfinite(r.loss)) return r;
     // Clipped after the gradients are averaged across ranks, so every rank clips the same gradients.
-    if (setup_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, setup_.clip_grad_norm);
-    if (setup_.clip_grad_value > 0) torch::nn::utils::clip_grad_value_(params_, setup_.clip_grad_value);
-    optimizer_.step();
+    clip_and_update(params_, setup_, optimizer_);
     return r;
   }
   bool fused() const override { return false; }
@@ -84,11 +89,7 @@ class FusedGradientStep : public Step {
     if (stop) return {0, 0, 0, true};
     for (auto& p : params_) p.mutable_grad() = at::Tensor();
     const auto r = fused_->step(x, y);
-    if (std::isfinite(r.loss)) {
-      if (setup_.clip_grad_norm > 0) torch::nn::utils::clip_grad_norm_(params_, setup_.clip_grad_norm);
-      if (setup_.clip_grad_value > 0) torch::nn::utils::clip_grad_value_(params_, setup_.clip_grad_value);
-      optimizer_.step();
-    }
+    if (std::isfinite(r.loss)) clip_and_update(params_, setup_, optimizer_);
     return {r.loss, r.correct, x.size(0), false};
   }
   bool fused() const override { return true; }
@@ -109,12 +110,10 @@ std::unique_ptr<Step> make_step(nn::Classifier& model, const StepSetup& setup, S
   note.clear();
   if (kind != StepKind::kAutograd) {
     std::string why = model.fused_step_unsupported(setup);
-    if (why.empty() && reducer) {
+    if (why.empty() && reducer)
       why = "a distributed run averages each gradient across the ranks before the update, and the fused step "
             "updates each weight where its gradient is computed";
-      note = "the fused step stepped aside: " + why;
-    }
-    if (!why.empty() && note.empty()) note = "the fused step stepped aside: " + why;  // config.json's step_note
+    if (!why.empty()) note = "the fused step stepped aside: " + why;  // config.json's step_note
     BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step",
                             "fused: this run cannot use the fused step: {}; use auto or autograd", why);
     if (why.empty()) {

@@ -31,6 +31,15 @@ struct Case {
   int64_t channels;
   std::vector<int64_t> image;  // C, H, W
   int64_t classes;
+
+  nn::ModelSpec spec() const {
+    nn::ModelSpec s;
+    s.name = name;
+    s.channels = channels;
+    s.image_shape = image;
+    s.num_classes = classes;
+    return s;
+  }
 };
 
 }  // namespace
@@ -45,11 +54,7 @@ TEST(FusedConvNet, MatchesAutogradAndSgdStepForStep) {
                                    {"net-width", 40, {3, 8, 8}, 4},
                                    {"net-width", 96, {3, 9, 8}, 2}};
   for (const auto& c : cases) {
-    nn::ModelSpec spec;
-    spec.name = c.name;
-    spec.channels = c.channels;
-    spec.image_shape = c.image;
-    spec.num_classes = c.classes;
+    const auto spec = c.spec();
     auto reference = make_convnet(spec, 11), fused_model = make_convnet(spec, 11);
     train::OptimizerConfig sgd;
     sgd.lr = 0.1;
@@ -150,11 +155,7 @@ TEST(FusedConvNet, InferenceOnTheKernelsMatchesATen) {
                                    {"net-width", 6, {1, 10, 13}, 3},
                                    {"net-dropout", 32, {3, 32, 32}, 10}};
   for (const auto& c : cases) {
-    nn::ModelSpec spec;
-    spec.name = c.name;
-    spec.channels = c.channels;
-    spec.image_shape = c.image;
-    spec.num_classes = c.classes;
+    const auto spec = c.spec();
     auto model = make_convnet(spec, 21);
     model->eval();
     const auto x = torch::randn({300, c.image[0], c.image[1], c.image[2]});

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/nn/backbones.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
 #include "birdplane/train/step.h"
@@ -22,6 +23,7 @@ std::vector<ModelPreset>& registry() {
   static std::vector<ModelPreset> presets = [] {
     auto mlp = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Mlp>(spec, mlp_options(spec)); };
     auto conv = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<ConvNet>(spec); };
+    auto tv = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Backbone>(spec); };
     return std::vector<ModelPreset>{
         {"book-small", "the book's small MLP: 3072-512-K, Tanh, LogSoftmax (loss nll)", mlp},
         {"book-large", "the book's large MLP: 3072-1024-512-128-K, Tanh, logits (loss cross-entropy)", mlp},
@@ -34,6 +36,13 @@ std::vector<ModelPreset>& registry() {
         {"net-res", "net-depth with a skip connection around the third convolution", conv},
         {"net-res-deep", "`blocks` residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's)",
          conv},
+        {"resnet18", "torchvision's ResNet-18 (11.7M parameters at 1000 classes; --weights resnet18-f37072fd.pth)", tv},
+        {"resnet34", "torchvision's ResNet-34 (21.8M; resnet34-b627a593.pth)", tv},
+        {"resnet50", "torchvision's ResNet-50 (25.6M; resnet50-0676ba61.pth or resnet50-11ad3fa6.pth)", tv},
+        {"mobilenet_v3_small", "torchvision's MobileNet V3 small (2.5M; mobilenet_v3_small-047dcff4.pth)", tv},
+        {"mobilenet_v3_large", "torchvision's MobileNet V3 large (5.5M; mobilenet_v3_large-8738ca79.pth)", tv},
+        {"efficientnet_b0", "torchvision's EfficientNet-B0 (5.3M; efficientnet_b0_rwightman-3dd342df.pth)", tv},
+        {"convnext_tiny", "torchvision's ConvNeXt-Tiny (28.6M; convnext_tiny-983f1562.pth)", tv},
     };
   }();
   return presets;
@@ -57,7 +66,9 @@ nlohmann::json ModelSpec::to_json() const {
           {"hidden", hidden},
           {"activation", to_string(activation)},
           {"channels", channels},
-          {"blocks", blocks}};
+          {"blocks", blocks},
+          {"dropout", dropout},
+          {"stochastic_depth", stochastic_depth}};
 }
 
 ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
@@ -101,6 +112,12 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
   s.activation = parse_activation(j.at("activation").get<std::string>());
   s.channels = j.value("channels", s.channels);
   s.blocks = j.value("blocks", s.blocks);
+  for (auto [key, field] : {std::pair<const char*, double*>{"dropout", &s.dropout}, {"stochastic_depth", &s.stochastic_depth}}) {
+    if (!j.contains(key)) continue;
+    if (!j.at(key).is_number()) fail_setting(key, "{} is not a number", j.at(key).dump());
+    *field = j.at(key).get<double>();
+    if (!(*field >= -1 && *field < 1)) fail_setting(key, "{} is out of range (0 to below 1, or -1: the network's own)", *field);
+  }
   return s;
 }
 

@@ -40,6 +40,8 @@ struct ModelSpec {
   Activation activation = Activation::kTanh;       ///< MLPs: between the linear layers
   int64_t channels = 32;                           ///< convnets (net-width and after): first-layer channels
   int64_t blocks = 10;                             ///< net-res-deep: residual blocks
+  double dropout = -1;           ///< torchvision's networks: dropout before the last layer (below 0: theirs)
+  double stochastic_depth = -1;  ///< torchvision's networks: deepest block's drop probability (below 0: theirs)
 
   nlohmann::json to_json() const;
   /// Reads what to_json wrote; also the model section of checkpoints from birdplane 0.1.

@@ -73,8 +73,21 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
 /// 2.weight, ...) that Python's torch.load() reads and the book's model's load_state_dict() accepts.
 void export_state_dict(const std::string& path, const nn::Classifier& model);
 
-/// Reads such a file (or one written by Python's torch.save(dict(model.state_dict()))) into `model`.
-/// Missing or extra keys, shape and dtype mismatches are Errors that name the key and both shapes.
+/// Reads such a file (or one written by Python's torch.save(model.state_dict()), an OrderedDict) into
+/// `model`. Missing or extra keys, shape and dtype mismatches are one Error listing each key and both
+/// shapes; only a missing num_batches_tracked (files from before PyTorch 0.4.1) is allowed and stays 0.
 void import_state_dict(const std::string& path, nn::Classifier& model);
+
+/// What load_pretrained did.
+struct PretrainedLoad {
+  int64_t tensors = 0;         ///< tensors copied from the file
+  bool head_replaced = false;  ///< the file's head had another shape and was left as initialized
+  int64_t file_classes = 0;    ///< the file's number of outputs, when the head was replaced
+};
+
+/// Pretrained weights (torchvision's published files, e.g. resnet18-f37072fd.pth) into `model`, as
+/// import_state_dict, except that when the file's `head` layer (nn::backbone_head: "fc", "classifier.3",
+/// ...) has another shape (another number of classes), the model keeps its freshly initialized head.
+PretrainedLoad load_pretrained(const std::string& path, nn::Classifier& model, const std::string& head);
 
 }  // namespace birdplane::train

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <random>
 
@@ -286,45 +288,89 @@ void export_state_dict(const std::string& path, const nn::Classifier& model) {
 
 namespace {
 
-void import_state_dict_impl(const std::string& path, nn::Classifier& model) {
+// The entries of a state_dict file (torch.save of a dict or an OrderedDict, or export_state_dict),
+// after the zip and pickle checks, read by birdplane's own unpickler (pickle_storages.h).
+std::map<std::string, at::Tensor> read_state_dict_file(const std::string& path) {
   check_exists(path, "state_dict file");
-  c10::IValue value;
   const std::vector<char> bytes = read_bytes(path);
-  check_pickled_storages(bytes, check_zip_structure(bytes, path, "state_dict file"), path, "state_dict file", true);
-  try {
-    value = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    // LibTorch 1.13's unpickler cannot rebuild Python's OrderedDict, which is what
-    // torch.save(model.state_dict()) writes; a plain dict of the same tensors loads.
-    fail("{} could not be read as a dict of tensors ({}). Files from export_state_dict load; "
-         "from Python, save with torch.save(dict(model.state_dict()), path)",
-         path, first_line(e.what_without_backtrace()));
-  }
-  BIRDPLANE_CHECK(value.isGenericDict(), "{} holds a {}, expected a dict of tensors (a state_dict)", path,
-                  value.tagKind());
-  auto dict = value.toGenericDict();
-  // Parameters and buffers (batch-norm statistics), as in Python's state_dict.
+  const auto entries = check_zip_structure(bytes, path, "state_dict file");
+  check_pickled_storages(bytes, entries, path, "state_dict file", true);
+  std::map<std::string, at::Tensor> out;
+  for (auto& [key, t] : read_state_dict_pickle(bytes, entries, path)) out[key] = t;
+  return out;
+}
+
+bool is_batch_count(const std::string& key) {
+  const std::string tail = "num_batches_tracked";
+  return key.size() >= tail.size() && key.compare(key.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// Copies the file's tensors into the model's. `skip`: a key prefix left as the model has it (a head being
+// replaced). Missing num_batches_tracked entries (files from before PyTorch 0.4.1, as some of torchvision's
+// are) stay 0, as Python's BatchNorm loads them. Every other difference is collected into one error.
+int64_t copy_state(const std::string& path, const std::map<std::string, at::Tensor>& dict, nn::Classifier& model,
+                   const std::string& skip) {
   torch::OrderedDict<std::string, at::Tensor> params;
   for (const auto& [key, t] : model.state_dict()) params.insert(key, t);
+  auto skipped = [&](const std::string& key) { return !skip.empty() && key.rfind(skip + ".", 0) == 0; };
+  std::vector<std::string> problems;
+  int64_t copied = 0;
   torch::NoGradGuard no_grad;
   for (const auto& p : params) {
-    auto it = dict.find(c10::IValue(p.key()));
-    BIRDPLANE_CHECK(it != dict.end(), "{}: key '{}' is missing; the model needs {} of shape {}", path, p.key(),
-                    p.key(), shape(p.value()));
-    BIRDPLANE_CHECK(it->value().isTensor(), "{}: '{}' is not a tensor", path, p.key());
-    auto t = it->value().toTensor();
-    check_tensor_storage(t, path, p.key());
-    BIRDPLANE_CHECK(t.sizes() == p.value().sizes(), "{}: '{}' has shape {}, the model needs {}", path, p.key(),
-                    shape(t), shape(p.value()));
-    BIRDPLANE_CHECK(t.is_floating_point() == p.value().is_floating_point(), "{}: '{}' holds {}, the model needs {}",
-                    path, p.key(), c10::toString(t.scalar_type()), c10::toString(p.value().scalar_type()));
-    p.value().copy_(t);
+    if (skipped(p.key())) continue;
+    auto it = dict.find(p.key());
+    if (it == dict.end()) {
+      if (is_batch_count(p.key())) {
+        p.value().zero_();
+        continue;
+      }
+      problems.push_back(fmt::format("key '{}' is missing (the model needs shape {})", p.key(), shape(p.value())));
+      continue;
+    }
+    const at::Tensor& t = it->second;
+    if (t.sizes() != p.value().sizes()) {
+      problems.push_back(fmt::format("'{}' has shape {}, the model needs {}", p.key(), shape(t), shape(p.value())));
+    } else if (t.is_floating_point() != p.value().is_floating_point()) {
+      problems.push_back(fmt::format("'{}' holds {}, the model needs {}", p.key(), c10::toString(t.scalar_type()),
+                                     c10::toString(p.value().scalar_type())));
+    } else {
+      p.value().copy_(t);
+      ++copied;
+    }
   }
   for (const auto& entry : dict) {
-    BIRDPLANE_CHECK(entry.key().isString() && params.contains(entry.key().toStringRef()),
-                    "{}: unexpected key '{}'; this model has {} entries", path,
-                    entry.key().isString() ? entry.key().toStringRef() : entry.key().tagKind(), params.size());
+    if (params.contains(entry.first) || skipped(entry.first)) continue;
+    problems.push_back(fmt::format("unexpected key '{}'", entry.first));
   }
+  if (problems.empty()) return copied;
+  const size_t shown = std::min<size_t>(problems.size(), 12);
+  std::string list;
+  for (size_t i = 0; i < shown; ++i) list += "\n  " + problems[i];
+  if (shown < problems.size()) list += fmt::format("\n  ... and {} more", problems.size() - shown);
+  fail("{} does not fit model {} ({} entries): {} difference{}:{}", path, model.spec().name, params.size(),
+       problems.size(), problems.size() == 1 ? "" : "s", list);
+}
+
+void import_state_dict_impl(const std::string& path, nn::Classifier& model) {
+  copy_state(path, read_state_dict_file(path), model, "");
+}
+
+PretrainedLoad load_pretrained_impl(const std::string& path, nn::Classifier& model, const std::string& head) {
+  const auto dict = read_state_dict_file(path);
+  PretrainedLoad out;
+  // The head is replaced when the file's differs from the model's (another number of classes).
+  const std::string weight_key = head + ".weight";
+  auto it = dict.find(weight_key);
+  at::Tensor model_head;
+  for (const auto& [key, t] : model.state_dict())
+    if (key == weight_key) model_head = t;
+  BIRDPLANE_CHECK(model_head.defined(), "model {} has no layer {}", model.spec().name, weight_key);
+  if (it != dict.end() && it->second.dim() >= 1 && it->second.sizes() != model_head.sizes()) {
+    out.head_replaced = true;
+    out.file_classes = it->second.size(0);
+  }
+  out.tensors = copy_state(path, dict, model, out.head_replaced ? head : "");
+  return out;
 }
 
 // LibTorch reports a damaged archive with several exception types (c10::Error, the TorchScript
@@ -354,6 +400,10 @@ void load_optimizer_state(const std::string& path, torch::optim::Optimizer& opti
 
 void import_state_dict(const std::string& path, nn::Classifier& model) {
   as_damaged(path, "state_dict file", [&] { import_state_dict_impl(path, model); });
+}
+
+PretrainedLoad load_pretrained(const std::string& path, nn::Classifier& model, const std::string& head) {
+  return as_damaged(path, "state_dict file", [&] { return load_pretrained_impl(path, model, head); });
 }
 
 }  // namespace birdplane::train

@@ -5,7 +5,10 @@
 #include <cstddef>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include "train/checkpoint/zip_structure.h"
 
@@ -20,6 +23,16 @@ namespace birdplane::train {
 /// torch.jit._pickle.restore_type_tag, which LibTorch writes for a typed dict).
 void check_pickled_storages(const std::vector<char>& bytes, const std::vector<ZipEntry>& entries,
                             const std::string& path, const std::string& what, bool plain_only);
+
+/// Reads the pickle of a state_dict file that check_pickled_storages(..., plain_only) accepted into its
+/// entries, in the file's order, without LibTorch's unpickler (which turns Python's OrderedDict into None
+/// and so cannot read torch.save(model.state_dict()), torchvision's weight files among them). A dict or
+/// OrderedDict of tensors (the OrderedDict's _metadata is ignored), LibTorch's typed dict
+/// (restore_type_tag), parameters (_rebuild_parameter). Each tensor is a view of a storage copied from its
+/// zip entry (stored, not compressed), its bounds checked. Anything else is an Error naming the file.
+std::vector<std::pair<std::string, at::Tensor>> read_state_dict_pickle(const std::vector<char>& bytes,
+                                                                       const std::vector<ZipEntry>& entries,
+                                                                       const std::string& path);
 
 // The deepest nesting in a graph of values (children[i]: what value i holds), or nullopt when a value
 // holds itself, directly or through others (LibTorch's reference-counted values would never be freed).

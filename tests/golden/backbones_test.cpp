@@ -5,7 +5,9 @@
 // torchvision's classes with strict=True.
 #include <cmath>
 #include <filesystem>
-#include <memory>
+#include <functional>
+
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -17,24 +19,34 @@
 #include "support/golden.h"
 
 using namespace birdplane;
+namespace fs = std::filesystem;
 
 namespace {
 
 class Backbones : public ::testing::TestWithParam<std::string> {
  protected:
-  // The seeded weight files, written once for the suite (some 370 MB, seven seconds).
+  // The seeded weight files (some 370 MB, seven seconds to write). CTest runs every test in a process of
+  // its own, so they are written once into the build folder, under a name that changes with the script,
+  // and moved into place whole (a test beside this one never sees half a folder).
   static void SetUpTestSuite() {
-    if (!std::filesystem::exists("/usr/bin/python3")) return;
-    dir_ = std::make_unique<fixtures::TempDir>();
-    const auto r = fixtures::run_shell(fmt::format("/usr/bin/python3 {}/tools/golden/backbones.py weights {}",
-                                                   BIRDPLANE_SOURCE_DIR, dir_->path()));
+    if (!fs::exists("/usr/bin/python3")) return;
+    const std::string script = std::string(BIRDPLANE_SOURCE_DIR) + "/tools/golden/backbones.py";
+    const auto version = std::hash<std::string>{}(fixtures::read_file(script));
+    dir_ = fmt::format("{}/test-weights/backbones-{:016x}", fs::path(BIRDPLANE_BINARY).parent_path().string(), version);
+    if (fs::exists(dir_)) return;
+    const std::string tmp = fmt::format("{}.tmp-{}", dir_, getpid());
+    fs::create_directories(tmp);
+    const auto r = fixtures::run_shell(fmt::format("/usr/bin/python3 {} weights {}", script, tmp));
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::error_code ec;
+    fs::rename(tmp, dir_, ec);  // fails when a test beside this one got there first: then its folder serves
+    fs::remove_all(tmp, ec);
+    ASSERT_TRUE(fs::exists(dir_ + "/resnet18.pth"));
   }
-  static void TearDownTestSuite() { dir_.reset(); }
   void SetUp() override {
-    if (!dir_) GTEST_SKIP() << "Debian's /usr/bin/python3 is not installed";
+    if (dir_.empty()) GTEST_SKIP() << "Debian's /usr/bin/python3 is not installed";
   }
-  static std::string weights(const std::string& name) { return dir_->path() + "/" + name + ".pth"; }
+  static std::string weights(const std::string& name) { return dir_ + "/" + name + ".pth"; }
   // The golden runs' model: 10 classes, 64x64 images, dropout and stochastic depth off.
   static nn::ModelSpec spec(const std::string& name, int64_t classes = 10) {
     nn::ModelSpec s;
@@ -45,9 +57,9 @@ class Backbones : public ::testing::TestWithParam<std::string> {
     s.stochastic_depth = 0;
     return s;
   }
-  static std::unique_ptr<fixtures::TempDir> dir_;
+  static std::string dir_;
 };
-std::unique_ptr<fixtures::TempDir> Backbones::dir_;
+std::string Backbones::dir_;
 
 double float_checksum(const nn::Classifier& model) {
   double sum = 0;

@@ -3,6 +3,8 @@
 
 #include "birdplane/data/cifar10.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/check.h"
+#include "birdplane/nn/backbones.h"
 #include "birdplane/nn/model.h"
 #include "commands.h"
 #include "flags.h"
@@ -19,16 +21,23 @@ struct ModelOptions {
   int64_t channels = 32;
   int64_t blocks = 10;
   bool summary = false;
+  int64_t num_classes = 0;
+  int64_t image_size = 0;
 };
 
 void run_model(const ModelOptions& o) {
   const auto classes = data::parse_class_list(o.classes);
-  const int64_t k = classes.empty() ? 10 : static_cast<int64_t>(classes.size());
+  int64_t k = classes.empty() ? 10 : static_cast<int64_t>(classes.size());
   data::class_label_map(classes, data::default_class_names());  // validates the names
+  BIRDPLANE_CHECK(o.num_classes == 0 || o.num_classes >= 2, "--num-classes {}: expected 2 or more", o.num_classes);
+  BIRDPLANE_CHECK(o.image_size >= 0 && o.image_size <= 4096, "--image-size {}: expected 1 to 4096", o.image_size);
+  if (o.num_classes) k = o.num_classes;
+  // CIFAR-10's 32x32 by default; torchvision's networks at ImageNet's 224.
+  const int64_t size = o.image_size ? o.image_size : nn::is_backbone(o.model) ? 224 : data::kImageSize;
   nn::ModelSpec spec;
   spec.name = o.model;
   spec.num_classes = k;
-  spec.image_shape = {data::kChannels, data::kImageSize, data::kImageSize};
+  spec.image_shape = {data::kChannels, size, size};
   if (!o.hidden.empty()) spec.hidden = nn::parse_hidden(o.hidden);
   spec.activation = o.activation;
   spec.channels = o.channels;
@@ -47,6 +56,8 @@ void setup_model(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--classes", o->classes, "Class names (their count sets the output width; empty: all ten)")
       ->capture_default_str();
+  cmd->add_option("--num-classes", o->num_classes, "Outputs (instead of --classes; 1000 gives torchvision's counts)");
+  cmd->add_option("--image-size", o->image_size, "Input height and width (default 32; 224 for torchvision's networks)");
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512");
   cmd->add_option("--channels", o->channels, "Convnets from net-width on: first-layer channels")->capture_default_str();
   cmd->add_option("--blocks", o->blocks, "net-res-deep: residual blocks")->capture_default_str();

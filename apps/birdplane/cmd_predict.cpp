@@ -2,6 +2,7 @@
 // saved model, brought to the model's size the way its training images were.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <numeric>
 
@@ -14,9 +15,12 @@
 #include "birdplane/train/evaluate.h"
 #include "birdplane/data/image_folder.h"
 #include "birdplane/data/image_io.h"
+#include "birdplane/nn/backbones.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/transforms/functional.h"
+#include "birdplane/transforms/geometry.h"
+#include "birdplane/transforms/interpolation.h"
 #include "commands.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +30,7 @@ namespace {
 
 struct PredictOptions {
   std::string checkpoint;
+  std::string model, weights, class_names;  // pretrained weights as they are, instead of a checkpoint
   std::vector<std::string> paths;
   int64_t top_k = 5;
   bool json = false;
@@ -78,14 +83,22 @@ struct Prepared {
   std::string error;
 };
 
-Prepared prepare(const std::string& path, int64_t height, int64_t width, data::CropMode crop, int64_t max_pixels) {
+Prepared prepare(const std::string& path, int64_t height, int64_t width, const train::ModelConfig& config,
+                 int64_t max_pixels) {
+  const data::CropMode crop = config.crop;
   Prepared p;
   try {
     auto img = data::read_image(path, max_pixels);
     const int ch = img.original_channels;
     if (ch == 1 || ch == 2) p.note = "grayscale converted to RGB";
     if (ch == 2 || ch == 4) p.note += std::string(p.note.empty() ? "" : "; ") + "alpha channel dropped";
-    if (img.original_width != width || img.original_height != height) {
+    if (config.resize > 0) {
+      // Pretrained weights' preprocessing (torchvision's ImageClassification on a tensor): the shorter side
+      // to `resize`, then the centre crop.
+      namespace F = transforms::functional;
+      const auto mode = F::interpolation_from_string(config.interpolation);
+      p.image = F::center_crop(F::resize(img.image, {config.resize}, mode), {height, width});
+    } else if (img.original_width != width || img.original_height != height) {
       p.note += std::string(p.note.empty() ? "" : "; ") +
                 fmt::format("resized{} from {}x{} to {}x{} (bilinear)",
                             crop == data::CropMode::kCenter ? " and center-cropped" : "", img.original_width,
@@ -107,15 +120,51 @@ std::string csv_cell(const std::string& s) {
   return out + "\"";
 }
 
+// A model from pretrained weights as they are (torchvision's published files): the architecture named by
+// --model, one class per line of --class-names, the weights' own preprocessing.
+train::Checkpoint pretrained_model(const PredictOptions& o) {
+  BIRDPLANE_CHECK(!o.model.empty() && !o.class_names.empty(),
+                  "--weights {}: also give --model (the architecture) and --class-names (a file, one class per line)",
+                  o.weights);
+  BIRDPLANE_CHECK(nn::is_backbone(o.model), "--model {}: pretrained weights go with torchvision's networks ({})",
+                  o.model, fmt::join(nn::backbone_names(), ", "));
+  train::Checkpoint ck;
+  std::ifstream in(o.class_names);
+  BIRDPLANE_CHECK(in, "--class-names {}: cannot read the file", o.class_names);
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) ck.config.classes.push_back(line);
+  }
+  BIRDPLANE_CHECK(ck.config.classes.size() >= 2, "--class-names {}: expected one class name per line, at least 2",
+                  o.class_names);
+  const auto p = nn::weights_preprocessing(o.model, o.weights);
+  ck.config.spec.name = o.model;
+  ck.config.spec.num_classes = static_cast<int64_t>(ck.config.classes.size());
+  ck.config.spec.image_shape = {3, p.crop, p.crop};
+  ck.config.mean = p.mean;
+  ck.config.std = p.std;
+  ck.config.resize = p.resize;
+  ck.config.interpolation = p.interpolation;
+  ck.config.loss = nn::LossKind::kCrossEntropy;
+  ck.model = nn::make_model(ck.config.spec);
+  train::import_state_dict(o.weights, *ck.model);
+  return ck;
+}
+
 void run_predict(const PredictOptions& o) {
   BIRDPLANE_CHECK(!(o.json && o.csv), "--json and --csv: choose one output format");
   BIRDPLANE_CHECK(o.top_k >= 1, "--top-k {}: expected 1 or more", o.top_k);
   BIRDPLANE_CHECK(o.max_pixels >= 1, "--max-pixels {}: expected 1 or more", o.max_pixels);
-  auto ck = train::load_checkpoint(o.checkpoint);
+  const bool pretrained = o.checkpoint.empty();
+  BIRDPLANE_CHECK(pretrained != o.weights.empty(), "{}",
+                  pretrained ? "give a saved model (--checkpoint), or pretrained weights (--model, --weights and "
+                               "--class-names)"
+                             : "--checkpoint and --weights: give one of them");
+  auto ck = pretrained ? pretrained_model(o) : train::load_checkpoint(o.checkpoint);
+  const std::string source = pretrained ? o.weights : o.checkpoint;
   const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
   BIRDPLANE_CHECK(shape.size() == 3 && shape[0] == 3,
-                  "{}: the model takes inputs of shape [{}], not RGB images [3,H,W]", o.checkpoint,
-                  fmt::join(shape, ","));
+                  "{}: the model takes inputs of shape [{}], not RGB images [3,H,W]", source, fmt::join(shape, ","));
   const int64_t height = shape[1], width = shape[2];
   const auto& classes = ck.config.classes;
   const int64_t k = std::min<int64_t>(o.top_k, static_cast<int64_t>(classes.size()));
@@ -136,7 +185,7 @@ void run_predict(const PredictOptions& o) {
     at::parallel_for(start, end, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         prepared[static_cast<size_t>(i - start)] =
-            prepare(files[static_cast<size_t>(i)], height, width, ck.config.crop, o.max_pixels);
+            prepare(files[static_cast<size_t>(i)], height, width, ck.config, o.max_pixels);
     });
     std::vector<at::Tensor> batch;
     for (const auto& p : prepared)
@@ -194,10 +243,19 @@ void setup_predict(CLI::App& app) {
   auto o = std::make_shared<PredictOptions>();
   auto* cmd = app.add_subcommand(
       "predict",
-      "Classify image files (JPEG, PNG, WebP, GIF, BMP, PPM/PGM) and folders of them with a saved model: the "
+      "Classify image files (JPEG, PNG, WebP, GIF, BMP, PPM/PGM) and folders of them with a saved model, or with "
+      "pretrained weights as torchvision publishes them (--model, --weights, --class-names): the "
       "class and the softmax probabilities. A file that cannot be read is reported and skipped; the exit code "
       "is then 2");
-  cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt")->required();
+  cmd->add_option("--checkpoint", o->checkpoint, "runs/<name>/model.pt or checkpoint.pt");
+  cmd->add_option("--model", o->model,
+                  "With --weights: the architecture (" + fmt::format("{}", fmt::join(nn::backbone_names(), ", ")) + ")");
+  cmd->add_option("--weights", o->weights,
+                  "Instead of --checkpoint: pretrained weights as torchvision publishes them (e.g. "
+                  "resnet50-11ad3fa6.pth), used with their own preprocessing (resize, centre crop 224, ImageNet "
+                  "mean and std)");
+  cmd->add_option("--class-names", o->class_names, "With --weights: a file naming the classes, one per line, in "
+                                                   "the order of the weights' outputs");
   cmd->add_option("paths", o->paths, "Image files, or folders searched recursively for image files")->required();
   cmd->add_option("--top-k", o->top_k, "Show the K most probable classes per image")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON: every class's probability and the top K per file");

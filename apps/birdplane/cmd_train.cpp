@@ -162,6 +162,12 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
                              run.path())
               << std::flush;
     if (dist && !trainer.step_note().empty()) std::cerr << "note: " << trainer.step_note() << "\n";
+    if (const auto& p = trainer.pretrained(); p.tensors > 0) {
+      std::cout << fmt::format("weights: {} tensors from {}{}\n", p.tensors, spec.training.weights,
+                               p.head_replaced ? fmt::format("; its {}-class head replaced by a new one for {} classes",
+                                                             p.file_classes, spec.model.num_classes)
+                                               : "");
+    }
     std::cerr << blas_core_advice(inspect_environment());  // "" unless the BLAS kernels lag the CPU
   }
   ProgressPrinter progress(main && isatty(STDOUT_FILENO) != 0);
@@ -235,6 +241,12 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
   cmd->add_option("--channels", model.channels, "Convnets from net-width on: first-layer channels (even where halved)")
       ->capture_default_str();
   cmd->add_option("--blocks", model.blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_option("--dropout", model.dropout,
+                  "torchvision's networks: dropout before the last layer (default: theirs, 0.2 for MobileNet and "
+                  "EfficientNet)");
+  cmd->add_option("--stochastic-depth", model.stochastic_depth,
+                  "torchvision's networks: drop probability of the deepest residual branch (default: theirs, 0.2 "
+                  "EfficientNet-B0, 0.1 ConvNeXt-Tiny)");
   cmd->add_option("--activation", model.activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
       ->default_str(nn::to_string(model.activation));
@@ -344,6 +356,33 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
       ->transform(choices(train::kDeviceKinds))
       ->default_str(train::to_string(t.device));
   cmd->add_option("--init-from", t.init_from, "Start from a state_dict (birdplane export or Python torch.save)");
+  cmd->add_option("--weights", t.weights,
+                  "Start from pretrained weights (torchvision's published files, e.g. resnet18-f37072fd.pth); a head "
+                  "for another number of classes is replaced, and images are normalized as the weights were");
+  cmd->add_option("--freeze", t.freeze,
+                  "torchvision's networks: train nothing up to this stage: backbone (all but the classifier), or a "
+                  "stage such as layer3 or features.6 (see `birdplane model --model NAME --summary`)");
+  cmd->add_option_function<std::string>(
+      "--fine-tune",
+      [&t](const std::string& v) {
+        // K or K:FACTOR
+        const auto colon = v.find(':');
+        try {
+          size_t used = 0;
+          const std::string k = v.substr(0, colon);
+          t.fine_tune.head_epochs = std::stoll(k, &used);
+          if (used != k.size()) throw std::invalid_argument(k);
+          if (colon != std::string::npos) {
+            const std::string f = v.substr(colon + 1);
+            t.fine_tune.lr_factor = std::stod(f, &used);
+            if (used != f.size()) throw std::invalid_argument(f);
+          }
+        } catch (const std::logic_error&) {
+          fail_setting("fine_tune", "'{}' is not K or K:FACTOR (e.g. 2:0.1)", v);
+        }
+      },
+      "Fine-tune in two phases: the head alone for K epochs, then everything at FACTOR times the rate "
+      "(K or K:FACTOR; FACTOR default 0.1)");
   cmd->add_option("--limit-train", data.limit_train, "Use only the first N training images (0: all)");
   cmd->add_option("--limit-val", data.limit_val, "Use only the first N validation images (0: all)");
   cmd->add_option("--augment", t.augment,

@@ -111,7 +111,7 @@ Run Run::resume(const std::string& path, const ResumeChanges& changes, RunOption
   s->spec = agree(spec, s->dist);
   s->data = read_data(s->spec, options);
   s->trainer = std::make_unique<Trainer>(s->spec, s->data->train, s->data->val, s->data->stats.mean,
-                                         s->data->stats.std, nullptr, s->dist);
+                                         s->data->stats.std, nullptr, s->dist, /*resuming=*/true);
   s->spec = s->trainer->spec();
   s->trainer->resume_from(s->main() ? &*s->dir : nullptr);
   return Run(std::move(s));

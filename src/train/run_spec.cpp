@@ -61,6 +61,14 @@ void TrainingSpec::validate() const {
       !loss || *loss != nn::LossKind::kMse || (label_smoothing == 0 && class_weights.empty() && !mix.enabled()),
       "loss", "mse takes no label smoothing, class weights or mixed targets (mixup, cutmix); use cross-entropy");
   BIRDPLANE_CHECK_SETTING(ema_every >= 1, "ema_every", "{} is not allowed; expected 1 or more steps", ema_every);
+  BIRDPLANE_CHECK_SETTING(init_from.empty() || weights.empty(), "weights",
+                          "give either a state_dict to start from (init_from) or pretrained weights, not both");
+  BIRDPLANE_CHECK_SETTING(fine_tune.head_epochs >= 0 && fine_tune.head_epochs < epochs, "fine_tune",
+                          "{} head-only epochs is not allowed; expected 0 or more, fewer than the run's {}",
+                          fine_tune.head_epochs, epochs);
+  BIRDPLANE_CHECK_SETTING(std::isfinite(fine_tune.lr_factor) && fine_tune.lr_factor > 0 && fine_tune.lr_factor <= 1,
+                          "fine_tune", "a learning-rate factor of {} is not allowed; expected above 0, at most 1",
+                          fine_tune.lr_factor);
   BIRDPLANE_CHECK_SETTING(ema_warmup >= 0 && (ema_warmup < epochs || ema_decay == 0), "ema_warmup",
                           "{} is not allowed; expected 0 or more epochs, fewer than the run's {}", ema_warmup, epochs);
 }
@@ -119,6 +127,9 @@ nlohmann::json TrainingSpec::to_json() const {
           {"eval_every", eval_every},
           {"device", to_string(device)},
           {"init_from", init_from},
+          {"weights", weights},
+          {"freeze", freeze},
+          {"fine_tune", fine_tune.to_json()},
           {"augment", augment},
           {"precision", to_string(precision)},
           {"step", to_string(step)},
@@ -153,6 +164,14 @@ TrainingSpec TrainingSpec::from_json(const nlohmann::json& j) {
   t.device = parse_device(j.at("device").get<std::string>());
   t.init_from = j.at("init_from").get<std::string>();
   t.augment = j.value("augment", std::string());
+  t.weights = j.value("weights", std::string());  // runs from before pretrained weights: none
+  t.freeze = j.value("freeze", std::string());
+  if (j.contains("fine_tune")) {
+    const auto& f = j.at("fine_tune");
+    json_fields::require_whole(f, {"head_epochs"});
+    t.fine_tune.head_epochs = f.value("head_epochs", int64_t{0});
+    t.fine_tune.lr_factor = f.value("lr_factor", 0.1);
+  }
   t.precision = parse_precision(j.value("precision", std::string("fp32")));  // runs from before precision
   t.step = parse_step(j.value("step", std::string("auto")));                 // and before step
   // runs from before the recipe settings: none of them

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "birdplane/nn/backbones.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/doctor.h"
 #include "birdplane/transforms/batch.h"
@@ -32,7 +33,8 @@ constexpr uint64_t kMixStream = 4;
 }  // namespace
 
 Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::ImageSet& val_set,
-                 std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model, Distributed* dist)
+                 std::vector<double> mean, std::vector<double> std, nn::ClassifierPtr model, Distributed* dist,
+                 bool resuming)
     : spec_(std::move(spec)), train_set_(train_set), val_set_(val_set),
       device_(resolve_device(spec_.training.device)), dist_(dist) {
   spec_.training.validate();  // the model's name is checked by make_model (a SettingError for "model")
@@ -46,6 +48,20 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   BIRDPLANE_CHECK(static_cast<int64_t>(mean.size()) == channels && static_cast<int64_t>(std.size()) == channels,
                   "normalization needs one mean and one std per channel ({}), got {} and {}", channels, mean.size(),
                   std.size());
+
+  // Pretrained weights come with their own normalization (ImageNet's mean and std for torchvision's).
+  const bool pretrained_backbone = !t.weights.empty() && nn::is_backbone(spec_.model.name);
+  if (pretrained_backbone) {
+    const auto p = nn::weights_preprocessing(spec_.model.name, t.weights);
+    BIRDPLANE_CHECK_SETTING(channels == 3, "weights", "{} was trained on RGB images; these have {} channels",
+                            t.weights, channels);
+    mean = p.mean;
+    std = p.std;
+    // The weights' resize-then-crop margin (256 for 224), kept for this run's image size.
+    const auto height = train_set.image_shape()[1];
+    model_config_.resize = static_cast<int64_t>(std::lround(static_cast<double>(p.resize * height) / p.crop));
+    model_config_.interpolation = p.interpolation;
+  }
 
   torch::manual_seed(t.seed);  // the initial weights follow the seed, as in the book
   if (model) {
@@ -67,7 +83,23 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   model_config_.crop = spec_.data.crop;
   model_config_.tta = t.tta;
 
-  if (!t.init_from.empty()) import_state_dict(t.init_from, *model_);
+  if (!t.init_from.empty() && !resuming) import_state_dict(t.init_from, *model_);
+  if (!t.weights.empty() && !resuming) {
+    std::vector<std::pair<std::string, at::Tensor>> named;
+    for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
+    const std::string head =
+        nn::is_backbone(model_->spec().name) ? nn::backbone_head(model_->spec().name) : head_module(named);
+    pretrained_ = load_pretrained(t.weights, *model_, head);
+  }
+  if (!t.freeze.empty() || t.fine_tune.head_epochs > 0) {
+    auto* backbone = dynamic_cast<nn::Backbone*>(model_.get());
+    BIRDPLANE_CHECK_SETTING(backbone, t.freeze.empty() ? "fine_tune" : "freeze",
+                            "{} is not one of torchvision's networks ({}); only those have stages to freeze",
+                            model_->spec().name, fmt::join(nn::backbone_names(), ", "));
+    BIRDPLANE_CHECK_SETTING(!dist_ || dist_->world_size() == 1, t.freeze.empty() ? "fine_tune" : "freeze",
+                            "frozen layers are not supported with several processes yet");
+    backbone->freeze(t.freeze);  // a stage it does not have is a SettingError before anything is written
+  }
   model_->to(device_);
   std::vector<std::pair<std::string, at::Tensor>> named;
   for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
@@ -108,6 +140,16 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   }
 }
 
+double Trainer::fine_tune_phase(int64_t epoch) {
+  const TrainingSpec& t = spec_.training;
+  auto* backbone = dynamic_cast<nn::Backbone*>(model_.get());
+  if (!backbone || t.fine_tune.head_epochs == 0) return 1.0;
+  const bool head_only = epoch < t.fine_tune.head_epochs;
+  const std::string frozen = head_only ? "backbone" : t.freeze;
+  if (backbone->frozen() != frozen) backbone->freeze(frozen);
+  return head_only ? 1.0 : t.fine_tune.lr_factor;
+}
+
 nlohmann::json Trainer::run_record() const {
   const auto environment = inspect_environment();
   return {{"run", spec_.to_json()},
@@ -120,6 +162,12 @@ nlohmann::json Trainer::run_record() const {
           {"threads", at::get_num_threads()},
           {"step_used", fused() ? "fused" : "autograd"},
           {"step_note", step_note_},
+          {"pretrained", spec_.training.weights.empty()
+                             ? nlohmann::json()
+                             : nlohmann::json{{"file", spec_.training.weights},
+                                              {"tensors", pretrained_.tensors},
+                                              {"head_replaced", pretrained_.head_replaced},
+                                              {"file_classes", pretrained_.file_classes}}},
           {"world_size", dist_ ? dist_->world_size() : 1},
           {"distributed", dist_ ? nlohmann::json{{"backend", dist_->backend()},
                                                  {"world_size", dist_->world_size()},
@@ -332,6 +380,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
   int64_t epoch = start_epoch_;
   try {
     for (; epoch < t.epochs && !stopped_early_; ++epoch) {
+      const double phase = fine_tune_phase(epoch);
       Timer timer;
       MeanMeter loss_meter;
       int64_t correct = 0, seen = 0;
@@ -341,7 +390,7 @@ TrainResult Trainer::run(const RunDir* dir, TrainObserver* observer, StopToken s
       torch::manual_seed(data::derive_seed(t.seed + static_cast<uint64_t>(dist_ ? dist_->rank() : 0), epoch,
                                            kModelStream));
       while (auto batch = loader.next()) {
-        for (size_t g = 0; g < rates.size(); ++g) rates[g] = schedule.rate(base_lrs_[g], epoch, batch->index);
+        for (size_t g = 0; g < rates.size(); ++g) rates[g] = phase * schedule.rate(base_lrs_[g], epoch, batch->index);
         if (rates != applied) {
           step_->set_lrs(rates);
           applied = rates;

@@ -17,6 +17,9 @@ torch.save(model.state_dict()), an OrderedDict with its _metadata. The tests wri
                           SEED, 10 classes), in state_dict order; .init_mean their means, .init_iqr
                           their interquartile ranges
 
+`one MODEL FILE` writes one model's seeded weights. `predict MODEL WEIGHTS OUT IMAGE...` classifies image
+files as torchvision's weights entries preprocess them (read_image, then the IMAGENET1K_V1 transforms, or the
+entry whose file name WEIGHTS carries) and saves the softmax probabilities (tests/cli/backbones_cli_test.cpp).
 `check MODEL STATE OUT` loads a state_dict written by birdplane (export) into torchvision's class with
 strict=True and saves its eval logits on the input (tests/golden/backbones_test.cpp).
 """
@@ -143,10 +146,32 @@ def check(name, state_path, out_path):
     torch.save({"input": x, "logits": logits}, out_path)
 
 
+def predict(name, weights_path, out_path, images):
+    import os
+    from torchvision.io import ImageReadMode, read_image
+    state = torch.load(weights_path)
+    classes = state[[k for k in state if k.endswith("weight")][-1]].shape[0]
+    model = off(name, classes=classes)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    entries = [w for w in torchvision.models.get_model_weights(name)]
+    entry = next((w for w in entries if os.path.basename(w.url) == os.path.basename(weights_path)), entries[0])
+    preprocess = entry.transforms()
+    batch = torch.stack([preprocess(read_image(f, ImageReadMode.RGB)) for f in images])
+    with torch.no_grad():
+        probs = torch.softmax(model(batch), 1)
+    torch.save({"probabilities": probs, "inputs": batch, "resize": torch.tensor(preprocess.resize_size)}, out_path)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "weights":
         write_weights(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == "one":
+        torch.save(weights(sys.argv[2]).state_dict(), sys.argv[3])
+    elif len(sys.argv) >= 6 and sys.argv[1] == "predict":
+        predict(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
     elif len(sys.argv) == 5 and sys.argv[1] == "check":
         check(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: backbones.py weights DIR | check MODEL STATE OUT")
+        sys.exit("usage: backbones.py weights DIR | one MODEL FILE | predict MODEL WEIGHTS OUT IMAGE... | "
+                 "check MODEL STATE OUT")

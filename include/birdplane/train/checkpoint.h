@@ -36,6 +36,10 @@ struct ModelConfig {
   std::vector<double> mean, std;
   data::CropMode crop = data::CropMode::kNone;  ///< as the training images were (--crop)
   Tta tta = Tta::kNone;  ///< the test-time augmentation eval and predict use (TrainingSpec::tta)
+  /// Pretrained weights' preprocessing (nn::weights_preprocessing): a new image's shorter side is resized
+  /// to `resize` with `interpolation`, then centre-cropped to the model's size. 0: as `crop` says.
+  int64_t resize = 0;
+  std::string interpolation = "bilinear";
 
   nlohmann::json to_json() const;
   /// Reads what to_json wrote, and the model section of birdplane 0.1 files.

@@ -25,6 +25,15 @@
 
 namespace birdplane::train {
 
+/// Fine-tuning in two phases, as one setting: for the first head_epochs epochs only the head trains (the
+/// backbone frozen, its batch norms in eval mode); then everything trains (but what `freeze` names), at
+/// lr_factor times the learning rate the schedule gives.
+struct FineTune {
+  int64_t head_epochs = 0;  ///< 0: off
+  double lr_factor = 0.1;
+  nlohmann::json to_json() const { return {{"head_epochs", head_epochs}, {"lr_factor", lr_factor}}; }
+};
+
 /// How the model is trained. Setting names in errors are these field names ("batch_size", ...).
 struct TrainingSpec {
   std::optional<nn::LossKind> loss;  ///< empty: the one that fits the model (nn::natural_loss)
@@ -36,6 +45,15 @@ struct TrainingSpec {
   int64_t eval_every = 1;             ///< validation every N epochs (and after the last)
   DeviceKind device = DeviceKind::kAuto;
   std::string init_from;              ///< a state_dict file to start from ("" : the preset's initialization)
+  /// Pretrained weights to start from (torchvision's published files): as init_from, except that a head
+  /// of another size (another number of classes) is replaced by a freshly initialized one, and images are
+  /// normalized with the weights' own mean and std (nn::weights_preprocessing), not the data's.
+  std::string weights;
+  /// torchvision's networks: train nothing up to this stage ("backbone": all but the classifier;
+  /// "layer3", "features.6", ...: up to and including it; "": train everything). Frozen batch norms keep
+  /// their running statistics.
+  std::string freeze;
+  FineTune fine_tune;                 ///< the head alone first, then everything at a lower rate
   std::string augment;                ///< training augmentation spec (transforms/spec.h); empty: none
   Precision precision = Precision::kFp32;
   StepKind step = StepKind::kAuto;

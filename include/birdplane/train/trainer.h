@@ -120,8 +120,10 @@ class Trainer {
   /// Checks spec.training and the model name (SettingError naming the setting). `train_set` and
   /// `val_set` must outlive the trainer; mean and std normalize them. Nothing is written to disk.
   /// With `dist`, the trainer joins a multi-process run; `dist` must outlive it.
+  /// `resuming`: resume_from follows, so the starting weights (init_from, weights) are not read.
   Trainer(RunSpec spec, const data::ImageSet& train_set, const data::ImageSet& val_set, std::vector<double> mean,
-          std::vector<double> std, nn::ClassifierPtr model = nullptr, Distributed* dist = nullptr);
+          std::vector<double> std, nn::ClassifierPtr model = nullptr, Distributed* dist = nullptr,
+          bool resuming = false);
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -136,6 +138,8 @@ class Trainer {
   /// What config.json records: the run specification (model filled in), the model, the data sizes,
   /// versions, threads, the step used and the BLAS.
   nlohmann::json run_record() const;
+  /// What TrainingSpec::weights brought into the model (all zero without weights, and on resume).
+  const PretrainedLoad& pretrained() const { return pretrained_; }
 
   /// Trains from the current epoch to the spec's epochs, writing checkpoint.pt and metrics.csv into
   /// `dir` after every epoch, then model.pt and results.json. Throws Interrupted when `stop` asks.
@@ -169,6 +173,9 @@ class Trainer {
   /// evaluate() of `model` on this rank's slice of `set`, summed over the ranks (plain evaluate()
   /// without dist).
   EvalResult evaluate_everywhere(nn::Classifier& model, const data::ImageSet& set);
+  // Fine-tuning's phase at `epoch` (TrainingSpec::fine_tune): freezes or unfreezes the backbone and
+  // returns the factor on the learning rate.
+  double fine_tune_phase(int64_t epoch);
   /// The model that validation, best.pt and model.pt use: the weight average when there is one.
   nn::Classifier& model_in_use() { return averaged_model_ ? *averaged_model_ : *model_; }
   /// "<runs_dir>/<name>/checkpoint.pt (epoch N)" for messages on any rank.
@@ -194,6 +201,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<Step> step_;
   std::string step_note_;
+  PretrainedLoad pretrained_;  ///< what TrainingSpec::weights brought
   Distributed* dist_ = nullptr;
   std::unique_ptr<GradientReducer> reducer_;  ///< set in multi-process runs
   std::vector<double> base_lrs_;              ///< each parameter group's rate before the schedule

@@ -17,6 +17,7 @@
 
 #include "birdplane/check.h"
 #include "common/files.h"
+#include "common/json_fields.h"
 #include "train/checkpoint/module_archive.h"
 #include "train/checkpoint/pickle_storages.h"
 #include "train/checkpoint/tensor_checks.h"
@@ -63,7 +64,9 @@ nlohmann::json ModelConfig::to_json() const {
           {"mean", mean},
           {"std", std},
           {"crop", data::to_string(crop)},
-          {"tta", to_string(tta)}};
+          {"tta", to_string(tta)},
+          {"resize", resize},
+          {"interpolation", interpolation}};
 }
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
@@ -76,6 +79,12 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   c.std = j.at("std").get<std::vector<double>>();
   c.crop = data::parse_crop_mode(j.value("crop", std::string("none")));  // files from before image folders
   c.tta = parse_tta(j.value("tta", std::string("none")));                 // and before test-time augmentation
+  json_fields::require_whole(j, {"resize"});
+  c.resize = j.value("resize", int64_t{0});  // and before pretrained weights
+  BIRDPLANE_CHECK_SETTING(c.resize >= 0 && c.resize <= 65'536, "resize", "{} is out of range (0 to 65536)", c.resize);
+  c.interpolation = j.value("interpolation", std::string("bilinear"));
+  BIRDPLANE_CHECK_SETTING(c.interpolation == "bilinear" || c.interpolation == "bicubic", "interpolation",
+                          "'{}' is not supported; expected bilinear or bicubic", c.interpolation);
   // Normalization divides by std for every pixel of every image eval and predict see: one finite mean
   // and one positive, finite std per channel of the model's input.
   const size_t channels = c.spec.image_shape.empty() ? 0 : static_cast<size_t>(c.spec.image_shape[0]);

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/deploy/predictor.h"
 #include "birdplane/train/evaluate.h"
 #include "birdplane/data/image_folder.h"
 #include "birdplane/data/image_io.h"
@@ -83,30 +84,16 @@ struct Prepared {
   std::string error;
 };
 
-Prepared prepare(const std::string& path, int64_t height, int64_t width, const train::ModelConfig& config,
-                 int64_t max_pixels) {
-  const data::CropMode crop = config.crop;
+Prepared prepare(const std::string& path, const deploy::Predictor& predictor, int64_t max_pixels) {
   Prepared p;
   try {
     auto img = data::read_image(path, max_pixels);
     const int ch = img.original_channels;
     if (ch == 1 || ch == 2) p.note = "grayscale converted to RGB";
     if (ch == 2 || ch == 4) p.note += std::string(p.note.empty() ? "" : "; ") + "alpha channel dropped";
-    if (config.resize > 0) {
-      // Pretrained weights' preprocessing (torchvision's ImageClassification on a tensor): the shorter side
-      // to `resize`, then the centre crop.
-      namespace F = transforms::functional;
-      const auto mode = F::interpolation_from_string(config.interpolation);
-      p.image = F::center_crop(F::resize(img.image, {config.resize}, mode), {height, width});
-    } else if (img.original_width != width || img.original_height != height) {
-      p.note += std::string(p.note.empty() ? "" : "; ") +
-                fmt::format("resized{} from {}x{} to {}x{} (bilinear)",
-                            crop == data::CropMode::kCenter ? " and center-cropped" : "", img.original_width,
-                            img.original_height, width, height);
-      p.image = data::fit_image(img.image, height, width, crop);
-    } else {
-      p.image = img.image;
-    }
+    std::string resized;
+    p.image = predictor.preprocess(img.image, &resized);
+    if (!resized.empty()) p.note += std::string(p.note.empty() ? "" : "; ") + resized;
   } catch (const Error& e) {
     p.error = e.what();
   }
@@ -122,7 +109,7 @@ std::string csv_cell(const std::string& s) {
 
 // A model from pretrained weights as they are (torchvision's published files): the architecture named by
 // --model, one class per line of --class-names, the weights' own preprocessing.
-train::Checkpoint pretrained_model(const PredictOptions& o) {
+deploy::Predictor pretrained_model(const PredictOptions& o) {
   BIRDPLANE_CHECK(!o.model.empty() && !o.class_names.empty(),
                   "--weights {}: also give --model (the architecture) and --class-names (a file, one class per line)",
                   o.weights);
@@ -148,7 +135,7 @@ train::Checkpoint pretrained_model(const PredictOptions& o) {
   ck.config.loss = nn::LossKind::kCrossEntropy;
   ck.model = nn::make_model(ck.config.spec);
   train::import_state_dict(o.weights, *ck.model);
-  return ck;
+  return deploy::Predictor(std::move(ck.config), std::move(ck.model));
 }
 
 void run_predict(const PredictOptions& o) {
@@ -160,18 +147,12 @@ void run_predict(const PredictOptions& o) {
                   pretrained ? "give a saved model (--checkpoint), or pretrained weights (--model, --weights and "
                                "--class-names)"
                              : "--checkpoint and --weights: give one of them");
-  auto ck = pretrained ? pretrained_model(o) : train::load_checkpoint(o.checkpoint);
-  const std::string source = pretrained ? o.weights : o.checkpoint;
-  const auto& shape = ck.config.spec.image_shape;  // {C, H, W} the model takes
-  BIRDPLANE_CHECK(shape.size() == 3 && shape[0] == 3,
-                  "{}: the model takes inputs of shape [{}], not RGB images [3,H,W]", source, fmt::join(shape, ","));
-  const int64_t height = shape[1], width = shape[2];
-  const auto& classes = ck.config.classes;
+  const deploy::Predictor predictor = pretrained ? pretrained_model(o) : deploy::Predictor(o.checkpoint);
+  const auto& classes = predictor.classes();
   const int64_t k = std::min<int64_t>(o.top_k, static_cast<int64_t>(classes.size()));
   const auto files = expand_paths(o.paths);
 
   torch::NoGradGuard no_grad;
-  ck.model->eval();
   nlohmann::json all = nlohmann::json::array();
   if (o.csv) {
     std::cout << "file,class,probability";
@@ -185,17 +166,15 @@ void run_predict(const PredictOptions& o) {
     at::parallel_for(start, end, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i)
         prepared[static_cast<size_t>(i - start)] =
-            prepare(files[static_cast<size_t>(i)], height, width, ck.config, o.max_pixels);
+            prepare(files[static_cast<size_t>(i)], predictor, o.max_pixels);
     });
     std::vector<at::Tensor> batch;
     for (const auto& p : prepared)
       if (p.error.empty()) batch.push_back(p.image);
     at::Tensor probs;
     if (!batch.empty()) {
-      auto x = transforms::functional::to_normalized(torch::stack(batch), ck.config.mean, ck.config.std);
-      // The model's test-time augmentation (fp32), as eval and validation use it.
-      const auto out = train::forward_with_tta(*ck.model, x, train::Precision::kFp32, ck.config.tta);
-      probs = nn::probabilities(out, ck.model->ends_in_log_softmax()).to(at::kDouble).contiguous();
+      // With the model's test-time augmentation (fp32), as eval and validation use it.
+      probs = predictor.probabilities(torch::stack(batch));
     }
     int64_t row = 0;
     for (int64_t i = start; i < end; ++i) {

@@ -11,6 +11,7 @@ void setup_commands(CLI::App& app) {
   setup_lr_find(app);
   setup_eval(app);
   setup_predict(app);
+  setup_serve(app);
   setup_export(app);
   setup_model(app);
   setup_experiment(app);

@@ -15,6 +15,7 @@ void setup_train(CLI::App& app);
 void setup_lr_find(CLI::App& app);
 void setup_eval(CLI::App& app);
 void setup_predict(CLI::App& app);
+void setup_serve(CLI::App& app);
 void setup_export(CLI::App& app);
 void setup_model(CLI::App& app);
 void setup_experiment(CLI::App& app);

@@ -9,6 +9,8 @@
 #include "birdplane/threads.h"
 #include "birdplane/version.h"
 
+#include "birdplane/deploy/predictor.h"
+
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/data/cifar10.h"
 #include "birdplane/data/data_spec.h"
@@ -32,6 +34,7 @@
 #include "birdplane/transforms/transforms.h"
 #include "birdplane/transforms/warp.h"
 
+#include "birdplane/nn/backbones.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/mlp.h"

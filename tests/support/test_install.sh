@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The installed package, tested as another project uses it: install this build into a temporary
 # prefix, check what was installed, configure and build examples/ as a separate CMake project against
-# it, and run both examples.
+# it, and run the examples.
 #   test_install.sh BUILD_DIR EXAMPLES_DIR SOURCE_DIR [CXX_FLAGS [LINKER_FLAGS]]
 # CXX_FLAGS and LINKER_FLAGS are the build's own (a sanitizer build's library needs its runtime in
 # the programs that link it).
@@ -117,6 +117,17 @@ grep -qE "photos/(cats|dogs)/0.jpg: (cats|dogs) \(" "$work/folder.out" \
 for f in config.json metrics.csv checkpoint.pt model.pt results.json; do
   [ -e "$work/folder-run/$f" ] || { echo "FAIL: train_folder wrote no $f"; exit 1; }
 done
+# classify: the Predictor on that model, with two of the pictures (their own sizes; the model file says how
+# to bring them to the model's).
+"$work/build/classify" "$work/folder-run/model.pt" "$work/photos/cats/3.png" "$work/photos/dogs/4.jpg" \
+  | tee "$work/classify.out"
+grep -qE "photos/cats/3.png: (cats|dogs) [0-9.e-]+ (cats|dogs) [0-9.e-]+$" "$work/classify.out" \
+  || { echo "FAIL: classify printed no classes for cats/3.png"; exit 1; }
+[ "$(wc -l < "$work/classify.out")" -eq 2 ] || { echo "FAIL: classify did not classify both images"; exit 1; }
+if "$work/build/classify" "$work/folder-run/model.pt" "$work/photos" > /dev/null 2> "$work/classify.err"; then
+  echo "FAIL: classify accepted a folder as an image"; exit 1
+fi
+grep -q "error: " "$work/classify.err" || { echo "FAIL: classify gave no error for a folder"; exit 1; }
 
 "$prefix/bin/birdplane" show --data-dir "$work/data" --index 3 --scale 2 --out "$work/in.png" > /dev/null
 "$work/build/apply_transforms" "$work/in.png" "$work/out.png" "RandomHorizontalFlip(p=1.0), Resize(48)" 5 \

@@ -1,0 +1,114 @@
+// birdplane serve, driven with curl as a client would: the page, /healthz, /predict (raw body and form
+// upload, the same probabilities as `predict`), hostile requests answered with a 4xx JSON error while the
+// server keeps serving, /metrics counting them, and SIGTERM ending it with exit code 0.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "birdplane/data/image_io.h"
+#include "birdplane/train/checkpoint.h"
+#include "support/fixtures.h"
+
+using namespace birdplane;
+using fixtures::contains;
+using fixtures::run_shell;
+using fixtures::TempDir;
+namespace fs = std::filesystem;
+
+TEST(CliServe, AnswersPredictionsAndErrorsAndStopsCleanly) {
+  if (run_shell("command -v curl").exit_code != 0) GTEST_SKIP() << "curl is not installed";
+  TempDir t;
+  train::ModelConfig config;
+  config.spec.name = "net";
+  config.spec.num_classes = 2;
+  config.spec.image_shape = {3, 32, 32};
+  config.loss = nn::LossKind::kCrossEntropy;
+  config.classes = {"airplane", "bird"};
+  config.mean = {0.5, 0.5, 0.5};
+  config.std = {0.25, 0.25, 0.25};
+  torch::manual_seed(2);
+  train::save_checkpoint(t / "model.pt", config, *nn::make_model(config.spec));
+  data::write_png(t / "a.png", torch::randint(0, 256, {3, 40, 36}, torch::kByte));
+  std::ofstream(t / "junk.png") << "this is not a PNG file";
+  { std::ofstream big(t / "big.bin"); big << std::string(300'000, 'x'); }
+  // One script: start the server on a free port, make the requests, stop it with SIGTERM.
+  const std::string script = fmt::format(R"SH(
+set -u
+cd {dir}
+{bin} serve --checkpoint model.pt --port 0 --max-bytes 200000 --workers 2 > server.out 2> server.err &
+pid=$!
+for i in $(seq 1 100); do grep -q "serving" server.out 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o "http://[0-9.:]*/" server.out)
+curl -s -o page.html -w "%{{http_code}}" "$url" > page.code
+curl -s "${{url}}healthz" > healthz.json
+curl -s -w "\n%{{http_code}}" --data-binary @a.png "${{url}}predict?top_k=1" > raw.out
+curl -s -w "\n%{{http_code}}" -F file=@a.png "${{url}}predict" > form.out
+curl -s -w "\n%{{http_code}}" --data-binary @junk.png "${{url}}predict" > junk.out
+curl -s -w "\n%{{http_code}}" --data-binary @big.bin "${{url}}predict" > big.out
+curl -s -w "\n%{{http_code}}" "${{url}}nothing" > missing.out
+curl -s -w "\n%{{http_code}}" --data-binary @a.png "${{url}}predict" > after.out
+curl -s "${{url}}metrics" > metrics.txt
+kill -TERM $pid
+wait $pid
+echo $? > server.rc
+)SH",
+                                         fmt::arg("dir", t.path()), fmt::arg("bin", BIRDPLANE_BINARY));
+  std::ofstream(t / "run.sh") << script;
+  const auto r = run_shell("bash " + (t / "run.sh"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto server_out = fixtures::read_file(t / "server.out");
+  ASSERT_TRUE(contains(server_out, "serving net (2 classes) on http://127.0.0.1:")) << server_out
+                                                                                     << fixtures::read_file(t / "server.err");
+  EXPECT_EQ(fixtures::read_file(t / "server.rc"), "0\n") << fixtures::read_file(t / "server.err");
+  EXPECT_TRUE(contains(server_out, "stopped")) << server_out;
+  EXPECT_EQ(fixtures::read_file(t / "page.code"), "200");
+  const auto page = fixtures::read_file(t / "page.html");
+  EXPECT_TRUE(contains(page, "<input id=\"file\" type=\"file\"")) << page;
+  EXPECT_FALSE(contains(page, "http://") || contains(page, "https://")) << "the page loads nothing from the network";
+  const auto health = nlohmann::json::parse(fixtures::read_file(t / "healthz.json"));
+  EXPECT_EQ(health["status"], "ok");
+  EXPECT_EQ(health["classes"], nlohmann::json({"airplane", "bird"}));
+  auto split = [](const std::string& text) {  // body, then the status code on the last line
+    const auto nl = text.rfind('\n');
+    return std::make_pair(text.substr(0, nl), std::stoi(text.substr(nl + 1)));
+  };
+  // The raw body and the form upload give what `birdplane predict` gives for the same file.
+  const auto p = fixtures::run_birdplane(fmt::format("predict --checkpoint {} --json {}", t / "model.pt", t / "a.png"));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const auto want = nlohmann::json::parse(p.out)[0]["probabilities"];
+  for (const char* name : {"raw.out", "form.out", "after.out"}) {
+    const auto [body, code] = split(fixtures::read_file(t / name));
+    ASSERT_EQ(code, 200) << name << ": " << body;
+    const auto j = nlohmann::json::parse(body);
+    for (const char* c : {"airplane", "bird"}) EXPECT_NEAR(j["probabilities"][c].get<double>(), want[c].get<double>(), 1e-12) << name;
+    EXPECT_EQ(j["top"].size(), std::string(name) == "raw.out" ? 1u : 2u) << name;
+    EXPECT_GE(j["seconds"].get<double>(), 0.0);
+  }
+  // Hostile requests: a 4xx with a JSON error each, and the server went on (after.out above).
+  for (const auto& [name, status, words] : {std::tuple<const char*, int, const char*>{"junk.out", 422, "uploaded image"},
+                                            {"big.out", 413, "200000 bytes"},
+                                            {"missing.out", 404, "no such page"}}) {
+    const auto [body, code] = split(fixtures::read_file(t / name));
+    EXPECT_EQ(code, status) << name << ": " << body;
+    const auto j = nlohmann::json::parse(body, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << name << ": " << body;
+    EXPECT_TRUE(contains(j.value("error", ""), words)) << name << ": " << body;
+  }
+  const auto metrics = fixtures::read_file(t / "metrics.txt");
+  EXPECT_TRUE(contains(metrics, "birdplane_requests_total{path=\"/predict\",code=\"200\"} 3")) << metrics;
+  EXPECT_TRUE(contains(metrics, "birdplane_requests_total{path=\"/predict\",code=\"422\"} 1")) << metrics;
+  EXPECT_TRUE(contains(metrics, "birdplane_request_duration_seconds_count{path=\"/predict\"}")) << metrics;
+  EXPECT_TRUE(contains(metrics, "# TYPE birdplane_request_duration_seconds histogram")) << metrics;
+}
+
+TEST(CliServe, BadFlagsExitTwo) {
+  const auto r = fixtures::run_birdplane("serve --checkpoint /nonexistent/model.pt --port 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "/nonexistent/model.pt")) << r.err;
+  const auto w = fixtures::run_birdplane("serve --checkpoint x.pt --workers 0");
+  EXPECT_EQ(w.exit_code, 2);
+  EXPECT_TRUE(contains(w.err, "--workers 0")) << w.err;
+}

@@ -373,6 +373,21 @@ void build_resnet(Backbone::Net& net, const std::string& name, int64_t classes) 
     if (auto* c = dynamic_cast<Conv*>(m.get())) torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut, torch::kReLU);
 }
 
+// MobileNet V3's and EfficientNet's initialization: Kaiming normal (fan_out) for every convolution, zero
+// biases, batch norms 1 and 0 (as built), and `linear` for the weights of the linear layers.
+void init_fan_out(Backbone::Net& net, const std::function<void(Linear&)>& linear) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : net.owner->modules(false)) {
+    if (auto* c = dynamic_cast<Conv*>(m.get())) {
+      torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut);
+      if (c->bias.defined()) c->bias.zero_();
+    } else if (auto* l = dynamic_cast<Linear*>(m.get())) {
+      linear(*l);
+      l->bias.zero_();
+    }
+  }
+}
+
 struct MobileRow {
   int64_t in, k, expanded, out;
   bool se, hardswish;
@@ -420,16 +435,8 @@ void build_mobilenet(Backbone::Net& net, const std::string& name, int64_t classe
   net.add("classifier.3", std::make_shared<Linear>(last_channel, classes),
           fmt::format("Linear({}, {})", last_channel, classes));
   net.head = "classifier.3";
-  torch::NoGradGuard no_grad;
-  for (auto& m : net.owner->modules(false)) {
-    if (auto* c = dynamic_cast<Conv*>(m.get())) {
-      torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut);
-      if (c->bias.defined()) c->bias.zero_();
-    } else if (auto* l = dynamic_cast<Linear*>(m.get())) {
-      l->weight.normal_(0, 0.01);
-      l->bias.zero_();
-    }
-  }
+  // torchvision: the linear layers normal(0, 0.01).
+  init_fan_out(net, [](Linear& l) { l.weight.normal_(0, 0.01); });
 }
 
 void build_efficientnet(Backbone::Net& net, int64_t classes, double stochastic_depth_prob) {
@@ -462,17 +469,11 @@ void build_efficientnet(Backbone::Net& net, int64_t classes, double stochastic_d
   });
   net.add("classifier.1", std::make_shared<Linear>(1280, classes), fmt::format("Linear(1280, {})", classes));
   net.head = "classifier.1";
-  torch::NoGradGuard no_grad;
-  for (auto& m : net.owner->modules(false)) {
-    if (auto* c = dynamic_cast<Conv*>(m.get())) {
-      torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut);
-      if (c->bias.defined()) c->bias.zero_();
-    } else if (auto* l = dynamic_cast<Linear*>(m.get())) {
-      const double range = 1.0 / std::sqrt(static_cast<double>(l->weight.size(0)));
-      l->weight.uniform_(-range, range);
-      l->bias.zero_();
-    }
-  }
+  // torchvision: the linear layers uniform within 1 / sqrt(outputs).
+  init_fan_out(net, [](Linear& l) {
+    const double range = 1.0 / std::sqrt(static_cast<double>(l.weight.size(0)));
+    l.weight.uniform_(-range, range);
+  });
 }
 
 void build_convnext(Backbone::Net& net, int64_t classes, double stochastic_depth_prob) {

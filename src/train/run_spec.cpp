@@ -34,12 +34,9 @@ void TrainingSpec::validate() const {
   BIRDPLANE_CHECK_SETTING(epochs >= 1, "epochs", "{} is not allowed; expected 1 or more", epochs);
   BIRDPLANE_CHECK_SETTING(batch_size >= 1, "batch_size", "{} is not allowed; expected 1 or more", batch_size);
   BIRDPLANE_CHECK_SETTING(eval_every >= 1, "eval_every", "{} is not allowed; expected 1 or more", eval_every);
-  if (!augment.empty()) {
-    // Parse, then run once on a tiny batch: a spec that changes the size or dtype fails here, before
-    // a run folder exists, not on the loader thread.
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
-    transforms::parse_augment(augment)(at::zeros({2, 3, 32, 32}, at::kByte), gen);
-  }
+  // Parsed here; run once on a batch of the run's images by the Trainer (a spec that changes their size
+  // or dtype then fails before a run folder exists, not on the loader thread).
+  if (!augment.empty()) transforms::parse_augment(augment);
   optimizer.validate();
   schedule.validate(epochs);
   BIRDPLANE_CHECK_SETTING(std::isfinite(label_smoothing) && label_smoothing >= 0 && label_smoothing < 1,

@@ -45,6 +45,14 @@ Trainer::Trainer(RunSpec spec, const data::ImageSet& train_set, const data::Imag
   BIRDPLANE_CHECK(train_set.image_shape() == val_set.image_shape(),
                   "the training and validation images differ in shape");
   const auto channels = train_set.image_shape()[0];
+  if (!t.augment.empty()) {
+    // The augmentation once on two blank images of the run's size: one that changes their size or
+    // dtype fails here, before a run folder exists, not on the loader thread.
+    std::vector<int64_t> probe = {2};
+    for (const auto d : train_set.image_shape()) probe.push_back(d);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(0);
+    transforms::parse_augment(t.augment)(at::zeros(probe, at::kByte), gen);
+  }
   BIRDPLANE_CHECK(static_cast<int64_t>(mean.size()) == channels && static_cast<int64_t>(std.size()) == channels,
                   "normalization needs one mean and one std per channel ({}), got {} and {}", channels, mean.size(),
                   std.size());

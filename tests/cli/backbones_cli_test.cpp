@@ -187,3 +187,28 @@ TEST(CliBackbones, FineTuningFlagsAndTheirErrors) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(contains(r.err, "not one of torchvision's networks")) << r.err;
 }
+
+// An augmentation is checked on the run's own image size (it was once probed at CIFAR-10's 32x32, which
+// refused RandomResizedCrop(224) for a folder at 224).
+TEST(CliBackbones, TheAugmentationIsCheckedAtTheRunsImageSize) {
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "Debian's /usr/bin/python3 is not installed";
+  TempDir t;
+  const auto py = run_shell("/usr/bin/python3 -c \"\nimport os\nimport numpy as np\nfrom PIL import Image\n"
+                            "rng = np.random.default_rng(3)\n"
+                            "for c in ('cats', 'dogs'):\n"
+                            "    os.makedirs('" + t.path() + "/photos/' + c)\n"
+                            "    for i in range(5):\n"
+                            "        a = rng.integers(0, 256, (50, 60 + i, 3)).astype(np.uint8)\n"
+                            "        Image.fromarray(a).save('" + t.path() + "/photos/%s/%d.png' % (c, i))\n\"");
+  ASSERT_EQ(py.exit_code, 0) << py.err;
+  const std::string base = fmt::format("train --image-folder {} --image-size 48 --crop center --model net --epochs 1 "
+                                       "--batch-size 4 --runs-dir {}",
+                                       t / "photos", t / "runs");
+  auto r = run_birdplane(base + " --name ok --augment \"RandomResizedCrop(48), RandomHorizontalFlip()\"");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_birdplane(base + " --name bad --augment \"Resize(24)\"");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(contains(r.err, "--augment")) << r.err;
+  EXPECT_TRUE(contains(r.err, "2x3x48x48")) << r.err;
+  EXPECT_FALSE(fs::exists(t / "runs/bad"));
+}

@@ -138,18 +138,26 @@ std::vector<std::pair<std::string, at::Tensor>> read_state_dict_pickle(const std
       const auto sizes = int_list((*a)[2]), strides = int_list((*a)[3]);
       const int64_t offset = as_int((*a)[1]);
       if (sizes.size() != strides.size()) bad("a tensor with as many strides as sizes");
+      // Every number comes from the file: sizes, strides and the offset are bounded first (a storage holds
+      // at most 2^40 elements), so the arithmetic below cannot overflow.
+      constexpr int64_t kMax = int64_t{1} << 40;
       for (size_t i = 0; i < sizes.size(); ++i)
-        if (sizes[i] < 0 || strides[i] < 0 || sizes[i] > (int64_t{1} << 40)) bad("a tensor with a negative or huge size");
-      if (offset < 0) bad("a tensor starting before its storage");
-      // Bounds before the view exists: the last element must lie inside the storage.
-      int64_t numel = 1;
+        if (sizes[i] < 0 || strides[i] < 0 || sizes[i] > kMax || strides[i] > kMax)
+          bad("a tensor with a negative or huge size or stride");
+      if (offset < 0 || offset > kMax) bad("a tensor starting outside its storage");
+      // Bounds before the view exists: the last element must lie inside the storage (an empty tensor
+      // touches nothing). Overflow-checked: a product of two bounded numbers can still pass 2^63.
+      bool empty = false;
+      for (const auto size : sizes) empty = empty || size == 0;
       int64_t last = offset;
-      for (size_t i = 0; i < sizes.size(); ++i) {
-        numel = sizes[i] == 0 ? 0 : numel;
-        if (sizes[i] > 0) last += (sizes[i] - 1) * strides[i];
+      for (size_t i = 0; i < sizes.size() && !empty; ++i) {
+        int64_t step = 0;
+        if (sizes[i] > 0 && (__builtin_mul_overflow(sizes[i] - 1, strides[i], &step) ||
+                             __builtin_add_overflow(last, step, &last) || last > kMax))
+          bad("a tensor reaching past its storage");
       }
       const auto itemsize = static_cast<int64_t>(c10::elementSize(st->dtype));
-      if (numel != 0 && (last + 1) * itemsize > static_cast<int64_t>(st->storage.nbytes()))
+      if (!empty && (last + 1) * itemsize > static_cast<int64_t>(st->storage.nbytes()))
         bad("a tensor reaching past its storage");
       auto t = at::empty({0}, at::TensorOptions().dtype(st->dtype));
       t.set_(st->storage, offset, sizes, strides);

@@ -378,7 +378,8 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
             if (used != f.size()) throw std::invalid_argument(f);
           }
         } catch (const std::logic_error&) {
-          fail_setting("fine_tune", "'{}' is not K or K:FACTOR (e.g. 2:0.1)", v);
+          // A parse error (exit 2, "error: --fine-tune: ..."), as CLI11's own checks give.
+          throw CLI::ValidationError("--fine-tune", fmt::format("'{}' is not K or K:FACTOR (e.g. 2:0.1)", v));
         }
       },
       "Fine-tune in two phases: the head alone for K epochs, then everything at FACTOR times the rate "

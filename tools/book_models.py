@@ -10,6 +10,13 @@ loads cpp.pt (a state_dict from `birdplane export`) into the book's class and ru
 fixed batch; builds a second model (seed 7), trains it one SGD step so batch-norm statistics move,
 saves its state_dict to py.pt (for `birdplane train --init-from`) and its eval outputs; writes
 {'from_cpp', 'from_py', 'x'} to out.pt.
+
+  book_models.py onnx --model book-small --classes 2 --cpp-state cpp.pt --out book.onnx
+
+loads cpp.pt into the book's class (the chapter-7 MLPs too, behind a flatten of the image) and writes
+it with torch.onnx.export (opset 17, the batch dimension dynamic, input "images"): the reference that
+birdplane's own ONNX export is compared with (tests/unit/deploy/onnx_test.cpp runs both files in ONNX
+Runtime).
 """
 import argparse
 
@@ -121,7 +128,27 @@ class NetResDeep(nn.Module):
         return self.fc2(torch.relu(self.fc1(h.flatten(1))))
 
 
+class BookMlp(nn.Module):
+    """The chapter-7 nn.Sequential (its keys 0.weight, 0.bias, 2.weight, ...) fed flattened images."""
+
+    def __init__(self, widths, log_softmax, classes):
+        super().__init__()
+        layers = []
+        for i, (a, b) in enumerate(zip([3072] + widths, widths + [classes])):
+            layers += [nn.Linear(a, b)] + ([nn.Tanh()] if i < len(widths) else [])
+        if log_softmax:
+            layers.append(nn.LogSoftmax(dim=1))
+        self.seq = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.seq(x.flatten(1))
+
+
 def build(name, chans, blocks, classes):
+    if name == "book-small":
+        return BookMlp([512], True, classes)
+    if name == "book-large":
+        return BookMlp([1024, 512, 128], False, classes)
     if name == "net":
         return Net(classes)
     if name == "net-res-deep":
@@ -137,16 +164,26 @@ def fixed_batch():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["check"])
+    ap.add_argument("mode", choices=["check", "onnx"])
     ap.add_argument("--model", required=True)
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--blocks", type=int, default=10)
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--cpp-state", required=True)
-    ap.add_argument("--py-state", required=True)
+    ap.add_argument("--py-state")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     x = fixed_batch()
+    if a.mode == "onnx":
+        model = build(a.model, a.channels, a.blocks, a.classes)
+        target = model.seq if isinstance(model, BookMlp) else model
+        target.load_state_dict(torch.load(a.cpp_state))
+        model.eval()
+        torch.onnx.export(model, x, a.out, opset_version=17, input_names=["images"], output_names=["output"],
+                          dynamic_axes={"images": {0: "batch"}, "output": {0: "batch"}})
+        return
+    if a.py_state is None:
+        ap.error("check needs --py-state")
 
     from_cpp = build(a.model, a.channels, a.blocks, a.classes)
     from_cpp.load_state_dict(torch.load(a.cpp_state))  # strict: every key, every shape

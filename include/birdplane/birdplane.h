@@ -9,6 +9,7 @@
 #include "birdplane/threads.h"
 #include "birdplane/version.h"
 
+#include "birdplane/deploy/onnx.h"
 #include "birdplane/deploy/predictor.h"
 
 #include "birdplane/data/batch_loader.h"

@@ -65,7 +65,8 @@ class Backbone : public Classifier {
   /// Module::train, then eval() again on the frozen batch norms.
   void train(bool on = true) override;
 
-  struct Net;  ///< the stages and their modules (defined in backbones.cpp)
+  struct Net;  ///< the stages and their modules (private: src/nn/backbone_layers.h)
+  const Net& net() const { return *net_; }
 
  private:
   std::shared_ptr<Net> net_;

@@ -13,6 +13,9 @@
 #include <thread>
 
 #include <fmt/format.h>
+// httplib's listen backlog is 5 connections: in a burst of new clients, those beyond it wait for the
+// kernel to retry their connection attempt, a second later.
+#define CPPHTTPLIB_LISTEN_BACKLOG 128
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -79,7 +82,7 @@ class Metrics {
 
 // The page: pick or drop an image, see the top classes as bars. Everything inline, nothing from the network.
 constexpr const char* kPage = R"HTML(<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>birdplane</title>
+<html lang="en"><head><meta charset="utf-8"><title>birdplane</title><link rel="icon" href="data:,">
 <style>
 body { font-family: sans-serif; max-width: 40em; margin: 2em auto; color: #222; }
 #drop { border: 2px dashed #888; border-radius: 8px; padding: 2em; text-align: center; cursor: pointer; }
@@ -144,6 +147,12 @@ void run_serve(const ServeOptions& o) {
   const int workers = o.workers;
   server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
   server.set_payload_max_length(static_cast<size_t>(o.max_bytes));
+  // SO_REUSEADDR only: httplib's default also sets SO_REUSEPORT, with which a second server binds a port
+  // in use without an error and the kernel splits the connections between the two.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout * 1000));
   server.set_read_timeout(timeout);
   server.set_write_timeout(timeout);

@@ -112,3 +112,79 @@ TEST(CliServe, BadFlagsExitTwo) {
   EXPECT_EQ(w.exit_code, 2);
   EXPECT_TRUE(contains(w.err, "--workers 0")) << w.err;
 }
+
+// As a person and as many clients use it: the page in headless Chromium (pick an image, read the top
+// class from the bars), then a bounded load test on loopback (8 clients, 2,000 requests, none failing,
+// the server's memory not growing past a bound), and a second server on the same port refused.
+TEST(CliServe, ThePageInChromiumAndALoadTest) {
+  const std::string deps = std::string(BIRDPLANE_SOURCE_DIR) + "/.deps/browser/node_modules/puppeteer-core";
+  ASSERT_TRUE(fs::exists(deps) && run_shell("command -v chromium && command -v node").exit_code == 0)
+      << "chromium, node or puppeteer-core is missing: scripts/setup installs them";
+  TempDir t;
+  train::ModelConfig config;
+  config.spec.name = "net";
+  config.spec.num_classes = 3;
+  config.spec.image_shape = {3, 32, 32};
+  config.loss = nn::LossKind::kCrossEntropy;
+  config.classes = {"airplane", "bird", "cat"};
+  config.mean = {0.5, 0.5, 0.5};
+  config.std = {0.25, 0.25, 0.25};
+  torch::manual_seed(4);
+  train::save_checkpoint(t / "model.pt", config, *nn::make_model(config.spec));
+  data::write_png(t / "a.png", torch::randint(0, 256, {3, 64, 64}, torch::kByte));
+  const std::string script = fmt::format(R"SH(
+set -u
+cd {dir}
+{bin} serve --checkpoint model.pt --port 0 --workers 4 > server.out 2> server.err &
+pid=$!
+for i in $(seq 1 100); do grep -q "serving" server.out 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o "http://[0-9.:]*/" server.out)
+node {src}/tools/serve_browser.js "$url" a.png page.png > browser.json 2> browser.err
+node {src}/tools/serve_load.js "$url" a.png 8 200 > warmup.json
+grep VmRSS /proc/$pid/status | tr -s ' ' | cut -d' ' -f2 > rss_before
+node {src}/tools/serve_load.js "$url" a.png 8 2000 > load.json
+grep VmRSS /proc/$pid/status | tr -s ' ' | cut -d' ' -f2 > rss_after
+port=$(echo "$url" | grep -o ":[0-9]*/" | tr -d :/)
+timeout 20 {bin} serve --checkpoint model.pt --port $port > second.out 2> second.err
+echo $? > second.rc
+kill -TERM $pid
+wait $pid
+echo $? > server.rc
+)SH",
+                                         fmt::arg("dir", t.path()), fmt::arg("bin", BIRDPLANE_BINARY),
+                                         fmt::arg("src", BIRDPLANE_SOURCE_DIR));
+  std::ofstream(t / "run.sh") << script;
+  const auto r = run_shell("bash " + (t / "run.sh"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(fixtures::read_file(t / "server.rc"), "0\n") << fixtures::read_file(t / "server.err");
+
+  // The page shows what `birdplane predict` says, with no console error and no request off the server.
+  const auto p = fixtures::run_birdplane(fmt::format("predict --checkpoint {} --json {}", t / "model.pt", t / "a.png"));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const auto want = nlohmann::json::parse(p.out)[0];
+  const auto browser = nlohmann::json::parse(fixtures::read_file(t / "browser.json"), nullptr, false);
+  ASSERT_FALSE(browser.is_discarded()) << fixtures::read_file(t / "browser.json") << fixtures::read_file(t / "browser.err");
+  EXPECT_EQ(browser["model"], "net");
+  EXPECT_EQ(browser["error"], "");
+  EXPECT_EQ(browser["top"], want["top"][0]["class"]) << browser.dump();
+  ASSERT_EQ(browser["rows"].size(), 3u) << browser.dump();
+  EXPECT_EQ(browser["rows"][0][1], fmt::format("{:.1f}%", 100 * want["top"][0]["probability"].get<double>()));
+  EXPECT_EQ(browser["console_errors"], nlohmann::json::array()) << browser.dump();
+  EXPECT_EQ(browser["foreign_requests"], nlohmann::json::array()) << browser.dump();
+  EXPECT_GT(fs::file_size(t / "page.png"), 1000u);
+
+  // 2,000 requests from 8 clients: every one answered with a class; memory bounded.
+  const auto load = nlohmann::json::parse(fixtures::read_file(t / "load.json"));
+  EXPECT_EQ(load["requests"], 2000);
+  EXPECT_EQ(load["errors"], 0) << load.dump();
+  const int64_t before = std::stoll(fixtures::read_file(t / "rss_before"));
+  const int64_t after = std::stoll(fixtures::read_file(t / "rss_after"));
+  EXPECT_LT(after - before, 32 * 1024) << "the server's memory grew from " << before << " to " << after << " KiB";
+  std::cout << fmt::format("load: {} requests, 8 clients: p50 {:.2f} ms, p99 {:.2f} ms, {:.0f} requests/s; RSS {} -> {} KiB\n",
+                           load["requests"].get<int>(), load["p50_ms"].get<double>(), load["p99_ms"].get<double>(),
+                           load["per_second"].get<double>(), before, after);
+
+  // A second server on the port in use: one message, exit 2.
+  EXPECT_EQ(fixtures::read_file(t / "second.rc"), "2\n");
+  EXPECT_TRUE(contains(fixtures::read_file(t / "second.err"), "cannot listen there")) << fixtures::read_file(t / "second.err");
+}

@@ -59,6 +59,8 @@
 #include "train/fused_step.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/data/batch_loader.h"
+#include "birdplane/deploy/onnx.h"
+#include "birdplane/deploy/predictor.h"
 #include "birdplane/transforms/functional.h"
 #include "birdplane/transforms/spec.h"
 
@@ -533,6 +535,54 @@ nlohmann::json bench_allreduce(const std::string& model_name, int64_t reps) {
           {"median_seconds", seconds[seconds.size() / 2]}, {"reps", reps}};
 }
 
+// (p) Serving: a seeded preset for CIFAR-10's ten classes at 32x32 saved in DIR as model.pt (for the
+// Predictor), state.pt (for PyTorch eager) and pixels.onnx (uint8 in, for ONNX Runtime), once; then
+// the Predictor's seconds per call on one image and on a batch of 64 uint8 images (preprocess,
+// forward, probabilities, top 5), medians over `calls` calls after a warm-up.
+nlohmann::json bench_predict(const std::string& model, const std::string& dir, int64_t calls) {
+  namespace fs = std::filesystem;
+  train::ModelConfig config;
+  config.spec.name = model;
+  config.spec.num_classes = 10;
+  config.spec.image_shape = {3, 32, 32};
+  config.classes = {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+  config.mean = {0.4915, 0.4823, 0.4468};
+  config.std = {0.2470, 0.2435, 0.2616};
+  const std::string path = dir + "/model.pt";
+  if (!fs::exists(path)) {
+    fs::create_directories(dir);
+    torch::manual_seed(123);
+    auto net = nn::make_model(config.spec);
+    net->eval();
+    config.loss = nn::natural_loss(*net);
+    train::export_state_dict(dir + "/state.pt", *net);
+    deploy::OnnxOptions pixels;
+    pixels.with_preprocessing = true;
+    deploy::export_onnx(dir + "/pixels.onnx", config, *net, pixels);
+    train::save_checkpoint(path, config, *net);
+  }
+  const deploy::Predictor predictor(path);
+  torch::manual_seed(5);
+  auto time = [&](int64_t batch, int64_t n) {
+    const auto images = torch::randint(0, 256, {batch, 3, 32, 32}, torch::kUInt8);
+    for (int64_t i = 0; i < 10; ++i) predictor.classify(images, 5);
+    std::vector<double> seconds;
+    double checksum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      train::Timer t;
+      const auto p = predictor.classify(images, 5);
+      seconds.push_back(t.seconds());
+      checksum += p.front().probabilities.front();
+    }
+    std::sort(seconds.begin(), seconds.end());
+    return std::make_pair(seconds[seconds.size() / 2], checksum);
+  };
+  const auto [single, c1] = time(1, calls);
+  const auto [batch, c64] = time(64, std::max<int64_t>(10, calls / 10));
+  return {{"mode", "predict"}, {"model", model}, {"single_seconds", single}, {"batch64_seconds", batch},
+          {"checksum", c1 + c64}};
+}
+
 int main(int argc, char** argv) {
   try {
     // All cores, or BIRDPLANE_BENCH_THREADS (bench/run passes its --threads, as it does to Python).
@@ -578,12 +628,15 @@ int main(int argc, char** argv) {
       j = bench_decode(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else if (mode == "folder" && pos.size() == 3) {
       j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
+    } else if (mode == "predict" && pos.size() == 3) {
+      j = bench_predict(pos[0], pos[1], std::stoll(pos[2]));
     } else {
       std::cerr << "usage: birdplane_bench load DATA_DIR | epoch DATA_DIR MODEL EPOCHS [SPEC] [--all-classes]"
                    " [--step auto|fused|autograd] [--precision fp32|bf16] [--recipe book|modern] [--clip-grad-norm X] | step MODEL N [--step ...] [--precision ...]"
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
-                   " | decode TREE SIZE N | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)\n";
+                   " | decode TREE SIZE N | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)"
+                   " | predict MODEL DIR CALLS\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

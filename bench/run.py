@@ -26,14 +26,15 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline")
-PY_SIDES = ("book", "tuned", "tuned_bf16")
+SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort")
+EPOCH_SIDES = SIDES[:7]  # the sides of an epoch workload (all but the roofline and the serving sides)
+PY_SIDES = ("book", "tuned", "tuned_bf16", "eager")
 SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
-               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s"}
+               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s"}
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
-                "tuned_bf16": "bf16/C++", "roofline": "mm/C++"}
+                "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
-        "netwidth", "netall", "folder", "dist", "recipe")
+        "netwidth", "netall", "folder", "dist", "recipe", "predict")
 # (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
 # (0: their own 32x32; the 224x224 tree is resized to 64x64 as torchvision's Resize(64)).
 FOLDER_TREES = (("png32", 0), ("jpeg32", 0), ("jpeg224", 64))
@@ -220,7 +221,7 @@ def main():
     # (b), (c): all four sides; --only tuned runs them without the (slow) book side.
     for key, letter, model in (("small", "b", "book-small"), ("large", "c", "book-large")):
         if wanted(key):
-            keys = SIDES[:-1]
+            keys = EPOCH_SIDES
         elif "tuned" in only:
             keys = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "tuned", "tuned_bf16")
         else:
@@ -255,6 +256,25 @@ def main():
                 [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None),
                  ("tuned", py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip), PY)])
 
+    # (p) serving: seconds per call of birdplane's Predictor (uint8 images in: scale, normalize, forward,
+    # probabilities, top 5) on one image and on a batch of 64, against PyTorch eager doing the same under
+    # torch.no_grad() (python/predict_eager.py) and ONNX Runtime on birdplane's ONNX export with the
+    # preprocessing inside (node/predict_ort.js; softmax and top 5 in JavaScript). Same threads; one
+    # seeded model per preset for 10 classes at 32x32, written once by the C++ side.
+    if wanted("predict"):
+        calls = "300"
+        for model in ("book-small", "net", "resnet18"):
+            folder = os.path.join(tempfile.gettempdir(), "birdplane-predict-bench", model)
+            run_json([bench, "predict", model, folder, "1"], env=cpp_env)  # writes the model files once
+            new = compare([(f"(p) predict {model}, 1 image", lambda j: j["single_seconds"]),
+                           (f"(p) predict {model}, batch 64", lambda j: j["batch64_seconds"])],
+                          [("cpp", [bench, "predict", model, folder, calls], None),
+                           ("eager", py("predict_eager.py", model, folder, calls, threads), PY),
+                           ("ort", ["node", os.path.join(HERE, "node", "predict_ort.js"), folder, calls, threads],
+                            None)])
+            for row in new:
+                row["note"] = "seconds per call, median over the calls of a process, then over processes"
+
     if wanted("augepoch"):
         compare([("(d) epoch book-small + crop,flip", epoch_pick)],
                 [("cpp", [bench, "epoch", args.data, "book-small", str(args.epochs),
@@ -276,7 +296,7 @@ def main():
 
     if wanted("full"):
         compare([("(f) epoch book-small, all CIFAR-10", epoch_pick)],
-                epoch_sides("book-small", SIDES[:-1], extra_cpp=("--all-classes",), extra_py=("all",)))
+                epoch_sides("book-small", EPOCH_SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
 
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
     # passes after the first) through the loader, as uint8 batches (what the issue measures), against

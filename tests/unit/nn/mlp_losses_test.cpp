@@ -61,6 +61,27 @@ TEST(Mlp, ForwardEqualsTheBooksSequentialWithTheSameWeights) {
   EXPECT_TRUE(torch::equal(model->forward(x), seq->forward(x.reshape({6, -1}))));
 }
 
+TEST(Mlp, OneImageWithoutGradientsGivesItsRowOfTheBatch) {
+  // One image under no_grad takes a matrix-vector path (Mlp::logits): its scores equal the batch's row
+  // up to the order of the sums; with gradients it stays the layers' own product.
+  for (const char* name : {"book-small", "book-large"}) {
+    auto model = preset(name, 10);
+    auto x = torch::randn({3, 3, 32, 32});
+    const auto batch = model->forward(x).detach();
+    {
+      torch::NoGradGuard no_grad;
+      for (int64_t i = 0; i < 3; ++i) {
+        const auto one = model->forward(x.slice(0, i, i + 1));
+        ASSERT_EQ(one.sizes(), (std::vector<int64_t>{1, 10}));
+        EXPECT_LT(fixtures::max_abs_diff(one[0], batch[i]), 1e-5) << name << " image " << i;
+      }
+    }
+    const auto with_grad = model->forward(x.slice(0, 0, 1));
+    EXPECT_TRUE(with_grad.requires_grad());
+    EXPECT_LT(fixtures::max_abs_diff(with_grad[0].detach(), batch[0]), 1e-5) << name;
+  }
+}
+
 TEST(Mlp, RejectsUnknownPresetsAndBadWidths) {
   try {
     preset("resnet", 2);

@@ -15,6 +15,7 @@
 #include "birdplane/data/training_data.h"
 #include "birdplane/train/run.h"
 #include "birdplane/train/trainer.h"
+#include "birdplane/report/run_report.h"
 #include "commands.h"
 #include "flags.h"
 #include "launcher.h"
@@ -43,6 +44,7 @@ struct TrainOptions {
   int64_t nproc = 0;         ///< --nproc: start this many local workers
   int64_t master_port = 0;   ///< --master-port with --nproc (0: a free port)
   double dist_timeout = 60;  ///< --dist-timeout, seconds
+  bool no_report = false;    ///< --no-report
 };
 
 // The specification of a new run from the flags (the environment's data folder resolved here).
@@ -180,6 +182,17 @@ void run_rank(const TrainOptions& o, train::Distributed* dist) {
   } catch (const train::DistributedError& e) {
     throw train::DistributedError(
         fmt::format("{}; continue with `birdplane train --resume {}`", e.what(), run.path()), e.lost_rank());
+  }
+  if (main && !o.no_report) {
+    // The run is saved; a report that cannot be written is a note, not a failed run.
+    try {
+      report::RunReportOptions r;
+      r.data = &run.data();
+      std::cout << "report: " << report::write_run_report(run.path(), r).path << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "note: report.html was not written (" << e.what() << "); `birdplane report " << run.path()
+                << "` tries again\n";
+    }
   }
 }
 
@@ -418,6 +431,7 @@ void setup_train(CLI::App& app) {
                   "Multi-process runs: seconds a collective or the rendezvous may wait before the run stops "
                   "naming the lost rank")
       ->capture_default_str();
+  cmd->add_flag("--no-report", o->no_report, "Do not write report.html into the run folder at the end (see `report`)");
   auto* epochs = cmd->get_option("--epochs");
   auto* loss = cmd->get_option("--loss");
   cmd->callback([o, epochs, loss] {

@@ -16,6 +16,7 @@ void setup_commands(CLI::App& app) {
   setup_model(app);
   setup_experiment(app);
   setup_transforms(app);
+  setup_report(app);
 }
 
 }  // namespace birdplane::cli

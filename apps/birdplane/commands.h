@@ -20,6 +20,7 @@ void setup_export(CLI::App& app);
 void setup_model(CLI::App& app);
 void setup_experiment(CLI::App& app);
 void setup_transforms(CLI::App& app);
+void setup_report(CLI::App& app);
 
 /// Every subcommand above, in the order --help lists them (main and the command-line fuzz target).
 void setup_commands(CLI::App& app);

@@ -1,4 +1,5 @@
 #include "birdplane/data/image_io.h"
+#include "data/png_encode.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -67,17 +68,20 @@ void write_png(const std::string& path, const at::Tensor& image) {
   BIRDPLANE_CHECK(!fs::is_directory(target, ec), "cannot write {}: it is a folder", path);
 
   // Encode in memory first, so a failure to encode never creates a file.
-  const at::Tensor hwc = chw.permute({1, 2, 0}).contiguous();
+  write_file_atomically(path, encode_png(chw, path));
+}
+
+std::string encode_png(const at::Tensor& image, const std::string& what) {
+  const at::Tensor hwc = to_u8_chw(image, what).permute({1, 2, 0}).contiguous();
   const int height = static_cast<int>(hwc.size(0));
   const int width = static_cast<int>(hwc.size(1));
   const int channels = static_cast<int>(hwc.size(2));
   std::string bytes;
   const int ok = stbi_write_png_to_func(append_bytes, &bytes, width, height, channels, hwc.data_ptr<uint8_t>(),
                                         width * channels);
-  BIRDPLANE_CHECK(ok != 0 && !bytes.empty(), "cannot write {}: PNG encoding failed for a {}x{} image", path,
+  BIRDPLANE_CHECK(ok != 0 && !bytes.empty(), "cannot write {}: PNG encoding failed for a {}x{} image", what,
                   width, height);
-
-  write_file_atomically(path, bytes);
+  return bytes;
 }
 
 LoadedImage read_image(const std::string& path, int64_t max_pixels) {

@@ -1,0 +1,171 @@
+// birdplane report as a person uses it: train writes report.html at the end, `report` writes it again,
+// headless Chromium opens it from a file:// address with no console error and no request anywhere, and
+// the numbers it shows are metrics.csv's and `eval --json`'s. Bad run folders are one message and exit
+// 2, and report never changes anything in the folder but report.html.
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "birdplane/train/metrics_csv.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using birdplane::fixtures::contains;
+using birdplane::fixtures::read_file;
+using birdplane::fixtures::run_birdplane;
+using birdplane::fixtures::run_shell;
+using birdplane::fixtures::TempDir;
+
+namespace {
+
+// Every file of a folder and its bytes, but report.html.
+std::map<std::string, std::string> snapshot(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename() != "report.html") files[e.path().filename().string()] = read_file(e.path().string());
+  return files;
+}
+
+}  // namespace
+
+TEST(CliReport, TrainWritesItAndChromiumShowsMetricsAndEvalNumbers) {
+  const std::string deps = std::string(BIRDPLANE_SOURCE_DIR) + "/.deps/browser/node_modules/puppeteer-core";
+  ASSERT_TRUE(fs::exists(deps) && run_shell("command -v chromium && command -v node").exit_code == 0)
+      << "chromium, node or puppeteer-core is missing: scripts/setup installs them";
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string data = " --data-dir " + t.path() + " --no-download";
+  const std::string common = data + " --threads 1 --classes airplane,bird,cat";
+  auto r = run_birdplane("train --model net --epochs 3 --augment flip --schedule cosine --runs-dir " + (t / "runs") +
+                         " --name a" + common);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string run = t / "runs/a";
+  EXPECT_TRUE(contains(r.out, "report: " + run + "/report.html")) << r.out;
+  ASSERT_TRUE(fs::exists(run + "/report.html"));
+
+  const auto before = snapshot(run);
+  auto again = run_birdplane("report " + run);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(contains(again.out, "3 epochs, validation accuracy")) << again.out;
+  EXPECT_EQ(snapshot(run), before) << "report changed a file of the run besides report.html";
+
+  auto page = run_shell(fmt::format("node {}/tools/page_check.js file://{}/report.html {}/report.png",
+                                    BIRDPLANE_SOURCE_DIR, run, t.path()));
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  const auto j = nlohmann::json::parse(page.out);
+  EXPECT_EQ(j["console_errors"], nlohmann::json::array()) << page.out;
+  EXPECT_EQ(j["foreign_requests"], nlohmann::json::array()) << page.out;
+  EXPECT_EQ(j["broken"], 0);
+  EXPECT_GE(j["images"].get<int>(), 2);  // the hardest images and the augmentation grid
+  EXPECT_GT(fs::file_size(t / "report.png"), 10000u);
+
+  // The per-epoch table shows metrics.csv's rows.
+  const auto rows = birdplane::train::read_metrics(run + "/metrics.csv");
+  const auto& epochs = j["tables"]["epochs"];
+  ASSERT_EQ(epochs.size(), rows.size() + 1) << epochs.dump();  // a header row
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& cells = epochs[i + 1];
+    EXPECT_EQ(cells[0], std::to_string(rows[i].epoch));
+    EXPECT_NEAR(std::stod(cells[1].get<std::string>()), rows[i].train_loss, 1e-6);
+    EXPECT_NEAR(std::stod(cells[2].get<std::string>()), rows[i].train_accuracy, 1e-6);
+    EXPECT_NEAR(std::stod(cells[3].get<std::string>()), rows[i].val_loss, 1e-6);
+    EXPECT_NEAR(std::stod(cells[4].get<std::string>()), rows[i].val_accuracy, 1e-6);
+    EXPECT_NEAR(std::stod(cells[5].get<std::string>()), rows[i].lr, 1e-6 * rows[i].lr);
+  }
+  // The learning rate varies (cosine): its curve is there.
+  EXPECT_TRUE(contains(read_file(run + "/report.html"), "Learning rate (last step of each epoch)"));
+
+  // The confusion matrix and accuracy are eval's.
+  auto e = run_birdplane("eval --json --checkpoint " + run + "/model.pt" + data);
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto ev = nlohmann::json::parse(e.out);
+  EXPECT_EQ(j["ids"]["val-accuracy"], fmt::format("{:.4f}", ev["accuracy"].get<double>()));
+  const auto& confusion = j["tables"]["confusion"];
+  ASSERT_EQ(confusion.size(), 4u) << confusion.dump();
+  for (int truth = 0; truth < 3; ++truth)
+    for (int predicted = 0; predicted < 3; ++predicted)
+      EXPECT_EQ(confusion[truth + 1][predicted + 1], std::to_string(ev["confusion_matrix"][truth][predicted].get<int>()));
+  const auto& per_class = j["tables"]["per-class"];
+  ASSERT_EQ(per_class.size(), 4u);
+  EXPECT_EQ(per_class[1][0], "airplane");
+  EXPECT_TRUE(contains(read_file(run + "/report.html"), "RandomHorizontalFlip") ||
+              contains(read_file(run + "/report.html"), "flip"));
+
+  // A run in progress: no results.json or model.pt yet; the checkpoint is evaluated.
+  fs::remove(run + "/results.json");
+  fs::remove(run + "/model.pt");
+  auto progress = run_birdplane("report " + run);
+  ASSERT_EQ(progress.exit_code, 0) << progress.err;
+  EXPECT_TRUE(contains(read_file(run + "/report.html"), "in progress")) << progress.out;
+  EXPECT_TRUE(contains(progress.out, "validation accuracy")) << progress.out;
+
+  // --no-report: no page.
+  auto quiet = run_birdplane("train --model net --epochs 1 --no-report --runs-dir " + (t / "runs") + " --name q" + common);
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_FALSE(fs::exists(t / "runs/q/report.html"));
+  EXPECT_FALSE(contains(quiet.out, "report:")) << quiet.out;
+}
+
+TEST(CliReport, BadRunFoldersAreOneMessageAndChangeNothing) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = " --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird";
+  ASSERT_EQ(run_birdplane("train --model book-small --epochs 1 --no-report --runs-dir " + (t / "runs") + " --name a" +
+                          common)
+                .exit_code,
+            0);
+  const std::string run = t / "runs/a";
+
+  auto missing = run_birdplane("report " + (t / "nowhere"));
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_TRUE(contains(missing.err, "nowhere: no such folder")) << missing.err;
+  auto not_run = run_birdplane("report " + t.path());
+  EXPECT_EQ(not_run.exit_code, 2);
+  EXPECT_TRUE(contains(not_run.err, "not a run folder")) << not_run.err;
+
+  // A damaged metrics.csv, then a damaged model.pt: named, exit 2, the folder as it was, no page.
+  const std::string metrics = read_file(run + "/metrics.csv");
+  {
+    std::ofstream f(run + "/metrics.csv");
+    f << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_second,lr\n1,0.5,zero,,,1,1,0.01\n";
+  }
+  auto before = snapshot(run);
+  auto bad = run_birdplane("report " + run);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(contains(bad.err, "metrics.csv")) << bad.err;
+  EXPECT_EQ(snapshot(run), before);
+  EXPECT_FALSE(fs::exists(run + "/report.html"));
+  {
+    std::ofstream f(run + "/metrics.csv");
+    f << "this is not a metrics file\n";
+  }
+  auto foreign = run_birdplane("report " + run);
+  EXPECT_EQ(foreign.exit_code, 2);
+  EXPECT_TRUE(contains(foreign.err, "metrics.csv")) << foreign.err;
+  fs::remove(run + "/metrics.csv");
+  auto gone = run_birdplane("report " + run);
+  EXPECT_EQ(gone.exit_code, 2);
+  EXPECT_TRUE(contains(gone.err, "metrics.csv: missing")) << gone.err;
+  {
+    std::ofstream f(run + "/metrics.csv");
+    f << metrics;
+  }
+  {
+    std::ofstream f(run + "/model.pt", std::ios::binary | std::ios::trunc);
+    f << "PK\x03\x04 not really a zip";
+  }
+  before = snapshot(run);
+  auto model = run_birdplane("report " + run);
+  EXPECT_EQ(model.exit_code, 2);
+  EXPECT_TRUE(contains(model.err, "model.pt")) << model.err;
+  EXPECT_EQ(snapshot(run), before);
+  EXPECT_FALSE(fs::exists(run + "/report.html"));
+  // --no-eval reads neither model nor data.
+  auto curves = run_birdplane("report --no-eval " + run);
+  EXPECT_EQ(curves.exit_code, 0) << curves.err;
+  EXPECT_TRUE(fs::exists(run + "/report.html"));
+}

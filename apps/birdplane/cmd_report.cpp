@@ -1,5 +1,8 @@
-// birdplane report: a run folder as one HTML page (report/run_report.h).
+// birdplane report: a run folder as one HTML page; birdplane compare: several runs on one page
+// (report/run_report.h).
 #include <iostream>
+#include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -44,6 +47,17 @@ void setup_report(CLI::App& app) {
   cmd->add_option("--hardest", o->hardest, "How many highest-loss validation images to show")->capture_default_str();
   cmd->add_flag("--no-eval", o->no_eval, "Curves and settings only: do not load the model or the data");
   cmd->callback([o] { run_report(*o); });
+
+  auto runs = std::make_shared<std::vector<std::string>>();
+  auto out = std::make_shared<std::string>("compare.html");
+  auto* compare = app.add_subcommand("compare", "One HTML page comparing runs: their curves on shared axes, the "
+                                                "settings in which they differ, their final figures");
+  compare->add_option("runs", *runs, "Run folders, runs/<name> ...")->required();
+  compare->add_option("--out", *out, "The page to write")->capture_default_str();
+  compare->callback([runs, out] {
+    report::write_comparison(*runs, *out);
+    std::cout << fmt::format("wrote {} ({} runs)\n", *out, runs->size());
+  });
 }
 
 }  // namespace birdplane::cli

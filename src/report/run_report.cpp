@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -250,6 +251,54 @@ Evaluation evaluate_section(const train::RunSpec& spec, const train::Checkpoint&
   return e;
 }
 
+struct RunFolder {
+  nlohmann::json config;
+  train::RunSpec spec;
+  std::vector<train::EpochMetrics> rows;
+};
+
+// config.json and metrics.csv of a run folder, checked.
+RunFolder read_run_folder(const std::string& run_dir) {
+  std::error_code ec;
+  BIRDPLANE_CHECK(fs::is_directory(run_dir, ec), "{}: no such folder (expected a run folder, runs/<name>)", run_dir);
+  const std::string config_path = (fs::path(run_dir) / "config.json").string();
+  BIRDPLANE_CHECK(fs::exists(config_path, ec), "{}: not a run folder (it has no config.json)", run_dir);
+  RunFolder f;
+  f.config = nlohmann::json::parse(read_text(config_path), nullptr, false);
+  BIRDPLANE_CHECK(!f.config.is_discarded() && f.config.is_object(), "{}: not JSON; the file is damaged", config_path);
+  try {
+    f.spec = train::RunSpec::from_config(f.config);
+  } catch (const std::exception& e) {
+    fail("{}: not a birdplane run's config ({})", config_path, e.what());
+  }
+  const std::string metrics_path = (fs::path(run_dir) / "metrics.csv").string();
+  BIRDPLANE_CHECK(fs::exists(metrics_path, ec), "{}: missing; the run has not finished an epoch yet", metrics_path);
+  {
+    std::ifstream in(metrics_path);
+    std::string header;
+    std::getline(in, header);
+    BIRDPLANE_CHECK(header.rfind("epoch,train_loss,train_accuracy", 0) == 0,
+                    "{}: not birdplane's metrics (its first line is '{}'); the file is damaged", metrics_path,
+                    header.substr(0, 80));
+  }
+  f.rows = train::read_metrics(metrics_path);
+  return f;
+}
+
+std::string folder_name(const std::string& run_dir) {
+  const auto p = fs::path(run_dir).lexically_normal();
+  return p.filename().empty() ? p.parent_path().filename().string() : p.filename().string();
+}
+
+// Settings as "path.to.key" -> value text, for the comparison's table.
+void flatten(const nlohmann::json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) flatten(v, prefix.empty() ? k : prefix + "." + k, out);
+  } else {
+    out[prefix] = j.is_string() ? j.get<std::string>() : j.dump();
+  }
+}
+
 constexpr const char* kStyle = R"CSS(
 body { font-family: sans-serif; max-width: 70em; margin: 1.5em auto; padding: 0 1em; color: #111; }
 h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #bbb; }
@@ -270,35 +319,14 @@ pre { background: #f4f4f4; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 RunReportResult write_run_report(const std::string& run_dir, const RunReportOptions& options) {
   std::error_code ec;
-  BIRDPLANE_CHECK(fs::is_directory(run_dir, ec), "{}: no such folder (expected a run folder, runs/<name>)", run_dir);
-  const std::string config_path = (fs::path(run_dir) / "config.json").string();
-  BIRDPLANE_CHECK(fs::exists(config_path, ec), "{}: not a run folder (it has no config.json)", run_dir);
-  const auto config = nlohmann::json::parse(read_text(config_path), nullptr, false);
-  BIRDPLANE_CHECK(!config.is_discarded() && config.is_object(), "{}: not JSON; the file is damaged", config_path);
-  train::RunSpec spec;
-  try {
-    spec = train::RunSpec::from_config(config);
-  } catch (const std::exception& e) {
-    fail("{}: not a birdplane run's config ({})", config_path, e.what());
-  }
-  const std::string metrics_path = (fs::path(run_dir) / "metrics.csv").string();
-  BIRDPLANE_CHECK(fs::exists(metrics_path, ec), "{}: missing; the run has not finished an epoch yet", metrics_path);
-  {
-    std::ifstream in(metrics_path);
-    std::string header;
-    std::getline(in, header);
-    BIRDPLANE_CHECK(header.rfind("epoch,train_loss,train_accuracy", 0) == 0,
-                    "{}: not birdplane's metrics (its first line is '{}'); the file is damaged", metrics_path,
-                    header.substr(0, 80));
-  }
-  const auto rows = train::read_metrics(metrics_path);
-
+  const RunFolder folder = read_run_folder(run_dir);
+  const auto& config = folder.config;
+  const auto& spec = folder.spec;
+  const auto& rows = folder.rows;
   RunReportResult result;
   result.path = options.out.empty() ? (fs::path(run_dir) / "report.html").string() : options.out;
   result.epochs = static_cast<int64_t>(rows.size());
-  const std::string name = fs::path(run_dir).lexically_normal().filename().string().empty()
-                               ? fs::path(run_dir).lexically_normal().parent_path().filename().string()
-                               : fs::path(run_dir).lexically_normal().filename().string();
+  const std::string name = folder_name(run_dir);
   const std::string results_path = (fs::path(run_dir) / "results.json").string();
   const bool finished = fs::exists(results_path, ec);
   nlohmann::json results;
@@ -382,6 +410,81 @@ RunReportResult write_run_report(const std::string& run_dir, const RunReportOpti
   html += fmt::format("<p><small>Written by <code>birdplane report</code> on {}.</small></p>\n</body></html>\n", stamp);
   write_file_atomically(result.path, html);
   return result;
+}
+
+void write_comparison(const std::vector<std::string>& run_dirs, const std::string& out) {
+  BIRDPLANE_CHECK(!run_dirs.empty(), "compare: no run folders given");
+  std::vector<RunFolder> runs;
+  std::vector<std::string> names;
+  for (const auto& dir : run_dirs) {
+    runs.push_back(read_run_folder(dir));
+    names.push_back(folder_name(dir));
+  }
+  auto plot = [&](const std::string& title, const std::string& y_label, double train::EpochMetrics::*field) {
+    LinePlot p{title, "epoch", y_label, {}};
+    for (size_t i = 0; i < runs.size(); ++i) {
+      Series s;
+      s.label = names[i];
+      for (const auto& r : runs[i].rows) {
+        if (r.*field < 0) continue;
+        s.x.push_back(static_cast<double>(r.epoch));
+        s.y.push_back(r.*field);
+      }
+      if (!s.x.empty()) p.series.push_back(s);
+    }
+    return p.series.empty() ? std::string() : p.to_svg();
+  };
+  std::string html = fmt::format(
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>birdplane: {} runs compared</title>"
+      "<link rel=\"icon\" href=\"data:,\"><style>{}</style></head><body>\n<h1>{} runs compared</h1>\n",
+      runs.size(), kStyle, runs.size());
+  // Final figures.
+  html += "<h2 id=\"final\">Final figures</h2>\n<table class=\"numbers\" id=\"final-figures\"><thead><tr><th>run</th>"
+          "<th>model</th><th>epochs</th><th>training accuracy</th><th>validation accuracy</th><th>best validation "
+          "accuracy</th><th>seconds</th></tr></thead><tbody>\n";
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto& rows = runs[i].rows;
+    double best = -1, seconds = 0;
+    for (const auto& r : rows) {
+      best = std::max(best, r.val_accuracy);
+      seconds += r.seconds;
+    }
+    const train::EpochMetrics last = rows.empty() ? train::EpochMetrics{} : rows.back();
+    html += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1f}</td></tr>\n",
+                        html_escape(names[i]), html_escape(runs[i].spec.model.name), rows.size(),
+                        rows.empty() ? "" : cell(last.train_accuracy, 6), rows.empty() ? "" : cell(last.val_accuracy, 6),
+                        cell(best, 6), seconds);
+  }
+  html += "</tbody></table>\n<h2 id=\"curves\">Curves</h2>\n<div class=\"plots\">" +
+          plot("Validation accuracy", "accuracy", &train::EpochMetrics::val_accuracy) +
+          plot("Validation loss", "loss", &train::EpochMetrics::val_loss) +
+          plot("Training loss", "loss", &train::EpochMetrics::train_loss) +
+          plot("Learning rate", "learning rate", &train::EpochMetrics::lr) + "</div>\n";
+  // Settings where the runs differ (the run's name and folder aside).
+  std::vector<std::map<std::string, std::string>> settings(runs.size());
+  std::map<std::string, bool> keys;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    flatten(runs[i].spec.to_json(), "", settings[i]);
+    for (const auto& [k, v] : settings[i]) keys[k] = true;
+  }
+  html += "<h2 id=\"settings\">Settings that differ</h2>\n<table id=\"differences\"><thead><tr><th>setting</th>";
+  for (const auto& n : names) html += "<th>" + html_escape(n) + "</th>";
+  html += "</tr></thead><tbody>\n";
+  int differing = 0;
+  for (const auto& [key, unused] : keys) {
+    if (key == "name" || key == "runs_dir") continue;
+    bool same = true;
+    for (size_t i = 1; i < runs.size(); ++i) same = same && settings[i][key] == settings[0][key];
+    if (same) continue;
+    ++differing;
+    html += "<tr><th>" + html_escape(key) + "</th>";
+    for (size_t i = 0; i < runs.size(); ++i) html += "<td>" + html_escape(settings[i][key]) + "</td>";
+    html += "</tr>\n";
+  }
+  html += "</tbody></table>\n";
+  if (differing == 0) html += "<p>The runs have the same settings.</p>\n";
+  html += "</body></html>\n";
+  write_file_atomically(out, html);
 }
 
 }  // namespace birdplane::report

@@ -169,3 +169,42 @@ TEST(CliReport, BadRunFoldersAreOneMessageAndChangeNothing) {
   EXPECT_EQ(curves.exit_code, 0) << curves.err;
   EXPECT_TRUE(fs::exists(run + "/report.html"));
 }
+
+TEST(CliReport, CompareShowsTheRunsAndTheirDifferences) {
+  const std::string deps = std::string(BIRDPLANE_SOURCE_DIR) + "/.deps/browser/node_modules/puppeteer-core";
+  ASSERT_TRUE(fs::exists(deps)) << "puppeteer-core is missing: scripts/setup installs it";
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = " --data-dir " + t.path() + " --no-download --threads 1 --classes airplane,bird --no-report";
+  for (const char* lr : {"0.01", "0.05"})
+    ASSERT_EQ(run_birdplane(fmt::format("train --model net --epochs 2 --lr {} --runs-dir {} --name lr{}{}", lr,
+                                        t / "runs", lr, common))
+                  .exit_code,
+              0);
+  const auto before = snapshot(t / "runs/lr0.01");
+  auto c = run_birdplane("compare " + (t / "runs/lr0.01") + " " + (t / "runs/lr0.05") + " --out " + (t / "c.html"));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(snapshot(t / "runs/lr0.01"), before);
+  auto page = run_shell(fmt::format("node {}/tools/page_check.js file://{} {}", BIRDPLANE_SOURCE_DIR, t / "c.html",
+                                    t / "c.png"));
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  const auto j = nlohmann::json::parse(page.out);
+  EXPECT_EQ(j["console_errors"], nlohmann::json::array()) << page.out;
+  EXPECT_EQ(j["foreign_requests"], nlohmann::json::array()) << page.out;
+  // The settings that differ: the learning rate, and nothing but what follows from it.
+  const auto& diff = j["tables"]["differences"];
+  ASSERT_EQ(diff.size(), 2u) << diff.dump();
+  EXPECT_EQ(diff[1][0], "training.optimizer.lr");
+  EXPECT_EQ(diff[1][1], "0.01");
+  EXPECT_EQ(diff[1][2], "0.05");
+  // Final figures are each run's last metrics.csv row.
+  const auto& final_rows = j["tables"]["final-figures"];
+  ASSERT_EQ(final_rows.size(), 3u);
+  for (int i = 0; i < 2; ++i) {
+    const auto rows = birdplane::train::read_metrics(t / (i == 0 ? "runs/lr0.01" : "runs/lr0.05") + "/metrics.csv");
+    EXPECT_NEAR(std::stod(final_rows[i + 1][4].get<std::string>()), rows.back().val_accuracy, 1e-6);
+  }
+  auto bad = run_birdplane("compare " + (t / "runs/lr0.01") + " " + t.path() + " --out " + (t / "c.html"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(contains(bad.err, "not a run folder")) << bad.err;
+}

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace birdplane::data {
 struct TrainingData;
@@ -44,5 +45,10 @@ struct RunReportResult {
 /// cannot be read is an Error naming the file. Data that is gone (moved CIFAR-10, a deleted image
 /// folder) is a note on the page, not an error.
 RunReportResult write_run_report(const std::string& run_dir, const RunReportOptions& options = {});
+
+/// One page comparing runs (compare.html): their curves on shared axes, the settings in which they
+/// differ, and their final figures. Reads config.json and metrics.csv of each run (Errors as
+/// write_run_report's) and writes `out` atomically; nothing in the run folders changes.
+void write_comparison(const std::vector<std::string>& run_dirs, const std::string& out);
 
 }  // namespace birdplane::report

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -127,11 +128,38 @@ std::string LinePlot::to_svg() const {
                      escape(x_label));
   svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
                      kTop + ph / 2, escape(y_label));
-  std::string legend;  // drawn last, over the lines
+  // The legend goes in the corner of the plot area that the lines cross least (top right on a tie),
+  // drawn last, over the lines.
+  const double lw = 196, lh = 18 * static_cast<double>(series.size()) + 6;
+  double lx = kLeft + pw - 198, ly0 = kTop + 2;
+  {
+    const std::pair<double, double> corners[] = {
+        {kLeft + pw - 198, kTop + 2}, {kLeft + 2, kTop + 2}, {kLeft + pw - 198, kTop + ph - lh - 2}, {kLeft + 2, kTop + ph - lh - 2}};
+    int64_t best = -1;
+    for (const auto& [cx, cy] : corners) {
+      int64_t hits = 0;
+      for (const auto& s : series)
+        for (size_t i = 0; i + 1 < s.x.size(); ++i) {
+          if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || !std::isfinite(s.x[i + 1]) || !std::isfinite(s.y[i + 1]))
+            continue;
+          for (int k = 0; k <= 16; ++k) {  // points along each segment
+            const double f = k / 16.0;
+            const double x = px(s.x[i] + f * (s.x[i + 1] - s.x[i])), y = py(s.y[i] + f * (s.y[i + 1] - s.y[i]));
+            hits += x >= cx && x <= cx + lw && y >= cy && y <= cy + lh;
+          }
+        }
+      if (best < 0 || hits < best) {
+        best = hits;
+        lx = cx;
+        ly0 = cy;
+      }
+    }
+  }
+  std::string legend;
   if (!series.empty())
-    legend += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"196\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
-                       "stroke=\"#ccc\"/>\n",
-                       kLeft + pw - 198, kTop + 2, 18 * static_cast<double>(series.size()) + 6);
+    legend += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"white\" fill-opacity=\"0.85\" "
+                          "stroke=\"#ccc\"/>\n",
+                          lx, ly0, lw, lh);
   for (size_t k = 0; k < series.size(); ++k) {
     const auto& s = series[k];
     const char* color = kColors[k % (sizeof kColors / sizeof kColors[0])];
@@ -143,10 +171,10 @@ std::string LinePlot::to_svg() const {
       for (size_t i = 0; i < s.x.size(); ++i)
         if (std::isfinite(s.x[i]) && std::isfinite(s.y[i]))
           svg += fmt::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"3\" fill=\"{}\"/>\n", px(s.x[i]), py(s.y[i]), color);
-    const double ly = kTop + 16 + 18 * static_cast<double>(k);
+    const double ly = ly0 + 14 + 18 * static_cast<double>(k);
     legend += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                       kLeft + pw - 190, ly - 4, kLeft + pw - 166, ly - 4, color);
-    legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", kLeft + pw - 160, ly, escape(s.label));
+                          lx + 8, ly - 4, lx + 32, ly - 4, color);
+    legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", lx + 38, ly, escape(s.label));
   }
   return svg + legend + "</svg>\n";
 }

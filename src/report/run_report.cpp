@@ -455,11 +455,14 @@ void write_comparison(const std::vector<std::string>& run_dirs, const std::strin
                         rows.empty() ? "" : cell(last.train_accuracy, 6), rows.empty() ? "" : cell(last.val_accuracy, 6),
                         cell(best, 6), seconds);
   }
+  bool lr_varies = false;  // a learning-rate plot only when some run's rate changes
+  for (const auto& run : runs)
+    for (const auto& r : run.rows) lr_varies = lr_varies || (r.lr >= 0 && r.lr != run.rows.front().lr);
   html += "</tbody></table>\n<h2 id=\"curves\">Curves</h2>\n<div class=\"plots\">" +
           plot("Validation accuracy", "accuracy", &train::EpochMetrics::val_accuracy) +
           plot("Validation loss", "loss", &train::EpochMetrics::val_loss) +
           plot("Training loss", "loss", &train::EpochMetrics::train_loss) +
-          plot("Learning rate", "learning rate", &train::EpochMetrics::lr) + "</div>\n";
+          (lr_varies ? plot("Learning rate", "learning rate", &train::EpochMetrics::lr) : std::string()) + "</div>\n";
   // Settings where the runs differ (the run's name and folder aside).
   std::vector<std::map<std::string, std::string>> settings(runs.size());
   std::map<std::string, bool> keys;

@@ -94,7 +94,7 @@ void run_experiment(ExperimentOptions o) {
   }
   experiments::write_outputs(out, dir);
   for (const auto& t : out.tables) std::cout << t.to_markdown() << "\n";
-  std::cout << fmt::format("wrote {}/table.md, table.json", dir);
+  std::cout << fmt::format("wrote {}/index.html, table.md, table.json", dir);
   for (const auto& p : out.plots) std::cout << ", " << p.first;
   for (const auto& p : out.bar_charts) std::cout << ", " << p.first;
   std::cout << "\n";

@@ -1,5 +1,6 @@
 #include "birdplane/experiments/chapter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <ostream>
@@ -9,10 +10,64 @@
 
 #include "birdplane/check.h"
 #include "birdplane/nn/model.h"
+#include "birdplane/report/run_report.h"
 #include "common/files.h"
 #include "birdplane/transforms/geometry.h"
 
 namespace birdplane::experiments {
+
+namespace {
+
+// index.html beside table.md: the same tables and plots as one page in the run reports' style, with a
+// link to the report of each training run the experiment keeps in its folder (written here).
+void write_page(const Output& output, const std::string& dir) {
+  namespace fs = std::filesystem;
+  using report::html_escape;
+  std::string body = "<h1>Experiment " + html_escape(output.name) + "</h1>\n";
+  int index = 0;
+  for (const auto& t : output.tables) {
+    body += "<h2>" + html_escape(t.title) + "</h2>\n<table class=\"numbers\" id=\"table-" + std::to_string(index++) +
+            "\"><thead><tr>";
+    for (const auto& c : t.columns) body += "<th>" + html_escape(c) + "</th>";
+    body += "</tr></thead><tbody>\n";
+    for (const auto& row : t.rows) {
+      body += "<tr>";
+      for (const auto& v : row)
+        body += "<td>" + html_escape(v.is_string() ? v.get<std::string>()
+                                     : v.is_number_float() ? fmt::format("{:.4g}", v.get<double>())
+                                                           : v.dump()) +
+                "</td>";
+      body += "</tr>\n";
+    }
+    body += "</tbody></table>\n";
+  }
+  body += "<div class=\"plots\">";
+  for (const auto& [file, plot] : output.plots) body += plot.to_svg();
+  for (const auto& [file, chart] : output.bar_charts) body += chart.to_svg();
+  body += "</div>\n";
+  std::string runs;
+  std::error_code ec;
+  std::vector<fs::path> folders;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory() && fs::exists(e.path() / "config.json") && fs::exists(e.path() / "metrics.csv"))
+      folders.push_back(e.path());
+  std::sort(folders.begin(), folders.end());
+  for (const auto& f : folders) {
+    const std::string name = f.filename().string();
+    try {
+      report::write_run_report(f.string());
+      runs += fmt::format("<li><a href=\"{0}/report.html\">{0}</a></li>\n", html_escape(name));
+    } catch (const std::exception& e) {
+      runs += fmt::format("<li>{} (no report: {})</li>\n", html_escape(name), html_escape(e.what()));
+    }
+  }
+  if (!runs.empty()) body += "<h2>Training runs</h2>\n<ul id=\"runs\">\n" + runs + "</ul>\n";
+  body += "<p><small>Also in this folder: <code>table.md</code>, <code>table.json</code> and the plots as SVG "
+          "files.</small></p>\n";
+  write_file_atomically((fs::path(dir) / "index.html").string(), report::html_page("experiment " + output.name, body));
+}
+
+}  // namespace
 
 void write_outputs(const Output& output, const std::string& dir) {
   std::error_code ec;
@@ -35,6 +90,7 @@ void write_outputs(const Output& output, const std::string& dir) {
   write_file_atomically((std::filesystem::path(dir) / "table.md").string(), md);
   nlohmann::json j = {{"name", output.name}, {"summary", output.summary}, {"tables", tables}};
   write_file_atomically((std::filesystem::path(dir) / "table.json").string(), j.dump(2) + "\n");
+  write_page(output, dir);
 }
 
 Output softmax_experiment(uint64_t seed, int64_t count, int64_t classes) {

@@ -34,20 +34,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (const char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 std::string base64(const std::string& bytes) {
   static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
@@ -316,6 +302,26 @@ pre { background: #f4f4f4; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 )CSS";
 
 }  // namespace
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string html_page(const std::string& title, const std::string& body) {
+  return fmt::format("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>"
+                     "<link rel=\"icon\" href=\"data:,\"><style>{}</style></head><body>\n{}</body></html>\n",
+                     html_escape(title), kStyle, body);
+}
 
 RunReportResult write_run_report(const std::string& run_dir, const RunReportOptions& options) {
   std::error_code ec;

@@ -208,3 +208,34 @@ TEST(CliReport, CompareShowsTheRunsAndTheirDifferences) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_TRUE(contains(bad.err, "not a run folder")) << bad.err;
 }
+
+TEST(CliReport, AnExperimentsPageShowsItsTables) {
+  const std::string deps = std::string(BIRDPLANE_SOURCE_DIR) + "/.deps/browser/node_modules/puppeteer-core";
+  ASSERT_TRUE(fs::exists(deps)) << "puppeteer-core is missing: scripts/setup installs it";
+  TempDir t;
+  auto r = run_birdplane("experiment softmax --out " + (t / "s"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "index.html")) << r.out;
+  auto page = run_shell(fmt::format("node {}/tools/page_check.js file://{} {}", BIRDPLANE_SOURCE_DIR, t / "s/index.html",
+                                    t / "s.png"));
+  ASSERT_EQ(page.exit_code, 0) << page.err;
+  const auto j = nlohmann::json::parse(page.out);
+  EXPECT_EQ(j["console_errors"], nlohmann::json::array()) << page.out;
+  EXPECT_EQ(j["foreign_requests"], nlohmann::json::array()) << page.out;
+  // The page's first table is table.json's first table.
+  const auto table = nlohmann::json::parse(read_file(t / "s/table.json"))["tables"][0];
+  const auto& shown = j["tables"]["table-0"];
+  ASSERT_EQ(shown.size(), table["rows"].size() + 1) << shown.dump();
+  for (size_t c = 0; c < table["columns"].size(); ++c) EXPECT_EQ(shown[0][c], table["columns"][c]);
+  for (size_t i = 0; i < table["rows"].size(); ++i) {
+    for (size_t c = 0; c < table["columns"].size(); ++c) {
+      const auto& value = table["rows"][i][table["columns"][c].get<std::string>()];
+      const std::string text = shown[i + 1][c].get<std::string>();
+      if (value.is_number_float()) {
+        EXPECT_NEAR(std::stod(text), value.get<double>(), 1e-3 * std::max(1.0, std::abs(value.get<double>())));
+      } else if (value.is_string()) {
+        EXPECT_EQ(text, value.get<std::string>());
+      }
+    }
+  }
+}

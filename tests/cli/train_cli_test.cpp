@@ -373,6 +373,11 @@ TEST(CliExperiment, TranslationRunsAreRunFoldersThatResume) {
     auto config = nlohmann::json::parse(birdplane::fixtures::read_file(tmp / (std::string("t/") + arm + "/config.json")));
     EXPECT_EQ(config.at("run").at("training").at("epochs"), 1) << arm;
     EXPECT_EQ(config.at("parameters"), 1574402) << arm;
+    // ... and its report, linked from the experiment's page.
+    EXPECT_TRUE(fs::exists(tmp / (std::string("t/") + arm + "/report.html"))) << arm;
+    EXPECT_TRUE(contains(birdplane::fixtures::read_file(tmp / "t/index.html"),
+                         std::string("href=\"") + arm + "/report.html\""))
+        << arm;
   }
   r = run_birdplane("train --resume " + (tmp / "t/plain") + " --epochs 2 --data-dir " + tmp.path() + " --threads 1");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

@@ -27,8 +27,9 @@ struct Output {
   nlohmann::json summary = nlohmann::json::object();             ///< headline numbers
 };
 
-/// Writes table.md (every table), table.json ({"name", "summary", "tables"}) and each plot's SVG into
-/// `dir` (created if missing).
+/// Writes table.md (every table), table.json ({"name", "summary", "tables"}), each plot's SVG and
+/// index.html (the tables and plots as one page, linking a report.html written for each run folder the
+/// experiment keeps there) into `dir` (created if missing).
 void write_outputs(const Output& output, const std::string& dir);
 
 /// softmax: on `count` random logit vectors (seeded): every probability in (0,1), each row sums to 1,

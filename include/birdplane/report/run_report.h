@@ -46,6 +46,13 @@ struct RunReportResult {
 /// folder) is a note on the page, not an error.
 RunReportResult write_run_report(const std::string& run_dir, const RunReportOptions& options = {});
 
+/// A whole page in the reports' style (the same inline style sheet, no script) with `title` around
+/// `body`, which is HTML.
+std::string html_page(const std::string& title, const std::string& body);
+
+/// `text` with &, <, > and " written as HTML entities.
+std::string html_escape(const std::string& text);
+
 /// One page comparing runs (compare.html): their curves on shared axes, the settings in which they
 /// differ, and their final figures. Reads config.json and metrics.csv of each run (Errors as
 /// write_run_report's) and writes `out` atomically; nothing in the run folders changes.

@@ -87,11 +87,13 @@ void ProgressPrinter::on_step(const train::StepProgress& p) {
   const double frac = static_cast<double>(p.step + 1) / static_cast<double>(p.steps);
   const int width = 30, filled = static_cast<int>(frac * width);
   const double done = static_cast<double>(p.epoch - p.start_epoch) + frac;
+  // Time left from this session's own pace (a resumed run counts from the epoch it resumed at).
   const double eta = p.seconds / done * (static_cast<double>(p.epochs - p.start_epoch) - done);
+  const double epoch_eta = p.epoch_seconds / frac * (1 - frac);
   const double rate = p.epoch_seconds > 0 ? static_cast<double>(p.images) / p.epoch_seconds : 0.0;
-  std::cout << fmt::format("\repoch {}/{} [{}{}] {:3.0f}% loss {:.4f} {:.0f} img/s ETA {}   ", p.epoch + 1, p.epochs,
-                           std::string(filled, '#'), std::string(width - filled, '.'), frac * 100, p.mean_loss, rate,
-                           format_duration(eta))
+  std::cout << fmt::format("\repoch {}/{} [{}{}] {:3.0f}% step {}/{} loss {:.4f} {:.0f} img/s left: epoch {}, run {}   ",
+                           p.epoch + 1, p.epochs, std::string(filled, '#'), std::string(width - filled, '.'), frac * 100,
+                           p.step + 1, p.steps, p.mean_loss, rate, format_duration(epoch_eta), format_duration(eta))
             << std::flush;
   line_open_ = true;
 }

@@ -239,3 +239,30 @@ TEST(CliReport, AnExperimentsPageShowsItsTables) {
     }
   }
 }
+
+// The progress line within an epoch: on a terminal (a pseudo-terminal from `script`), steps, images per
+// second and the time left for the epoch and the run, also in a resumed run; in a log (not a terminal)
+// only one plain line per epoch.
+TEST(CliProgress, ATerminalGetsTheLineALogOneLinePerEpoch) {
+  if (run_shell("command -v script").exit_code != 0) GTEST_SKIP() << "script (util-linux) is not installed";
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 20);
+  const std::string common = " --data-dir " + t.path() + " --no-download --threads 1 --no-report --batch-size 8";
+  auto tty = run_shell(fmt::format("script -qec \"{} train --model book-small --epochs 2 --runs-dir {} --name a{}\" /dev/null",
+                                   BIRDPLANE_BINARY, t / "runs", common));
+  ASSERT_EQ(tty.exit_code, 0) << tty.out << tty.err;
+  EXPECT_TRUE(contains(tty.out, "\repoch 1/2 [")) << tty.out;
+  EXPECT_TRUE(contains(tty.out, "step 13/13")) << tty.out;  // 100 images in batches of 8
+  EXPECT_TRUE(contains(tty.out, "left: epoch 0:00, run ")) << tty.out;
+  auto resumed = run_shell(fmt::format("script -qec \"{} train --resume {} --epochs 3{}\" /dev/null", BIRDPLANE_BINARY,
+                                       t / "runs/a", common));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_TRUE(contains(resumed.out, "\repoch 3/3 [")) << resumed.out;
+  EXPECT_FALSE(contains(resumed.out, "\repoch 1/3 [")) << resumed.out;
+  auto log = run_birdplane("train --model book-small --epochs 2 --runs-dir " + (t / "runs") + " --name b" + common);
+  ASSERT_EQ(log.exit_code, 0) << log.err;
+  EXPECT_FALSE(contains(log.out, "\r")) << log.out;
+  EXPECT_FALSE(contains(log.out, "left:")) << log.out;
+  EXPECT_TRUE(contains(log.out, "epoch 1/2  loss")) << log.out;
+  EXPECT_TRUE(contains(log.out, "epoch 2/2  loss")) << log.out;
+}

@@ -61,3 +61,4 @@
 #include "birdplane/experiments/chapter.h"
 
 #include "birdplane/report/plot.h"
+#include "birdplane/report/run_report.h"

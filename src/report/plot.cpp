@@ -166,14 +166,19 @@ std::string LinePlot::to_svg() const {
     std::string points;
     for (size_t i = 0; i < s.x.size(); ++i)
       if (std::isfinite(s.x[i]) && std::isfinite(s.y[i])) points += fmt::format("{:.2f},{:.2f} ", px(s.x[i]), py(s.y[i]));
-    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color, points);
+    // Each series its own dash pattern too, so the lines stay apart in grey (a print, a screenshot).
+    static constexpr const char* kDashes[] = {"", " stroke-dasharray=\"8,4\"", " stroke-dasharray=\"2,3\"",
+                                              " stroke-dasharray=\"10,3,2,3\""};
+    const char* dash = kDashes[k % 4];
+    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} points=\"{}\"/>\n", color, dash,
+                       points);
     if (s.markers)
       for (size_t i = 0; i < s.x.size(); ++i)
         if (std::isfinite(s.x[i]) && std::isfinite(s.y[i]))
           svg += fmt::format("<circle cx=\"{:.2f}\" cy=\"{:.2f}\" r=\"3\" fill=\"{}\"/>\n", px(s.x[i]), py(s.y[i]), color);
     const double ly = ly0 + 14 + 18 * static_cast<double>(k);
-    legend += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"/>\n",
-                          lx + 8, ly - 4, lx + 32, ly - 4, color);
+    legend += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
+                          lx + 8, ly - 4, lx + 32, ly - 4, color, dash);
     legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", lx + 38, ly, escape(s.label));
   }
   return svg + legend + "</svg>\n";

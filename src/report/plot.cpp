@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "birdplane/check.h"
+#include "birdplane/report/run_report.h"
 #include "common/files.h"
 
 namespace birdplane::report {
@@ -21,17 +22,6 @@ constexpr double kLeft = 72, kRight = 20, kTop = 40, kBottom = 56;
 // Colour-blind friendly (Okabe-Ito).
 const char* const kColors[] = {"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"};
 
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
 
 // The opening of a plot's SVG: the root element, a white background and the title centred at title_x.
 std::string svg_start(double width, double height, double title_x, const std::string& title) {
@@ -39,7 +29,7 @@ std::string svg_start(double width, double height, double title_x, const std::st
                      "font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"13\">\n"
                      "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
                      "<text x=\"{2}\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">{3}</text>\n",
-                     width, height, title_x, escape(title));
+                     width, height, title_x, html_escape(title));
 }
 
 std::string tick_label(double v, double step) {
@@ -125,9 +115,9 @@ std::string LinePlot::to_svg() const {
   svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", kLeft,
                      kTop, pw, ph);
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", kLeft + pw / 2, kHeight - 12,
-                     escape(x_label));
+                     html_escape(x_label));
   svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-                     kTop + ph / 2, escape(y_label));
+                     kTop + ph / 2, html_escape(y_label));
   // The legend goes in the corner of the plot area that the lines cross least (top right on a tie),
   // drawn last, over the lines.
   const double lw = 196, lh = 18 * static_cast<double>(series.size()) + 6;
@@ -179,7 +169,7 @@ std::string LinePlot::to_svg() const {
     const double ly = ly0 + 14 + 18 * static_cast<double>(k);
     legend += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\"{}/>\n",
                           lx + 8, ly - 4, lx + 32, ly - 4, color, dash);
-    legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", lx + 38, ly, escape(s.label));
+    legend += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", lx + 38, ly, html_escape(s.label));
   }
   return svg + legend + "</svg>\n";
 }
@@ -227,17 +217,17 @@ std::string BarChart::to_svg() const {
                          x + (bar - 2) / 2, top - 3, v);
     }
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", kLeft + step * (c + 0.5),
-                       kTop + ph + 18, escape(categories[c]));
+                       kTop + ph + 18, html_escape(categories[c]));
   }
   svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", kLeft,
                      kTop, pw, ph);
   svg += fmt::format("<text transform=\"translate(18,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-                     kTop + ph / 2, escape(y_label));
+                     kTop + ph / 2, html_escape(y_label));
   for (size_t k = 0; k < groups.size(); ++k) {
     const double x = kLeft + 8 + 150 * static_cast<double>(k);
     svg += fmt::format("<rect x=\"{:.1f}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>\n", x, kHeight - 24,
                        kColors[k % (sizeof kColors / sizeof kColors[0])]);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\">{}</text>\n", x + 16, kHeight - 14, escape(groups[k].label));
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\">{}</text>\n", x + 16, kHeight - 14, html_escape(groups[k].label));
   }
   return svg + "</svg>\n";
 }

@@ -385,7 +385,6 @@ RunReportResult write_run_report(const std::string& run_dir, const RunReportOpti
     auto ck = train::load_checkpoint(model_path);  // a damaged file: an Error naming it
     auto data_spec = spec.data;
     data_spec.download = false;
-    data_spec.use_cache = spec.data.use_cache;
     if (!options.data_dir.empty()) data_spec.data_dir = options.data_dir;
     try {
       std::optional<data::TrainingData> loaded;

@@ -58,6 +58,7 @@
 #include "birdplane/train/metrics.h"
 #include "train/fused_step.h"
 #include "birdplane/train/trainer.h"
+#include "birdplane/train/speedrun.h"
 #include "birdplane/data/batch_loader.h"
 #include "birdplane/deploy/onnx.h"
 #include "birdplane/deploy/predictor.h"
@@ -583,6 +584,31 @@ nlohmann::json bench_predict(const std::string& model, const std::string& dir, i
           {"checksum", c1 + c64}};
 }
 
+// speedrun DATA_DIR EPOCHS: the speedrun recipe for EPOCHS whole epochs (no validation, one plain
+// evaluation at the end), each epoch's training seconds; --step and --precision as given (default fused,
+// bf16 where the CPU has it). With --full: the whole recipe (9.9 epochs, TTA) and its accuracy.
+nlohmann::json bench_speedrun(const std::string& dir, double epochs, bool full, const Flags& flags) {
+  const auto train_set = data::read_cifar10(dir, data::Split::kTrain);
+  const auto test_set = data::read_cifar10(dir, data::Split::kTest);
+  train::SpeedrunOptions o;
+  o.step = flags.step;
+  o.precision = flags.precision;
+  if (!full) {
+    o.epochs = epochs;
+    o.validate_each_epoch = false;
+    o.tta = train::Tta::kNone;
+  }
+  const auto r = train::run_speedrun(o, train_set, test_set, train::speedrun_mean(), train::speedrun_std());
+  nlohmann::json j = {{"workload", "speedrun"}, {"step", r.step}, {"precision", train::to_string(o.precision)},
+                      {"accuracy", r.accuracy}, {"init_seconds", r.init_seconds}, {"train_seconds", r.train_seconds},
+                      {"eval_seconds", r.eval_seconds}, {"total_seconds", r.total_seconds}};
+  for (const auto& e : r.epochs) {
+    j["epoch_seconds"].push_back(e.seconds);
+    j["val_accuracy"].push_back(e.val_accuracy);
+  }
+  return j;
+}
+
 int main(int argc, char** argv) {
   try {
     // All cores, or BIRDPLANE_BENCH_THREADS (bench/run passes its --threads, as it does to Python).
@@ -628,6 +654,8 @@ int main(int argc, char** argv) {
       j = bench_decode(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
     } else if (mode == "folder" && pos.size() == 3) {
       j = bench_folder(pos[0], std::stoll(pos[1]), std::stoll(pos[2]));
+    } else if (mode == "speedrun" && (pos.size() == 2 || (pos.size() == 3 && pos[2] == "full"))) {
+      j = bench_speedrun(pos[0], std::stod(pos[1]), pos.size() == 3, flags);
     } else if (mode == "predict" && pos.size() == 3) {
       j = bench_predict(pos[0], pos[1], std::stoll(pos[2]));
     } else {
@@ -636,7 +664,7 @@ int main(int argc, char** argv) {
                    " | eval DATA_DIR MODEL [N] [--all-classes] | matmul DIMS [BATCH] [REPS]"
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
                    " | decode TREE SIZE N | folder TREE SIZE REPS | allreduce MODEL REPS (as a rank)"
-                   " | predict MODEL DIR CALLS\n";
+                   " | predict MODEL DIR CALLS | speedrun DATA_DIR EPOCHS [full] [--step ...] [--precision ...]\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

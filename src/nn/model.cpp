@@ -10,6 +10,7 @@
 #include "birdplane/nn/backbones.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/nn/speedrun_net.h"
 #include "birdplane/train/step.h"
 #include "common/parse_named.h"
 #include "common/text.h"
@@ -24,6 +25,7 @@ std::vector<ModelPreset>& registry() {
     auto mlp = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Mlp>(spec, mlp_options(spec)); };
     auto conv = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<ConvNet>(spec); };
     auto tv = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<Backbone>(spec); };
+    auto speedrun = [](const ModelSpec& spec) -> ClassifierPtr { return std::make_shared<SpeedrunNet>(spec); };
     return std::vector<ModelPreset>{
         {"book-small", "the book's small MLP: 3072-512-K, Tanh, LogSoftmax (loss nll)", mlp},
         {"book-large", "the book's large MLP: 3072-1024-512-128-K, Tanh, logits (loss cross-entropy)", mlp},
@@ -43,6 +45,8 @@ std::vector<ModelPreset>& registry() {
         {"mobilenet_v3_large", "torchvision's MobileNet V3 large (5.5M; mobilenet_v3_large-8738ca79.pth)", tv},
         {"efficientnet_b0", "torchvision's EfficientNet-B0 (5.3M; efficientnet_b0_rwightman-3dd342df.pth)", tv},
         {"convnext_tiny", "torchvision's ConvNeXt-Tiny (28.6M; convnext_tiny-983f1562.pth)", tv},
+        {"speedrun", "the CIFAR-10 speedrun's net (airbench94): whitening conv, 3 groups 64/256/256, GELU, 1.97M "
+                     "parameters; `birdplane experiment speedrun` trains it with its recipe", speedrun},
     };
   }();
   return presets;

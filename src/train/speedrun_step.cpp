@@ -1,0 +1,209 @@
+#include "train/speedrun_step.h"
+
+#include <cmath>
+#include <vector>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "birdplane/check.h"
+#include "birdplane/train/evaluate.h"
+#include "train/speedrun_kernels.h"
+
+namespace birdplane::train {
+namespace {
+
+constexpr auto kCl = at::MemoryFormat::ChannelsLast;
+namespace k = speedrun_kernels;
+
+// Batch statistics of one batch norm: mean, 1/sqrt(var + eps) (biased variance, as normalization
+// uses) as float vectors, and the running statistics moved toward them (unbiased variance, as PyTorch).
+struct NormStats {
+  at::Tensor mean, invstd;
+  int64_t count = 0;
+};
+
+NormStats finish_stats(const std::vector<double>& sum, const std::vector<double>& sumsq, int64_t count,
+                       at::Tensor& running_mean, at::Tensor& running_var, at::Tensor& batches) {
+  const int64_t C = static_cast<int64_t>(sum.size());
+  NormStats s;
+  s.count = count;
+  s.mean = torch::empty({C});
+  s.invstd = torch::empty({C});
+  auto unbiased = torch::empty({C});
+  const double n = static_cast<double>(count);
+  for (int64_t c = 0; c < C; ++c) {
+    const double mean = sum[c] / n;
+    const double var = std::max(0.0, sumsq[c] / n - mean * mean);
+    s.mean.data_ptr<float>()[c] = static_cast<float>(mean);
+    s.invstd.data_ptr<float>()[c] = static_cast<float>(1.0 / std::sqrt(var + nn::SpeedrunNet::kNormEps));
+    unbiased.data_ptr<float>()[c] = static_cast<float>(count > 1 ? var * n / (n - 1) : var);
+  }
+  torch::NoGradGuard no_grad;
+  const double m = nn::SpeedrunNet::kNormMomentum;
+  running_mean.mul_(1 - m).add_(s.mean, m);
+  running_var.mul_(1 - m).add_(unbiased, m);
+  batches.add_(1);
+  return s;
+}
+
+at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, int64_t padding) {
+  return at::convolution(x, w, bias, {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1).contiguous(kCl);
+}
+
+}  // namespace
+
+// What the forward pass keeps for the backward pass, per group.
+struct SpeedrunStep::Fused {
+  struct Group {
+    at::Tensor in, w1, pooled, w2, y2, a1;
+    at::Tensor where;  // uint8, the pool's window positions
+    NormStats n1, n2;
+    int64_t H = 0, W = 0;
+  };
+  Group groups[3];
+};
+
+SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing)
+    : net_(net), bf16_(bf16), smoothing_(label_smoothing) {
+  if (kind == StepKind::kAutograd) {
+    description_ = "autograd";
+    return;
+  }
+  const bool cpu = net.whiten_weight().device().is_cpu();
+  std::string why = !cpu ? "the fused step runs on the CPU only" : !k::available() ? "this CPU has no AVX-512" : "";
+  BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step", "fused: {}; use auto or autograd", why);
+  if (!why.empty()) {
+    description_ = "autograd (" + why + ")";
+    return;
+  }
+  fused_ = std::make_unique<Fused>();
+  description_ = "fused";
+}
+
+SpeedrunStep::~SpeedrunStep() = default;
+
+SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor& y) {
+  for (auto& p : net_.parameters())
+    if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+  SpeedrunStepResult r;
+  if (!fused_) {
+    at::Tensor out;
+    {
+      PrecisionScope scope(bf16_);
+      out = net_.logits(x);
+    }
+    out = out.to(at::kFloat);
+    auto loss = at::cross_entropy_loss(out, y, {}, at::Reduction::Sum, -100, smoothing_);
+    loss.backward();
+    r.loss_sum = loss.item<double>();
+    r.correct = out.argmax(1).eq(y).sum().item<int64_t>();
+    return r;
+  }
+
+  torch::NoGradGuard no_grad;
+  const auto T = bf16_ ? at::kBFloat16 : at::kFloat;
+  const bool bf = bf16_;
+  const int64_t B = x.size(0);
+  auto cast = [&](const at::Tensor& t) { return t.to(T).contiguous(kCl); };
+
+  // Forward. The whitening convolution and its GELU.
+  const auto x0 = cast(x);
+  const auto z0 = conv(x0, cast(net_.whiten_weight()), net_.whiten_bias().to(T), 0);
+  auto a0 = at::empty_like(z0);
+  k::gelu(z0.data_ptr(), bf, z0.numel(), a0.data_ptr());
+  at::Tensor in = a0;
+  for (int g = 0; g < 3; ++g) {
+    auto& G = net_.group(g);
+    auto& S = fused_->groups[g];
+    S.in = in;
+    S.w1 = cast(G.conv1);
+    const auto y1 = conv(in, S.w1, {}, 1);
+    const int64_t C = y1.size(1), H = y1.size(2), W = y1.size(3);
+    S.H = H;
+    S.W = W;
+    S.pooled = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
+    S.where = at::empty({S.pooled.numel()}, at::kByte);
+    std::vector<double> sum(C), sumsq(C);
+    k::pool2_stats(y1.data_ptr(), bf, B, H, W, C, S.pooled.data_ptr(), S.where.data_ptr<uint8_t>(), sum.data(),
+                   sumsq.data());
+    const int64_t rows1 = B * (H / 2) * (W / 2);
+    S.n1 = finish_stats(sum, sumsq, rows1, G.mean1, G.var1, G.count1);
+    S.a1 = at::empty_like(S.pooled);
+    k::norm_gelu(S.pooled.data_ptr(), bf, rows1, C, S.n1.mean.data_ptr<float>(), S.n1.invstd.data_ptr<float>(),
+                 G.shift1.data_ptr<float>(), S.a1.data_ptr());
+    S.w2 = cast(G.conv2);
+    S.y2 = conv(S.a1, S.w2, {}, 1);
+    k::channel_stats(S.y2.data_ptr(), bf, rows1, C, sum.data(), sumsq.data());
+    S.n2 = finish_stats(sum, sumsq, rows1, G.mean2, G.var2, G.count2);
+    auto a2 = at::empty_like(S.y2);
+    k::norm_gelu(S.y2.data_ptr(), bf, rows1, C, S.n2.mean.data_ptr<float>(), S.n2.invstd.data_ptr<float>(),
+                 G.shift2.data_ptr<float>(), a2.data_ptr());
+    in = a2;
+  }
+  // The 3x3 max pool to one pixel, the head and the loss (small: LibTorch's operations, in float).
+  const int64_t C3 = in.size(1), cells = in.size(2) * in.size(3);
+  const auto a3 = in.permute({0, 2, 3, 1}).reshape({B, cells, C3}).to(at::kFloat);  // a view: channels-last
+  const auto [feat, cell] = a3.max(1);
+  auto& head = net_.head();
+  const auto logits = feat.mm(head.t()).mul(nn::SpeedrunNet::kHeadScale);
+  const auto loss = at::cross_entropy_loss(logits, y, {}, at::Reduction::Sum, -100, smoothing_);
+  r.loss_sum = loss.item<double>();
+  r.correct = logits.argmax(1).eq(y).sum().item<int64_t>();
+  const int64_t K = logits.size(1);
+  const auto target = at::one_hot(y, K).to(at::kFloat).mul(1.0 - smoothing_).add(smoothing_ / static_cast<double>(K));
+  const auto dlogits = (at::softmax(logits, 1) - target).mul(nn::SpeedrunNet::kHeadScale);
+  head.mutable_grad() = dlogits.t().mm(feat);
+  const auto dfeat = dlogits.mm(head);
+  auto d3 = at::zeros({B, cells, C3});
+  d3.scatter_(1, cell.unsqueeze(1), dfeat.unsqueeze(1));
+  at::Tensor dA = d3.to(T).view({B, in.size(2), in.size(3), C3}).permute({0, 3, 1, 2});  // channels-last
+
+  // Backward through the groups, last first.
+  const bool whiten_bias = net_.whiten_bias().requires_grad();
+  for (int g = 2; g >= 0; --g) {
+    auto& G = net_.group(g);
+    auto& S = fused_->groups[g];
+    const int64_t C = S.y2.size(1), rows = S.y2.numel() / C;
+    std::vector<double> sdz(C), sdzx(C);
+    k::norm_gelu_backward_sums(dA.data_ptr(), S.y2.data_ptr(), bf, rows, C, S.n2.mean.data_ptr<float>(),
+                               S.n2.invstd.data_ptr<float>(), G.shift2.data_ptr<float>(), sdz.data(), sdzx.data());
+    G.shift2.mutable_grad() = torch::tensor(std::vector<float>(sdz.begin(), sdz.end()));
+    auto dy2 = at::empty_like(S.y2);
+    k::norm_gelu_backward_apply(dA.data_ptr(), S.y2.data_ptr(), bf, rows, C, S.n2.mean.data_ptr<float>(),
+                                S.n2.invstd.data_ptr<float>(), G.shift2.data_ptr<float>(), sdz.data(), sdzx.data(),
+                                dy2.data_ptr(), nullptr, 0, 0, 0);
+    auto [da1, dw2, unused2] = at::convolution_backward(dy2, S.a1, S.w2, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false,
+                                                        {0, 0}, 1, {true, true, false});
+    G.conv2.mutable_grad() = dw2.to(at::kFloat).contiguous();
+    da1 = da1.contiguous(kCl);
+    k::norm_gelu_backward_sums(da1.data_ptr(), S.pooled.data_ptr(), bf, rows, C, S.n1.mean.data_ptr<float>(),
+                               S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data());
+    G.shift1.mutable_grad() = torch::tensor(std::vector<float>(sdz.begin(), sdz.end()));
+    auto dy1 = at::empty({B, C, S.H, S.W}, S.pooled.options().memory_format(kCl));
+    k::norm_gelu_backward_apply(da1.data_ptr(), S.pooled.data_ptr(), bf, rows, C, S.n1.mean.data_ptr<float>(),
+                                S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data(),
+                                dy1.data_ptr(), S.where.data_ptr<uint8_t>(), B, S.H, S.W);
+    const bool need_input = g > 0 || whiten_bias;
+    auto [din, dw1, unused1] = at::convolution_backward(dy1, S.in, S.w1, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false,
+                                                        {0, 0}, 1, {need_input, true, false});
+    G.conv1.mutable_grad() = dw1.to(at::kFloat).contiguous();
+    dA = need_input ? din.contiguous(kCl) : at::Tensor();
+  }
+  if (whiten_bias) {
+    const int64_t C = z0.size(1);
+    std::vector<double> s(C);
+    k::gelu_backward_sum(dA.data_ptr(), z0.data_ptr(), bf, z0.numel() / C, C, s.data());
+    net_.whiten_bias().mutable_grad() = torch::tensor(std::vector<float>(s.begin(), s.end()));
+  }
+  for (auto& S : fused_->groups) S = Fused::Group{};  // release the activations
+  return r;
+}
+
+SpeedrunStepResult SpeedrunStep::run(const at::Tensor& x, const at::Tensor& y, torch::optim::Optimizer& optimizer) {
+  auto r = gradients(x, y);
+  optimizer.step();
+  return r;
+}
+
+}  // namespace birdplane::train

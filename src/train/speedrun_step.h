@@ -1,0 +1,52 @@
+// One training step of the speedrun network: LibTorch's autograd, or birdplane's own backward pass
+// (speedrun_step.cpp), both followed by the same optimizer step.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <torch/optim/optimizer.h>
+#include <torch/optim/sgd.h>
+
+#include "birdplane/nn/speedrun_net.h"
+#include "birdplane/train/settings.h"
+#include "birdplane/train/speedrun.h"
+
+namespace birdplane::train {
+
+struct SpeedrunStepResult {
+  double loss_sum = 0;  ///< the batch's summed (label-smoothed) cross-entropy
+  int64_t correct = 0;  ///< images whose top logit is their label
+};
+
+class SpeedrunStep {
+ public:
+  /// kAuto and kFused pick the fused backward pass (an Error for kFused where it cannot run).
+  SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing);
+  ~SpeedrunStep();
+  /// Forward, backward and optimizer.step() on images x (float [B,3,32,32], normalized) and labels y.
+  SpeedrunStepResult run(const at::Tensor& x, const at::Tensor& y, torch::optim::Optimizer& optimizer);
+  /// "fused" or "autograd" (with the reason when the fused step was not used).
+  const std::string& description() const { return description_; }
+
+  /// Only the gradients (into each parameter's grad), no optimizer step: for tests comparing the two.
+  SpeedrunStepResult gradients(const at::Tensor& x, const at::Tensor& y);
+
+ private:
+  struct Fused;
+  nn::SpeedrunNet& net_;
+  bool bf16_;
+  double smoothing_;
+  std::unique_ptr<Fused> fused_;
+  std::string description_;
+};
+
+/// The recipe's optimizer: Nesterov SGD over two groups, the batch-norm shifts (rate x bias_scaler) and
+/// the rest, each with the decoupled rate and decay of `options`; base_lr receives both groups' rates.
+std::unique_ptr<torch::optim::SGD> make_speedrun_optimizer(nn::SpeedrunNet& net, const SpeedrunOptions& options,
+                                                           double base_lr[2]);
+/// Sets the two groups' rates to base_lr times `factor` (speedrun_schedule's).
+void set_speedrun_lr(torch::optim::Optimizer& optimizer, const double base_lr[2], double factor);
+
+}  // namespace birdplane::train

@@ -26,15 +26,20 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort")
+SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort",
+         "tuned_tcmalloc")
 EPOCH_SIDES = SIDES[:7]  # the sides of an epoch workload (all but the roofline and the serving sides)
-PY_SIDES = ("book", "tuned", "tuned_bf16", "eager")
+PY_SIDES = ("book", "tuned", "tuned_bf16", "eager", "tuned_tcmalloc")
 SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
-               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s"}
+               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s",
+               "tuned_tcmalloc": "tcm s"}
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
-                "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++"}
+                "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++",
+                "tuned_tcmalloc": "tcm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
-        "netwidth", "netall", "folder", "dist", "recipe", "predict")
+        "netwidth", "netall", "folder", "dist", "recipe", "predict", "speedrun")
+# tcmalloc for the PyTorch side that runs "at its fastest" (Debian's libtcmalloc-minimal4, scripts/setup).
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 # (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
 # (0: their own 32x32; the 224x224 tree is resized to 64x64 as torchvision's Resize(64)).
 FOLDER_TREES = (("png32", 0), ("jpeg32", 0), ("jpeg224", 64))
@@ -143,6 +148,8 @@ def main():
                          "the CPU has AVX-512; otherwise the environment's), keep (the environment's) or a core name")
     ap.add_argument("--folder-trees", default=os.path.join(tempfile.gettempdir(), "birdplane-folder-trees"),
                     help="(l) where the image-folder trees are written once (about 100 MB) and reused")
+    ap.add_argument("--speedrun-epochs", type=int, default=2,
+                    help="(s) epochs per process of the speedrun workload; the first is warm-up")
     args = ap.parse_args()
     bench = os.path.join(args.build, "bench", "birdplane_bench")
     cli = os.path.join(args.build, "birdplane")
@@ -255,6 +262,23 @@ def main():
         compare([("(n) epoch net, modern recipe + clip, batch 64", epoch_pick)],
                 [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None),
                  ("tuned", py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip), PY)])
+
+    # (s) the CIFAR-10 speedrun (airbench94's network and recipe, batch 1024): training epochs of
+    # birdplane's default step (fused) and of autograd, against the same recipe in PyTorch
+    # (python/speedrun.py: autocast, channels-last) with glibc's malloc and with tcmalloc preloaded
+    # (PyTorch's fastest here). bf16 where the CPU has AVX512-BF16 or AMX, fp32 elsewhere; every side alike.
+    if wanted("speedrun"):
+        precision = "bf16" if {"avx512_bf16", "amx_bf16"} & set(info["flags"]) else "fp32"
+        e = str(args.speedrun_epochs)
+        cpp = [bench, "speedrun", args.data, e, "--precision", precision]
+        pyr = py("speedrun.py", "--data", data, "--mode", "epochs", "--epochs-timed", e, "--precision", precision,
+                 "--layout", "cl", "--threads", threads, "--json")
+        sides = [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None), ("tuned", pyr, PY)]
+        if os.path.exists(TCMALLOC):
+            sides.append(("tuned_tcmalloc", ["env", f"LD_PRELOAD={TCMALLOC}", *pyr], PY))
+        else:
+            print(f"(s): {TCMALLOC} is missing (scripts/setup installs it): no tcmalloc side", file=sys.stderr)
+        compare([(f"(s) speedrun epoch, {precision}, batch 1024", epoch_pick)], sides)
 
     # (p) serving: seconds per call of birdplane's Predictor (uint8 images in: scale, normalize, forward,
     # probabilities, top 5) on one image and on a batch of 64, against PyTorch eager doing the same under

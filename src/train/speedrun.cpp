@@ -15,6 +15,7 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/evaluate.h"
 #include "common/files.h"
+#include "common/reused_memory.h"
 #include "birdplane/transforms/functional.h"
 #include "train/speedrun_step.h"
 
@@ -211,6 +212,7 @@ SpeedrunResult run_speedrun(const SpeedrunOptions& o, const data::ImageSet& trai
                           o.batch_size, n);
   const int64_t total = static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * o.epochs));
   const bool bf16 = o.precision == Precision::kBf16;
+  ReusedCpuMemory reuse;  // the same large activations every step: no page faults after the first
 
   torch::manual_seed(o.seed);
   auto generator = at::detail::createCPUGenerator(o.seed);

@@ -15,6 +15,7 @@
 #include "birdplane/version.h"
 #include "train/linear_kernels.h"
 #include "support/fixtures.h"
+#include "support/state_dict_checks.h"
 
 namespace fs = std::filesystem;
 using birdplane::fixtures::contains;
@@ -205,10 +206,12 @@ torch.save({'out': out, 'x': x}, sys.argv[2])
   for (auto& p : model->named_parameters()) p.value().copy_(sd.at(p.key()).toTensor());
   auto cpp_out = model->forward(x);
   EXPECT_LE((cpp_out - py_out).abs().max().item<double>(), 1e-5);
-  // And --init-from reads the exported file back: a 0-epoch-like check through a 1-epoch run.
-  auto r2 = run_birdplane("train --data-dir " + data() + " --classes airplane,bird --epochs 1 --runs-dir " + (t / "runs") +
-                          " --name init --init-from " + (t / "sd.pt") + " --no-download");
-  EXPECT_EQ(r2.exit_code, 0) << r2.err;
+  // And --init-from reads the exported file back. Training needs an epoch, so the run takes one at a
+  // learning rate of 1e-9: its weights stay where they started, which must be the file's.
+  auto r2 = run_birdplane("train --data-dir " + data() + " --classes airplane,bird --epochs 1 --lr 1e-9 --runs-dir " +
+                          (t / "runs") + " --name init --init-from " + (t / "sd.pt") + " --no-download --threads 1");
+  ASSERT_EQ(r2.exit_code, 0) << r2.err;
+  EXPECT_LE(birdplane::fixtures::max_parameter_difference(t / "runs/init/model.pt", t / "sd.pt"), 1e-6);
 }
 
 TEST(CliModel, SummaryPrintsTheBooksParameterCounts) {
@@ -306,13 +309,18 @@ torch.save(m.state_dict(), sys.argv[2])
   std::ofstream(t / "make.py") << script;
   auto py = run_shell("/usr/bin/python3 " + (t / "make.py") + " " + (t / "plain.pt") + " " + (t / "ordered.pt"));
   ASSERT_EQ(py.exit_code, 0) << py.err;
-  const std::string base = "train --data-dir " + t.path() + " --classes airplane,bird --epochs 1 --no-download --runs-dir " +
+  // One epoch at a learning rate of 1e-9 (training needs an epoch): the weights stay where they started,
+  // which must be Python's (both files hold the same ones).
+  const std::string base = "train --data-dir " + t.path() +
+                           " --classes airplane,bird --epochs 1 --lr 1e-9 --no-download --threads 1 --runs-dir " +
                            (t / "runs");
   auto ok = run_birdplane(base + " --name a --init-from " + (t / "plain.pt"));
-  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_LE(birdplane::fixtures::max_parameter_difference(t / "runs/a/model.pt", t / "plain.pt"), 1e-6);
   // torch.save(model.state_dict()) writes an OrderedDict with _metadata (as torchvision's weight files are).
   auto ordered = run_birdplane(base + " --name b --init-from " + (t / "ordered.pt"));
-  EXPECT_EQ(ordered.exit_code, 0) << ordered.err;
+  ASSERT_EQ(ordered.exit_code, 0) << ordered.err;
+  EXPECT_LE(birdplane::fixtures::max_parameter_difference(t / "runs/b/model.pt", t / "plain.pt"), 1e-6);
   auto bad = run_birdplane(base + " --name c --model book-large --init-from " + (t / "ordered.pt"));
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_TRUE(contains(bad.err, "'0.weight' has shape [512, 3072], the model needs [1024, 3072]")) << bad.err;

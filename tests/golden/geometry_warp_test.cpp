@@ -1,7 +1,8 @@
 // Pad modes, resize, center/five/ten/resized crops, affine, rotate, perspective, elastic and the
 // random geometric classes against torchvision 0.14's tensor path (tests/golden/data/geometry_warp.pt,
-// written by tools/golden/geometry_warp.py). uint8 copies must be equal; float within 1e-5; resampled
-// uint8 within one level.
+// written by tools/golden/geometry_warp.py). uint8 copies and nearest-neighbour uint8 results must be
+// equal (one documented exception: perspective under other BLAS kernels); float within 1e-5;
+// bilinear / bicubic uint8 within one level.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -29,23 +30,13 @@ void expect_equal(const at::Tensor& got, const at::Tensor& want, const std::stri
   EXPECT_TRUE(torch::equal(got, want)) << what << ": max diff " << fixtures::max_abs_diff(got, want);
 }
 
-// Float within 1e-5; uint8 from resampling within one level.
+// Float within 1e-5; uint8 from bilinear or bicubic resampling within one level (nearest-neighbour
+// uint8 results copy source pixels: those use expect_equal).
 void expect_close(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
   ASSERT_EQ(got.sizes(), want.sizes()) << what;
   ASSERT_EQ(got.scalar_type(), want.scalar_type()) << what;
   const double tol = want.scalar_type() == torch::kUInt8 ? 1.0 : 1e-5;
   EXPECT_LE(fixtures::max_abs_diff(got, want), tol) << what;
-}
-
-// For nearest-neighbour warps whose map comes from a float32 least-squares solve: a sample that falls
-// within an ulp of a pixel edge lands on either pixel depending on the BLAS kernels that ran the solve
-// (see the coefficients below), so at most 1% of the values may differ by more than one level.
-void expect_mostly_equal(const at::Tensor& got, const at::Tensor& want, const std::string& what) {
-  ASSERT_EQ(got.sizes(), want.sizes()) << what;
-  ASSERT_EQ(got.scalar_type(), want.scalar_type()) << what;
-  const auto off = (got.to(torch::kInt) - want.to(torch::kInt)).abs().gt(1).sum().item<int64_t>();
-  EXPECT_LE(static_cast<double>(off), 0.01 * static_cast<double>(want.numel())) << what << ": " << off << " of "
-                                                                                  << want.numel() << " values differ";
 }
 
 std::array<F::Point, 4> points(const at::Tensor& t) {
@@ -76,7 +67,7 @@ TEST(GoldenGeometryWarp, ResizeMatchesTorchvisionTensors) {
   fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
   expect_close(F::resize(u8, {10, 13}), g["resize_bilinear_u8"], "bilinear u8");
-  expect_close(F::resize(u8, {24, 30}, kNearest), g["resize_nearest_u8"], "nearest u8");
+  expect_equal(F::resize(u8, {24, 30}, kNearest), g["resize_nearest_u8"], "nearest u8");
   expect_close(F::resize(u8, {12, 7}, kBicubic), g["resize_bicubic_u8"], "bicubic u8");
   expect_close(F::resize(u8[0], {8}), g["resize_edge_u8"], "smaller edge u8");
   expect_close(F::resize(u8[0], {12}, kBilinear, 14), g["resize_max_u8"], "max_size u8");
@@ -109,14 +100,14 @@ TEST(GoldenGeometryWarp, CentreResizedFiveAndTenCrops) {
 TEST(GoldenGeometryWarp, AffineAndRotate) {
   fixtures::Golden g("geometry_warp.pt");
   auto u8 = g["u8"].slice(0, 0, 2), f = g["f32"];
-  expect_close(F::affine(u8, 30, {2, -1}, 0.9, {10, 5}, kNearest), g["aff_u8_nearest"], "affine nearest u8");
+  expect_equal(F::affine(u8, 30, {2, -1}, 0.9, {10, 5}, kNearest), g["aff_u8_nearest"], "affine nearest u8");
   expect_close(F::affine(u8, -20.5, {1, 3}, 1.2, {-8, 0}, kBilinear, std::vector<double>{10, 200, 50}),
                g["aff_u8_bilinear_fill"], "affine bilinear fill u8");
   expect_close(F::affine(f, 45, {0, 0}, 0.8, {0, 0}, kBilinear, std::nullopt, std::array<double, 2>{5, 4}),
                g["aff_f_bilinear_center"], "affine bilinear center float");
   expect_close(F::affine(f[0], 12.25, {-3, 2}, 1.1, {15, -10}, kNearest, std::vector<double>{0.5}),
                g["aff_f_nearest_fill"], "affine nearest fill float");
-  expect_close(F::rotate(u8, 33), g["rot_u8_nearest"], "rotate nearest u8");
+  expect_equal(F::rotate(u8, 33), g["rot_u8_nearest"], "rotate nearest u8");
   expect_close(F::rotate(u8, 33, kBilinear, true, std::nullopt, std::vector<double>{255}),
                g["rot_u8_bilinear_expand_fill"], "rotate expand fill u8");
   expect_close(F::rotate(f, -70, kBilinear, false, std::array<double, 2>{3, 12}, std::vector<double>{0.1, 0.2, 0.3}),
@@ -137,13 +128,27 @@ TEST(GoldenGeometryWarp, PerspectiveAndElastic) {
     EXPECT_NEAR(coeffs[i], want, 1e-6 * std::max(1.0, std::abs(want))) << "coefficient " << i;
   }
   expect_close(F::perspective(u8, start, end), g["persp_u8_bilinear"], "perspective u8");
-  expect_mostly_equal(F::perspective(u8, start, end, kNearest, std::vector<double>{9, 99, 199}), g["persp_u8_nearest_fill"],
-               "perspective nearest fill u8");
+  // Nearest-neighbour perspective is exact when our solve gave torchvision's coefficients bit for bit (checked
+  // with OPENBLAS_CORETYPE=Haswell, Zen, Sandybridge, Nehalem, Prescott). With SkylakeX's kernels, coefficients 1-3 and
+  // 5-7 move in their last float32 bits, and the sample of output pixel (row 8, column 17) then falls on
+  // the other side of a pixel edge: measured, 6 of 1,920 values differ (that pixel, 3 channels x 2
+  // images), by up to 233 levels. So: equal, or else at most 1% of the pixels may take another source pixel.
+  const auto persp_nearest = F::perspective(u8, start, end, kNearest, std::vector<double>{9, 99, 199});
+  const auto& want_nearest = g["persp_u8_nearest_fill"];
+  bool same_solve = true;
+  for (int i = 0; i < 8; ++i) same_solve = same_solve && coeffs[i] == g["persp_coeffs"][i].item<double>();
+  if (same_solve) {
+    expect_equal(persp_nearest, want_nearest, "perspective nearest fill u8");
+  } else {
+    ASSERT_EQ(persp_nearest.sizes(), want_nearest.sizes());
+    const auto moved = persp_nearest.ne(want_nearest).any(1).any(0).sum().item<int64_t>();  // [H,W] positions
+    EXPECT_LE(moved, 16 * 20 / 100) << "perspective nearest fill u8: " << moved << " of 320 pixels differ";
+  }
   expect_close(F::perspective(f, start, end2, kBilinear, std::vector<double>{0.7}), g["persp_f_bilinear_fill"],
                "perspective fill float");
   auto disp = g["disp"];
   expect_close(F::elastic_transform(u8, disp), g["el_u8_bilinear"], "elastic u8");
-  expect_close(F::elastic_transform(u8, disp, kNearest, std::vector<double>{50}), g["el_u8_nearest_fill"],
+  expect_equal(F::elastic_transform(u8, disp, kNearest, std::vector<double>{50}), g["el_u8_nearest_fill"],
                "elastic nearest fill u8");
   expect_close(F::elastic_transform(f, disp, kBilinear, std::vector<double>{0.25, 0.5, 0.75}),
                g["el_f_bilinear_fill"], "elastic fill float");

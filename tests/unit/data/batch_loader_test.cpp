@@ -1,4 +1,7 @@
 #include <ATen/Parallel.h>
+#include <atomic>
+#include <chrono>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -146,10 +149,36 @@ TEST(BatchLoader, ErrorsOnTheWorkerReachTheCaller) {
   EXPECT_TRUE(loader.next().has_value());
   EXPECT_TRUE(loader.next().has_value());
   EXPECT_THROW(while (loader.next()) {}, Error);
-  // Destroying a loader in the middle of an epoch stops its thread cleanly.
-  data::BatchLoader other(set, data::BatchLoaderOptions(1).prefetch(1), nullptr);
-  other.start_epoch(0);
-  other.next();
+  // Destroying a loader in the middle of an epoch stops its thread cleanly. With batch 0 handed out, the
+  // worker makes batch 1 (prefetch 1) and waits for room; the destructor must wake it and wait for it
+  // (a loader that never stopped it would hang here: the destructor runs on a thread of its own, and the
+  // test fails after 10 s instead), and no batch is made after that.
+  std::atomic<int> made{0};
+  auto other = std::make_unique<data::BatchLoader>(set, data::BatchLoaderOptions(1).prefetch(1).shuffle(false),
+                                                   [&](const at::Tensor& x, at::Generator&) {
+                                                     ++made;
+                                                     return x;
+                                                   });
+  other->start_epoch(0);
+  auto first = other->next();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->index, 0);
+  EXPECT_TRUE(torch::equal(first->images, set.images().slice(0, 0, 1)));
+  for (int i = 0; i < 200 && made.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(made.load(), 2) << "batches 0 and 1 of 50: the worker stops at the prefetch window";
+  std::promise<void> destroyed;
+  auto done = destroyed.get_future();
+  std::thread destroyer([l = std::move(other), p = std::move(destroyed)]() mutable {
+    l.reset();
+    p.set_value();
+  });
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    destroyer.detach();  // still blocked in the destructor: leave it, and fail instead of hanging
+    FAIL() << "destroying a loader in the middle of an epoch did not return within 10 s";
+  }
+  destroyer.join();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(made.load(), 2) << "a batch was made after the loader was destroyed";
 }
 
 TEST(BatchLoader, OneWorkerThreadServesEveryEpochAndAnAbandonedEpochLeavesNoTrace) {

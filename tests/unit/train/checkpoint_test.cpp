@@ -67,6 +67,56 @@ void expect_damaged_file_not_setting(const std::string& path, const std::string&
   }
 }
 
+// Expects `loaded` to hold what `saved` held, parameter by parameter in group order: SGD's momentum
+// buffers; Adam's and AdamW's step counts and moment estimates (exp_avg, exp_avg_sq, max_exp_avg_sq).
+// Both optimizers' states must cover every parameter (the caller steps `saved` first), so a loader that
+// keeps the fresh optimizer's empty state fails. (Not the learning rates: LibTorch 1.13's
+// Optimizer::load reads the groups' options but keeps its own, torch/optim/serialize.h; a resumed
+// run's trainer sets the schedule's rates before its first step.)
+void expect_same_optimizer_state(torch::optim::Optimizer& saved, torch::optim::Optimizer& loaded) {
+  ASSERT_EQ(saved.param_groups().size(), loaded.param_groups().size());
+  for (size_t g = 0; g < saved.param_groups().size(); ++g) {
+    auto& a = saved.param_groups()[g];
+    auto& b = loaded.param_groups()[g];
+    ASSERT_EQ(a.params().size(), b.params().size()) << "group " << g;
+    for (size_t i = 0; i < a.params().size(); ++i) {
+      const std::string where = "group " + std::to_string(g) + ", parameter " + std::to_string(i);
+      const auto sa = saved.state().find(c10::guts::to_string(a.params()[i].unsafeGetTensorImpl()));
+      const auto sb = loaded.state().find(c10::guts::to_string(b.params()[i].unsafeGetTensorImpl()));
+      ASSERT_NE(sa, saved.state().end()) << where << ": the saved optimizer has no state (step it first)";
+      ASSERT_NE(sb, loaded.state().end()) << where << ": the loaded optimizer has no state";
+      auto same = [&](const at::Tensor& x, const at::Tensor& y, const char* name) {
+        ASSERT_EQ(x.defined(), y.defined()) << where << ": " << name;
+        if (x.defined()) {
+          EXPECT_TRUE(torch::equal(x, y)) << where << ": " << name << " differs";
+        }
+      };
+      if (auto* x = dynamic_cast<torch::optim::SGDParamState*>(sa->second.get())) {
+        auto* y = dynamic_cast<torch::optim::SGDParamState*>(sb->second.get());
+        ASSERT_TRUE(y) << where;
+        ASSERT_TRUE(x->momentum_buffer().defined()) << where;
+        same(x->momentum_buffer(), y->momentum_buffer(), "momentum_buffer");
+      } else if (auto* x = dynamic_cast<torch::optim::AdamParamState*>(sa->second.get())) {
+        auto* y = dynamic_cast<torch::optim::AdamParamState*>(sb->second.get());
+        ASSERT_TRUE(y) << where;
+        EXPECT_EQ(x->step(), y->step()) << where;
+        same(x->exp_avg(), y->exp_avg(), "exp_avg");
+        same(x->exp_avg_sq(), y->exp_avg_sq(), "exp_avg_sq");
+        same(x->max_exp_avg_sq(), y->max_exp_avg_sq(), "max_exp_avg_sq");
+      } else if (auto* x = dynamic_cast<torch::optim::AdamWParamState*>(sa->second.get())) {
+        auto* y = dynamic_cast<torch::optim::AdamWParamState*>(sb->second.get());
+        ASSERT_TRUE(y) << where;
+        EXPECT_EQ(x->step(), y->step()) << where;
+        same(x->exp_avg(), y->exp_avg(), "exp_avg");
+        same(x->exp_avg_sq(), y->exp_avg_sq(), "exp_avg_sq");
+        same(x->max_exp_avg_sq(), y->max_exp_avg_sq(), "max_exp_avg_sq");
+      } else {
+        ADD_FAILURE() << where << ": an optimizer state this test does not know";
+      }
+    }
+  }
+}
+
 }  // namespace
 
 TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
@@ -92,11 +142,45 @@ TEST(Checkpoint, RoundTripsWeightsConfigEpochAndOptimizer) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i]));
   auto opt2 = train::make_optimizer(oc, ck.model->parameters());
-  EXPECT_NO_THROW(train::load_optimizer_state(tmp / "c.pt", *opt2));
+  train::load_optimizer_state(tmp / "c.pt", *opt2);
+  expect_same_optimizer_state(*opt, *opt2);
   // No temporary files are left beside it.
   int files = 0;
   for (const auto& e : fs::directory_iterator(tmp.path())) files += e.is_regular_file();
   EXPECT_EQ(files, 1);
+}
+
+// Every optimizer's state comes back as saved, after two steps (Adam's and AdamW's step count 2).
+TEST(Checkpoint, OptimizerStateComesBackAsSavedForEveryKind) {
+  fixtures::TempDir tmp;
+  auto cfg = small_config();
+  for (const auto kind : train::kOptimizerKinds) {
+    const std::string name = train::to_string(kind);
+    SCOPED_TRACE(name);
+    torch::manual_seed(3);
+    auto model = nn::make_model(cfg.spec);
+    train::OptimizerConfig oc;
+    oc.kind = kind;
+    oc.momentum = 0.9;
+    oc.weight_decay = 0.01;
+    auto opt = train::make_optimizer(oc, model->parameters());
+    for (int step = 0; step < 2; ++step) {
+      opt->zero_grad();
+      model->forward(torch::randn({4, 3072})).sum().backward();
+      opt->step();
+    }
+    train::save_checkpoint(tmp / (name + ".pt"), cfg, *model, opt.get(), 1);
+    auto fresh = train::make_optimizer(oc, train::load_checkpoint(tmp / (name + ".pt")).model->parameters());
+    train::load_optimizer_state(tmp / (name + ".pt"), *fresh);
+    expect_same_optimizer_state(*opt, *fresh);
+    if (kind != train::OptimizerKind::kSgd) {
+      const auto& p = fresh->param_groups()[0].params()[0];
+      const auto& state = *fresh->state().at(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      EXPECT_EQ(kind == train::OptimizerKind::kAdam ? dynamic_cast<const torch::optim::AdamParamState&>(state).step()
+                                                    : dynamic_cast<const torch::optim::AdamWParamState&>(state).step(),
+                2);
+    }
+  }
 }
 
 TEST(Checkpoint, RejectsMissingTruncatedForeignAndMismatchedFiles) {
@@ -263,6 +347,7 @@ TEST(Checkpoint, WhatReadersRelyOnIsCheckedOnLoad) {
   auto same = nn::make_model(cfg.spec);
   auto same_optimizer = train::make_optimizer(adam, same->parameters());
   EXPECT_NO_THROW(train::load_optimizer_state(tmp / "opt.pt", *same_optimizer));
+  expect_same_optimizer_state(*wide_optimizer, *same_optimizer);
 }
 
 // Normalization constants inside the file: one finite mean and one positive, finite std per channel

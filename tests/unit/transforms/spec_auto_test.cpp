@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/transforms/autoaugment.h"
+#include "birdplane/transforms/geometry.h"
 #include "birdplane/transforms/spec.h"
 #include "support/expect_error.h"
 #include "support/transform_checks.h"
@@ -14,13 +15,33 @@ using fixtures::expect_error;
 
 TEST(AutoSpec, EveryPolicyParsesAndKeepsAUint8Batch) {
   auto x = torch::randint(0, 256, {6, 3, 16, 16}, torch::kInt64).to(torch::kByte);
-  const std::vector<std::string> specs = {
-      "AutoAugment()", "AutoAugment(CIFAR10)", "AutoAugment(policy=AutoAugmentPolicy.CIFAR10)",
-      "AutoAugment(policy=svhn, interpolation=bilinear, fill=[1, 2, 3])", "AutoAugment(IMAGENET, nearest, 128)",
-      "RandAugment()", "RandAugment(num_ops=3, magnitude=20, fill=0)", "RandAugment(1, 5, 11, bilinear)",
-      "TrivialAugmentWide()", "TrivialAugmentWide(num_magnitude_bins=15, interpolation=InterpolationMode.BILINEAR)",
-      "AugMix()", "AugMix(severity=10, mixture_width=1, chain_depth=3, alpha=0.5, all_ops=False, fill=[9])",
-      "flip, AutoAugment(CIFAR10), RandomCrop(16, padding=2)",
+  using namespace transforms;
+  using std::make_shared;
+  using Policy = AutoAugmentPolicy;
+  constexpr auto kNearest = functional::InterpolationMode::kNearest;
+  constexpr auto kBilinear = functional::InterpolationMode::kBilinear;
+  const std::vector<fixtures::SpecCase> specs = {
+      {"AutoAugment()", make_shared<AutoAugment>()},
+      {"AutoAugment(CIFAR10)", make_shared<AutoAugment>(Policy::kCifar10)},
+      {"AutoAugment(policy=AutoAugmentPolicy.CIFAR10)", make_shared<AutoAugment>(Policy::kCifar10)},
+      {"AutoAugment(policy=svhn, interpolation=bilinear, fill=[1, 2, 3])",
+       make_shared<AutoAugment>(Policy::kSvhn, kBilinear, std::vector<double>{1, 2, 3})},
+      {"AutoAugment(IMAGENET, nearest, 128)",
+       make_shared<AutoAugment>(Policy::kImageNet, kNearest, std::vector<double>{128})},
+      {"RandAugment()", make_shared<RandAugment>()},
+      {"RandAugment(num_ops=3, magnitude=20, fill=0)",
+       make_shared<RandAugment>(3, 20, 31, kNearest, std::vector<double>{0})},
+      {"RandAugment(1, 5, 11, bilinear)", make_shared<RandAugment>(1, 5, 11, kBilinear)},
+      {"TrivialAugmentWide()", make_shared<TrivialAugmentWide>()},
+      {"TrivialAugmentWide(num_magnitude_bins=15, interpolation=InterpolationMode.BILINEAR)",
+       make_shared<TrivialAugmentWide>(15, kBilinear)},
+      {"AugMix()", make_shared<AugMix>()},
+      {"AugMix(severity=10, mixture_width=1, chain_depth=3, alpha=0.5, all_ops=False, fill=[9])",
+       make_shared<AugMix>(10, 1, 3, 0.5, false, kBilinear, std::vector<double>{9})},
+      {"flip, AutoAugment(CIFAR10), RandomCrop(16, padding=2)",
+       make_shared<Compose>(std::vector<TransformPtr>{make_shared<RandomHorizontalFlip>(0.5),
+                                                      make_shared<AutoAugment>(Policy::kCifar10),
+                                                      make_shared<RandomCrop>(16, 2)})},
   };
   fixtures::expect_specs_keep_uint8_batches(specs, x);
   auto g1 = at::make_generator<at::CPUGeneratorImpl>(4), g2 = at::make_generator<at::CPUGeneratorImpl>(4);

@@ -1,10 +1,11 @@
 // Color transforms written as spec strings: they parse, run on a uint8 batch with a generator, keep
-// it uint8 and the same size, and bad values give errors naming the spot.
+// it uint8 and the same size, equal the classes they name, and bad values give errors naming the spot.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include "birdplane/transforms/color.h"
+#include "birdplane/transforms/convert_erase_linear.h"
 #include "birdplane/transforms/spec.h"
 #include "support/expect_error.h"
 #include "support/transform_checks.h"
@@ -14,16 +15,52 @@ using fixtures::expect_error;
 
 TEST(ColorSpec, EveryColorTransformParsesAndKeepsAUint8Batch) {
   auto x = torch::randint(0, 256, {6, 3, 16, 16}, torch::kInt64).to(torch::kByte);
-  const std::vector<std::string> specs = {
-      "Grayscale(num_output_channels=3)", "RandomGrayscale(0.5)", "ColorJitter(0.4, 0.4, 0.4, 0.1)",
-      "ColorJitter(brightness=[0.5, 1.5], hue=(-0.2, 0.2))", "GaussianBlur(3)", "GaussianBlur((5, 3), sigma=(0.5, 1))",
-      "GaussianBlur(kernel_size=5, sigma=1.5)", "RandomInvert()", "RandomPosterize(4)", "RandomPosterize(bits=2, p=1)",
-      "RandomSolarize(128)", "RandomAdjustSharpness(2, p=0.7)", "RandomAutocontrast()", "RandomEqualize(p=0.9)",
-      "RandomErasing()", "RandomErasing(p=1, scale=(0.1, 0.3), ratio=[0.5, 2], value=[255, 0, 0])",
-      "RandomErasing(value=random)", "RandomErasing(value='random', inplace=True)",
-      "RandomApply([ColorJitter(0.4), RandomInvert(1)], p=0.8)", "RandomChoice([RandomInvert, RandomEqualize(1)])",
-      "RandomChoice([RandomInvert, RandomEqualize(1)], p=[1, 2])", "RandomOrder([RandomInvert(), GaussianBlur(3)])",
-      "ConvertImageDtype(float32), ConvertImageDtype(torch.uint8)",
+  using namespace transforms;
+  using std::make_shared;
+  auto invert_or_equalize = [] {
+    return std::vector<TransformPtr>{make_shared<RandomInvert>(), make_shared<RandomEqualize>(1)};
+  };
+  const std::vector<fixtures::SpecCase> specs = {
+      {"Grayscale(num_output_channels=3)", make_shared<Grayscale>(3)},
+      {"RandomGrayscale(0.5)", make_shared<RandomGrayscale>(0.5)},
+      {"ColorJitter(0.4, 0.4, 0.4, 0.1)", make_shared<ColorJitter>(0.4, 0.4, 0.4, 0.1)},
+      {"ColorJitter(brightness=[0.5, 1.5], hue=(-0.2, 0.2))",
+       make_shared<ColorJitter>(JitterRange(0.5, 1.5), 0, 0, JitterRange(-0.2, 0.2))},
+      {"GaussianBlur(3)", make_shared<GaussianBlur>(std::array<int64_t, 2>{3, 3})},
+      {"GaussianBlur((5, 3), sigma=(0.5, 1))",
+       make_shared<GaussianBlur>(std::array<int64_t, 2>{5, 3}, std::array<double, 2>{0.5, 1})},
+      {"GaussianBlur(kernel_size=5, sigma=1.5)",
+       make_shared<GaussianBlur>(std::array<int64_t, 2>{5, 5}, std::array<double, 2>{1.5, 1.5})},
+      {"RandomInvert()", make_shared<RandomInvert>()},
+      {"RandomPosterize(4)", make_shared<RandomPosterize>(4)},
+      {"RandomPosterize(bits=2, p=1)", make_shared<RandomPosterize>(2, 1.0)},
+      {"RandomSolarize(128)", make_shared<RandomSolarize>(128)},
+      {"RandomAdjustSharpness(2, p=0.7)", make_shared<RandomAdjustSharpness>(2, 0.7)},
+      {"RandomAutocontrast()", make_shared<RandomAutocontrast>()},
+      {"RandomEqualize(p=0.9)", make_shared<RandomEqualize>(0.9)},
+      {"RandomErasing()", make_shared<RandomErasing>()},
+      {"RandomErasing(p=1, scale=(0.1, 0.3), ratio=[0.5, 2], value=[255, 0, 0])",
+       make_shared<RandomErasing>(1.0, std::array<double, 2>{0.1, 0.3}, std::array<double, 2>{0.5, 2},
+                                  std::vector<double>{255, 0, 0})},
+      {"RandomErasing(value=random)",
+       make_shared<RandomErasing>(0.5, std::array<double, 2>{0.02, 0.33}, std::array<double, 2>{0.3, 3.3},
+                                  std::vector<double>{}, true)},
+      {"RandomErasing(value='random', inplace=True)",
+       make_shared<RandomErasing>(0.5, std::array<double, 2>{0.02, 0.33}, std::array<double, 2>{0.3, 3.3},
+                                  std::vector<double>{}, true, true)},
+      {"RandomApply([ColorJitter(0.4), RandomInvert(1)], p=0.8)",
+       make_shared<RandomApply>(std::vector<TransformPtr>{make_shared<ColorJitter>(0.4), make_shared<RandomInvert>(1)},
+                                0.8)},
+      {"RandomChoice([RandomInvert, RandomEqualize(1)])", make_shared<RandomChoice>(invert_or_equalize())},
+      {"RandomChoice([RandomInvert, RandomEqualize(1)], p=[1, 2])",
+       make_shared<RandomChoice>(invert_or_equalize(), std::vector<double>{1, 2})},
+      {"RandomOrder([RandomInvert(), GaussianBlur(3)])",
+       make_shared<RandomOrder>(std::vector<TransformPtr>{make_shared<RandomInvert>(),
+                                                          make_shared<GaussianBlur>(std::array<int64_t, 2>{3, 3})})},
+      {"ConvertImageDtype(float32), ConvertImageDtype(torch.uint8)",
+       make_shared<Compose>(std::vector<TransformPtr>{make_shared<ConvertImageDtype>(torch::kFloat32),
+                                                      make_shared<ConvertImageDtype>(torch::kUInt8)}),
+       /*changes=*/false},
   };
   fixtures::expect_specs_keep_uint8_batches(specs, x);
   // A spec gives the same images as the class it names, from the same seed.

@@ -299,14 +299,15 @@ def main():
                 epoch_sides("book-small", EPOCH_SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
 
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
-    # passes after the first) through the loader, as uint8 batches (what the issue measures), against
-    # a DataLoader with per-sample transforms (PIL images, so ToTensor + Normalize to collate them).
+    # passes after the first) through the loader: crop, flip, then ToTensor + Normalize into float
+    # batches on both sides (birdplane_bench augment ... normalize: what training consumes), against a
+    # DataLoader with per-sample transforms (PIL images, so ToTensor + Normalize to collate them).
     if wanted("augment"):
         for workers in (0, 2):
-            new = compare([(f"(h) crop+flip loader, py {workers} workers",
+            new = compare([(f"(h) crop+flip+normalize loader, py {workers} workers",
                             lambda j: 10000 / median_tail(j["images_per_second"]))],
                           [("cpp", [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()",
-                                    "4"], None),
+                                    "4", "normalize"], None),
                            ("book", py("augment_loader.py", data, str(workers), "3", threads), PY)])
             new[0]["images_per_second"] = {k: 10000 / s for k, s in new[0]["seconds"].items()}
 

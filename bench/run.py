@@ -8,7 +8,9 @@ layer on birdplane's AVX-512 kernels where the CPU has them), "cpp_blas" (the sa
 ATen and the BLAS for every product), "cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
 optimizer, as in Python), "book" (the book's code as printed: a list of per-image tensors and a
 DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader) and
-"tuned_bf16" (tuned under torch.autocast bf16). In the (b) and (c) rows, "roofline" is the epoch's
+"tuned_bf16" (tuned under torch.autocast bf16). For the chapter-8 convnets "tuned" runs in
+channels-last memory order (--convnet-layout; "tuned_nchw" is the same loop in NCHW, with
+--convnet-layout both). In the (b) and (c) rows, "roofline" is the epoch's
 matmul FLOP divided by the fp32 matmul rate of its shapes (birdplane_bench matmul), measured as one
 more side in the same repetitions, so that the VM's drifting speed hits it alike: its ratio to a
 side is that side's share of the fp32 roofline. Ratios are other sides' seconds over "cpp" seconds:
@@ -26,13 +28,16 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
-SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort")
+SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort",
+         "tuned_nchw")
 EPOCH_SIDES = SIDES[:7]  # the sides of an epoch workload (all but the roofline and the serving sides)
-PY_SIDES = ("book", "tuned", "tuned_bf16", "eager")
+PY_SIDES = ("book", "tuned", "tuned_bf16", "eager", "tuned_nchw")
 SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
-               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s"}
+               "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s",
+               "tuned_nchw": "tnchw s"}
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
-                "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++"}
+                "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++",
+                "tuned_nchw": "tnchw/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
         "netwidth", "netall", "folder", "dist", "recipe", "predict")
 # (l) image folders made from the CIFAR-10 test split: tree, and the size both sides bring images to
@@ -141,6 +146,9 @@ def main():
     ap.add_argument("--blas-core", default="auto",
                     help="OPENBLAS_CORETYPE for every side alike: auto (SKYLAKEX, OpenBLAS's AVX-512 kernels, when "
                          "the CPU has AVX-512; otherwise the environment's), keep (the environment's) or a core name")
+    ap.add_argument("--convnet-layout", default="channels-last", choices=("channels-last", "nchw", "both"),
+                    help="memory order of the tuned PyTorch convnets ((i)-(k), (n)): channels-last (measured faster "
+                         "than NCHW on that loop), nchw (PyTorch's default), or both as two sides (tuned, tuned_nchw)")
     ap.add_argument("--folder-trees", default=os.path.join(tempfile.gettempdir(), "birdplane-folder-trees"),
                     help="(l) where the image-folder trees are written once (about 100 MB) and reused")
     args = ap.parse_args()
@@ -191,15 +199,21 @@ def main():
     def py(script, *rest):
         return [sys.executable, script, *rest]
 
+    # The tuned convnets' memory order: "nchw" as a word on the script's command line keeps NCHW.
+    tuned_layout = ("nchw",) if args.convnet_layout == "nchw" else ()
+    layout_sides = ("tuned_nchw",) if args.convnet_layout == "both" else ()
+
     def epoch_sides(model, keys, extra_cpp=(), extra_py=(), dims=None):
         dims = dims or MODEL_DIMS[model]
         cpp = [bench, "epoch", args.data, model, str(args.epochs), *extra_cpp]
+        tuned = py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py)
         cmds = {"cpp": (cpp, None),
                 "cpp_blas": (cpp + ["--kernels", "blas"], None),
                 "cpp_bf16": (cpp + ["--precision", "bf16"], None),
                 "cpp_autograd": (cpp + ["--step", "autograd"], None),
                 "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
-                "tuned": (py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
+                "tuned": (tuned + list(tuned_layout), PY),
+                "tuned_nchw": (tuned + ["nchw"], PY),
                 "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY),
                 "roofline": ([bench, "matmul", ",".join(map(str, dims)), "64"], None)}
         return [(k, *cmds[k]) for k in keys]
@@ -233,6 +247,7 @@ def main():
     # CPU; and --step autograd, autograd on LibTorch) against the book's Python loop and the tuned one,
     # and a roofline: the epoch's convolution and linear FLOP (a dense backward pass) at the fp32 GEMM
     # rate that birdplane_bench matmul measures on this machine (book-small's products at batch 64).
+    # The tuned loop runs the convnet in channels-last memory order unless --convnet-layout says nchw.
     for key, letter, model, extra_cpp, extra_py, images in (
             ("net", "i", "net", (), (), 10000), ("netwidth", "j", "net-width", (), (), 10000),
             ("netall", "k", "net", ("--all-classes",), ("all",), 50000)):
@@ -241,7 +256,8 @@ def main():
             pick = lambda j, flop=flop: flop / (j["results"]["fp32"]["gflops"] * 1e9) \
                 if j.get("mode") == "matmul" else epoch_pick(j)
             compare([(f"({letter}) epoch {model}{', all CIFAR-10' if extra_py else ''}, batch 64", pick)],
-                    epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline"), extra_cpp=extra_cpp,
+                    epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline") + layout_sides,
+                                extra_cpp=extra_cpp,
                                 extra_py=extra_py, dims=MODEL_DIMS["book-small"]))
 
     # (n) net on cifar2 with every setting of `train --recipe modern` on (Nesterov SGD, weight decay off
@@ -252,9 +268,11 @@ def main():
     if wanted("recipe"):
         clip = "1.0"
         cpp = [bench, "epoch", args.data, "net", str(args.epochs), "--recipe", "modern", "--clip-grad-norm", clip]
+        recipe = py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip)
         compare([("(n) epoch net, modern recipe + clip, batch 64", epoch_pick)],
                 [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None),
-                 ("tuned", py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip), PY)])
+                 ("tuned", recipe + list(tuned_layout), PY)]
+                + [("tuned_nchw", recipe + ["nchw"], PY) for _ in layout_sides])
 
     # (p) serving: seconds per call of birdplane's Predictor (uint8 images in: scale, normalize, forward,
     # probabilities, top 5) on one image and on a batch of 64, against PyTorch eager doing the same under

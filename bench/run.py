@@ -89,12 +89,17 @@ def epoch_flop(dims, images):
 
 
 def cpu_info():
-    info = {"cpu": platform.processor(), "flags": []}
+    """The first CPU's model name, family and model numbers (a VM's model name may say no more than
+    "AMD EPYC"; family 26 is AMD's Zen 5) and its vector flags."""
+    info = {"cpu": platform.processor(), "cpu_family": "", "cpu_model": "", "flags": []}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                key = line.split(":", 1)[0].strip()
+                if key == "model name":
                     info["cpu"] = line.split(":", 1)[1].strip()
+                elif key in ("cpu family", "model"):
+                    info["cpu_family" if key == "cpu family" else "cpu_model"] = line.split(":", 1)[1].strip()
                 elif line.startswith("flags"):
                     flags = line.split(":", 1)[1].split()
                     info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
@@ -570,6 +575,7 @@ def main():
                       + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side.endswith("bf16") else ""))
 
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": info["cpu"],
+              "cpu_family": info["cpu_family"], "cpu_model": info["cpu_model"],
               "cpu_flags": info["flags"], "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps,
               "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
               "eval_repeats": args.eval_repeats, "only": sorted(only),

@@ -8,7 +8,9 @@ layer on birdplane's AVX-512 kernels where the CPU has them), "cpp_blas" (the sa
 ATen and the BLAS for every product), "cpp_bf16" (the same with --precision bf16), "cpp_autograd" (--step autograd: backward() and the
 optimizer, as in Python), "book" (the book's code as printed: a list of per-image tensors and a
 DataLoader), "tuned" (whole tensors, randperm + index_select batches, no DataLoader) and
-"tuned_bf16" (tuned under torch.autocast bf16). In the (b) and (c) rows, "roofline" is the epoch's
+"tuned_bf16" (tuned under torch.autocast bf16). For the chapter-8 convnets "tuned" runs in
+channels-last memory order (--convnet-layout; "tuned_nchw" is the same loop in NCHW, with
+--convnet-layout both). In the (b) and (c) rows, "roofline" is the epoch's
 matmul FLOP divided by the fp32 matmul rate of its shapes (birdplane_bench matmul), measured as one
 more side in the same repetitions, so that the VM's drifting speed hits it alike: its ratio to a
 side is that side's share of the fp32 roofline. Ratios are other sides' seconds over "cpp" seconds:
@@ -27,15 +29,15 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = os.path.join(HERE, "python")
 SIDES = ("cpp", "cpp_blas", "cpp_bf16", "cpp_autograd", "book", "tuned", "tuned_bf16", "roofline", "eager", "ort",
-         "tuned_tcmalloc")
+         "tuned_nchw", "tuned_tcmalloc")
 EPOCH_SIDES = SIDES[:7]  # the sides of an epoch workload (all but the roofline and the serving sides)
-PY_SIDES = ("book", "tuned", "tuned_bf16", "eager", "tuned_tcmalloc")
+PY_SIDES = ("book", "tuned", "tuned_bf16", "eager", "tuned_nchw", "tuned_tcmalloc")
 SIDE_TITLES = {"cpp": "C++ s", "cpp_blas": "C++bl s", "cpp_bf16": "C++bf16", "cpp_autograd": "C++ag s", "book": "book s",
                "tuned": "tuned s", "tuned_bf16": "bf16 s", "roofline": "mm s", "eager": "eager s", "ort": "ORT s",
-               "tuned_tcmalloc": "tcm s"}
+               "tuned_nchw": "tnchw s", "tuned_tcmalloc": "tcm s"}
 RATIO_TITLES = {"cpp_blas": "C++bl/", "cpp_bf16": "C++bf16/", "cpp_autograd": "C++ag/", "book": "book/C++", "tuned": "tuned/C++",
                 "tuned_bf16": "bf16/C++", "roofline": "mm/C++", "eager": "eager/C++", "ort": "ORT/C++",
-                "tuned_tcmalloc": "tcm/C++"}
+                "tuned_nchw": "tnchw/C++", "tuned_tcmalloc": "tcm/C++"}
 KEYS = ("load", "small", "large", "tuned", "augepoch", "augment", "eval", "full", "rss", "roofline", "net",
         "netwidth", "netall", "folder", "dist", "recipe", "predict", "speedrun")
 # tcmalloc for the PyTorch side that runs "at its fastest" (Debian's libtcmalloc-minimal4, scripts/setup).
@@ -89,12 +91,17 @@ def epoch_flop(dims, images):
 
 
 def cpu_info():
-    info = {"cpu": platform.processor(), "flags": []}
+    """The first CPU's model name, family and model numbers (a VM's model name may say no more than
+    "AMD EPYC"; family 26 is AMD's Zen 5) and its vector flags."""
+    info = {"cpu": platform.processor(), "cpu_family": "", "cpu_model": "", "flags": []}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                key = line.split(":", 1)[0].strip()
+                if key == "model name":
                     info["cpu"] = line.split(":", 1)[1].strip()
+                elif key in ("cpu family", "model"):
+                    info["cpu_family" if key == "cpu family" else "cpu_model"] = line.split(":", 1)[1].strip()
                 elif line.startswith("flags"):
                     flags = line.split(":", 1)[1].split()
                     info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma")))
@@ -146,6 +153,9 @@ def main():
     ap.add_argument("--blas-core", default="auto",
                     help="OPENBLAS_CORETYPE for every side alike: auto (SKYLAKEX, OpenBLAS's AVX-512 kernels, when "
                          "the CPU has AVX-512; otherwise the environment's), keep (the environment's) or a core name")
+    ap.add_argument("--convnet-layout", default="channels-last", choices=("channels-last", "nchw", "both"),
+                    help="memory order of the tuned PyTorch convnets ((i)-(k), (n)): channels-last (measured faster "
+                         "than NCHW on that loop), nchw (PyTorch's default), or both as two sides (tuned, tuned_nchw)")
     ap.add_argument("--folder-trees", default=os.path.join(tempfile.gettempdir(), "birdplane-folder-trees"),
                     help="(l) where the image-folder trees are written once (about 100 MB) and reused")
     ap.add_argument("--speedrun-epochs", type=int, default=2,
@@ -198,15 +208,21 @@ def main():
     def py(script, *rest):
         return [sys.executable, script, *rest]
 
+    # The tuned convnets' memory order: "nchw" as a word on the script's command line keeps NCHW.
+    tuned_layout = ("nchw",) if args.convnet_layout == "nchw" else ()
+    layout_sides = ("tuned_nchw",) if args.convnet_layout == "both" else ()
+
     def epoch_sides(model, keys, extra_cpp=(), extra_py=(), dims=None):
         dims = dims or MODEL_DIMS[model]
         cpp = [bench, "epoch", args.data, model, str(args.epochs), *extra_cpp]
+        tuned = py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py)
         cmds = {"cpp": (cpp, None),
                 "cpp_blas": (cpp + ["--kernels", "blas"], None),
                 "cpp_bf16": (cpp + ["--precision", "bf16"], None),
                 "cpp_autograd": (cpp + ["--step", "autograd"], None),
                 "book": (py("book_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
-                "tuned": (py("tuned_epoch.py", data, model, str(args.epochs), threads, *extra_py), PY),
+                "tuned": (tuned + list(tuned_layout), PY),
+                "tuned_nchw": (tuned + ["nchw"], PY),
                 "tuned_bf16": (py("tuned_epoch.py", data, model, str(args.epochs), threads, "bf16", *extra_py), PY),
                 "roofline": ([bench, "matmul", ",".join(map(str, dims)), "64"], None)}
         return [(k, *cmds[k]) for k in keys]
@@ -240,6 +256,7 @@ def main():
     # CPU; and --step autograd, autograd on LibTorch) against the book's Python loop and the tuned one,
     # and a roofline: the epoch's convolution and linear FLOP (a dense backward pass) at the fp32 GEMM
     # rate that birdplane_bench matmul measures on this machine (book-small's products at batch 64).
+    # The tuned loop runs the convnet in channels-last memory order unless --convnet-layout says nchw.
     for key, letter, model, extra_cpp, extra_py, images in (
             ("net", "i", "net", (), (), 10000), ("netwidth", "j", "net-width", (), (), 10000),
             ("netall", "k", "net", ("--all-classes",), ("all",), 50000)):
@@ -248,7 +265,8 @@ def main():
             pick = lambda j, flop=flop: flop / (j["results"]["fp32"]["gflops"] * 1e9) \
                 if j.get("mode") == "matmul" else epoch_pick(j)
             compare([(f"({letter}) epoch {model}{', all CIFAR-10' if extra_py else ''}, batch 64", pick)],
-                    epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline"), extra_cpp=extra_cpp,
+                    epoch_sides(model, ("cpp", "cpp_autograd", "book", "tuned", "roofline") + layout_sides,
+                                extra_cpp=extra_cpp,
                                 extra_py=extra_py, dims=MODEL_DIMS["book-small"]))
 
     # (n) net on cifar2 with every setting of `train --recipe modern` on (Nesterov SGD, weight decay off
@@ -259,9 +277,11 @@ def main():
     if wanted("recipe"):
         clip = "1.0"
         cpp = [bench, "epoch", args.data, "net", str(args.epochs), "--recipe", "modern", "--clip-grad-norm", clip]
+        recipe = py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip)
         compare([("(n) epoch net, modern recipe + clip, batch 64", epoch_pick)],
                 [("cpp", cpp, None), ("cpp_autograd", cpp + ["--step", "autograd"], None),
-                 ("tuned", py("recipe_epoch.py", data, "net", str(args.epochs), threads, clip), PY)])
+                 ("tuned", recipe + list(tuned_layout), PY)]
+                + [("tuned_nchw", recipe + ["nchw"], PY) for _ in layout_sides])
 
     # (s) the CIFAR-10 speedrun (airbench94's network and recipe, batch 1024): training epochs of
     # birdplane's default step (fused) and of autograd, against the same recipe in PyTorch
@@ -323,14 +343,15 @@ def main():
                 epoch_sides("book-small", EPOCH_SIDES, extra_cpp=("--all-classes",), extra_py=("all",)))
 
     # (h) augmentation throughput: seconds for one pass over cifar2's 10,000 images (median of the
-    # passes after the first) through the loader, as uint8 batches (what the issue measures), against
-    # a DataLoader with per-sample transforms (PIL images, so ToTensor + Normalize to collate them).
+    # passes after the first) through the loader: crop, flip, then ToTensor + Normalize into float
+    # batches on both sides (birdplane_bench augment ... normalize: what training consumes), against a
+    # DataLoader with per-sample transforms (PIL images, so ToTensor + Normalize to collate them).
     if wanted("augment"):
         for workers in (0, 2):
-            new = compare([(f"(h) crop+flip loader, py {workers} workers",
+            new = compare([(f"(h) crop+flip+normalize loader, py {workers} workers",
                             lambda j: 10000 / median_tail(j["images_per_second"]))],
                           [("cpp", [bench, "augment", args.data, "RandomCrop(32, padding=4), RandomHorizontalFlip()",
-                                    "4"], None),
+                                    "4", "normalize"], None),
                            ("book", py("augment_loader.py", data, str(workers), "3", threads), PY)])
             new[0]["images_per_second"] = {k: 10000 / s for k, s in new[0]["seconds"].items()}
 
@@ -338,16 +359,21 @@ def main():
         # (l) an image folder read and consumed once: birdplane's first epoch (decoding every file on all
         # cores, writing the cache) and an epoch from the cache, both including the listing, against
         # torchvision's ImageFolder (its listing) + DataLoader (batch 64, ToTensor + Normalize) with 0 and 2
-        # workers. Both sides read one value of each finished batch. Every side runs once per repetition,
-        # in alternating order; medians.
+        # workers. Both sides read one value of each finished batch. The C++ cached epoch runs in a fresh
+        # process right after the first epoch's (birdplane_bench folder-cached), as a user's second run
+        # does: it starts its loader threads inside the timed epoch as the DataLoader starts its workers.
+        # (cpp_cached_same_process, the cached epoch in the first epoch's warm process, is kept for
+        # comparison with result files before 2026-12-07.) Every side runs once per repetition, in
+        # alternating order; medians.
         run_json(py("make_folder_trees.py", args.folder_trees, "--data", data), cwd=PY, env=py_env)
+        cache_dir = tempfile.mkdtemp(prefix="birdplane-folder-cache-")
         for tree, size in FOLDER_TREES:
             path = os.path.join(args.folder_trees, tree)
             resize = ("--resize", str(size)) if size else ()
-            sides = [("cpp", [bench, "folder", path, str(size), "1"], None)] + [
+            sides = [("cpp", [bench, "folder", path, str(size), "1", "--keep-cache", cache_dir], None)] + [
                 (f"py{w}", py("folder_epoch.py", path, "--workers", str(w), "--reps", "1", "--threads", threads,
                               *resize), PY) for w in (0, 2)]
-            values = {"cpp_first": [], "cpp_cached": [], "py0": [], "py2": []}
+            values = {"cpp_first": [], "cpp_cached": [], "py0": [], "py2": [], "cpp_cached_same_process": []}
             files = 0
             for rep in range(args.reps):
                 for key, cmd, cwd in (sides if rep % 2 == 0 else sides[::-1]):
@@ -355,7 +381,11 @@ def main():
                     files = j["files"]
                     if key == "cpp":
                         values["cpp_first"].append(j["first_epoch_seconds"])
-                        values["cpp_cached"].append(j["cached_epoch_seconds"])
+                        values["cpp_cached_same_process"].append(j["cached_epoch_seconds"])
+                        c = run_json([bench, "folder-cached", path, str(size), cache_dir], env=cpp_env)
+                        if c["checksum"] != j["checksum"] or c["files"] != files:
+                            raise RuntimeError(f"(l) {tree}: the epoch from the cache differs from the first epoch")
+                        values["cpp_cached"].append(c["cached_epoch_seconds"])
                     else:  # what a user waits for: ImageFolder's listing, then the epoch
                         values[key].append(j["listing_seconds"] + j["median_seconds"])
                 print(f"  (l) folder {tree} rep {rep + 1}/{args.reps}: "
@@ -368,7 +398,10 @@ def main():
                             "cached_epoch_speedup": best_py / med["cpp_cached"],
                             "files_per_second_per_core": {
                                 "cpp_first": files / med["cpp_first"] / args.threads,
-                                "py0": files / med["py0"], "py2": files / med["py2"] / 2}})
+                                "py0": files / med["py0"], "py2": files / med["py2"] / 2},
+                            "note": "cpp_cached: a fresh process reading the cache (birdplane_bench folder-cached); "
+                                    "cpp_cached_same_process: the first epoch's process, warm"})
+        shutil.rmtree(cache_dir, ignore_errors=True)
 
     if wanted("dist"):
         # (m) multi-process training on c10d (Gloo over loopback), per model:
@@ -518,13 +551,14 @@ def main():
 
     if folders:
         print("\n(l) image folders: one epoch, seconds (medians); speedups against the faster DataLoader "
-              "(targets: first epoch >= 4x, from the cache >= 50x)")
+              "(targets: first epoch >= 4x, from the cache >= 50x); C++ cache: a fresh process")
         print(f"{'tree':<40}{'C++ first':>10}{'C++ cache':>10}{'py 0 wk':>9}{'py 2 wk':>9}{'first':>8}{'cached':>9}")
         for f in folders:
             s = f["seconds"]
             print(f"{f['workload']:<40}{s['cpp_first']:>10.3f}{s['cpp_cached']:>10.4f}{s['py0']:>9.3f}{s['py2']:>9.3f}"
                   f"{f['first_epoch_speedup']:>7.1f}x{f['cached_epoch_speedup']:>8.0f}x")
             print(f"{'':<40}files/s per core: " + ", ".join(f"{k} {v:,.0f}" for k, v in f["files_per_second_per_core"].items()))
+            print(f"{'':<40}C++ cache in the first epoch's warm process: {s['cpp_cached_same_process']:.4f} s")
 
     if distributed:
         print("\n(m) multi-process (Gloo, loopback, 2 ranks): per step and per epoch (cifar2, medians); "
@@ -562,6 +596,7 @@ def main():
                       + (f"  {100 * rate / peak16:5.1f}% of bf16 matmul" if side.endswith("bf16") else ""))
 
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": info["cpu"],
+              "cpu_family": info["cpu_family"], "cpu_model": info["cpu_model"],
               "cpu_flags": info["flags"], "cores": os.cpu_count(), "threads": args.threads, "reps": args.reps,
               "epochs_per_process": args.epochs, "rss_epochs": args.rss_epochs, "rss_reps": args.rss_reps,
               "eval_repeats": args.eval_repeats, "only": sorted(only),

@@ -4,7 +4,7 @@ import json
 import sys
 
 COLUMNS = [("cpp", "C++"), ("cpp_blas", "C++ BLAS only"), ("cpp_bf16", "C++ bf16"), ("cpp_autograd", "C++ autograd"), ("book", "book"),
-           ("tuned", "tuned"), ("tuned_bf16", "tuned bf16"), ("roofline", "roofline")]
+           ("tuned", "tuned"), ("tuned_bf16", "tuned bf16"), ("roofline", "roofline"), ("tuned_nchw", "tuned NCHW")]
 
 
 def seconds(v):
@@ -13,15 +13,18 @@ def seconds(v):
 
 def main(path):
     result = json.load(open(path))
-    print(f"`{path}`, {result['date']}, {result['cpu']}, {result['threads']} threads, "
+    family = f" (family {result['cpu_family']}, model {result['cpu_model']})" if result.get("cpu_family") else ""
+    print(f"`{path}`, {result['date']}, {result['cpu']}{family}, {result['threads']} threads, "
           f"{result['reps']} repetitions, {result['epochs_per_process']} epochs per process.\n")
-    print("| workload | " + " | ".join(title for _, title in COLUMNS) + " | book/C++ | tuned/C++ |")
-    print("| --- |" + " ---: |" * (len(COLUMNS) + 2))
+    # The NCHW tuned side exists only in runs with --convnet-layout both.
+    columns = [c for c in COLUMNS if c[0] != "tuned_nchw" or any(c[0] in r["seconds"] for r in result["rows"])]
+    print("| workload | " + " | ".join(title for _, title in columns) + " | book/C++ | tuned/C++ |")
+    print("| --- |" + " ---: |" * (len(columns) + 2))
     for row in result["rows"]:
         s = row["seconds"]
         ips = row.get("images_per_second", {})
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             if key not in s:
                 cells.append("")
             elif key in ips:

@@ -6,8 +6,10 @@ Usage: folder_epoch.py TREE --workers N [--resize 64] [--reps 3] [--batch-size 6
 
 Each repetition times what a user waits for: constructing the DataLoader plus one full epoch (the
 first batch includes starting the workers, the end includes joining them, as they are not
-persistent). Every batch is summed so that no decoding can be skipped. The ImageFolder constructor
-(listing the folder) is timed once, separately. The last line on stdout is one JSON line."""
+persistent). One value of every batch is read, as the C++ side does: the DataLoader decodes and
+collates every sample of a batch whatever is read of it, and summing whole batches cost the 2-worker
+side more than the decoding did (docs/performance.md). The ImageFolder constructor (listing the
+folder) is timed once, separately. The last line on stdout is one JSON line."""
 import argparse
 import json
 import os

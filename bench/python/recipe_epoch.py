@@ -7,8 +7,9 @@ label smoothing 0.1, clip_grad_norm_ (the given norm) and an exponential weight 
 parameters and buffers, updated after every step, as AveragedModel with use_buffers=True computes it,
 here with torch._foreach_* over the tensor lists). Validation (and its mirrored test-time
 augmentation) is not timed, as on the C++ side.
-Usage: recipe_epoch.py DATA_DIR MODEL EPOCHS [THREADS] [CLIP_NORM]. Prints one JSON line with seconds
-per epoch (data preparation is not timed)."""
+The convnets run in channels-last memory order as in tuned_epoch.py; "nchw" keeps PyTorch's default.
+Usage: recipe_epoch.py DATA_DIR MODEL EPOCHS [THREADS] [CLIP_NORM] [nchw]. Prints one JSON line with
+seconds per epoch (data preparation is not timed)."""
 import json
 import sys
 import time
@@ -22,10 +23,11 @@ from tuned_common import load_normalized, make_model
 root, model_name, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 2)
 clip_norm = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+channels_last = model_name.startswith("net") and "nchw" not in sys.argv[6:]
 torch.manual_seed(123)
 x, y = load_normalized(root, train=True)
 n, classes = x.shape[0], 2
-model, _ = make_model(model_name, classes)
+model, _ = make_model(model_name, classes, channels_last=channels_last)
 decay = [p for p in model.parameters() if p.dim() > 1]
 no_decay = [p for p in model.parameters() if p.dim() <= 1]
 optimizer = optim.SGD([{"params": decay, "weight_decay": 5e-4}, {"params": no_decay, "weight_decay": 0.0}],
@@ -61,4 +63,5 @@ for epoch in range(epochs):
     schedule.step()
     seconds.append(time.perf_counter() - t0)
 print(json.dumps({"mode": "recipe_epoch", "model": model_name, "classes": classes, "images": n,
-                  "clip_grad_norm": clip_norm, "epoch_seconds": seconds, "final_train_loss": float(loss)}))
+                  "clip_grad_norm": clip_norm, "memory_format": "channels_last" if channels_last else "contiguous",
+                  "epoch_seconds": seconds, "final_train_loss": float(loss)}))

@@ -39,6 +39,7 @@
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/losses.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/nn/speedrun_net.h"
 #include "birdplane/nn/model.h"
 
 #include "birdplane/train/average.h"
@@ -55,6 +56,7 @@
 #include "birdplane/train/run_spec.h"
 #include "birdplane/train/schedule.h"
 #include "birdplane/train/settings.h"
+#include "birdplane/train/speedrun.h"
 #include "birdplane/train/step.h"
 #include "birdplane/train/trainer.h"
 

@@ -20,6 +20,7 @@
 #include "birdplane/nn/backbones.h"
 #include "birdplane/nn/convnets.h"
 #include "birdplane/nn/mlp.h"
+#include "birdplane/nn/speedrun_net.h"
 #include "birdplane/version.h"
 #include "common/files.h"
 #include "nn/backbone_layers.h"
@@ -135,6 +136,25 @@ std::string max_pool(Graph& g, const std::string& x, int64_t k, int64_t stride, 
                 {{"kernel_shape", ints({k, k})}, {"strides", ints({stride, stride})}, {"pads", ints({pad, pad, pad, pad})}});
 }
 std::string flatten(Graph& g, const std::string& x) { return g.node("Flatten", {x}, {{"axis", int64_t{1}}}); }
+// Exact GELU from opset-17 operators (Gelu itself is opset 20): x * (1 + erf(x / sqrt(2))) / 2.
+std::string gelu(Graph& g, const std::string& x) {
+  const auto e = g.node("Erf", {g.node("Div", {x, g.constant({static_cast<float>(std::sqrt(2.0))}, {1})})});
+  return g.node("Mul", {g.node("Mul", {x, g.node("Add", {e, g.constant({1.0f}, {1})})}), g.constant({0.5f}, {1})});
+}
+
+// The speedrun network (nn/speedrun_net.h) in eval mode.
+std::string speedrun(Graph& g, Weights& w, const std::string& input) {
+  auto x = gelu(g, conv(g, w, input, "whiten", 2, 1, 0, 1));
+  for (int i = 1; i <= 3; ++i) {
+    const auto key = fmt::format("group{}", i);
+    x = max_pool(g, conv(g, w, x, key + ".conv1", 3, 1, 1, 1), 2, 2, 0);
+    x = gelu(g, batch_norm(g, w, x, key + ".norm1", nn::SpeedrunNet::kNormEps));
+    x = gelu(g, batch_norm(g, w, conv(g, w, x, key + ".conv2", 3, 1, 1, 1), key + ".norm2", nn::SpeedrunNet::kNormEps));
+  }
+  x = flatten(g, max_pool(g, x, 3, 3, 0));
+  x = g.node("Gemm", {x, w(g, "head.weight")}, {{"transB", int64_t{1}}});
+  return g.node("Mul", {x, g.constant({static_cast<float>(nn::SpeedrunNet::kHeadScale)}, {1})});
+}
 
 // --- the MLPs and the chapter-8 convnets ----------------------------------------------------------------
 
@@ -190,10 +210,7 @@ class BackboneWriter {
       case bb::Act::kRelu: return g_.node("Relu", {x});
       case bb::Act::kHardswish: return g_.node("HardSwish", {x});
       case bb::Act::kSilu: return g_.node("Mul", {x, g_.node("Sigmoid", {x})});
-      case bb::Act::kGelu: {  // exact GELU: x * (1 + erf(x / sqrt(2))) / 2
-        const auto e = g_.node("Erf", {g_.node("Div", {x, g_.constant({static_cast<float>(std::sqrt(2.0))}, {1})})});
-        return g_.node("Mul", {g_.node("Mul", {x, g_.node("Add", {e, g_.constant({1.0f}, {1})})}), g_.constant({0.5f}, {1})});
-      }
+      case bb::Act::kGelu: return gelu(g_, x);
     }
     return x;
   }
@@ -331,6 +348,8 @@ void export_onnx(const std::string& path, const train::ModelConfig& config, cons
     out = mlp(g, w, *m, x);
   } else if (const auto* c = dynamic_cast<const nn::ConvNet*>(&model)) {
     out = convnet(g, w, *c, x);
+  } else if (dynamic_cast<const nn::SpeedrunNet*>(&model)) {
+    out = speedrun(g, w, x);
   } else if (const auto* b = dynamic_cast<const nn::Backbone*>(&model)) {
     BackboneWriter writer(g, w);
     out = x;

@@ -45,12 +45,14 @@ at::Tensor forward_with_tta(nn::Classifier& model, const at::Tensor& x, Precisio
     views.push_back(padded.slice(2, 0, h).slice(3, 0, w));          // shifted down-right by one pixel
     views.push_back(padded.slice(2, 2, h + 2).slice(3, 2, w + 2));  // up-left
   }
-  at::Tensor sum;
-  for (const auto& v : views) {
-    const auto z = logits(v.contiguous()) + logits(v.flip({3}).contiguous());
-    sum = sum.defined() ? sum + z : z;
+  // The image's own pair weighs half, the two shifted pairs a quarter each (airbench's weighting: the
+  // unshifted view is the likeliest).
+  at::Tensor mean;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const auto z = logits(views[i].contiguous()) + logits(views[i].flip({3}).contiguous());
+    const double weight = views.size() == 1 ? 0.5 : (i == 0 ? 0.25 : 0.125);
+    mean = mean.defined() ? mean + z * weight : z * weight;
   }
-  const auto mean = sum / static_cast<double>(2 * views.size());
   return model.ends_in_log_softmax() ? torch::log_softmax(mean, 1) : mean;
 }
 

@@ -31,8 +31,8 @@ std::string to_string(StepKind step);
 StepKind parse_step(const std::string& text);
 
 /// Test-time augmentation: the model's output for an image is the mean of its logits over views of it.
-/// kFlip: the image and its mirror; kFlipShift: those and the image shifted by one pixel up-left and
-/// down-right (reflect-padded), each with its mirror (six views).
+/// kFlip: the image and its mirror; kFlipShift: those (weighing half) and the image shifted a pixel
+/// up-left and down-right (reflect-padded, a quarter each), each with its mirror (six views).
 enum class Tta { kNone, kFlip, kFlipShift };
 inline constexpr Tta kTtas[] = {Tta::kNone, Tta::kFlip, Tta::kFlipShift};
 std::string to_string(Tta tta);

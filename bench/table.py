@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Prints the Markdown tables of docs/performance.md from one bench/run result file, so the figures
 in the docs are the file's, not retyped. Usage: bench/table.py bench/results/DATE.json"""
 import json

@@ -339,7 +339,7 @@ TEST(CliExperiment, SoftmaxAndLossesWriteTablesAndPlots) {
   EXPECT_TRUE(fs::exists(tmp / "l/gradients.svg"));
   r = run_birdplane("experiment nonsense");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_TRUE(contains(r.err, "softmax, losses, translation or models")) << r.err;
+  EXPECT_TRUE(contains(r.err, "softmax, losses, translation, models or speedrun")) << r.err;
 }
 
 TEST(CliExperiment, TranslationTrainsBothArmsAndReportsAccuracyByShift) {

@@ -214,7 +214,7 @@ void setup_experiment(CLI::App& app) {
       ->required();
   cmd->add_option("--out", o->out, "Output folder (default: <runs-dir>/experiment-NAME)");
   cmd->add_option("--runs-dir", o->runs_dir, "Where the default output folder goes")->capture_default_str();
-  cmd->add_option("--seed", t.train.training.seed, "Seed (random logits; weights and shuffles)")->capture_default_str();
+  cmd->add_option("--seed", t.train.training.seed, "Seed (random logits; weights and shuffles; speedrun: the first run's)")->capture_default_str();
   add_data_dir(*cmd, t.train.data.data_dir);
   cmd->add_option("--classes", o->classes, "translation: classes to train on")->capture_default_str();
   cmd->add_option("--model", t.train.model.name, "translation: the model preset (" + fmt::format("{}", fmt::join(nn::model_names(), ", ")) + ")")
@@ -234,8 +234,8 @@ void setup_experiment(CLI::App& app) {
   cmd->add_option("--augment", t.augment, "translation: the augmentation of run (b)")->capture_default_str();
   cmd->add_option("--max-shift", t.max_shift, "translation: shift validation images by 0..N pixels")
       ->capture_default_str();
-  cmd->add_option("--limit-train", t.train.data.limit_train, "translation: use only the first N training images");
-  cmd->add_option("--limit-val", t.train.data.limit_val, "translation: use only the first N validation images");
+  cmd->add_option("--limit-train", t.train.data.limit_train, "translation, speedrun: use only the first N training images");
+  cmd->add_option("--limit-val", t.train.data.limit_val, "translation, speedrun: use only the first N validation images");
   cmd->add_flag("--resume", t.resume,
                 "translation: continue a stopped experiment in its --out folder (each run from its checkpoint)");
   cmd->add_option("--runs", o->runs, "speedrun: runs, with seeds --seed, --seed+1, ...")->capture_default_str();

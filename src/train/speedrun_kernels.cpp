@@ -12,6 +12,7 @@
 #include <immintrin.h>
 #define BIRDPLANE_K __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 #define BIRDPLANE_KI __attribute__((target("avx512f,avx512bw,avx512vl,fma"), always_inline)) inline
+#include "train/avx512_math.h"
 #endif
 
 namespace birdplane::train::speedrun_kernels {
@@ -57,29 +58,10 @@ BIRDPLANE_KI void store(void* p, int64_t i, __m512 v, __mmask16 m) {
   }
 }
 
-// exp(x), x clamped to [-87, 88]: 2^n times a degree-7 polynomial of the remainder (Cephes' expf).
-BIRDPLANE_KI __m512 exp16(__m512 x) {
-  const __mmask16 all = 0xFFFF;
-  x = _mm512_mask_max_ps(x, all, x, _mm512_set1_ps(-87.0f));
-  x = _mm512_mask_min_ps(x, all, x, _mm512_set1_ps(88.0f));
-  const __m512 s = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_mask_roundscale_ps(s, all, s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_mask_scalef_ps(p, all, p, n);
-}
-
 // Phi(z) = (1 + erf(z / sqrt 2)) / 2 and the standard normal density phi(z), from one exp.
 BIRDPLANE_KI void normal_cdf_pdf(__m512 z, __m512& cdf, __m512& pdf) {
   const __m512 x = _mm512_mul_ps(_mm512_abs_ps(z), _mm512_set1_ps(0.70710678118654752f));
-  const __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), x));  // exp(-z^2 / 2)
+  const __m512 e = kernels::exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), x), x));  // exp(-z^2 / 2)
   const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), x,
                                                                        _mm512_set1_ps(1.0f)));
   __m512 p = _mm512_set1_ps(1.061405429f);
@@ -281,39 +263,35 @@ std::vector<float> first_row(const void* x, bool bf16, int64_t C) {
   return o;
 }
 
-// The sums of the differences from `origin` turned into plain sums of x and x^2, in double: the variance
-// comes from the differences (where float kept it), and double keeps it when the caller subtracts the
-// squared mean again.
-void unshift(double* sum, double* sumsq, const std::vector<float>& origin, int64_t rows, int64_t C) {
+// The batch mean and (biased) variance from the sums of the differences from `origin`, in place.
+void mean_variance(double* sum_mean, double* sumsq_var, const std::vector<float>& origin, int64_t rows, int64_t C) {
   const double n = static_cast<double>(rows);
   for (int64_t k = 0; k < C; ++k) {
-    const double d = sum[k] / n;              // mean - origin
-    const double var = std::max(0.0, sumsq[k] / n - d * d);
-    const double mean = origin[k] + d;
-    sum[k] = mean * n;
-    sumsq[k] = (var + mean * mean) * n;
+    const double d = sum_mean[k] / n;  // mean - origin
+    sumsq_var[k] = std::max(0.0, sumsq_var[k] / n - d * d);
+    sum_mean[k] = origin[k] + d;
   }
 }
 
-void channel_stats(const void* x, bool bf16, int64_t rows, int64_t C, double* sum, double* sumsq) {
+void channel_stats(const void* x, bool bf16, int64_t rows, int64_t C, double* mean, double* var) {
   check(C);
   const auto origin = first_row(x, bf16, C);
-  chunked_sums(rows, C, kRowChunk, sum, sumsq, [&](int64_t r0, int64_t r1, float* a, float* b) {
+  chunked_sums(rows, C, kRowChunk, mean, var, [&](int64_t r0, int64_t r1, float* a, float* b) {
     bf16 ? stats_rows<true>(x, r0, r1, C, origin.data(), a, b) : stats_rows<false>(x, r0, r1, C, origin.data(), a, b);
   });
-  unshift(sum, sumsq, origin, rows, C);
+  mean_variance(mean, var, origin, rows, C);
 }
 
 void pool2_stats(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int64_t C, void* pooled, uint8_t* where,
-                 double* sum, double* sumsq) {
+                 double* mean, double* var) {
   check(C);
   const int64_t rows = B * (H / 2) * (W / 2);
   const auto origin = first_row(y, bf16, C);  // a value of the first window: near the pooled values
-  chunked_sums(rows, C, kRowChunk, sum, sumsq, [&](int64_t r0, int64_t r1, float* a, float* b) {
+  chunked_sums(rows, C, kRowChunk, mean, var, [&](int64_t r0, int64_t r1, float* a, float* b) {
     bf16 ? pool_rows<true>(y, H, W, C, r0, r1, pooled, where, origin.data(), a, b)
          : pool_rows<false>(y, H, W, C, r0, r1, pooled, where, origin.data(), a, b);
   });
-  unshift(sum, sumsq, origin, rows, C);
+  mean_variance(mean, var, origin, rows, C);
 }
 
 void norm_gelu(const void* x, bool bf16, int64_t rows, int64_t C, const float* mean, const float* invstd,

@@ -17,15 +17,15 @@ namespace birdplane::train::speedrun_kernels {
 /// Whether this CPU runs them (AVX-512 F, BW and VL).
 bool available();
 
-/// Per channel sum and sum of squares of x [rows, C] (summed as differences from the first row's values,
-/// so a mean far from zero costs the variance no precision; returned as plain sums, in double).
-void channel_stats(const void* x, bool bf16, int64_t rows, int64_t C, double* sum, double* sumsq);
+/// Per channel mean and biased variance of x [rows, C], in double (summed as differences from the first
+/// row's values, so a mean far from zero costs the variance no precision).
+void channel_stats(const void* x, bool bf16, int64_t rows, int64_t C, double* mean, double* var);
 
 /// 2x2 max pooling (floor mode) of y [B,H,W,C] into pooled [B,H/2,W/2,C] (same storage), with the
 /// window position of each maximum (0..3, row-major; the first wins ties) in `where`, and the per channel
-/// sum and sum of squares of the pooled values.
+/// mean and biased variance of the pooled values.
 void pool2_stats(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int64_t C, void* pooled, uint8_t* where,
-                 double* sum, double* sumsq);
+                 double* mean, double* var);
 
 /// out = gelu((x - mean) * invstd + shift) for x, out [rows, C] (out may be x).
 void norm_gelu(const void* x, bool bf16, int64_t rows, int64_t C, const float* mean, const float* invstd,

@@ -23,9 +23,9 @@ struct NormStats {
   int64_t count = 0;
 };
 
-NormStats finish_stats(const std::vector<double>& sum, const std::vector<double>& sumsq, int64_t count,
+NormStats finish_stats(const std::vector<double>& mean, const std::vector<double>& var, int64_t count,
                        at::Tensor& running_mean, at::Tensor& running_var, at::Tensor& batches) {
-  const int64_t C = static_cast<int64_t>(sum.size());
+  const int64_t C = static_cast<int64_t>(mean.size());
   NormStats s;
   s.count = count;
   s.mean = torch::empty({C});
@@ -33,11 +33,9 @@ NormStats finish_stats(const std::vector<double>& sum, const std::vector<double>
   auto unbiased = torch::empty({C});
   const double n = static_cast<double>(count);
   for (int64_t c = 0; c < C; ++c) {
-    const double mean = sum[c] / n;
-    const double var = std::max(0.0, sumsq[c] / n - mean * mean);
-    s.mean.data_ptr<float>()[c] = static_cast<float>(mean);
-    s.invstd.data_ptr<float>()[c] = static_cast<float>(1.0 / std::sqrt(var + nn::SpeedrunNet::kNormEps));
-    unbiased.data_ptr<float>()[c] = static_cast<float>(count > 1 ? var * n / (n - 1) : var);
+    s.mean.data_ptr<float>()[c] = static_cast<float>(mean[c]);
+    s.invstd.data_ptr<float>()[c] = static_cast<float>(1.0 / std::sqrt(var[c] + nn::SpeedrunNet::kNormEps));
+    unbiased.data_ptr<float>()[c] = static_cast<float>(count > 1 ? var[c] * n / (n - 1) : var[c]);
   }
   torch::NoGradGuard no_grad;
   const double m = nn::SpeedrunNet::kNormMomentum;
@@ -124,18 +122,18 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     S.W = W;
     S.pooled = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
     S.where = at::empty({S.pooled.numel()}, at::kByte);
-    std::vector<double> sum(C), sumsq(C);
-    k::pool2_stats(y1.data_ptr(), bf, B, H, W, C, S.pooled.data_ptr(), S.where.data_ptr<uint8_t>(), sum.data(),
-                   sumsq.data());
+    std::vector<double> mean(C), var(C);
+    k::pool2_stats(y1.data_ptr(), bf, B, H, W, C, S.pooled.data_ptr(), S.where.data_ptr<uint8_t>(), mean.data(),
+                   var.data());
     const int64_t rows1 = B * (H / 2) * (W / 2);
-    S.n1 = finish_stats(sum, sumsq, rows1, G.mean1, G.var1, G.count1);
+    S.n1 = finish_stats(mean, var, rows1, G.mean1, G.var1, G.count1);
     S.a1 = at::empty_like(S.pooled);
     k::norm_gelu(S.pooled.data_ptr(), bf, rows1, C, S.n1.mean.data_ptr<float>(), S.n1.invstd.data_ptr<float>(),
                  G.shift1.data_ptr<float>(), S.a1.data_ptr());
     S.w2 = cast(G.conv2);
     S.y2 = conv(S.a1, S.w2, {}, 1);
-    k::channel_stats(S.y2.data_ptr(), bf, rows1, C, sum.data(), sumsq.data());
-    S.n2 = finish_stats(sum, sumsq, rows1, G.mean2, G.var2, G.count2);
+    k::channel_stats(S.y2.data_ptr(), bf, rows1, C, mean.data(), var.data());
+    S.n2 = finish_stats(mean, var, rows1, G.mean2, G.var2, G.count2);
     auto a2 = at::empty_like(S.y2);
     k::norm_gelu(S.y2.data_ptr(), bf, rows1, C, S.n2.mean.data_ptr<float>(), S.n2.invstd.data_ptr<float>(),
                  G.shift2.data_ptr<float>(), a2.data_ptr());

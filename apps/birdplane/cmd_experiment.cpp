@@ -79,8 +79,6 @@ experiments::Output speedrun_experiment(const ExperimentOptions& o, const std::s
   cfg.classes = {};  // all ten
   cfg.data_dir = data_root(cfg.data_dir);
   cfg.download = !o.no_download;
-  cfg.limit_train = o.translation.train.data.limit_train;
-  cfg.limit_val = o.translation.train.data.limit_val;
   data::DataLoadOptions load;
 #ifdef BIRDPLANE_WITH_DOWNLOAD
   load.download = download_options();

@@ -190,6 +190,16 @@ class Recipe:
         self.step = 0
         self.prepare(train_images)
 
+    def train_step(self, x, y):
+        """Forward (autocast when bf16), the summed label-smoothed loss, backward, the optimizer step."""
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.net(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=LABEL_SMOOTHING, reduction="sum")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return out, loss
+
     def train_epoch(self, epoch):
         self.net.whiten.bias.requires_grad_(epoch < WHITEN_BIAS_EPOCHS)
         self.net.train()
@@ -197,12 +207,7 @@ class Recipe:
         for x, y in self.epoch_batches(epoch):
             for g, base in zip(self.opt.param_groups, self.base_lrs):
                 g["lr"] = base * schedule(self.step, self.total)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                out = self.net(x)
-            loss = F.cross_entropy(out.float(), y, label_smoothing=LABEL_SMOOTHING, reduction="sum")
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            out, loss = self.train_step(x, y)
             self.step += 1
             if self.step % 5 == 0:
                 self.averager.update(self.net, 0.95 ** 5 * (self.step / self.total) ** 3)
@@ -264,12 +269,7 @@ def main():
         for i in range(args.steps + 2):
             x, y = next(batches)
             t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=r.bf16):
-                o = r.net(x)
-            loss = F.cross_entropy(o.float(), y, label_smoothing=LABEL_SMOOTHING, reduction="sum")
-            r.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            r.opt.step()
+            r.train_step(x, y)
             if i >= 2:
                 times.append(time.perf_counter() - t0)
         out["step_seconds"] = times

@@ -51,12 +51,12 @@ class CachingAllocator final : public c10::Allocator {
     std::lock_guard<std::mutex> lock(mutex_);
     previous_ = c10::GetCPUAllocator();
     active_ = true;
-    c10::SetCPUAllocator(this, /*priority=*/previous_priority_);
+    c10::SetCPUAllocator(this, /*priority=*/0);  // the default allocator's priority: it replaces it
   }
 
   void uninstall() {
     std::lock_guard<std::mutex> lock(mutex_);
-    c10::SetCPUAllocator(previous_, previous_priority_);
+    c10::SetCPUAllocator(previous_, 0);
     active_ = false;
     for (auto& [size, blocks] : free_)
       for (void* p : blocks) std::free(p);
@@ -96,7 +96,6 @@ class CachingAllocator final : public c10::Allocator {
   mutable std::unordered_map<size_t, std::vector<void*>> free_;
   mutable std::unordered_map<void*, size_t> live_;
   c10::Allocator* previous_ = nullptr;
-  uint8_t previous_priority_ = 0;
   bool active_ = false;
 };
 

@@ -91,6 +91,13 @@ void expect_same_optimizer_state(torch::optim::Optimizer& saved, torch::optim::O
           EXPECT_TRUE(torch::equal(x, y)) << where << ": " << name << " differs";
         }
       };
+      // Adam's and AdamW's states are two classes with the same members.
+      auto same_adam = [&](const auto& x, const auto& y) {
+        EXPECT_EQ(x.step(), y.step()) << where;
+        same(x.exp_avg(), y.exp_avg(), "exp_avg");
+        same(x.exp_avg_sq(), y.exp_avg_sq(), "exp_avg_sq");
+        same(x.max_exp_avg_sq(), y.max_exp_avg_sq(), "max_exp_avg_sq");
+      };
       if (auto* x = dynamic_cast<torch::optim::SGDParamState*>(sa->second.get())) {
         auto* y = dynamic_cast<torch::optim::SGDParamState*>(sb->second.get());
         ASSERT_TRUE(y) << where;
@@ -99,17 +106,11 @@ void expect_same_optimizer_state(torch::optim::Optimizer& saved, torch::optim::O
       } else if (auto* x = dynamic_cast<torch::optim::AdamParamState*>(sa->second.get())) {
         auto* y = dynamic_cast<torch::optim::AdamParamState*>(sb->second.get());
         ASSERT_TRUE(y) << where;
-        EXPECT_EQ(x->step(), y->step()) << where;
-        same(x->exp_avg(), y->exp_avg(), "exp_avg");
-        same(x->exp_avg_sq(), y->exp_avg_sq(), "exp_avg_sq");
-        same(x->max_exp_avg_sq(), y->max_exp_avg_sq(), "max_exp_avg_sq");
+        same_adam(*x, *y);
       } else if (auto* x = dynamic_cast<torch::optim::AdamWParamState*>(sa->second.get())) {
         auto* y = dynamic_cast<torch::optim::AdamWParamState*>(sb->second.get());
         ASSERT_TRUE(y) << where;
-        EXPECT_EQ(x->step(), y->step()) << where;
-        same(x->exp_avg(), y->exp_avg(), "exp_avg");
-        same(x->exp_avg_sq(), y->exp_avg_sq(), "exp_avg_sq");
-        same(x->max_exp_avg_sq(), y->max_exp_avg_sq(), "max_exp_avg_sq");
+        same_adam(*x, *y);
       } else {
         ADD_FAILURE() << where << ": an optimizer state this test does not know";
       }

@@ -11,12 +11,12 @@
 
 namespace fs = std::filesystem;
 using namespace birdplane;
+using birdplane::fixtures::contains;
 using birdplane::fixtures::run_birdplane;
 using birdplane::fixtures::TempDir;
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // Fake data with 10 records per train file: 50 train images, labels cycling 0..9.
 struct FakeData {

@@ -22,7 +22,7 @@ namespace {
 
 
 // A deterministic uint8 [c,h,w] image that uses the whole 0..255 range.
-torch::Tensor pattern(int64_t c, int64_t h, int64_t w) {
+torch::Tensor full_range_image(int64_t c, int64_t h, int64_t w) {
   return (torch::arange(c * h * w, torch::kInt64).reshape({c, h, w}) * 37 + 11).remainder(256).to(torch::kUInt8);
 }
 
@@ -41,7 +41,7 @@ constexpr uint8_t kWhite = 255;
 
 TEST(ImageIo, PngRoundTripsUint8Exactly) {
   TempDir tmp;
-  auto img = pattern(3, 5, 7);
+  auto img = full_range_image(3, 5, 7);
   data::write_png(tmp / "a.png", img);
   auto loaded = data::read_image(tmp / "a.png");
   EXPECT_EQ(loaded.original_width, 7);
@@ -124,27 +124,27 @@ TEST(ImageIo, ReadErrorsNameTheFile) {
 
 TEST(ImageIo, WriteErrorsNameThePathAndKeepOldFiles) {
   TempDir tmp;
-  expect_error([&] { data::write_png(tmp / "no/such/folder/x.png", pattern(3, 2, 2)); },
+  expect_error([&] { data::write_png(tmp / "no/such/folder/x.png", full_range_image(3, 2, 2)); },
                {"no/such/folder/x.png", "does not exist"});
-  expect_error([&] { data::write_png(tmp / "bad.png", pattern(2, 2, 2)); }, {"bad.png", "[3,H,W]", "[2, 2, 2]"});
-  expect_error([&] { data::write_png(tmp / "bad.png", pattern(3, 2, 2).to(torch::kInt32)); }, {"bad.png", "Int"});
+  expect_error([&] { data::write_png(tmp / "bad.png", full_range_image(2, 2, 2)); }, {"bad.png", "[3,H,W]", "[2, 2, 2]"});
+  expect_error([&] { data::write_png(tmp / "bad.png", full_range_image(3, 2, 2).to(torch::kInt32)); }, {"bad.png", "Int"});
   EXPECT_FALSE(fs::exists(tmp / "bad.png"));
 
   // Replacing a file swaps it whole.
-  data::write_png(tmp / "keep.png", pattern(3, 4, 4));
-  data::write_png(tmp / "keep.png", pattern(3, 2, 3));
+  data::write_png(tmp / "keep.png", full_range_image(3, 4, 4));
+  data::write_png(tmp / "keep.png", full_range_image(3, 2, 3));
   EXPECT_EQ(data::read_image(tmp / "keep.png").image.sizes(), (std::vector<int64_t>{3, 2, 3}));
 
   // A read-only folder: root ignores permissions, so only check it as a normal user.
   if (geteuid() != 0) {
     fs::create_directory(tmp / "ro");
     fs::permissions(tmp / "ro", fs::perms::owner_read | fs::perms::owner_exec);
-    expect_error([&] { data::write_png(tmp / "ro/x.png", pattern(3, 2, 2)); }, {"ro/x.png", "writable"});
+    expect_error([&] { data::write_png(tmp / "ro/x.png", full_range_image(3, 2, 2)); }, {"ro/x.png", "writable"});
   }
 }
 
 TEST(ImageIo, ResizeToSameSizeIsIdentity) {
-  auto img = pattern(3, 32, 32);
+  auto img = full_range_image(3, 32, 32);
   EXPECT_TRUE(torch::equal(data::resize_bilinear(img, 32, 32), img));
 }
 
@@ -163,13 +163,13 @@ TEST(ImageIo, ResizeUpscalesTwoByTwoAsHandComputed) {
 //   F.resize(x, [h, w], interpolation=InterpolationMode.BILINEAR, antialias=True).flatten().tolist()
 // Several outputs sit exactly on .5 before rounding, so these check the rounding order too.
 TEST(ImageIo, ResizeMatchesTorchvisionDownscale) {
-  auto out = data::resize_bilinear(pattern(3, 4, 6), 2, 3);
+  auto out = data::resize_bilinear(full_range_image(3, 4, 6), 2, 3);
   auto want = u8({92, 84, 145, 179, 94, 92, 133, 185, 124, 80, 146, 196, 170, 82, 129, 179, 83, 76}, {3, 2, 3});
   EXPECT_TRUE(torch::equal(out, want)) << "largest difference " << max_diff(out, want) << "\n" << out;
 }
 
 TEST(ImageIo, ResizeMatchesTorchvisionUpscale) {
-  auto out = data::resize_bilinear(pattern(3, 4, 6), 7, 9);
+  auto out = data::resize_bilinear(full_range_image(3, 4, 6), 7, 9);
   auto want = u8(
       {11,  30,  54,  79,  104, 128, 153, 178, 196, 90,  63,  42,  67,  91,  116, 141, 165, 184, 217, 117, 23,
        47,  72,  97,  121, 146, 164, 216, 170, 110, 49,  52,  77,  102, 126, 145, 197, 215, 200, 66,  42,  58,
@@ -186,7 +186,7 @@ TEST(ImageIo, ResizeMatchesTorchvisionUpscale) {
 
 TEST(ImageIo, ResizeMatchesTorchvisionMixed) {
   // Height shrinks while width grows: antialiasing applies to one axis only.
-  auto out = data::resize_bilinear(pattern(3, 4, 6), 3, 10);
+  auto out = data::resize_bilinear(full_range_image(3, 4, 6), 3, 10);
   auto want = u8({78,  62,  38,  60,  82,  104, 127, 149, 171, 186, 216, 180, 125, 70,  41,  64,  86,  108,
                   130, 145, 175, 190, 212, 188, 144, 59,  45,  67,  89,  104, 121, 136, 158, 180, 202, 224,
                   175, 90,  66,  50,  80,  95,  117, 139, 161, 184, 206, 228, 173, 137, 39,  54,  76,  98,
@@ -197,12 +197,12 @@ TEST(ImageIo, ResizeMatchesTorchvisionMixed) {
 }
 
 TEST(ImageIo, ResizeRejectsBadInput) {
-  expect_error([] { data::resize_bilinear(pattern(3, 4, 4), 0, 4); }, {"at least 1x1", "0x4"});
-  expect_error([] { data::resize_bilinear(pattern(3, 4, 4).to(torch::kFloat), 2, 2); }, {"uint8", "Float"});
+  expect_error([] { data::resize_bilinear(full_range_image(3, 4, 4), 0, 4); }, {"at least 1x1", "0x4"});
+  expect_error([] { data::resize_bilinear(full_range_image(3, 4, 4).to(torch::kFloat), 2, 2); }, {"uint8", "Float"});
 }
 
 TEST(ImageIo, UpscaleNearestRepeatsEachPixelAsABlock) {
-  auto img = pattern(3, 4, 5);
+  auto img = full_range_image(3, 4, 5);
   auto big = data::upscale_nearest(img, 3);
   ASSERT_EQ(big.sizes(), (std::vector<int64_t>{3, 12, 15}));
   for (int c = 0; c < 3; ++c)
@@ -219,7 +219,7 @@ TEST(ImageIo, MakeGridPlacesScaledImagesAndCaptions) {
   // Three 4x6 images in a 2x2 grid at scale 2, padding 3: text scale 1, caption band 2 + 9 = 11.
   // "airplane" is 8*6-1 = 47 pixels wide, wider than the 12-pixel image, so cells are 47 wide and
   // images sit centred at (47 - 12) / 2 = 17 pixels into their cell.
-  auto images = torch::stack({pattern(3, 4, 6), pattern(3, 4, 6).flip(2), torch::zeros({3, 4, 6}, torch::kUInt8)});
+  auto images = torch::stack({full_range_image(3, 4, 6), full_range_image(3, 4, 6).flip(2), torch::zeros({3, 4, 6}, torch::kUInt8)});
   const std::vector<std::string> captions = {"cat", "airplane", "dog"};
   auto grid = data::make_grid(images, 2, 2, 2, captions, 3);
   ASSERT_EQ(data::grid_text_scale(2), 1);
@@ -248,13 +248,13 @@ TEST(ImageIo, MakeGridPlacesScaledImagesAndCaptions) {
 }
 
 TEST(ImageIo, MakeGridWithoutCaptionsAndBadInput) {
-  auto images = torch::stack({pattern(3, 4, 4), pattern(3, 4, 4)});
+  auto images = torch::stack({full_range_image(3, 4, 4), full_range_image(3, 4, 4)});
   auto grid = data::make_grid(images, 1, 2, 3, {}, 0);
   ASSERT_EQ(grid.sizes(), (std::vector<int64_t>{3, 12, 24}));
   EXPECT_TRUE(torch::equal(grid.slice(2, 12, 24), data::upscale_nearest(images[1], 3)));
   expect_error([&] { data::make_grid(images, 1, 1, 3, {}, 0); }, {"2 images", "1x1"});
   expect_error([&] { data::make_grid(images, 1, 2, 3, {"one"}, 0); }, {"1 captions", "2 images"});
-  expect_error([&] { data::make_grid(pattern(3, 4, 4), 1, 2, 3, {}, 0); }, {"[N,3,H,W]"});
+  expect_error([&] { data::make_grid(full_range_image(3, 4, 4), 1, 2, 3, {}, 0); }, {"[N,3,H,W]"});
 }
 
 TEST(ShowFont, DrawTextInksOnlyInsideTheTextBox) {

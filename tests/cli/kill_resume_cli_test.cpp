@@ -10,6 +10,7 @@
 
 #include "birdplane/train/checkpoint.h"
 #include "support/fixtures.h"
+#include "support/sanitizer.h"
 
 namespace fs = std::filesystem;
 using birdplane::fixtures::contains;
@@ -93,7 +94,7 @@ void kill_until_done(const std::string& flags, int enough_kills) {
 }  // namespace
 
 TEST(KillResume, RandomKillsThenResumeEndBitIdentical) {
-  kill_until_done("--model book-small --epochs 40", 20);
+  kill_until_done("--model book-small --epochs 40", birdplane::fixtures::repeats(20, 6));
 }
 
 // Every recipe setting at once (AdamW over parameter groups, reduce-on-plateau, whose state is in the
@@ -103,7 +104,7 @@ TEST(KillResume, ARunWithTheRecipeResumesBitIdenticalToo) {
                   "--no-decay-bias-norm --head-lr-multiplier 2 --schedule plateau --plateau-patience 0 "
                   "--plateau-threshold 0.5 --label-smoothing 0.1 --class-weights auto --clip-grad-norm 1 "
                   "--clip-grad-value 0.5",
-                  10);
+                  birdplane::fixtures::repeats(10, 4));
 }
 
 TEST(KillResume, ARunInUseIsRefusedAndAKilledRunsLockIsNot) {

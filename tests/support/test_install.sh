@@ -64,10 +64,16 @@ cmake -S "$work/headers" -B "$work/headers-build" "${generator[@]}" -DCMAKE_PREF
   || { tail -40 "$work/headers.log"; echo "FAIL: an installed header does not compile on its own"; exit 1; }
 echo "each of the $(find "$prefix/include" -name '*.h' | wc -l) installed headers compiles on its own"
 fi
-cmake -S "$examples" -B "$work/build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+# The examples through ccache too when there is one (from the command line: examples/CMakeLists.txt is
+# what a user copies, and stays plain), from a copy in the work folder, so every path is below
+# CCACHE_BASEDIR and a clone elsewhere hits the same entries.
+launcher=()
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cp -r "$examples" "$work/examples"
+cmake -S "$work/examples" -B "$work/build" "${generator[@]}" "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_CXX_FLAGS="$cxx_flags" -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" > "$work/configure.log" \
   || { cat "$work/configure.log"; echo "FAIL: the examples do not configure against the installed package"; exit 1; }
-cmake --build "$work/build" -j 2 > "$work/build.log" 2>&1 \
+CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=true cmake --build "$work/build" -j 2 > "$work/build.log" 2>&1 \
   || { tail -50 "$work/build.log"; echo "FAIL: the examples do not build against the installed package"; exit 1; }
 
 # A small fake CIFAR-10 folder (the official binary layout), or the real data when it is there.

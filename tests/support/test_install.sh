@@ -35,9 +35,14 @@ done
 
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
+# Both projects below compile through ccache when there is one, given on their command line (examples/
+# CMakeLists.txt is what a user copies, and stays plain), with every path below CCACHE_BASEDIR=$work so
+# that a clone elsewhere hits the same entries.
+launcher=()
+command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 # ... and compiles on its own in a consumer project: one source file per header, including just it
-# (through ccache when there is one, so unchanged headers cost nothing the next time; at -O0, since
-# only the compiling matters). Once, in the plain build: a sanitizer build's headers are the same.
+# (through ccache, so unchanged headers cost nothing the next time; at -O0, since only the compiling
+# matters). Once, in the plain build: a sanitizer build's headers are the same.
 if [ -z "$cxx_flags" ]; then
 mkdir -p "$work/headers"
 {
@@ -45,10 +50,6 @@ mkdir -p "$work/headers"
   echo 'project(each_header LANGUAGES CXX)'
   echo 'set(CMAKE_CXX_STANDARD 17)'
   echo 'find_package(birdplane 0.3 REQUIRED)'
-  echo 'find_program(CCACHE_PROGRAM ccache)'
-  echo 'if(CCACHE_PROGRAM)'
-  echo '  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})'
-  echo 'endif()'
   echo 'add_library(each_header OBJECT'
   for h in $(cd "$prefix/include" && find birdplane -name '*.h' | sort); do
     src=$(echo "$h" | tr '/.' '__').cpp
@@ -58,17 +59,13 @@ mkdir -p "$work/headers"
   echo ')'
   echo 'target_link_libraries(each_header PRIVATE birdplane::birdplane)'
 } > "$work/headers/CMakeLists.txt"
-cmake -S "$work/headers" -B "$work/headers-build" "${generator[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
+cmake -S "$work/headers" -B "$work/headers-build" "${generator[@]}" "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_BUILD_TYPE= -DCMAKE_CXX_FLAGS=-O0 > "$work/headers.log" 2>&1 \
   && CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=true cmake --build "$work/headers-build" -j 2 >> "$work/headers.log" 2>&1 \
   || { tail -40 "$work/headers.log"; echo "FAIL: an installed header does not compile on its own"; exit 1; }
 echo "each of the $(find "$prefix/include" -name '*.h' | wc -l) installed headers compiles on its own"
 fi
-# The examples through ccache too when there is one (from the command line: examples/CMakeLists.txt is
-# what a user copies, and stays plain), from a copy in the work folder, so every path is below
-# CCACHE_BASEDIR and a clone elsewhere hits the same entries.
-launcher=()
-command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+# The examples from a copy in the work folder (below CCACHE_BASEDIR, see above).
 cp -r "$examples" "$work/examples"
 cmake -S "$work/examples" -B "$work/build" "${generator[@]}" "${launcher[@]}" -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_CXX_FLAGS="$cxx_flags" -DCMAKE_EXE_LINKER_FLAGS="$linker_flags" > "$work/configure.log" \

@@ -8,7 +8,10 @@
 #include <torch/torch.h>
 
 #include "birdplane/check.h"
+#include "birdplane/nn/speedrun_net.h"
 #include "birdplane/transforms/functional.h"
+#include "common/reused_memory.h"
+#include "train/speedrun_step.h"
 
 namespace birdplane::train {
 
@@ -21,23 +24,33 @@ PrecisionScope::PrecisionScope(bool bf16) : on_(bf16) {
   at::autocast::increment_nesting();
 }
 
+namespace {
+
+// The speedrun network in evaluation mode on an AVX-512 CPU, where its fused kernels run.
+nn::SpeedrunNet* fused_speedrun(nn::Classifier& model, const at::Tensor& x) {
+  if (model.is_training() || !x.device().is_cpu()) return nullptr;
+  auto* net = dynamic_cast<nn::SpeedrunNet*>(&model);
+  return net && speedrun_eval_fused(*net) ? net : nullptr;
+}
+
+// Float32 logits, in bf16 under autocast where asked (the speedrun network through its own kernels).
+at::Tensor logits_in_precision(nn::Classifier& model, const at::Tensor& x, Precision precision) {
+  if (auto* net = fused_speedrun(model, x)) return speedrun_eval_logits(*net, x, precision == Precision::kBf16);
+  PrecisionScope scope(precision == Precision::kBf16);
+  return model.logits(x).to(at::kFloat);
+}
+
+}  // namespace
+
 at::Tensor forward_in_precision(nn::Classifier& model, const at::Tensor& x, Precision precision) {
-  if (precision != Precision::kBf16) return model.forward(x);
-  at::Tensor z;
-  {
-    PrecisionScope scope(true);
-    z = model.logits(x);
-  }
-  z = z.to(at::kFloat);
+  if (precision != Precision::kBf16 && !fused_speedrun(model, x)) return model.forward(x);
+  const auto z = logits_in_precision(model, x, precision);
   return model.ends_in_log_softmax() ? torch::log_softmax(z, 1) : z;
 }
 
 at::Tensor forward_with_tta(nn::Classifier& model, const at::Tensor& x, Precision precision, Tta tta) {
   if (tta == Tta::kNone) return forward_in_precision(model, x, precision);
-  auto logits = [&](const at::Tensor& v) {
-    PrecisionScope scope(precision == Precision::kBf16);
-    return model.logits(v).to(at::kFloat);
-  };
+  auto logits = [&](const at::Tensor& v) { return logits_in_precision(model, v, precision); };
   std::vector<at::Tensor> views = {x};
   if (tta == Tta::kFlipShift) {
     const int64_t h = x.size(2), w = x.size(3);
@@ -82,6 +95,7 @@ EvalResult evaluate(nn::Classifier& model, const data::ImageSet& set, const Mode
                   set.images().size(1), set.images().size(2), set.images().size(3),
                   fmt::join(model.spec().image_shape, "x"));
   torch::NoGradGuard no_grad;
+  ReusedCpuMemory reuse;  // every batch needs the same large activations: no page faults after the first
   const bool was_training = model.is_training();
   model.eval();
   EvalResult r;

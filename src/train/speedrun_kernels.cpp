@@ -159,6 +159,24 @@ BIRDPLANE_K void pool_rows(const void* y, int64_t H, int64_t W, int64_t C, int64
 }
 
 template <bool BF>
+BIRDPLANE_K void pool_norm_gelu_rows(const void* y, int64_t H, int64_t W, int64_t C, int64_t p0, int64_t p1,
+                                     const float* mean, const float* invstd, const float* shift, void* out) {
+  const int64_t PH = H / 2, PW = W / 2;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t b = p / (PH * PW), py = (p / PW) % PH, px = p % PW;
+    const int64_t base = ((b * H + 2 * py) * W + 2 * px) * C;
+    for (int64_t k = 0; k < C; k += 16) {
+      const __mmask16 m = lanes(C - k);
+      const __m512 top = _mm512_max_ps(load<BF>(y, base + k, m), load<BF>(y, base + C + k, m));
+      const __m512 bottom = _mm512_max_ps(load<BF>(y, base + W * C + k, m), load<BF>(y, base + W * C + C + k, m));
+      const __m512 z = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_max_ps(top, bottom), _mm512_maskz_loadu_ps(m, mean + k)),
+                                       _mm512_maskz_loadu_ps(m, invstd + k), _mm512_maskz_loadu_ps(m, shift + k));
+      store<BF>(out, p * C + k, gelu16(z), m);
+    }
+  }
+}
+
+template <bool BF>
 BIRDPLANE_K void norm_gelu_rows(const void* x, int64_t r0, int64_t r1, int64_t C, const float* mean,
                                 const float* invstd, const float* shift, void* out) {
   for (int64_t r = r0; r < r1; ++r)
@@ -294,6 +312,15 @@ void pool2_stats(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int6
   mean_variance(mean, var, origin, rows, C);
 }
 
+void pool2_norm_gelu(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int64_t C, const float* mean,
+                     const float* invstd, const float* shift, void* out) {
+  check(C);
+  at::parallel_for(0, B * (H / 2) * (W / 2), kRowChunk / 4, [&](int64_t p0, int64_t p1) {
+    bf16 ? pool_norm_gelu_rows<true>(y, H, W, C, p0, p1, mean, invstd, shift, out)
+         : pool_norm_gelu_rows<false>(y, H, W, C, p0, p1, mean, invstd, shift, out);
+  });
+}
+
 void norm_gelu(const void* x, bool bf16, int64_t rows, int64_t C, const float* mean, const float* invstd,
                const float* shift, void* out) {
   check(C);
@@ -358,6 +385,10 @@ void gelu_backward_sum(const void* dout, const void* z, bool bf16, int64_t rows,
 #else
 void channel_stats(const void*, bool, int64_t, int64_t, double*, double*) { fail("no AVX-512 on this platform"); }
 void pool2_stats(const void*, bool, int64_t, int64_t, int64_t, int64_t, void*, uint8_t*, double*, double*) {
+  fail("no AVX-512 on this platform");
+}
+void pool2_norm_gelu(const void*, bool, int64_t, int64_t, int64_t, int64_t, const float*, const float*, const float*,
+                     void*) {
   fail("no AVX-512 on this platform");
 }
 void norm_gelu(const void*, bool, int64_t, int64_t, const float*, const float*, const float*, void*) {

@@ -27,6 +27,12 @@ void channel_stats(const void* x, bool bf16, int64_t rows, int64_t C, double* me
 void pool2_stats(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int64_t C, void* pooled, uint8_t* where,
                  double* mean, double* var);
 
+/// Inference's pooled layer in one pass: out [B,H/2,W/2,C] = gelu((max of each 2x2 window of y [B,H,W,C]
+/// - mean) * invstd + shift), with fixed (running) statistics; invstd must be positive (max pooling then
+/// commutes with the normalization, as it does in the network, which pools first).
+void pool2_norm_gelu(const void* y, bool bf16, int64_t B, int64_t H, int64_t W, int64_t C, const float* mean,
+                     const float* invstd, const float* shift, void* out);
+
 /// out = gelu((x - mean) * invstd + shift) for x, out [rows, C] (out may be x).
 void norm_gelu(const void* x, bool bf16, int64_t rows, int64_t C, const float* mean, const float* invstd,
                const float* shift, void* out);

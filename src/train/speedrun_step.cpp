@@ -198,6 +198,41 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
   return r;
 }
 
+bool speedrun_eval_fused(nn::SpeedrunNet& net) {
+  return net.whiten_weight().device().is_cpu() && k::available();
+}
+
+at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16) {
+  BIRDPLANE_CHECK(speedrun_eval_fused(net), "the speedrun's fused evaluation needs AVX-512 and the CPU");
+  BIRDPLANE_CHECK(images.dim() == 4 && images.size(1) == 3 && images.size(2) == 32 && images.size(3) == 32,
+                  "speedrun takes images [B,3,32,32], got [{}]", fmt::join(images.sizes(), ","));
+  torch::NoGradGuard no_grad;
+  const auto T = bf16 ? at::kBFloat16 : at::kFloat;
+  auto cast = [&](const at::Tensor& t) { return t.to(T).contiguous(kCl); };
+  const int64_t B = images.size(0);
+  auto a = conv(cast(images), cast(net.whiten_weight()), net.whiten_bias().to(T), 0);
+  k::gelu(a.data_ptr(), bf16, a.numel(), a.data_ptr());
+  // 1/sqrt(running variance + eps), positive: the pool may come before the normalization.
+  auto invstd = [](const at::Tensor& var) { return (var + nn::SpeedrunNet::kNormEps).rsqrt().contiguous(); };
+  for (int g = 0; g < 3; ++g) {
+    auto& G = net.group(g);
+    const auto y1 = conv(a, cast(G.conv1), {}, 1);
+    const int64_t C = y1.size(1), H = y1.size(2), W = y1.size(3);
+    auto a1 = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
+    const auto m1 = G.mean1.contiguous(), s1 = invstd(G.var1), b1 = G.shift1.contiguous();
+    k::pool2_norm_gelu(y1.data_ptr(), bf16, B, H, W, C, m1.data_ptr<float>(), s1.data_ptr<float>(),
+                       b1.data_ptr<float>(), a1.data_ptr());
+    a = conv(a1, cast(G.conv2), {}, 1);
+    const auto m2 = G.mean2.contiguous(), s2 = invstd(G.var2), b2 = G.shift2.contiguous();
+    k::norm_gelu(a.data_ptr(), bf16, a.numel() / C, C, m2.data_ptr<float>(), s2.data_ptr<float>(),
+                 b2.data_ptr<float>(), a.data_ptr());
+  }
+  // The 3x3 max pool over the last 3x3 map (one output pixel), the head.
+  const int64_t C3 = a.size(1), cells = a.size(2) * a.size(3);
+  const auto feat = std::get<0>(a.permute({0, 2, 3, 1}).reshape({B, cells, C3}).max(1)).to(at::kFloat);
+  return feat.mm(net.head().t()).mul(nn::SpeedrunNet::kHeadScale);
+}
+
 SpeedrunStepResult SpeedrunStep::run(const at::Tensor& x, const at::Tensor& y, torch::optim::Optimizer& optimizer) {
   auto r = gradients(x, y);
   optimizer.step();

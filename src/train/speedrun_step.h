@@ -42,6 +42,14 @@ class SpeedrunStep {
   std::string description_;
 };
 
+/// Whether speedrun_eval_logits can run `net` here (an AVX-512 CPU, the network on the CPU).
+bool speedrun_eval_fused(nn::SpeedrunNet& net);
+/// The network's logits in evaluation mode (running statistics) through the fused step's kernels: each
+/// convolution is followed by one pass (2x2 max pool, batch norm and GELU; or batch norm and GELU) in
+/// place of autocast's three or four. In bf16 the activations are bfloat16 as under autocast; in fp32
+/// float32. Logits are float32.
+at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16);
+
 /// The recipe's optimizer: Nesterov SGD over two groups, the batch-norm shifts (rate x bias_scaler) and
 /// the rest, each with the decoupled rate and decay of `options`; base_lr receives both groups' rates.
 std::unique_ptr<torch::optim::SGD> make_speedrun_optimizer(nn::SpeedrunNet& net, const SpeedrunOptions& options,

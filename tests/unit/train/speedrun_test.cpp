@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "birdplane/nn/speedrun_net.h"
+#include "birdplane/train/evaluate.h"
 #include "birdplane/train/speedrun.h"
 #include "support/expect_error.h"
 #include "support/golden.h"
@@ -142,6 +143,40 @@ TEST(Speedrun, TheFusedStepEqualsAutograd) {
     EXPECT_LE(rel(f16.at(key).grad(), t.grad()), std::max(1.5 * autocast_error, 0.02))
         << key << " gradient in bf16 (autocast's error " << autocast_error << ")";
   }
+}
+
+TEST(Speedrun, TheFusedEvaluationEqualsLibTorchs) {
+  if (!train::speedrun_kernels::available()) GTEST_SKIP() << "no AVX-512 here: the fused evaluation cannot run";
+  auto net = make_net(6);
+  {
+    // Running statistics and shifts away from their initial values, as after training.
+    torch::NoGradGuard no_grad;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+    for (int g = 0; g < 3; ++g) {
+      auto& G = net->group(g);
+      for (auto* t : {&G.mean1, &G.mean2, &G.shift1, &G.shift2}) t->copy_(torch::randn(t->sizes(), gen) * 0.3);
+      for (auto* t : {&G.var1, &G.var2}) t->copy_(torch::rand(t->sizes(), gen) * 2 + 0.2);
+    }
+  }
+  net->eval();
+  const auto x = torch::randn({24, 3, 32, 32}, at::make_generator<at::CPUGeneratorImpl>(8));
+  const auto want = net->logits(x);  // LibTorch's operations, float32
+  EXPECT_LE(rel(train::speedrun_eval_logits(*net, x, false), want), 1e-5);
+  const auto fused16 = train::speedrun_eval_logits(*net, x, true);
+  at::Tensor autocast16;
+  {
+    train::PrecisionScope scope(true);
+    autocast16 = net->logits(x).to(at::kFloat);
+  }
+  const double autocast_error = rel(autocast16, want);
+  EXPECT_LE(rel(fused16, want), std::max(1.5 * autocast_error, 0.01)) << "autocast's error " << autocast_error;
+  // Evaluation takes this path (with and without test-time augmentation); training does not.
+  EXPECT_TRUE(train::forward_in_precision(*net, x, train::Precision::kBf16).equal(fused16));
+  const auto tta = train::forward_with_tta(*net, x, train::Precision::kFp32, train::Tta::kFlip);
+  EXPECT_TRUE(tta.equal((train::speedrun_eval_logits(*net, x, false) +
+                         train::speedrun_eval_logits(*net, x.flip({3}), false)) * 0.5));
+  net->train();
+  EXPECT_GT(rel(train::forward_in_precision(*net, x, train::Precision::kFp32), want), 0.01);  // batch statistics
 }
 
 TEST(Speedrun, AFrozenWhiteningBiasGetsNoGradient) {

@@ -114,11 +114,13 @@ class ResBlock(nn.Module):
 
 
 class NetResDeep(nn.Module):
-    def __init__(self, chans=32, blocks=10, classes=2):
+    def __init__(self, chans=32, blocks=10, classes=2, shared=True):
         super().__init__()
         self.conv1 = nn.Conv2d(3, chans, kernel_size=3, padding=1)
         # As in the book: a list of one block repeated, so all the entries share one block's weights.
-        self.resblocks = nn.Sequential(*(blocks * [ResBlock(chans)]))
+        # shared=False: a block per depth, as the authors corrected it (dlwpt-code issue 89).
+        self.resblocks = nn.Sequential(*(blocks * [ResBlock(chans)] if shared
+                                         else [ResBlock(chans) for _ in range(blocks)]))
         self.fc1 = nn.Linear(8 * 8 * chans, 32)
         self.fc2 = nn.Linear(32, classes)
 
@@ -144,7 +146,7 @@ class BookMlp(nn.Module):
         return self.seq(x.flatten(1))
 
 
-def build(name, chans, blocks, classes):
+def build(name, chans, blocks, classes, shared=True):
     if name == "book-small":
         return BookMlp([512], True, classes)
     if name == "book-large":
@@ -152,7 +154,7 @@ def build(name, chans, blocks, classes):
     if name == "net":
         return Net(classes)
     if name == "net-res-deep":
-        return NetResDeep(chans, blocks, classes)
+        return NetResDeep(chans, blocks, classes, shared)
     kinds = {"net-width": NetWidth, "net-dropout": NetDropout, "net-batchnorm": NetBatchNorm,
              "net-depth": NetDepth, "net-res": NetRes}
     return kinds[name](chans, classes)
@@ -168,6 +170,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--blocks", type=int, default=10)
+    ap.add_argument("--separate-blocks", action="store_true", help="net-res-deep: a block per depth")
     ap.add_argument("--classes", type=int, default=2)
     ap.add_argument("--cpp-state", required=True)
     ap.add_argument("--py-state")
@@ -175,7 +178,7 @@ def main():
     a = ap.parse_args()
     x = fixed_batch()
     if a.mode == "onnx":
-        model = build(a.model, a.channels, a.blocks, a.classes)
+        model = build(a.model, a.channels, a.blocks, a.classes, not a.separate_blocks)
         target = model.seq if isinstance(model, BookMlp) else model
         target.load_state_dict(torch.load(a.cpp_state))
         model.eval()
@@ -185,12 +188,12 @@ def main():
     if a.py_state is None:
         ap.error("check needs --py-state")
 
-    from_cpp = build(a.model, a.channels, a.blocks, a.classes)
+    from_cpp = build(a.model, a.channels, a.blocks, a.classes, not a.separate_blocks)
     from_cpp.load_state_dict(torch.load(a.cpp_state))  # strict: every key, every shape
     from_cpp.eval()
 
     torch.manual_seed(7)
-    trained = build(a.model, a.channels, a.blocks, a.classes)
+    trained = build(a.model, a.channels, a.blocks, a.classes, not a.separate_blocks)
     opt = torch.optim.SGD(trained.parameters(), lr=1e-2)
     loss = F.cross_entropy(trained(torch.randn(8, 3, 32, 32)), torch.arange(8) % a.classes)
     opt.zero_grad()

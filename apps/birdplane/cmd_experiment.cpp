@@ -229,6 +229,8 @@ void setup_experiment(CLI::App& app) {
   cmd->add_option("--channels", t.train.model.channels, "Convnets from net-width on: first-layer channels")
       ->capture_default_str();
   cmd->add_option("--blocks", t.train.model.blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_flag_callback("--separate-blocks", [&t] { t.train.model.shared_blocks = false; },
+                         "net-res-deep: a block of its own at each depth (the book's code shares one; its authors call that a mistake)");
   cmd->add_option("--augment", t.augment, "translation: the augmentation of run (b)")->capture_default_str();
   cmd->add_option("--max-shift", t.max_shift, "translation: shift validation images by 0..N pixels")
       ->capture_default_str();

@@ -20,6 +20,7 @@ struct ModelOptions {
   nn::Activation activation = nn::Activation::kTanh;
   int64_t channels = 32;
   int64_t blocks = 10;
+  bool separate_blocks = false;
   bool summary = false;
   int64_t num_classes = 0;
   int64_t image_size = 0;
@@ -42,6 +43,7 @@ void run_model(const ModelOptions& o) {
   spec.activation = o.activation;
   spec.channels = o.channels;
   spec.blocks = o.blocks;
+  spec.shared_blocks = !o.separate_blocks;
   std::cout << o.model << " for " << k << " classes\n" << nn::summary(*nn::make_model(spec));
 }
 
@@ -61,6 +63,7 @@ void setup_model(CLI::App& app) {
   cmd->add_option("--hidden", o->hidden, "Hidden layer widths, e.g. 1024,512");
   cmd->add_option("--channels", o->channels, "Convnets from net-width on: first-layer channels")->capture_default_str();
   cmd->add_option("--blocks", o->blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_flag("--separate-blocks", o->separate_blocks, "net-res-deep: a block of its own at each depth (the book's code shares one; its authors call that a mistake)");
   cmd->add_option("--activation", o->activation, "tanh or relu")
       ->transform(choices(nn::kActivations))
       ->default_str(nn::to_string(o->activation));

@@ -254,6 +254,8 @@ void add_spec_flags(CLI::App* cmd, const std::shared_ptr<TrainOptions>& o) {
   cmd->add_option("--channels", model.channels, "Convnets from net-width on: first-layer channels (even where halved)")
       ->capture_default_str();
   cmd->add_option("--blocks", model.blocks, "net-res-deep: residual blocks")->capture_default_str();
+  cmd->add_flag_callback("--separate-blocks", [&model] { model.shared_blocks = false; },
+                         "net-res-deep: a block of its own at each depth (the book's code shares one; its authors call that a mistake)");
   cmd->add_option("--dropout", model.dropout,
                   "torchvision's networks: dropout before the last layer (default: theirs, 0.2 for MobileNet and "
                   "EfficientNet)");

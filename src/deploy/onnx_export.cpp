@@ -182,8 +182,9 @@ std::string convnet(Graph& g, Weights& w, const nn::ConvNet& m, const std::strin
   const bool bn = kind == K::kBatchNorm;
   std::string x = stage(input, "conv1", bn ? "conv1_batchnorm" : "");
   if (kind == K::kResDeep) {
-    for (int64_t i = 0; i < m.spec().blocks; ++i) {  // one block, applied `blocks` times
-      auto y = batch_norm(g, w, conv(g, w, x, "resblocks.0.conv", 3, 1, 1, 1), "resblocks.0.batch_norm", 1e-5);
+    for (int64_t i = 0; i < m.spec().blocks; ++i) {  // the one shared block, or each depth's own
+      const std::string block = fmt::format("resblocks.{}.", m.spec().shared_blocks ? 0 : i);
+      auto y = batch_norm(g, w, conv(g, w, x, block + "conv", 3, 1, 1, 1), block + "batch_norm", 1e-5);
       x = g.node("Add", {g.node("Relu", {y}), x});
     }
     x = max_pool(g, x, 2, 2, 0);

@@ -98,13 +98,17 @@ ConvNet::ConvNet(ModelSpec spec_in) : Classifier(std::move(spec_in)), kind_(conv
   if (kind_ == ConvNetKind::kResDeep) {
     // The book builds nn.Sequential(*(n_blocks * [ResBlock(n_chans1)])): one block, applied n_blocks
     // times, its parameters shared. It is registered once (so the optimizer sees each parameter
-    // once); state_dict() lists it under every index, as Python's does.
+    // once); state_dict() lists it under every index, as Python's does. The book's authors have since
+    // called the sharing a mistake (github.com/deep-learning-with-pytorch/dlwpt-code, issue 89):
+    // shared_blocks false builds what they meant, a block of its own at each depth.
     auto holder = std::make_shared<torch::nn::Module>();
-    auto block = std::make_shared<ResBlockImpl>(channels_);
-    holder->register_module("0", block);
+    for (int64_t i = 0; i < (s.shared_blocks ? 1 : s.blocks); ++i) {
+      auto block = std::make_shared<ResBlockImpl>(channels_);
+      holder->register_module(std::to_string(i), block);
+      res_convs_.push_back(block->conv);
+      res_bns_.push_back(block->batch_norm);
+    }
     register_module("resblocks", holder);
-    res_conv_ = block->conv;
-    res_bn_ = block->batch_norm;
   } else {
     conv2_ = register_module("conv2", conv3x3(channels_, c2));
   }
@@ -148,7 +152,10 @@ at::Tensor ConvNet::logits(const at::Tensor& x) {
       break;
     case ConvNetKind::kResDeep:
       out = pool_relu(conv1_->forward(x));
-      for (int64_t i = 0; i < spec().blocks; ++i) out = torch::relu(res_bn_->forward(res_conv_->forward(out))) + out;
+      for (int64_t i = 0; i < spec().blocks; ++i) {
+        const size_t b = spec().shared_blocks ? 0 : static_cast<size_t>(i);
+        out = torch::relu(res_bns_[b]->forward(res_convs_[b]->forward(out))) + out;
+      }
       out = pool(out);
       break;
   }
@@ -160,7 +167,7 @@ at::Tensor ConvNet::logits(const at::Tensor& x) {
 
 std::vector<std::pair<std::string, at::Tensor>> ConvNet::state_dict() const {
   auto entries = Classifier::state_dict();
-  if (kind_ != ConvNetKind::kResDeep) return entries;
+  if (kind_ != ConvNetKind::kResDeep || !spec().shared_blocks) return entries;
   // Every index of the book's shared block, as its state_dict lists them.
   std::vector<std::pair<std::string, at::Tensor>> out;
   const std::string first = "resblocks.0.";
@@ -200,9 +207,11 @@ std::vector<LayerRow> ConvNet::layer_rows() const {
   pool("pool1");
   if (conv1_dropout_) simple("conv1_dropout", "Dropout2d(p=0.4)");
   if (kind_ == ConvNetKind::kResDeep) {
-    rows.push_back({"resblocks", fmt::format("{} x ResBlock(Conv2d({}, {}, 3, bias=False), BatchNorm2d, ReLU, +x), shared",
-                                             s.blocks, c, c),
-                    shape(c, h, w), params(*res_conv_) + params(*res_bn_)});
+    int64_t block_params = 0;
+    for (size_t i = 0; i < res_convs_.size(); ++i) block_params += params(*res_convs_[i]) + params(*res_bns_[i]);
+    rows.push_back({"resblocks", fmt::format("{} x ResBlock(Conv2d({}, {}, 3, bias=False), BatchNorm2d, ReLU, +x), {}",
+                                             s.blocks, c, c, s.shared_blocks ? "shared" : "one per depth"),
+                    shape(c, h, w), block_params});
     pool("pool2");
   } else {
     conv("conv2", conv2_);

@@ -36,7 +36,8 @@ std::vector<ModelPreset>& registry() {
         {"net-batchnorm", "net-width with batch normalization after each convolution", conv},
         {"net-depth", "three convolutions with ReLU, fc 4x4x(channels/2)-32-K", conv},
         {"net-res", "net-depth with a skip connection around the third convolution", conv},
-        {"net-res-deep", "`blocks` residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's)",
+        {"net-res-deep", "`blocks` residual blocks (conv, batch norm, ReLU, skip; one block shared, as the book's "
+                         "code; `shared_blocks` false: one per depth)",
          conv},
         {"resnet18", "torchvision's ResNet-18 (11.7M parameters at 1000 classes; --weights resnet18-f37072fd.pth)", tv},
         {"resnet34", "torchvision's ResNet-34 (21.8M; resnet34-b627a593.pth)", tv},
@@ -71,6 +72,7 @@ nlohmann::json ModelSpec::to_json() const {
           {"activation", to_string(activation)},
           {"channels", channels},
           {"blocks", blocks},
+          {"shared_blocks", shared_blocks},
           {"dropout", dropout},
           {"stochastic_depth", stochastic_depth}};
 }
@@ -116,6 +118,11 @@ ModelSpec ModelSpec::from_json(const nlohmann::json& j) {
   s.activation = parse_activation(j.at("activation").get<std::string>());
   s.channels = j.value("channels", s.channels);
   s.blocks = j.value("blocks", s.blocks);
+  if (j.contains("shared_blocks")) {
+    if (!j.at("shared_blocks").is_boolean())
+      fail_setting("shared_blocks", "{} is not true or false", j.at("shared_blocks").dump());
+    s.shared_blocks = j.at("shared_blocks").get<bool>();
+  }
   for (auto [key, field] : {std::pair<const char*, double*>{"dropout", &s.dropout}, {"stochastic_depth", &s.stochastic_depth}}) {
     if (!j.contains(key)) continue;
     if (!j.at(key).is_number()) fail_setting(key, "{} is not a number", j.at(key).dump());

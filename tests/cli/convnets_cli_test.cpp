@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include "birdplane/data/image_io.h"
+#include "birdplane/nn/model.h"
+#include "birdplane/train/checkpoint.h"
 #include "support/fixtures.h"
 #include "support/state_dict_checks.h"
 
@@ -60,6 +62,28 @@ TEST(CliConvNets, SummaryShowsShapesAndTheBooksCounts) {
   EXPECT_TRUE(contains(w.out, "total parameters: 38386")) << w.out;
   auto d = run_birdplane("model --summary --model net-res-deep --blocks 4");
   EXPECT_TRUE(contains(d.out, "4 x ResBlock")) << d.out;
+  EXPECT_TRUE(contains(d.out, "shared")) << d.out;
+  // conv1 896, four blocks of 9216 + 64, fc1 65568, fc2 66.
+  auto s = run_birdplane("model --summary --model net-res-deep --blocks 4 --separate-blocks");
+  EXPECT_TRUE(contains(s.out, "one per depth")) << s.out;
+  EXPECT_TRUE(contains(s.out, "total parameters: 103650")) << s.out;
+}
+
+TEST(CliConvNets, SeparateBlocksAreRecordedAndRebuiltFromTheModelFile) {
+  TempDir t;
+  birdplane::fixtures::write_fake_cifar(t.path(), 4);
+  auto r = run_birdplane("train --classes airplane,bird --epochs 1 --no-download --threads 1 --model net-res-deep "
+                         "--channels 4 --blocks 3 --separate-blocks --data-dir " + t.path() + " --runs-dir " +
+                         (t / "runs") + " --name deep");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto config = nlohmann::json::parse(birdplane::fixtures::read_file(t / "runs/deep/config.json"));
+  EXPECT_EQ(config["run"]["model"]["shared_blocks"], false) << config.dump();
+  const auto ck = birdplane::train::load_checkpoint(t / "runs/deep/model.pt");
+  EXPECT_FALSE(ck.config.spec.shared_blocks);
+  // conv1 3*4*9+4, three blocks of 4*4*9 + 2*4, fc1 8*8*4*32+32, fc2 66: a block per depth, as trained.
+  EXPECT_EQ(birdplane::nn::count_parameters(*ck.model), 112 + 3 * (144 + 8) + 8224 + 66);
+  auto e = run_birdplane("eval --no-download --data-dir " + t.path() + " --checkpoint " + (t / "runs/deep/model.pt"));
+  EXPECT_EQ(e.exit_code, 0) << e.err;
 }
 
 TEST(CliConvNets, BadChannelsAndBlocksExitTwoNamingTheFlag) {

@@ -40,7 +40,8 @@ class ConvNet : public Classifier {
   /// The fused step (train/step.h): plain SGD on the CPU; net and net-width, float32, AVX-512.
   std::string fused_step_unsupported(const train::StepSetup& setup) const override;
   std::unique_ptr<train::FusedStep> make_fused_step(const train::StepSetup& setup) override;
-  /// net-res-deep lists its one shared block under every index (resblocks.0 ... resblocks.N-1).
+  /// net-res-deep with shared blocks lists its one block under every index (resblocks.0 ...
+  /// resblocks.N-1), as the book's Python class does.
   std::vector<std::pair<std::string, at::Tensor>> state_dict() const override;
 
   ConvNetKind kind() const { return kind_; }
@@ -52,8 +53,8 @@ class ConvNet : public Classifier {
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   torch::nn::BatchNorm2d conv1_bn_{nullptr}, conv2_bn_{nullptr};
   torch::nn::Dropout2d conv1_dropout_{nullptr}, conv2_dropout_{nullptr};
-  torch::nn::Conv2d res_conv_{nullptr};      ///< net-res-deep: the one block's convolution
-  torch::nn::BatchNorm2d res_bn_{nullptr};   ///< and its batch norm
+  std::vector<torch::nn::Conv2d> res_convs_;    ///< net-res-deep: each block's convolution (one if shared)
+  std::vector<torch::nn::BatchNorm2d> res_bns_;  ///< and its batch norm
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
 };
 

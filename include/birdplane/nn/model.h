@@ -40,6 +40,9 @@ struct ModelSpec {
   Activation activation = Activation::kTanh;       ///< MLPs: between the linear layers
   int64_t channels = 32;                           ///< convnets (net-width and after): first-layer channels
   int64_t blocks = 10;                             ///< net-res-deep: residual blocks
+  /// net-res-deep: one block applied `blocks` times, its weights and batch-norm statistics shared (the
+  /// book's code as printed); false: a block of its own at each depth (the authors' correction).
+  bool shared_blocks = true;
   double dropout = -1;           ///< torchvision's networks: dropout before the last layer (below 0: theirs)
   double stochastic_depth = -1;  ///< torchvision's networks: deepest block's drop probability (below 0: theirs)
 

@@ -77,10 +77,12 @@ std::string python_name(const std::string& name) {
   return out;
 }
 
-// A preset for 3 classes at 32x32, its batch norms moved off their initial statistics.
+// A preset for 3 classes at 32x32, its batch norms moved off their initial statistics;
+// "net-res-deep/separate-blocks" is that network with a block per depth.
 train::ModelConfig config_for(const std::string& name) {
   train::ModelConfig config;
-  config.spec.name = name;
+  config.spec.name = name.substr(0, name.find('/'));
+  config.spec.shared_blocks = name.find("/separate-blocks") == std::string::npos;
   config.spec.num_classes = 3;
   config.spec.image_shape = {3, 32, 32};
   config.spec.channels = 8;
@@ -151,9 +153,10 @@ TEST_P(OnnxBookModel, EqualsTorchOnnxExportOfThePythonClass) {
   train::export_state_dict(t / "state.pt", *model);
   const auto r = fixtures::run_shell(
       fmt::format("/usr/bin/python3 {}/tools/book_models.py onnx --model {} --channels {} --blocks {} --classes {} "
-                  "--cpp-state {} --out {}",
+                  "--cpp-state {} --out {}{}",
                   BIRDPLANE_SOURCE_DIR, config.spec.name, config.spec.channels, config.spec.blocks,
-                  config.spec.num_classes, t / "state.pt", t / "torch.onnx"));
+                  config.spec.num_classes, t / "state.pt", t / "torch.onnx",
+                  config.spec.shared_blocks ? "" : " --separate-blocks"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto x = transforms::functional::to_normalized(validation_images(), config.mean, config.std);
   const auto ours = run_ort(t, t / "birdplane.onnx", x);
@@ -168,7 +171,8 @@ TEST_P(OnnxBookModel, EqualsTorchOnnxExportOfThePythonClass) {
 
 INSTANTIATE_TEST_SUITE_P(Book, OnnxBookModel,
                          ::testing::Values("book-small", "book-large", "net", "net-width", "net-dropout",
-                                           "net-batchnorm", "net-depth", "net-res", "net-res-deep"),
+                                           "net-batchnorm", "net-depth", "net-res", "net-res-deep",
+                                           "net-res-deep/separate-blocks"),
                          [](const auto& info) { return python_name(info.param); });
 
 TEST(OnnxExportOptions, WithPreprocessingTheGraphTakesPixels) {

@@ -1,4 +1,6 @@
 // The chapter-8 presets: the book's shapes, parameter counts and keys, modes, summaries, bad settings.
+#include <map>
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -59,6 +61,40 @@ TEST(ConvNets, KeysAreTheBooksAttributeNames) {
   for (const char* k : {"resblocks.0.conv.weight", "resblocks.2.conv.weight", "resblocks.1.batch_norm.running_mean"})
     EXPECT_NE(std::find(dk.begin(), dk.end(), k), dk.end()) << k;
   EXPECT_EQ(deep->parameters().size(), 2u + 1u + 2u + 2u + 2u);  // conv1, block conv, block bn, fc1, fc2
+}
+
+TEST(ConvNets, NetResDeepWithSeparateBlocksHasABlockPerDepth) {
+  nn::ModelSpec spec;
+  spec.name = "net-res-deep";
+  spec.channels = 8;
+  spec.blocks = 3;
+  spec.shared_blocks = false;
+  torch::manual_seed(3);
+  auto separate = nn::make_model(spec);
+  // conv1 3*8*9+8, three blocks of 8*8*9 + 2*8, fc1 8*8*8*32+32, fc2 32*2+2.
+  EXPECT_EQ(nn::count_parameters(*separate), 224 + 3 * (576 + 16) + 16416 + 66);
+  EXPECT_EQ(separate->parameters().size(), 2u + 3u * 3u + 2u + 2u);
+  std::map<std::string, at::Tensor> state;
+  for (const auto& [k, t] : separate->state_dict()) state[k] = t;
+  ASSERT_EQ(state.count("resblocks.2.batch_norm.running_var"), 1u);
+  EXPECT_FALSE(state.at("resblocks.0.conv.weight").is_same(state.at("resblocks.1.conv.weight")));
+  EXPECT_FALSE(torch::equal(state.at("resblocks.0.conv.weight"), state.at("resblocks.1.conv.weight")));
+  EXPECT_NE(nn::summary(*separate).find("one per depth"), std::string::npos);
+  // With every block given the shared block's weights (and statistics), the outputs are the book's.
+  spec.shared_blocks = true;
+  auto shared = nn::make_model(spec);
+  {
+    torch::NoGradGuard no_grad;
+    shared->train();
+    shared->forward(torch::randn({6, 3, 32, 32}));  // batch-norm statistics off their start
+    std::map<std::string, at::Tensor> from;
+    for (const auto& [k, t] : shared->state_dict()) from[k] = t;
+    for (const auto& [k, t] : state) t.copy_(from.at(k));
+  }
+  shared->eval();
+  separate->eval();
+  const auto x = torch::randn({4, 3, 32, 32});
+  EXPECT_TRUE(torch::allclose(separate->forward(x), shared->forward(x), 1e-5, 1e-6));
 }
 
 TEST(ConvNets, DropoutAndBatchNormFollowTrainAndEvalModes) {

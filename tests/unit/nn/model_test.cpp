@@ -59,6 +59,13 @@ TEST(ModelSpec, RoundTripsThroughJsonAndReadsVersion01Files) {
   spec.activation = nn::Activation::kRelu;
   const auto back = nn::ModelSpec::from_json(spec.to_json());
   EXPECT_EQ(back.to_json(), spec.to_json());
+  spec.shared_blocks = false;
+  EXPECT_FALSE(nn::ModelSpec::from_json(spec.to_json()).shared_blocks);
+  auto j = spec.to_json();
+  j.erase("shared_blocks");  // files written before the setting existed: the book's shared block
+  EXPECT_TRUE(nn::ModelSpec::from_json(j).shared_blocks);
+  j["shared_blocks"] = 0;
+  EXPECT_THROW(nn::ModelSpec::from_json(j), SettingError);
   // The model section of a birdplane 0.1 checkpoint.
   const auto old = nlohmann::json::parse(R"({"model": "book-large", "in_features": 3072, "hidden": [1024, 512, 128],
       "out_features": 2, "activation": "tanh", "log_softmax": false, "loss": "cross-entropy"})");

@@ -1,6 +1,7 @@
 #include "launcher.h"
 
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,26 +84,47 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
   sigaction(SIGTERM, &forward, &old_term);
   sigaction(SIGHUP, &forward, &old_hup);
 
+  // Each worker is started with posix_spawn and an environment built here, not fork + setenv: the store
+  // server's thread may hold the allocator's lock at the moment of a fork, and a child that allocates
+  // before exec would then wait for it forever (seen as a rank that never joined, under ASan).
+  std::vector<std::string> inherited;
+  for (char** e = environ; e && *e; ++e) inherited.emplace_back(*e);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&defaults, sig);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);  // the launcher ignores SIGINT; its workers must not
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGDEF);
+
   std::map<pid_t, int64_t> ranks;
   for (int64_t rank = 0; rank < o.nproc; ++rank) {
-    const pid_t pid = fork();
-    BIRDPLANE_CHECK(pid >= 0, "could not start worker {}: {}", rank, std::strerror(errno));
-    if (pid == 0) {
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
-      signal(SIGHUP, SIG_DFL);
-      for (const auto& [name, value] : train::local_worker_environment(rank, o.nproc, port))
-        setenv(name.c_str(), value.c_str(), 1);
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv("/proc/self/exe", argv.data());
-      std::fprintf(stderr, "error: could not start worker %lld: %s\n", static_cast<long long>(rank),
-                   std::strerror(errno));
-      _exit(1);
+    const auto worker = train::local_worker_environment(rank, o.nproc, port);
+    std::vector<std::string> environment;
+    for (const auto& entry : inherited) {
+      const std::string name = entry.substr(0, entry.find('='));
+      bool replaced = false;
+      for (const auto& w : worker) replaced = replaced || w.first == name;
+      if (!replaced) environment.push_back(entry);
+    }
+    for (const auto& [name, value] : worker) environment.push_back(name + "=" + value);
+    std::vector<char*> envp;
+    for (auto& entry : environment) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+    pid_t pid = 0;
+    const int error = posix_spawn(&pid, "/proc/self/exe", nullptr, &attributes, argv.data(), envp.data());
+    if (error != 0) {
+      // Those already started stop when they miss this rank at the rendezvous; do not leave them waiting.
+      for (const auto& [p, r] : ranks) kill(p, SIGTERM);
+      posix_spawnattr_destroy(&attributes);
+      fail("could not start worker {}: {}", rank, std::strerror(error));
     }
     ranks[pid] = rank;
   }
+  posix_spawnattr_destroy(&attributes);
 
   int exit_code = 0;
   bool failed = false;

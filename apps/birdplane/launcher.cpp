@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -83,6 +84,11 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
   sigaction(SIGINT, &ignore, &old_int);
   sigaction(SIGTERM, &forward, &old_term);
   sigaction(SIGHUP, &forward, &old_hup);
+  const auto restore_signals = [&] {
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    sigaction(SIGHUP, &old_hup, nullptr);
+  };
 
   // Each worker is started with posix_spawn and an environment built here, not fork + setenv: the store
   // server's thread may hold the allocator's lock at the moment of a fork, and a child that allocates
@@ -106,9 +112,8 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
     std::vector<std::string> environment;
     for (const auto& entry : inherited) {
       const std::string name = entry.substr(0, entry.find('='));
-      bool replaced = false;
-      for (const auto& w : worker) replaced = replaced || w.first == name;
-      if (!replaced) environment.push_back(entry);
+      if (std::none_of(worker.begin(), worker.end(), [&](const auto& w) { return w.first == name; }))
+        environment.push_back(entry);
     }
     for (const auto& [name, value] : worker) environment.push_back(name + "=" + value);
     std::vector<char*> envp;
@@ -117,9 +122,12 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
     pid_t pid = 0;
     const int error = posix_spawn(&pid, "/proc/self/exe", nullptr, &attributes, argv.data(), envp.data());
     if (error != 0) {
-      // Those already started stop when they miss this rank at the rendezvous; do not leave them waiting.
+      // The workers already started would wait for this one until the timeout: stop them now, and give
+      // the launcher its own signal handling back before the error leaves.
       for (const auto& [p, r] : ranks) kill(p, SIGTERM);
+      for (const auto& [p, r] : ranks) waitpid(p, nullptr, 0);
       posix_spawnattr_destroy(&attributes);
+      restore_signals();
       fail("could not start worker {}: {}", rank, std::strerror(error));
     }
     ranks[pid] = rank;
@@ -172,9 +180,7 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  sigaction(SIGINT, &old_int, nullptr);
-  sigaction(SIGTERM, &old_term, nullptr);
-  sigaction(SIGHUP, &old_hup, nullptr);
+  restore_signals();
   return exit_code;
 }
 

@@ -153,14 +153,16 @@ int launch_local_workers(const LaunchOptions& o, const std::vector<std::string>&
         failed = true;
         exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
         if (WIFSIGNALED(status) || exit_code != 130) {
-          std::cerr << fmt::format("error: rank {} (pid {}) {}", rank, pid, describe(status));
+          // One write: the other workers may be printing their own errors now.
+          std::string message = fmt::format("error: rank {} (pid {}) {}", rank, pid, describe(status));
           const std::filesystem::path run(o.run_path);
           if (!o.run_path.empty() && std::filesystem::exists(run / "checkpoint.pt")) {
-            std::cerr << fmt::format("; {} holds the last finished epoch; continue with `birdplane train --resume {} "
-                                     "--nproc {}`",
-                                     (run / "checkpoint.pt").string(), o.run_path, o.nproc);
+            message += fmt::format("; {} holds the last finished epoch; continue with `birdplane train --resume {} "
+                                   "--nproc {}`",
+                                   (run / "checkpoint.pt").string(), o.run_path, o.nproc);
           }
-          std::cerr << "\n";
+          message += "\n";
+          std::cerr.write(message.data(), static_cast<std::streamsize>(message.size())).flush();
         }
         // The others notice the loss in their next collective; they get the timeout and a few seconds more
         // to stop on their own before they are stopped.

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -32,6 +33,27 @@ std::string first_line(const std::string& s) {
   return pos == std::string::npos ? s : s.substr(0, pos);
 }
 
+// A message to stderr in one write. The ranks of a multi-process run share a terminal or a pipe, and a
+// message written piece by piece (std::cerr is unbuffered) interleaves with another rank's.
+class Message {
+ public:
+  Message() = default;
+  Message(const Message&) = delete;
+  Message& operator=(const Message&) = delete;
+  ~Message() {
+    const std::string text = text_.str();
+    std::cerr.write(text.data(), static_cast<std::streamsize>(text.size())).flush();
+  }
+  template <typename T>
+  Message& operator<<(const T& value) {
+    text_ << value;
+    return *this;
+  }
+
+ private:
+  std::ostringstream text_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,15 +81,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every other parse error is a user error: exit 2.
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << error << e.what() << "\n" << "Run with --help for the flags.\n";
+    Message() << error << e.what() << "\n" << "Run with --help for the flags.\n";
     return 2;
   } catch (const birdplane::cli::ExitStatus& e) {
     return e.code;  // the workers of train --nproc have said why
   } catch (const birdplane::train::Interrupted& e) {
-    std::cerr << "\n" << e.what() << "\n";
+    Message() << "\n" << e.what() << "\n";
     return 130;
   } catch (const birdplane::data::MissingDataError& e) {
-    std::cerr << error << e.what() << "; run `birdplane download --data-dir " << e.path()
+    Message() << error << e.what() << "; run `birdplane download --data-dir " << e.path()
               << "` or point --data-dir (or $BIRDPLANE_DATA) at the folder holding cifar-10-batches-bin/\n";
     return 2;
 #ifdef BIRDPLANE_WITH_DOWNLOAD
@@ -80,41 +102,41 @@ int main(int argc, char** argv) {
       const auto at = what.find(words);
       if (at != std::string::npos) what.insert(at + words.size(), " (" + flag + ")");
     }
-    std::cerr << error << what << "\n";
+    Message() << error << what << "\n";
     return 2;
 #endif
   } catch (const birdplane::data::BadImageError& e) {
-    std::cerr << error << e.reason() << "\n(leave such files out with --skip-bad-images)\n";
+    Message() << error << e.reason() << "\n(leave such files out with --skip-bad-images)\n";
     return 2;
   } catch (const birdplane::train::StateDictNotCheckpointError& e) {
-    std::cerr << error << e.what() << "; a state_dict (from `birdplane export` or torch.save) starts a run with "
+    Message() << error << e.what() << "; a state_dict (from `birdplane export` or torch.save) starts a run with "
               << "`birdplane train --init-from " << e.path() << "`\n";
     return 2;
   } catch (const birdplane::train::RunExistsError& e) {
-    std::cerr << error << "run folder " << e.path() << " already exists; pick another --name, or continue it with "
+    Message() << error << "run folder " << e.path() << " already exists; pick another --name, or continue it with "
               << "--resume " << e.path() << "\n";
     return 2;
   } catch (const birdplane::train::NoCheckpointError& e) {
-    std::cerr << error << "--resume: " << e.path()
+    Message() << error << "--resume: " << e.path()
               << " has no checkpoint.pt yet (the run stopped before its first epoch ended); start it again instead\n";
     return 2;
   } catch (const birdplane::SettingError& e) {
     // The library names its settings ("batch_size"); here they are flags ("--batch-size").
-    std::cerr << error << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";
+    Message() << error << birdplane::cli::flag_for_setting(e.setting()) << ": " << e.problem() << "\n";
     return 2;
   } catch (const birdplane::Error& e) {
-    std::cerr << error << e.what() << "\n";
+    Message() << error << e.what() << "\n";
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << error << "LibTorch rejected an operation: " << first_line(e.what_without_backtrace())
+    Message() << error << "LibTorch rejected an operation: " << first_line(e.what_without_backtrace())
               << "\nThis usually means a tensor of the wrong shape or type reached it; please report it "
                  "with the command line you ran.\n";
     return 1;
   } catch (const birdplane::InternalError& e) {
-    std::cerr << "internal error: " << e.what() << "\n";
+    Message() << "internal error: " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << error << e.what() << "\n";
+    Message() << error << e.what() << "\n";
     return 1;
   }
   return 0;

@@ -35,6 +35,7 @@ struct ExperimentOptions {
   int64_t batch_size = 1024;
   std::string precision = "auto";
   std::string step = "auto";
+  std::string conv = "auto";
 };
 
 // Prints each epoch of a speedrun as a line, and on a terminal the step count in between.
@@ -73,6 +74,7 @@ experiments::Output speedrun_experiment(const ExperimentOptions& o, const std::s
                                                                           : train::Precision::kFp32)
                                        : train::parse_precision(o.precision);
   so.step = train::parse_step(o.step);
+  so.conv = train::parse_conv(o.conv);
   so.validate();
   BIRDPLANE_CHECK(!fs::exists(dir), "{} already exists; pass --out with a new folder or remove it", dir);
   auto cfg = o.translation.train.data;
@@ -243,6 +245,11 @@ void setup_experiment(CLI::App& app) {
   cmd->add_option("--precision", o->precision,
                   "speedrun: fp32, bf16, or auto (bf16 on CPUs with AVX512-BF16 or AMX, else fp32)")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--conv", o->conv,
+                  "speedrun, fused step: auto, direct (oneDNN) or winograd (birdplane's bf16 Winograd form of the "
+                  "3x3 convolutions with 128+ channels; auto: winograd in bf16 on AVX512-BF16 CPUs without AMX)")
+      ->check(CLI::IsMember({"auto", "direct", "winograd"}))
       ->capture_default_str();
   cmd->add_option("--step", o->step, "speedrun: auto, fused (birdplane's backward pass) or autograd")
       ->check(CLI::IsMember({"auto", "fused", "autograd"}))

@@ -30,6 +30,17 @@ std::string to_string(StepKind step) {
 
 StepKind parse_step(const std::string& text) { return parse_named(kStepKinds, text, "step"); }
 
+std::string to_string(ConvAlgorithm conv) {
+  switch (conv) {
+    case ConvAlgorithm::kDirect: return "direct";
+    case ConvAlgorithm::kWinograd: return "winograd";
+    case ConvAlgorithm::kAuto: break;
+  }
+  return "auto";
+}
+
+ConvAlgorithm parse_conv(const std::string& text) { return parse_named(kConvAlgorithms, text, "conv"); }
+
 std::string to_string(Tta tta) {
   switch (tta) {
     case Tta::kFlip: return "flip";

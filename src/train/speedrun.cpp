@@ -139,7 +139,8 @@ nlohmann::json SpeedrunOptions::to_json() const {
           {"average_every", average_every},
           {"tta", to_string(tta)},
           {"precision", to_string(precision)},
-          {"step", to_string(step)}};
+          {"step", to_string(step)},
+          {"conv", to_string(conv)}};
 }
 
 void save_speedrun(const SpeedrunResult& r, const SpeedrunOptions& o, const std::vector<std::string>& classes,
@@ -237,7 +238,7 @@ SpeedrunResult run_speedrun(const SpeedrunOptions& o, const data::ImageSet& trai
   auto optimizer_ptr = make_speedrun_optimizer(net, o, base_lr);
   auto& optimizer = *optimizer_ptr;
 
-  SpeedrunStep step(net, o.step, bf16, o.label_smoothing);
+  SpeedrunStep step(net, o.step, bf16, o.label_smoothing, o.conv);
   r.step = step.description();
   Lookahead lookahead(*model);
 

@@ -9,6 +9,7 @@
 #include "birdplane/check.h"
 #include "birdplane/train/evaluate.h"
 #include "train/speedrun_kernels.h"
+#include "train/winograd.h"
 
 namespace birdplane::train {
 namespace {
@@ -49,6 +50,53 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
   return at::convolution(x, w, bias, {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1).contiguous(kCl);
 }
 
+// Whether a 3x3 convolution of cin -> cout channels runs in Winograd's form (when that form is on): the
+// layers with 128 or more channels on both sides. With 24 or 64 channels oneDNN's direct form is as fast
+// or faster (docs/speedrun.md).
+bool winograd_layer(bool enabled, int64_t cin, int64_t cout) {
+  return enabled && cin >= 128 && cout >= 128 && winograd::forward_fits(cin, cout) &&
+         winograd::forward_fits(cout, cin) && winograd::weight_grad_fits(cin, cout);
+}
+
+// The filters w [cout, cin, 3, 3] (float) packed for winograd::conv3x3 (transpose_flip: for the input
+// gradient), in a bfloat16 tensor.
+at::Tensor winograd_pack(const at::Tensor& w, bool transpose_flip) {
+  const auto wf = w.to(at::kFloat).contiguous();
+  auto packed = at::empty({winograd::packed_size(w.size(1), w.size(0))}, at::kBFloat16);
+  winograd::pack(wf.data_ptr<float>(), w.size(0), w.size(1), transpose_flip,
+                 reinterpret_cast<uint16_t*>(packed.data_ptr()));
+  return packed;
+}
+
+// y = the 3x3 convolution (padding 1) of x [B,cin,H,W] (bfloat16, channels-last) in Winograd's form.
+at::Tensor winograd_conv(const at::Tensor& x, const at::Tensor& packed, int64_t cout) {
+  const int64_t B = x.size(0), cin = x.size(1), H = x.size(2), W = x.size(3);
+  auto y = at::empty({B, cout, H, W}, x.options().memory_format(kCl));
+  winograd::conv3x3(reinterpret_cast<const uint16_t*>(x.data_ptr()), B, H, W, cin,
+                    reinterpret_cast<const uint16_t*>(packed.data_ptr()), cout, reinterpret_cast<uint16_t*>(y.data_ptr()));
+  return y;
+}
+
+// The input and weight gradients of a 3x3 convolution (padding 1, no bias) of x with w (float32 [cout,
+// cin,3,3]) for the output gradient dy; the input gradient only when asked. Winograd's form when
+// `wino`, else oneDNN's direct form with wc (w as the convolution ran it).
+std::pair<at::Tensor, at::Tensor> conv_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w,
+                                                const at::Tensor& wc, bool wino, bool need_input) {
+  if (!wino) {
+    auto [dx, dw, unused] = at::convolution_backward(dy, x, wc, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
+                                                     {need_input, true, false});
+    return {need_input ? dx.contiguous(kCl) : at::Tensor(), dw.to(at::kFloat).contiguous()};
+  }
+  const int64_t B = x.size(0), cin = x.size(1), H = x.size(2), W = x.size(3), cout = dy.size(1);
+  auto dw = at::empty({cout, cin, 3, 3});
+  winograd::conv3x3_weight_grad(reinterpret_cast<const uint16_t*>(x.data_ptr()),
+                                reinterpret_cast<const uint16_t*>(dy.data_ptr()), B, H, W, cin, cout,
+                                dw.data_ptr<float>());
+  at::Tensor dx;
+  if (need_input) dx = winograd_conv(dy, winograd_pack(w, true), cin);
+  return {dx, dw};
+}
+
 }  // namespace
 
 // What the forward pass keeps for the backward pass, per group.
@@ -58,11 +106,14 @@ struct SpeedrunStep::Fused {
     at::Tensor where;  // uint8, the pool's window positions
     NormStats n1, n2;
     int64_t H = 0, W = 0;
+    bool wino1 = false, wino2 = false;  // the convolutions in Winograd's form
   };
   Group groups[3];
+  bool winograd = false;  // bf16 and the CPU runs winograd::conv3x3
 };
 
-SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing)
+SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing,
+                           ConvAlgorithm conv_algorithm)
     : net_(net), bf16_(bf16), smoothing_(label_smoothing) {
   if (kind == StepKind::kAutograd) {
     description_ = "autograd";
@@ -77,6 +128,12 @@ SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, doubl
   }
   fused_ = std::make_unique<Fused>();
   description_ = "fused";
+  const bool can = bf16 && winograd::available();
+  BIRDPLANE_CHECK_SETTING(conv_algorithm != ConvAlgorithm::kWinograd || can, "conv",
+                          "winograd: needs bf16 precision and a CPU with AVX512-BF16; use auto or direct");
+  fused_->winograd = conv_algorithm == ConvAlgorithm::kWinograd || (conv_algorithm == ConvAlgorithm::kAuto && can &&
+                                                                     winograd::preferred());
+  if (fused_->winograd) description_ = "fused, winograd";
 }
 
 SpeedrunStep::~SpeedrunStep() = default;
@@ -115,9 +172,12 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     auto& G = net_.group(g);
     auto& S = fused_->groups[g];
     S.in = in;
-    S.w1 = cast(G.conv1);
-    const auto y1 = conv(in, S.w1, {}, 1);
-    const int64_t C = y1.size(1), H = y1.size(2), W = y1.size(3);
+    const int64_t C = G.conv1.size(0), C0 = G.conv1.size(1);
+    S.wino1 = winograd_layer(fused_->winograd, C0, C);
+    S.wino2 = winograd_layer(fused_->winograd, C, C);
+    S.w1 = S.wino1 ? at::Tensor() : cast(G.conv1);
+    const auto y1 = S.wino1 ? winograd_conv(in, winograd_pack(G.conv1, false), C) : conv(in, S.w1, {}, 1);
+    const int64_t H = y1.size(2), W = y1.size(3);
     S.H = H;
     S.W = W;
     S.pooled = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
@@ -130,8 +190,8 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     S.a1 = at::empty_like(S.pooled);
     k::norm_gelu(S.pooled.data_ptr(), bf, rows1, C, S.n1.mean.data_ptr<float>(), S.n1.invstd.data_ptr<float>(),
                  G.shift1.data_ptr<float>(), S.a1.data_ptr());
-    S.w2 = cast(G.conv2);
-    S.y2 = conv(S.a1, S.w2, {}, 1);
+    S.w2 = S.wino2 ? at::Tensor() : cast(G.conv2);
+    S.y2 = S.wino2 ? winograd_conv(S.a1, winograd_pack(G.conv2, false), C) : conv(S.a1, S.w2, {}, 1);
     k::channel_stats(S.y2.data_ptr(), bf, rows1, C, mean.data(), var.data());
     S.n2 = finish_stats(mean, var, rows1, G.mean2, G.var2, G.count2);
     auto a2 = at::empty_like(S.y2);
@@ -171,10 +231,8 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     k::norm_gelu_backward_apply(dA.data_ptr(), S.y2.data_ptr(), bf, rows, C, S.n2.mean.data_ptr<float>(),
                                 S.n2.invstd.data_ptr<float>(), G.shift2.data_ptr<float>(), sdz.data(), sdzx.data(),
                                 dy2.data_ptr(), nullptr, 0, 0, 0);
-    auto [da1, dw2, unused2] = at::convolution_backward(dy2, S.a1, S.w2, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false,
-                                                        {0, 0}, 1, {true, true, false});
-    G.conv2.mutable_grad() = dw2.to(at::kFloat).contiguous();
-    da1 = da1.contiguous(kCl);
+    auto [da1, dw2] = conv_backward(dy2, S.a1, G.conv2, S.w2, S.wino2, true);
+    G.conv2.mutable_grad() = dw2;
     k::norm_gelu_backward_sums(da1.data_ptr(), S.pooled.data_ptr(), bf, rows, C, S.n1.mean.data_ptr<float>(),
                                S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data());
     G.shift1.mutable_grad() = torch::tensor(std::vector<float>(sdz.begin(), sdz.end()));
@@ -183,10 +241,9 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
                                 S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data(),
                                 dy1.data_ptr(), S.where.data_ptr<uint8_t>(), B, S.H, S.W);
     const bool need_input = g > 0 || whiten_bias;
-    auto [din, dw1, unused1] = at::convolution_backward(dy1, S.in, S.w1, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false,
-                                                        {0, 0}, 1, {need_input, true, false});
-    G.conv1.mutable_grad() = dw1.to(at::kFloat).contiguous();
-    dA = need_input ? din.contiguous(kCl) : at::Tensor();
+    auto [din, dw1] = conv_backward(dy1, S.in, G.conv1, S.w1, S.wino1, need_input);
+    G.conv1.mutable_grad() = dw1;
+    dA = din;
   }
   if (whiten_bias) {
     const int64_t C = z0.size(1);

@@ -22,12 +22,15 @@ struct SpeedrunStepResult {
 
 class SpeedrunStep {
  public:
-  /// kAuto and kFused pick the fused backward pass (an Error for kFused where it cannot run).
-  SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing);
+  /// kAuto and kFused pick the fused backward pass (an Error for kFused where it cannot run). `conv`
+  /// picks the fused step's algorithm for the wide 3x3 convolutions (a SettingError for kWinograd
+  /// where it cannot run).
+  SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing,
+               ConvAlgorithm conv = ConvAlgorithm::kAuto);
   ~SpeedrunStep();
   /// Forward, backward and optimizer.step() on images x (float [B,3,32,32], normalized) and labels y.
   SpeedrunStepResult run(const at::Tensor& x, const at::Tensor& y, torch::optim::Optimizer& optimizer);
-  /// "fused" or "autograd" (with the reason when the fused step was not used).
+  /// "fused", "fused, winograd" or "autograd" (with the reason when the fused step was not used).
   const std::string& description() const { return description_; }
 
   /// Only the gradients (into each parameter's grad), no optimizer step: for tests comparing the two.

@@ -30,6 +30,17 @@ std::string to_string(StepKind step);
 /// "auto", "fused" or "autograd" (a SettingError for "step" otherwise).
 StepKind parse_step(const std::string& text);
 
+/// How the speedrun's fused step computes its 3x3 convolutions with 128 or more channels: oneDNN's
+/// direct form (kDirect), birdplane's Winograd F(2x2,3x3) form in bf16 (kWinograd: 2.25x fewer
+/// products, bf16 precision and AVX512-BF16 needed), or kAuto: Winograd in bf16 on a CPU with
+/// AVX512-BF16 and without AMX (where oneDNN's AMX kernels are the faster choice), direct elsewhere.
+enum class ConvAlgorithm { kAuto, kDirect, kWinograd };
+inline constexpr ConvAlgorithm kConvAlgorithms[] = {ConvAlgorithm::kAuto, ConvAlgorithm::kDirect,
+                                                    ConvAlgorithm::kWinograd};
+std::string to_string(ConvAlgorithm conv);
+/// "auto", "direct" or "winograd" (a SettingError for "conv" otherwise).
+ConvAlgorithm parse_conv(const std::string& text);
+
 /// Test-time augmentation: the model's output for an image is the mean of its logits over views of it.
 /// kFlip: the image and its mirror; kFlipShift: those (weighing half) and the image shifted a pixel
 /// up-left and down-right (reflect-padded, a quarter each), each with its mirror (six views).

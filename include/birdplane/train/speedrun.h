@@ -39,6 +39,7 @@ struct SpeedrunOptions {
   bool validate_each_epoch = true; ///< accuracy without TTA after each epoch (not counted in the time)
   Precision precision = Precision::kFp32;  ///< bf16: bfloat16 products (autocast's choices)
   StepKind step = StepKind::kAuto;  ///< fused: birdplane's own backward pass; autograd: LibTorch's
+  ConvAlgorithm conv = ConvAlgorithm::kAuto;  ///< the fused step's wide 3x3 convolutions (settings.h)
 
   /// A SettingError naming the setting when a value is out of range.
   void validate() const;

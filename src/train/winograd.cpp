@@ -1,0 +1,391 @@
+#include "train/winograd.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "birdplane/check.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BIRDPLANE_WG __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+#define BIRDPLANE_WGI __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"), always_inline)) inline
+#endif
+
+namespace birdplane::train::winograd {
+
+bool available() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+bool preferred() {
+#if defined(__x86_64__)
+  return available() && !__builtin_cpu_supports("amx-bf16");
+#else
+  return false;
+#endif
+}
+
+bool forward_fits(int64_t cin, int64_t cout) {
+  return (cin == 24 || cin == 32 || cin == 64 || cin == 128 || cin == 256 || cin == 512) && cout > 0 && cout % 32 == 0;
+}
+bool weight_grad_fits(int64_t cin, int64_t cout) { return cin > 0 && cin % 32 == 0 && cout > 0 && cout % 8 == 0; }
+int64_t packed_size(int64_t cin, int64_t cout) { return 16 * cin * cout; }
+
+namespace {
+
+// G of F(2x2, 3x3): the filter transform U = G g G^T (4x3).
+constexpr double kG[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+
+uint16_t to_bf16(float f) {  // round to nearest even, as PyTorch converts (finite values)
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+}  // namespace
+
+void pack(const float* w, int64_t cout, int64_t cin, bool transpose_flip, uint16_t* packed) {
+  // Packed layout of the convolution it serves (cin' input, cout' output channels): for each of the 16
+  // points and each block of 32 output channels, a panel [cin' / 2][32][2] (the two input channels of a
+  // pair side by side), read front to back by the micro-kernel.
+  const int64_t ci2 = transpose_flip ? cout : cin, co2 = transpose_flip ? cin : cout;
+  BIRDPLANE_CHECK(ci2 % 2 == 0 && co2 % 32 == 0, "winograd pack: {} -> {} channels do not fit", ci2, co2);
+  at::parallel_for(0, co2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t i = 0; i < ci2; ++i) {
+        double g[3][3];
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx)
+            g[ky][kx] = transpose_flip ? w[((i * cin + o) * 3 + (2 - ky)) * 3 + (2 - kx)] : w[((o * cin + i) * 3 + ky) * 3 + kx];
+        double t[4][3];  // G g
+        for (int a = 0; a < 4; ++a)
+          for (int kx = 0; kx < 3; ++kx) t[a][kx] = kG[a][0] * g[0][kx] + kG[a][1] * g[1][kx] + kG[a][2] * g[2][kx];
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) {
+            const double u = t[a][0] * kG[b][0] + t[a][1] * kG[b][1] + t[a][2] * kG[b][2];
+            const int64_t panel = (a * 4 + b) * (co2 / 32) + o / 32;
+            packed[((panel * (ci2 / 2) + i / 2) * 32 + o % 32) * 2 + (i & 1)] = to_bf16(static_cast<float>(u));
+          }
+      }
+    }
+  });
+}
+
+#if defined(__x86_64__)
+namespace {
+
+constexpr int64_t kRows = 14;       // tiles per micro-kernel (forward)
+constexpr int64_t kBlock = 4 * kRows;  // tiles per block (forward)
+constexpr int64_t kCols = 32;       // output channels per micro-kernel
+constexpr int64_t kChunkPairs = 128;  // tile pairs per chunk (weight gradient)
+constexpr int64_t kWRows = 8;       // output channels per weight-gradient micro-kernel
+
+inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+BIRDPLANE_WGI __m512 load_bf16(const uint16_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+BIRDPLANE_WGI __m256i round_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
+
+// Where a tile sits: image b, tile row i, tile column j.
+struct TileGrid {
+  int64_t H, W, th, tw;
+  void locate(int64_t t, int64_t& b, int64_t& i, int64_t& j) const {
+    b = t / (th * tw);
+    const int64_t r = t % (th * tw);
+    i = r / tw;
+    j = r % tw;
+  }
+};
+
+// The 16 transformed values B^T d B of the 4x4 input block whose top-left is (y0, x0), 16 channels from
+// c of x [.., H, W, C] (image base pointer img), zeros outside the map.
+BIRDPLANE_WGI void input_transform(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
+                                   int64_t c, __mmask16 m, __m512 v[16]) {
+  __m512 d[4][4];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t y = y0 + i, x = x0 + j;
+      d[i][j] = (y >= 0 && y < H && x >= 0 && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
+    }
+  __m512 r[4][4];
+  for (int j = 0; j < 4; ++j) {
+    r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+    r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+    r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+    r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+  }
+  for (int a = 0; a < 4; ++a) {
+    v[a * 4 + 0] = _mm512_sub_ps(r[a][0], r[a][2]);
+    v[a * 4 + 1] = _mm512_add_ps(r[a][1], r[a][2]);
+    v[a * 4 + 2] = _mm512_sub_ps(r[a][2], r[a][1]);
+    v[a * 4 + 3] = _mm512_sub_ps(r[a][1], r[a][3]);
+  }
+}
+
+// The 16 transformed output gradients A dY A^T of the 2x2 output block at (y0, x0), 16 channels from c.
+BIRDPLANE_WGI void grad_transform(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
+                                  int64_t c, __mmask16 m, __m512 v[16]) {
+  __m512 d[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      const int64_t y = y0 + i, x = x0 + j;
+      d[i][j] = (y < H && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
+    }
+  __m512 q[4][2];
+  for (int j = 0; j < 2; ++j) {
+    q[0][j] = d[0][j];
+    q[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
+    q[2][j] = _mm512_sub_ps(d[0][j], d[1][j]);
+    q[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
+  }
+  for (int a = 0; a < 4; ++a) {
+    v[a * 4 + 0] = q[a][0];
+    v[a * 4 + 1] = _mm512_add_ps(q[a][0], q[a][1]);
+    v[a * 4 + 2] = _mm512_sub_ps(q[a][0], q[a][1]);
+    v[a * 4 + 3] = _mm512_sub_ps(_mm512_setzero_ps(), q[a][1]);
+  }
+}
+
+// c[r][0..31] (+)= sum over the K pairs p of a[r] . b[p] : R rows of a (two bf16 a row and pair, row r
+// at a + r * LDA, pair p at + p * a_step), 32 columns of b (two bf16 a column, pair p at b + p * ldb).
+// Results to c (float, row stride ldc), added to what is there when ACC. LDA is a constant so that the
+// rows' addresses are one register and fixed offsets: the 28 sums then stay in registers.
+template <int R, int64_t LDA, bool ACC>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"), noinline)) void micro(
+    const uint16_t* a, int64_t a_step, const uint16_t* b, int64_t ldb, int64_t pairs, float* c, int64_t ldc) {
+  __m512 acc[R][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    acc[r][0] = ACC ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    acc[r][1] = ACC ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < pairs; ++p) {
+    const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+    const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 32);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, a + r * LDA, 4);
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(pair);
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+      acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+    }
+    a += a_step;
+    b += ldb;
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc[r][0]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc[r][1]);
+  }
+}
+
+using Micro = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t);
+
+// The forward micro-kernel for tiles of cin channels (rows of a at stride cin).
+Micro forward_micro(int64_t cin) {
+  switch (cin) {
+    case 24: return micro<kRows, 24, false>;
+    case 32: return micro<kRows, 32, false>;
+    case 64: return micro<kRows, 64, false>;
+    case 128: return micro<kRows, 128, false>;
+    case 256: return micro<kRows, 256, false>;
+    case 512: return micro<kRows, 512, false>;
+    default: return nullptr;
+  }
+}
+
+BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, int64_t cin, const uint16_t* packed,
+                              int64_t cout, uint16_t* y, int64_t blk_begin, int64_t blk_end) {
+  std::vector<uint16_t> vb(static_cast<size_t>(16 * kBlock * cin));
+  std::vector<float> mb(static_cast<size_t>(16 * kBlock * kCols));
+  const int64_t H = g.H, W = g.W, pairs = cin / 2;
+  const Micro kernel = forward_micro(cin);
+  for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
+    const int64_t t0 = blk * kBlock, nt = std::min(kBlock, T - t0);
+    // Transformed inputs of the block's tiles: vb[point][tile][cin].
+    for (int64_t t = 0; t < kBlock; ++t) {
+      if (t >= nt) {
+        for (int e = 0; e < 16; ++e) std::memset(&vb[(e * kBlock + t) * cin], 0, cin * sizeof(uint16_t));
+        continue;
+      }
+      int64_t b, i, j;
+      g.locate(t0 + t, b, i, j);
+      const uint16_t* img = x + b * H * W * cin;
+      for (int64_t c = 0; c < cin; c += 16) {
+        const __mmask16 m = lanes(cin - c);
+        __m512 v[16];
+        input_transform(img, H, W, cin, 2 * i - 1, 2 * j - 1, c, m, v);
+        for (int e = 0; e < 16; ++e)
+          _mm256_mask_storeu_epi16(&vb[(e * kBlock + t) * cin + c], m, round_bf16(v[e]));
+      }
+    }
+    for (int64_t o = 0; o < cout; o += kCols) {
+      for (int e = 0; e < 16; ++e) {
+        const uint16_t* u = packed + ((e * (cout / kCols) + o / kCols) * pairs) * kCols * 2;
+        for (int64_t r0 = 0; r0 < kBlock; r0 += kRows)
+          kernel(&vb[(e * kBlock + r0) * cin], 2, u, kCols * 2, pairs, &mb[(e * kBlock + r0) * kCols], kCols);
+      }
+      // Back from the transformed space: Y = A^T M A, A^T = [[1,1,1,0],[0,1,-1,-1]].
+      for (int64_t t = 0; t < nt; ++t) {
+        int64_t b, i, j;
+        g.locate(t0 + t, b, i, j);
+        uint16_t* img = y + b * H * W * cout;
+        for (int half = 0; half < 2; ++half) {
+          __m512 mv[16];
+          for (int e = 0; e < 16; ++e) mv[e] = _mm512_loadu_ps(&mb[(e * kBlock + t) * kCols + half * 16]);
+          __m512 s[2][4];
+          for (int q = 0; q < 4; ++q) {
+            s[0][q] = _mm512_add_ps(_mm512_add_ps(mv[q], mv[4 + q]), mv[8 + q]);
+            s[1][q] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + q], mv[8 + q]), mv[12 + q]);
+          }
+          for (int r = 0; r < 2; ++r) {
+            const int64_t yy = 2 * i + r;
+            if (yy >= H) continue;
+            const __m512 out0 = _mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), s[r][2]);
+            const __m512 out1 = _mm512_sub_ps(_mm512_sub_ps(s[r][1], s[r][2]), s[r][3]);
+            uint16_t* row = img + (yy * W + 2 * j) * cout + o + half * 16;
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), round_bf16(out0));
+            if (2 * j + 1 < W) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + cout), round_bf16(out1));
+          }
+        }
+      }
+    }
+  }
+}
+
+// Transformed inputs and output gradients of the tile pairs [p0, p1) of a chunk starting at pair `first`:
+// vw[point][pair][cin][2] and mw[point][pair][cout][2], the pair's two tiles side by side.
+BIRDPLANE_WG void weight_chunk_transform(const uint16_t* x, const uint16_t* dy, const TileGrid& g, int64_t T,
+                                         int64_t cin, int64_t cout, int64_t first, int64_t np, int64_t p0, int64_t p1,
+                                         uint16_t* vw, uint16_t* mw) {
+  const int64_t H = g.H, W = g.W;
+  for (int64_t p = p0; p < p1; ++p) {
+    int64_t b[2], i[2], j[2];
+    bool live[2];
+    for (int s = 0; s < 2; ++s) {
+      const int64_t t = 2 * (first + p) + s;
+      live[s] = t < T;
+      if (live[s]) g.locate(t, b[s], i[s], j[s]);
+    }
+    for (int64_t c = 0; c < cin; c += 16) {
+      __m512 v[2][16];
+      for (int s = 0; s < 2; ++s) {
+        if (live[s]) {
+          input_transform(x + b[s] * H * W * cin, H, W, cin, 2 * i[s] - 1, 2 * j[s] - 1, c, 0xFFFF, v[s]);
+        } else {
+          for (auto& e : v[s]) e = _mm512_setzero_ps();
+        }
+      }
+      for (int e = 0; e < 16; ++e) {
+        const __m512i lo = _mm512_cvtepu16_epi32(round_bf16(v[0][e]));
+        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(round_bf16(v[1][e])), 16);
+        _mm512_storeu_si512(vw + ((e * np + p) * cin + c) * 2, _mm512_or_si512(lo, hi));
+      }
+    }
+    for (int64_t c = 0; c < cout; c += 16) {
+      const __mmask16 m = lanes(cout - c);
+      __m512 v[2][16];
+      for (int s = 0; s < 2; ++s) {
+        if (live[s]) {
+          grad_transform(dy + b[s] * H * W * cout, H, W, cout, 2 * i[s], 2 * j[s], c, m, v[s]);
+        } else {
+          for (auto& e : v[s]) e = _mm512_setzero_ps();
+        }
+      }
+      for (int e = 0; e < 16; ++e) {
+        const __m512i lo = _mm512_cvtepu16_epi32(round_bf16(v[0][e]));
+        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(round_bf16(v[1][e])), 16);
+        _mm512_mask_storeu_epi32(mw + ((e * np + p) * cout + c) * 2, m, _mm512_or_si512(lo, hi));
+      }
+    }
+  }
+}
+
+BIRDPLANE_WG void weight_chunk_products(const uint16_t* vw, const uint16_t* mw, int64_t cin, int64_t cout, int64_t np,
+                                        bool accumulate, float* du, int64_t e0, int64_t e1) {
+  for (int64_t e = e0; e < e1; ++e) {
+    const uint16_t* ve = vw + e * np * cin * 2;
+    const uint16_t* me = mw + e * np * cout * 2;
+    float* de = du + e * cout * cin;
+    for (int64_t o = 0; o < cout; o += kWRows)
+      for (int64_t c = 0; c < cin; c += kCols)
+        (accumulate ? micro<kWRows, 2, true> : micro<kWRows, 2, false>)(me + o * 2, cout * 2, ve + c * 2, cin * 2, np,
+                                                                          de + o * cin + c, cin);
+  }
+}
+
+}  // namespace
+
+void conv3x3(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t cin, const uint16_t* packed, int64_t cout,
+             uint16_t* y) {
+  BIRDPLANE_CHECK(available() && forward_fits(cin, cout), "winograd conv3x3: unsupported ({} -> {} channels)", cin,
+                  cout);
+  const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
+  const int64_t T = B * g.th * g.tw, blocks = (T + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) { conv_blocks(x, g, T, cin, packed, cout, y, b0, b1); });
+}
+
+void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64_t H, int64_t W, int64_t cin,
+                         int64_t cout, float* dw) {
+  BIRDPLANE_CHECK(available() && weight_grad_fits(cin, cout), "winograd weight gradient: unsupported ({} -> {} channels)",
+                  cin, cout);
+  const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
+  const int64_t T = B * g.th * g.tw, P = (T + 1) / 2;
+  std::vector<uint16_t> vw(static_cast<size_t>(16 * kChunkPairs * cin * 2));
+  std::vector<uint16_t> mw(static_cast<size_t>(16 * kChunkPairs * cout * 2));
+  std::vector<float> du(static_cast<size_t>(16 * cout * cin));
+  for (int64_t first = 0; first < P; first += kChunkPairs) {
+    const int64_t np = std::min(kChunkPairs, P - first);
+    at::parallel_for(0, np, 8, [&](int64_t p0, int64_t p1) {
+      weight_chunk_transform(x, dy, g, T, cin, cout, first, np, p0, p1, vw.data(), mw.data());
+    });
+    at::parallel_for(0, 16, 1, [&](int64_t e0, int64_t e1) {
+      weight_chunk_products(vw.data(), mw.data(), cin, cout, np, first > 0, du.data(), e0, e1);
+    });
+  }
+  // Back to 3x3 filters: dg = G^T dU G.
+  at::parallel_for(0, cout, 1, [&](int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; ++o)
+      for (int64_t c = 0; c < cin; ++c) {
+        double t[3][4];
+        for (int ky = 0; ky < 3; ++ky)
+          for (int b = 0; b < 4; ++b) {
+            double s = 0;
+            for (int a = 0; a < 4; ++a) s += kG[a][ky] * du[((a * 4 + b) * cout + o) * cin + c];
+            t[ky][b] = s;
+          }
+        for (int ky = 0; ky < 3; ++ky)
+          for (int kx = 0; kx < 3; ++kx) {
+            double s = 0;
+            for (int b = 0; b < 4; ++b) s += t[ky][b] * kG[b][kx];
+            dw[((o * cin + c) * 3 + ky) * 3 + kx] = static_cast<float>(s);
+          }
+      }
+  });
+}
+
+#else
+void conv3x3(const uint16_t*, int64_t, int64_t, int64_t, int64_t, const uint16_t*, int64_t, uint16_t*) {
+  BIRDPLANE_CHECK(false, "winograd conv3x3 needs an x86-64 CPU with AVX512-BF16");
+}
+void conv3x3_weight_grad(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {
+  BIRDPLANE_CHECK(false, "winograd weight gradient needs an x86-64 CPU with AVX512-BF16");
+}
+#endif
+
+}  // namespace birdplane::train::winograd

@@ -51,10 +51,10 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
 }
 
 // Whether a 3x3 convolution of cin -> cout channels runs in Winograd's form (when that form is on): the
-// layers with 128 or more channels on both sides. With 24 or 64 channels oneDNN's direct form is as fast
-// or faster (docs/speedrun.md).
+// layers with 128 or more output channels. With 64 oneDNN's direct form is as fast or faster
+// (docs/speedrun.md).
 bool winograd_layer(bool enabled, int64_t cin, int64_t cout) {
-  return enabled && cin >= 128 && cout >= 128 && winograd::forward_fits(cin, cout) &&
+  return enabled && cout >= 128 && winograd::forward_fits(cin, cout) &&
          winograd::forward_fits(cout, cin) && winograd::weight_grad_fits(cin, cout);
 }
 

@@ -86,7 +86,7 @@ namespace {
 constexpr int64_t kRows = 14;       // tiles per micro-kernel (forward)
 constexpr int64_t kBlock = 4 * kRows;  // tiles per block (forward)
 constexpr int64_t kCols = 32;       // output channels per micro-kernel
-constexpr int64_t kChunkPairs = 128;  // tile pairs per chunk (weight gradient)
+constexpr int64_t kChunkPairs = 64;  // tile pairs per chunk (weight gradient)
 constexpr int64_t kWRows = 8;       // output channels per weight-gradient micro-kernel
 
 inline __mmask16 lanes(int64_t n) {
@@ -94,8 +94,10 @@ inline __mmask16 lanes(int64_t n) {
 }
 
 BIRDPLANE_WGI __m512 load_bf16(const uint16_t* p, __mmask16 m) {
+  // (The masked forms with every lane set: GCC 12 warns about the unmasked ones' undefined source.)
+  const __mmask16 all = 0xFFFF;
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
 }
 
 BIRDPLANE_WGI __m256i round_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
@@ -133,30 +135,6 @@ BIRDPLANE_WGI void input_transform(const uint16_t* img, int64_t H, int64_t W, in
     v[a * 4 + 1] = _mm512_add_ps(r[a][1], r[a][2]);
     v[a * 4 + 2] = _mm512_sub_ps(r[a][2], r[a][1]);
     v[a * 4 + 3] = _mm512_sub_ps(r[a][1], r[a][3]);
-  }
-}
-
-// The 16 transformed output gradients A dY A^T of the 2x2 output block at (y0, x0), 16 channels from c.
-BIRDPLANE_WGI void grad_transform(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
-                                  int64_t c, __mmask16 m, __m512 v[16]) {
-  __m512 d[2][2];
-  for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) {
-      const int64_t y = y0 + i, x = x0 + j;
-      d[i][j] = (y < H && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
-    }
-  __m512 q[4][2];
-  for (int j = 0; j < 2; ++j) {
-    q[0][j] = d[0][j];
-    q[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
-    q[2][j] = _mm512_sub_ps(d[0][j], d[1][j]);
-    q[3][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
-  }
-  for (int a = 0; a < 4; ++a) {
-    v[a * 4 + 0] = q[a][0];
-    v[a * 4 + 1] = _mm512_add_ps(q[a][0], q[a][1]);
-    v[a * 4 + 2] = _mm512_sub_ps(q[a][0], q[a][1]);
-    v[a * 4 + 3] = _mm512_sub_ps(_mm512_setzero_ps(), q[a][1]);
   }
 }
 
@@ -211,8 +189,10 @@ Micro forward_micro(int64_t cin) {
 
 BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, int64_t cin, const uint16_t* packed,
                               int64_t cout, uint16_t* y, int64_t blk_begin, int64_t blk_end) {
-  std::vector<uint16_t> vb(static_cast<size_t>(16 * kBlock * cin));
-  std::vector<float> mb(static_cast<size_t>(16 * kBlock * kCols));
+  thread_local std::vector<uint16_t> vb;  // kept: no fresh pages for every call
+  thread_local std::vector<float> mb;     // [tile][point][32]
+  vb.resize(static_cast<size_t>(16 * kBlock * cin));
+  mb.resize(static_cast<size_t>(kBlock * 16 * kCols));
   const int64_t H = g.H, W = g.W, pairs = cin / 2;
   const Micro kernel = forward_micro(cin);
   for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
@@ -238,7 +218,7 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
       for (int e = 0; e < 16; ++e) {
         const uint16_t* u = packed + ((e * (cout / kCols) + o / kCols) * pairs) * kCols * 2;
         for (int64_t r0 = 0; r0 < kBlock; r0 += kRows)
-          kernel(&vb[(e * kBlock + r0) * cin], 2, u, kCols * 2, pairs, &mb[(e * kBlock + r0) * kCols], kCols);
+          kernel(&vb[(e * kBlock + r0) * cin], 2, u, kCols * 2, pairs, &mb[(r0 * 16 + e) * kCols], 16 * kCols);
       }
       // Back from the transformed space: Y = A^T M A, A^T = [[1,1,1,0],[0,1,-1,-1]].
       for (int64_t t = 0; t < nt; ++t) {
@@ -247,7 +227,7 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
         uint16_t* img = y + b * H * W * cout;
         for (int half = 0; half < 2; ++half) {
           __m512 mv[16];
-          for (int e = 0; e < 16; ++e) mv[e] = _mm512_loadu_ps(&mb[(e * kBlock + t) * kCols + half * 16]);
+          for (int e = 0; e < 16; ++e) mv[e] = _mm512_loadu_ps(&mb[(t * 16 + e) * kCols + half * 16]);
           __m512 s[2][4];
           for (int q = 0; q < 4; ++q) {
             s[0][q] = _mm512_add_ps(_mm512_add_ps(mv[q], mv[4 + q]), mv[8 + q]);
@@ -268,64 +248,128 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
   }
 }
 
-// Transformed inputs and output gradients of the tile pairs [p0, p1) of a chunk starting at pair `first`:
-// vw[point][pair][cin][2] and mw[point][pair][cout][2], the pair's two tiles side by side.
-BIRDPLANE_WG void weight_chunk_transform(const uint16_t* x, const uint16_t* dy, const TileGrid& g, int64_t T,
-                                         int64_t cin, int64_t cout, int64_t first, int64_t np, int64_t p0, int64_t p1,
-                                         uint16_t* vw, uint16_t* mw) {
-  const int64_t H = g.H, W = g.W;
-  for (int64_t p = p0; p < p1; ++p) {
-    int64_t b[2], i[2], j[2];
-    bool live[2];
-    for (int s = 0; s < 2; ++s) {
-      const int64_t t = 2 * (first + p) + s;
-      live[s] = t < T;
-      if (live[s]) g.locate(t, b[s], i[s], j[s]);
+// Half `h` of the 16 transformed values of the 4x4 input block at (y0, x0): rows 2h and 2h+1 of
+// B^T d B (points 8h .. 8h+7), 16 channels from c. Half 0 needs input rows 0-2 of the block, half 1
+// rows 1-3.
+template <int h>
+BIRDPLANE_WGI void input_transform_half(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
+                                        int64_t c, __m512 v[8]) {
+  __m512 d[4][4];
+  for (int i = h; i < 3 + h; ++i)
+    for (int j = 0; j < 4; ++j) {
+      const int64_t y = y0 + i, x = x0 + j;
+      d[i][j] = (y >= 0 && y < H && x >= 0 && x < W) ? load_bf16(img + (y * W + x) * C + c, 0xFFFF)
+                                                     : _mm512_setzero_ps();
     }
-    for (int64_t c = 0; c < cin; c += 16) {
-      __m512 v[2][16];
-      for (int s = 0; s < 2; ++s) {
-        if (live[s]) {
-          input_transform(x + b[s] * H * W * cin, H, W, cin, 2 * i[s] - 1, 2 * j[s] - 1, c, 0xFFFF, v[s]);
-        } else {
-          for (auto& e : v[s]) e = _mm512_setzero_ps();
-        }
-      }
-      for (int e = 0; e < 16; ++e) {
-        const __m512i lo = _mm512_cvtepu16_epi32(round_bf16(v[0][e]));
-        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(round_bf16(v[1][e])), 16);
-        _mm512_storeu_si512(vw + ((e * np + p) * cin + c) * 2, _mm512_or_si512(lo, hi));
-      }
+  __m512 r[2][4];
+  for (int j = 0; j < 4; ++j) {
+    if constexpr (h == 0) {
+      r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
+      r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
+    } else {
+      r[0][j] = _mm512_sub_ps(d[2][j], d[1][j]);
+      r[1][j] = _mm512_sub_ps(d[1][j], d[3][j]);
     }
-    for (int64_t c = 0; c < cout; c += 16) {
-      const __mmask16 m = lanes(cout - c);
-      __m512 v[2][16];
-      for (int s = 0; s < 2; ++s) {
-        if (live[s]) {
-          grad_transform(dy + b[s] * H * W * cout, H, W, cout, 2 * i[s], 2 * j[s], c, m, v[s]);
-        } else {
-          for (auto& e : v[s]) e = _mm512_setzero_ps();
-        }
-      }
-      for (int e = 0; e < 16; ++e) {
-        const __m512i lo = _mm512_cvtepu16_epi32(round_bf16(v[0][e]));
-        const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu16_epi32(round_bf16(v[1][e])), 16);
-        _mm512_mask_storeu_epi32(mw + ((e * np + p) * cout + c) * 2, m, _mm512_or_si512(lo, hi));
-      }
-    }
+  }
+  for (int a = 0; a < 2; ++a) {
+    v[a * 4 + 0] = _mm512_sub_ps(r[a][0], r[a][2]);
+    v[a * 4 + 1] = _mm512_add_ps(r[a][1], r[a][2]);
+    v[a * 4 + 2] = _mm512_sub_ps(r[a][2], r[a][1]);
+    v[a * 4 + 3] = _mm512_sub_ps(r[a][1], r[a][3]);
   }
 }
 
-BIRDPLANE_WG void weight_chunk_products(const uint16_t* vw, const uint16_t* mw, int64_t cin, int64_t cout, int64_t np,
-                                        bool accumulate, float* du, int64_t e0, int64_t e1) {
-  for (int64_t e = e0; e < e1; ++e) {
-    const uint16_t* ve = vw + e * np * cin * 2;
-    const uint16_t* me = mw + e * np * cout * 2;
-    float* de = du + e * cout * cin;
-    for (int64_t o = 0; o < cout; o += kWRows)
-      for (int64_t c = 0; c < cin; c += kCols)
-        (accumulate ? micro<kWRows, 2, true> : micro<kWRows, 2, false>)(me + o * 2, cout * 2, ve + c * 2, cin * 2, np,
-                                                                          de + o * cin + c, cin);
+// Half `h` of the transformed output gradients A dY A^T of the 2x2 output block at (y0, x0).
+template <int h>
+BIRDPLANE_WGI void grad_transform_half(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
+                                       int64_t c, __mmask16 m, __m512 v[8]) {
+  __m512 d[2][2];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j) {
+      const int64_t y = y0 + i, x = x0 + j;
+      d[i][j] = (y < H && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
+    }
+  __m512 q[2][2];
+  for (int j = 0; j < 2; ++j) {
+    if constexpr (h == 0) {
+      q[0][j] = d[0][j];
+      q[1][j] = _mm512_add_ps(d[0][j], d[1][j]);
+    } else {
+      q[0][j] = _mm512_sub_ps(d[0][j], d[1][j]);
+      q[1][j] = _mm512_sub_ps(_mm512_setzero_ps(), d[1][j]);
+    }
+  }
+  for (int a = 0; a < 2; ++a) {
+    v[a * 4 + 0] = q[a][0];
+    v[a * 4 + 1] = _mm512_add_ps(q[a][0], q[a][1]);
+    v[a * 4 + 2] = _mm512_sub_ps(q[a][0], q[a][1]);
+    v[a * 4 + 3] = _mm512_sub_ps(_mm512_setzero_ps(), q[a][1]);
+  }
+}
+
+// a and b rounded to bf16 and interleaved: a0 b0 a1 b1 ... a15 b15.
+BIRDPLANE_WGI __m512i interleave(__m512 a, __m512 b) {
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // a in the low half, b in the high half
+  const __m512i index = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(index, both);
+}
+
+// Half h of the weight gradient in the transformed space: du[8][cout][cin] (points 8h .. 8h+7) summed
+// over all tiles, in chunks of tile pairs: the chunk's transformed inputs vw[8][pair][cin][2] and
+// output gradients mw[8][pair][cout][2] (a pair's two tiles side by side, the products' two bf16 a
+// lane), then the products into du. One thread does a whole half, so the buffers stay in its cache and
+// the order of the sums is fixed.
+template <int h>
+BIRDPLANE_WG void weight_half(const uint16_t* x, const uint16_t* dy, const TileGrid& g, int64_t T, int64_t cin,
+                              int64_t cout, float* du) {
+  const int64_t H = g.H, W = g.W, P = (T + 1) / 2;
+  thread_local std::vector<uint16_t> vw, mw;
+  vw.resize(static_cast<size_t>(8 * kChunkPairs * cin * 2));
+  mw.resize(static_cast<size_t>(8 * kChunkPairs * cout * 2));
+  for (int64_t first = 0; first < P; first += kChunkPairs) {
+    const int64_t np = std::min(kChunkPairs, P - first);
+    for (int64_t p = 0; p < np; ++p) {
+      int64_t b[2], i[2], j[2];
+      bool live[2];
+      for (int s = 0; s < 2; ++s) {
+        const int64_t t = 2 * (first + p) + s;
+        live[s] = t < T;
+        if (live[s]) g.locate(t, b[s], i[s], j[s]);
+      }
+      for (int64_t c = 0; c < cin; c += 16) {
+        __m512 v[2][8];
+        for (int s = 0; s < 2; ++s) {
+          if (live[s]) {
+            input_transform_half<h>(x + b[s] * H * W * cin, H, W, cin, 2 * i[s] - 1, 2 * j[s] - 1, c, v[s]);
+          } else {
+            for (auto& e : v[s]) e = _mm512_setzero_ps();
+          }
+        }
+        for (int e = 0; e < 8; ++e) _mm512_storeu_si512(&vw[((e * np + p) * cin + c) * 2], interleave(v[0][e], v[1][e]));
+      }
+      for (int64_t c = 0; c < cout; c += 16) {
+        const __mmask16 m = lanes(cout - c);
+        __m512 v[2][8];
+        for (int s = 0; s < 2; ++s) {
+          if (live[s]) {
+            grad_transform_half<h>(dy + b[s] * H * W * cout, H, W, cout, 2 * i[s], 2 * j[s], c, m, v[s]);
+          } else {
+            for (auto& e : v[s]) e = _mm512_setzero_ps();
+          }
+        }
+        for (int e = 0; e < 8; ++e)
+          _mm512_mask_storeu_epi32(&mw[((e * np + p) * cout + c) * 2], m, interleave(v[0][e], v[1][e]));
+      }
+    }
+    const auto kernel = first > 0 ? micro<kWRows, 2, true> : micro<kWRows, 2, false>;
+    for (int e = 0; e < 8; ++e) {
+      const uint16_t* ve = &vw[e * np * cin * 2];
+      const uint16_t* me = &mw[e * np * cout * 2];
+      float* de = du + e * cout * cin;
+      for (int64_t o = 0; o < cout; o += kWRows)
+        for (int64_t c = 0; c < cin; c += kCols) kernel(me + o * 2, cout * 2, ve + c * 2, cin * 2, np, de + o * cin + c, cin);
+    }
   }
 }
 
@@ -345,19 +389,14 @@ void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64
   BIRDPLANE_CHECK(available() && weight_grad_fits(cin, cout), "winograd weight gradient: unsupported ({} -> {} channels)",
                   cin, cout);
   const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
-  const int64_t T = B * g.th * g.tw, P = (T + 1) / 2;
-  std::vector<uint16_t> vw(static_cast<size_t>(16 * kChunkPairs * cin * 2));
-  std::vector<uint16_t> mw(static_cast<size_t>(16 * kChunkPairs * cout * 2));
+  const int64_t T = B * g.th * g.tw;
   std::vector<float> du(static_cast<size_t>(16 * cout * cin));
-  for (int64_t first = 0; first < P; first += kChunkPairs) {
-    const int64_t np = std::min(kChunkPairs, P - first);
-    at::parallel_for(0, np, 8, [&](int64_t p0, int64_t p1) {
-      weight_chunk_transform(x, dy, g, T, cin, cout, first, np, p0, p1, vw.data(), mw.data());
-    });
-    at::parallel_for(0, 16, 1, [&](int64_t e0, int64_t e1) {
-      weight_chunk_products(vw.data(), mw.data(), cin, cout, np, first > 0, du.data(), e0, e1);
-    });
-  }
+  at::parallel_for(0, 2, 1, [&](int64_t h0, int64_t h1) {
+    for (int64_t h = h0; h < h1; ++h) {
+      if (h == 0) weight_half<0>(x, dy, g, T, cin, cout, du.data());
+      else weight_half<1>(x, dy, g, T, cin, cout, du.data() + 8 * cout * cin);
+    }
+  });
   // Back to 3x3 filters: dg = G^T dU G.
   at::parallel_for(0, cout, 1, [&](int64_t o0, int64_t o1) {
     for (int64_t o = o0; o < o1; ++o)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -10,8 +11,8 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-#define BIRDPLANE_WG __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
-#define BIRDPLANE_WGI __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"), always_inline)) inline
+#define BIRDPLANE_WG __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,prfchw")))
+#define BIRDPLANE_WGI __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,prfchw"), always_inline)) inline
 #endif
 
 namespace birdplane::train::winograd {
@@ -187,6 +188,29 @@ Micro forward_micro(int64_t cin) {
   }
 }
 
+// The rows of a [B,H,W,C] map that the tiles [t0, t1) read (their 4x4 input blocks; `output`: the rows
+// their 2x2 outputs write), as a byte range.
+std::pair<const char*, const char*> tile_rows(const void* map, const TileGrid& g, int64_t C, int64_t t0, int64_t t1,
+                                              bool output) {
+  int64_t b0, i0, j0, b1, i1, j1;
+  g.locate(t0, b0, i0, j0);
+  g.locate(t1 - 1, b1, i1, j1);
+  const int64_t first = output ? 2 * i0 : std::max<int64_t>(2 * i0 - 1, 0);
+  const int64_t last = std::min<int64_t>(output ? 2 * i1 + 1 : 2 * i1 + 2, g.H - 1);
+  const char* base = static_cast<const char*>(map);
+  return {base + (b0 * g.H + first) * g.W * C * 2, base + ((b1 * g.H + last) * g.W + g.W) * C * 2};
+}
+
+// Asks for a byte range ahead of its use, into the core's L2 (`write`: for writing). The transforms read
+// each input from four tiles' blocks, in an order the hardware prefetchers do not follow far enough
+// ahead; the products in between are long enough to bring the next block's rows in.
+BIRDPLANE_WGI void prefetch(std::pair<const char*, const char*> range, bool write) {
+  for (const char* p = range.first; p < range.second; p += 64) {
+    if (write) __builtin_prefetch(p, 1, 2);
+    else __builtin_prefetch(p, 0, 2);
+  }
+}
+
 BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, int64_t cin, const uint16_t* packed,
                               int64_t cout, uint16_t* y, int64_t blk_begin, int64_t blk_end) {
   thread_local std::vector<uint16_t> vb;  // kept: no fresh pages for every call
@@ -214,6 +238,8 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
           _mm256_mask_storeu_epi16(&vb[(e * kBlock + t) * cin + c], m, round_bf16(v[e]));
       }
     }
+    prefetch(tile_rows(y, g, cout, t0, t0 + nt, true), true);
+    if (blk + 1 < blk_end) prefetch(tile_rows(x, g, cin, t0 + kBlock, std::min(T, t0 + 2 * kBlock), false), false);
     for (int64_t o = 0; o < cout; o += kCols) {
       for (int e = 0; e < 16; ++e) {
         const uint16_t* u = packed + ((e * (cout / kCols) + o / kCols) * pairs) * kCols * 2;
@@ -362,6 +388,11 @@ BIRDPLANE_WG void weight_half(const uint16_t* x, const uint16_t* dy, const TileG
           _mm512_mask_storeu_epi32(&mw[((e * np + p) * cout + c) * 2], m, interleave(v[0][e], v[1][e]));
       }
     }
+    const int64_t next = 2 * (first + np), next_end = std::min(T, next + 2 * kChunkPairs);
+    if (next < T) {
+      prefetch(tile_rows(x, g, cin, next, next_end, false), false);
+      prefetch(tile_rows(dy, g, cout, next, next_end, true), false);
+    }
     const auto kernel = first > 0 ? micro<kWRows, 2, true> : micro<kWRows, 2, false>;
     for (int e = 0; e < 8; ++e) {
       const uint16_t* ve = &vw[e * np * cin * 2];
@@ -390,11 +421,13 @@ void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64
                   cin, cout);
   const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
   const int64_t T = B * g.th * g.tw;
-  std::vector<float> du(static_cast<size_t>(16 * cout * cin));
+  thread_local std::vector<float> du;  // kept: no fresh pages for every call (every value is written)
+  if (du.size() < static_cast<size_t>(16 * cout * cin)) du.resize(static_cast<size_t>(16 * cout * cin));
+  float* sums = du.data();  // (by pointer: in another thread `du` names that thread's own vector)
   at::parallel_for(0, 2, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      if (h == 0) weight_half<0>(x, dy, g, T, cin, cout, du.data());
-      else weight_half<1>(x, dy, g, T, cin, cout, du.data() + 8 * cout * cin);
+      if (h == 0) weight_half<0>(x, dy, g, T, cin, cout, sums);
+      else weight_half<1>(x, dy, g, T, cin, cout, sums + 8 * cout * cin);
     }
   });
   // Back to 3x3 filters: dg = G^T dU G.
@@ -405,7 +438,7 @@ void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64
         for (int ky = 0; ky < 3; ++ky)
           for (int b = 0; b < 4; ++b) {
             double s = 0;
-            for (int a = 0; a < 4; ++a) s += kG[a][ky] * du[((a * 4 + b) * cout + o) * cin + c];
+            for (int a = 0; a < 4; ++a) s += kG[a][ky] * sums[((a * 4 + b) * cout + o) * cin + c];
             t[ky][b] = s;
           }
         for (int ky = 0; ky < 3; ++ky)

@@ -30,6 +30,10 @@
 //                            normalized batches of 64: first with no cache (decoding every file), then
 //                            from the cache in the same, warm process; medians. --keep-cache: the
 //                            cache goes to DIR and stays there for folder-cached
+//   conv3x3 [BATCH]          the speedrun network's 3x3 convolutions (bf16, channels-last, batch 1024),
+//                            forward, input gradient and weight gradient, each in oneDNN's direct form
+//                            (LibTorch's) and in birdplane's Winograd form (src/train/winograd.h) where
+//                            it fits: seconds (best of 5), GFLOP/s of the direct form's arithmetic
 //   folder-cached TREE SIZE DIR  the epoch from the cache in DIR (written by folder --keep-cache) in
 //                            this fresh process, as a user's second run does it: listing, cache
 //                            check and mapping, loader threads started, one epoch
@@ -61,7 +65,9 @@
 #include "birdplane/train/checkpoint.h"
 #include "birdplane/train/distributed.h"
 #include "birdplane/train/metrics.h"
+#include "common/reused_memory.h"
 #include "train/fused_step.h"
+#include "train/winograd.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/train/speedrun.h"
 #include "birdplane/data/batch_loader.h"
@@ -615,6 +621,72 @@ nlohmann::json bench_predict(const std::string& model, const std::string& dir, i
           {"checksum", c1 + c64}};
 }
 
+// conv3x3: see the header comment. Large blocks are reused (as in run_speedrun), so neither side pays
+// page faults for its outputs.
+nlohmann::json bench_conv3x3(int64_t batch) {
+  ReusedCpuMemory reuse;
+  constexpr auto kCl = at::MemoryFormat::ChannelsLast;
+  struct Layer {
+    const char* name;
+    int64_t cin, cout, side;
+  };
+  const Layer layers[] = {{"group1.conv1", 24, 64, 31},   {"group1.conv2", 64, 64, 15},  {"group2.conv1", 64, 256, 15},
+                          {"group2.conv2", 256, 256, 7}, {"group3.conv1", 256, 256, 7}, {"group3.conv2", 256, 256, 3}};
+  auto best = [](const std::function<void()>& f) {
+    double b = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      train::Timer t;
+      f();
+      b = std::min(b, t.seconds());
+    }
+    return b;
+  };
+  const bool wino = train::winograd::available();
+  nlohmann::json out = {{"mode", "conv3x3"}, {"batch", batch}, {"winograd_available", wino}};
+  for (const auto& l : layers) {
+    torch::manual_seed(0);
+    const auto x = torch::randn({batch, l.cin, l.side, l.side}).to(at::kBFloat16).contiguous(kCl);
+    const auto w = (torch::randn({l.cout, l.cin, 3, 3}) / std::sqrt(9.0 * l.cin)).contiguous();
+    const auto wb = w.to(at::kBFloat16).contiguous(kCl);
+    const auto dy = torch::randn({batch, l.cout, l.side, l.side}).to(at::kBFloat16).contiguous(kCl);
+    const double gflop = 2.0 * batch * l.side * l.side * l.cin * l.cout * 9 / 1e9;  // each direction
+    auto bwd = [&](bool input) {
+      return at::convolution_backward(dy, x, wb, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
+                                      {input, !input, false});
+    };
+    nlohmann::json j = {{"layer", l.name}, {"cin", l.cin}, {"cout", l.cout}, {"side", l.side}, {"gflop", gflop}};
+    j["direct_forward_s"] = best([&] { at::convolution(x, wb, {}, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1); });
+    j["direct_input_grad_s"] = best([&] { bwd(true); });
+    j["direct_weight_grad_s"] = best([&] { bwd(false); });
+    auto bits = [](const at::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr()); };
+    if (wino && train::winograd::forward_fits(l.cin, l.cout)) {
+      auto packed = at::empty({train::winograd::packed_size(l.cin, l.cout)}, at::kBFloat16);
+      auto y = at::empty_like(dy);
+      j["winograd_forward_s"] = best([&] {
+        train::winograd::pack(w.data_ptr<float>(), l.cout, l.cin, false, bits(packed));
+        train::winograd::conv3x3(bits(x), batch, l.side, l.side, l.cin, bits(packed), l.cout, bits(y));
+      });
+    }
+    if (wino && train::winograd::forward_fits(l.cout, l.cin)) {
+      auto packed = at::empty({train::winograd::packed_size(l.cout, l.cin)}, at::kBFloat16);
+      auto dx = at::empty_like(x);
+      j["winograd_input_grad_s"] = best([&] {
+        train::winograd::pack(w.data_ptr<float>(), l.cout, l.cin, true, bits(packed));
+        train::winograd::conv3x3(bits(dy), batch, l.side, l.side, l.cout, bits(packed), l.cin, bits(dx));
+      });
+    }
+    if (wino && train::winograd::weight_grad_fits(l.cin, l.cout)) {
+      auto dw = at::empty({l.cout, l.cin, 3, 3});
+      j["winograd_weight_grad_s"] = best([&] {
+        train::winograd::conv3x3_weight_grad(bits(x), bits(dy), batch, l.side, l.side, l.cin, l.cout,
+                                             dw.data_ptr<float>());
+      });
+    }
+    out["layers"].push_back(j);
+  }
+  return out;
+}
+
 // speedrun DATA_DIR EPOCHS: the speedrun recipe for EPOCHS whole epochs (no validation, one plain
 // evaluation at the end), each epoch's training seconds; --step and --precision as given (default fused,
 // bf16 where the CPU has it). With --full: the whole recipe (9.9 epochs, TTA) and its accuracy.
@@ -690,6 +762,8 @@ int main(int argc, char** argv) {
       j = bench_folder_cached(pos[0], std::stoll(pos[1]), pos[2]);
     } else if (mode == "speedrun" && (pos.size() == 2 || (pos.size() == 3 && pos[2] == "full"))) {
       j = bench_speedrun(pos[0], std::stod(pos[1]), pos.size() == 3, flags);
+    } else if (mode == "conv3x3" && pos.size() <= 1) {
+      j = bench_conv3x3(pos.empty() ? 1024 : std::stoll(pos[0]));
     } else if (mode == "predict" && pos.size() == 3) {
       j = bench_predict(pos[0], pos[1], std::stoll(pos[2]));
     } else {
@@ -699,7 +773,8 @@ int main(int argc, char** argv) {
                    " | peak | augment DATA_DIR SPEC N [normalize] | transform DATA_DIR SPEC N [--kernels blas]"
                    " | decode TREE SIZE N | folder TREE SIZE REPS [--keep-cache DIR] | folder-cached TREE SIZE DIR"
                    " | allreduce MODEL REPS (as a rank)"
-                   " | predict MODEL DIR CALLS | speedrun DATA_DIR EPOCHS [full] [--step ...] [--precision ...]\n";
+                   " | predict MODEL DIR CALLS | speedrun DATA_DIR EPOCHS [full] [--step ...] [--precision ...]"
+                   " | conv3x3 [BATCH]\n";
       return 2;
     }
     j["threads"] = at::get_num_threads();

@@ -259,7 +259,7 @@ bool speedrun_eval_fused(nn::SpeedrunNet& net) {
   return net.whiten_weight().device().is_cpu() && k::available();
 }
 
-at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16) {
+at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16, ConvAlgorithm conv_algorithm) {
   BIRDPLANE_CHECK(speedrun_eval_fused(net), "the speedrun's fused evaluation needs AVX-512 and the CPU");
   BIRDPLANE_CHECK(images.dim() == 4 && images.size(1) == 3 && images.size(2) == 32 && images.size(3) == 32,
                   "speedrun takes images [B,3,32,32], got [{}]", fmt::join(images.sizes(), ","));
@@ -271,15 +271,23 @@ at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, 
   k::gelu(a.data_ptr(), bf16, a.numel(), a.data_ptr());
   // 1/sqrt(running variance + eps), positive: the pool may come before the normalization.
   auto invstd = [](const at::Tensor& var) { return (var + nn::SpeedrunNet::kNormEps).rsqrt().contiguous(); };
+  const bool wino = conv_algorithm == ConvAlgorithm::kWinograd ||
+                    (conv_algorithm == ConvAlgorithm::kAuto && bf16 && winograd::preferred());
+  BIRDPLANE_CHECK_SETTING(!wino || (bf16 && winograd::available()), "conv",
+                          "winograd: needs bf16 precision and a CPU with AVX512-BF16; use auto or direct");
+  auto conv3 = [&](const at::Tensor& in, const at::Tensor& w) {
+    return winograd_layer(wino, w.size(1), w.size(0)) ? winograd_conv(in, winograd_pack(w, false), w.size(0))
+                                                      : conv(in, cast(w), {}, 1);
+  };
   for (int g = 0; g < 3; ++g) {
     auto& G = net.group(g);
-    const auto y1 = conv(a, cast(G.conv1), {}, 1);
+    const auto y1 = conv3(a, G.conv1);
     const int64_t C = y1.size(1), H = y1.size(2), W = y1.size(3);
     auto a1 = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
     const auto m1 = G.mean1.contiguous(), s1 = invstd(G.var1), b1 = G.shift1.contiguous();
     k::pool2_norm_gelu(y1.data_ptr(), bf16, B, H, W, C, m1.data_ptr<float>(), s1.data_ptr<float>(),
                        b1.data_ptr<float>(), a1.data_ptr());
-    a = conv(a1, cast(G.conv2), {}, 1);
+    a = conv3(a1, G.conv2);
     const auto m2 = G.mean2.contiguous(), s2 = invstd(G.var2), b2 = G.shift2.contiguous();
     k::norm_gelu(a.data_ptr(), bf16, a.numel() / C, C, m2.data_ptr<float>(), s2.data_ptr<float>(),
                  b2.data_ptr<float>(), a.data_ptr());

@@ -50,8 +50,10 @@ bool speedrun_eval_fused(nn::SpeedrunNet& net);
 /// The network's logits in evaluation mode (running statistics) through the fused step's kernels: each
 /// convolution is followed by one pass (2x2 max pool, batch norm and GELU; or batch norm and GELU) in
 /// place of autocast's three or four. In bf16 the activations are bfloat16 as under autocast; in fp32
-/// float32. Logits are float32.
-at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16);
+/// float32. Logits are float32. `conv` as for the training step (kAuto: the wide convolutions in
+/// Winograd's form in bf16 where winograd::preferred()).
+at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16,
+                                ConvAlgorithm conv = ConvAlgorithm::kAuto);
 
 /// The recipe's optimizer: Nesterov SGD over two groups, the batch-norm shifts (rate x bias_scaler) and
 /// the rest, each with the decoupled rate and decay of `options`; base_lr receives both groups' rates.

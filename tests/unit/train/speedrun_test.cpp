@@ -16,6 +16,7 @@
 #include "support/golden.h"
 #include "train/speedrun_kernels.h"
 #include "train/speedrun_step.h"
+#include "train/winograd.h"
 
 using namespace birdplane;
 
@@ -130,18 +131,25 @@ TEST(Speedrun, TheFusedStepEqualsAutograd) {
       EXPECT_LE(rel(got.at(key).grad(), t.grad()), 2e-4) << key << " gradient";
     }
   }
-  // bfloat16: no further from the float32 gradients than LibTorch's autocast is.
-  auto autocast = make_net(3), fused16 = make_net(3);
+  // bfloat16: no further from the float32 gradients than LibTorch's autocast is, with oneDNN's direct
+  // convolutions and (where the CPU has AVX512-BF16) with the Winograd form.
+  auto autocast = make_net(3);
   train::SpeedrunStep autocast_step(*autocast, train::StepKind::kAutograd, true, 0.2);
-  train::SpeedrunStep fused16_step(*fused16, train::StepKind::kFused, true, 0.2);
   autocast_step.gradients(x, y);
-  fused16_step.gradients(x, y);
-  const auto a16 = named(*autocast), f16 = named(*fused16);
-  for (const auto& [key, t] : want) {
-    if (!t.requires_grad()) continue;
-    const double autocast_error = rel(a16.at(key).grad(), t.grad());
-    EXPECT_LE(rel(f16.at(key).grad(), t.grad()), std::max(1.5 * autocast_error, 0.02))
-        << key << " gradient in bf16 (autocast's error " << autocast_error << ")";
+  const auto a16 = named(*autocast);
+  for (auto conv : {train::ConvAlgorithm::kDirect, train::ConvAlgorithm::kWinograd}) {
+    if (conv == train::ConvAlgorithm::kWinograd && !train::winograd::available()) continue;
+    auto fused16 = make_net(3);
+    train::SpeedrunStep fused16_step(*fused16, train::StepKind::kFused, true, 0.2, conv);
+    EXPECT_EQ(fused16_step.description(), conv == train::ConvAlgorithm::kDirect ? "fused" : "fused, winograd");
+    fused16_step.gradients(x, y);
+    const auto f16 = named(*fused16);
+    for (const auto& [key, t] : want) {
+      if (!t.requires_grad()) continue;
+      const double autocast_error = rel(a16.at(key).grad(), t.grad());
+      EXPECT_LE(rel(f16.at(key).grad(), t.grad()), std::max(1.5 * autocast_error, 0.02))
+          << key << " gradient in bf16, " << train::to_string(conv) << " (autocast's error " << autocast_error << ")";
+    }
   }
 }
 
@@ -170,6 +178,11 @@ TEST(Speedrun, TheFusedEvaluationEqualsLibTorchs) {
   }
   const double autocast_error = rel(autocast16, want);
   EXPECT_LE(rel(fused16, want), std::max(1.5 * autocast_error, 0.01)) << "autocast's error " << autocast_error;
+  for (auto conv : {train::ConvAlgorithm::kDirect, train::ConvAlgorithm::kWinograd}) {
+    if (conv == train::ConvAlgorithm::kWinograd && !train::winograd::available()) continue;
+    EXPECT_LE(rel(train::speedrun_eval_logits(*net, x, true, conv), want), std::max(1.5 * autocast_error, 0.01))
+        << train::to_string(conv) << ", autocast's error " << autocast_error;
+  }
   // Evaluation takes this path (with and without test-time augmentation); training does not.
   EXPECT_TRUE(train::forward_in_precision(*net, x, train::Precision::kBf16).equal(fused16));
   const auto tta = train::forward_with_tta(*net, x, train::Precision::kFp32, train::Tta::kFlip);

@@ -247,8 +247,8 @@ void setup_experiment(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--conv", o->conv,
-                  "speedrun, fused step: auto, direct (oneDNN) or winograd (birdplane's bf16 Winograd form of the "
-                  "3x3 convolutions with 128+ output channels; auto: winograd in bf16 on AVX512-BF16 CPUs without AMX)")
+                  "speedrun: auto, direct (oneDNN) or winograd (birdplane's bf16 Winograd form of the 3x3 "
+                  "convolutions but the first; auto: winograd in bf16 on AVX512-BF16 CPUs without AMX)")
       ->check(CLI::IsMember({"auto", "direct", "winograd"}))
       ->capture_default_str();
   cmd->add_option("--step", o->step, "speedrun: auto, fused (birdplane's backward pass) or autograd")

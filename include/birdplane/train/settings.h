@@ -30,9 +30,9 @@ std::string to_string(StepKind step);
 /// "auto", "fused" or "autograd" (a SettingError for "step" otherwise).
 StepKind parse_step(const std::string& text);
 
-/// How the speedrun's fused step computes its 3x3 convolutions with 128 or more outputs: oneDNN's
-/// direct form (kDirect), birdplane's Winograd F(2x2,3x3) form in bf16 (kWinograd: 2.25x fewer
-/// products, bf16 precision and AVX512-BF16 needed), or kAuto: Winograd in bf16 on a CPU with
+/// How the speedrun's fused step and evaluation compute the 3x3 convolutions after the first group's
+/// first: oneDNN's direct form (kDirect), birdplane's Winograd F(2x2,3x3) form in bf16 (kWinograd: 2.25x
+/// fewer products; bf16 precision and AVX512-BF16 needed), or kAuto: Winograd in bf16 on a CPU with
 /// AVX512-BF16 and without AMX (where oneDNN's AMX kernels are the faster choice), direct elsewhere.
 enum class ConvAlgorithm { kAuto, kDirect, kWinograd };
 inline constexpr ConvAlgorithm kConvAlgorithms[] = {ConvAlgorithm::kAuto, ConvAlgorithm::kDirect,

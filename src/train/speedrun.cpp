@@ -121,6 +121,8 @@ void SpeedrunOptions::validate() const {
                           translate);
   BIRDPLANE_CHECK_SETTING(average_every >= 0, "average_every", "{} is out of range; expected at least 0",
                           average_every);
+  BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || precision == Precision::kBf16, "conv",
+                          "winograd runs in bf16 only; use --precision bf16, or --conv auto or direct");
 }
 
 nlohmann::json SpeedrunOptions::to_json() const {

@@ -40,7 +40,8 @@ TEST(CliSpeedrun, BadSettingsExit2AndWriteNothing) {
   const std::string base = "experiment speedrun --data-dir " + tmp.path() + " --no-download --out " + tmp.path() + "/sr ";
   for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
            {"--epochs 0", "epochs"}, {"--runs 0", "runs"}, {"--batch-size 4096", "--batch-size"},
-           {"--precision fp16", "--precision"}, {"--step sideways", "--step"}}) {
+           {"--precision fp16", "--precision"}, {"--step sideways", "--step"}, {"--conv sideways", "--conv"},
+           {"--conv winograd --precision fp32", "winograd runs in bf16 only"}}) {
     auto r = run_birdplane(base + flags);
     EXPECT_EQ(r.exit_code, 2) << flags << "\n" << r.out << r.err;
     EXPECT_TRUE(contains(r.err + r.out, says)) << flags << "\n" << r.out << r.err;

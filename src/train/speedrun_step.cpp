@@ -70,6 +70,8 @@ at::Tensor winograd_pack(const at::Tensor& w, bool transpose_flip) {
 
 // y = the 3x3 convolution (padding 1) of x [B,cin,H,W] (bfloat16, channels-last) in Winograd's form.
 at::Tensor winograd_conv(const at::Tensor& x, const at::Tensor& packed, int64_t cout) {
+  BIRDPLANE_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 4 && x.is_contiguous(kCl),
+                  "winograd_conv takes a bfloat16 channels-last [B,C,H,W] tensor");
   const int64_t B = x.size(0), cin = x.size(1), H = x.size(2), W = x.size(3);
   auto y = at::empty({B, cout, H, W}, x.options().memory_format(kCl));
   winograd::conv3x3(reinterpret_cast<const uint16_t*>(x.data_ptr()), B, H, W, cin,
@@ -87,6 +89,10 @@ std::pair<at::Tensor, at::Tensor> conv_backward(const at::Tensor& dy, const at::
                                                      {need_input, true, false});
     return {need_input ? dx.contiguous(kCl) : at::Tensor(), dw.to(at::kFloat).contiguous()};
   }
+  BIRDPLANE_CHECK(x.scalar_type() == at::kBFloat16 && dy.scalar_type() == at::kBFloat16 && x.is_contiguous(kCl) &&
+                      dy.is_contiguous(kCl) && dy.sizes()[0] == x.sizes()[0] && dy.size(2) == x.size(2) &&
+                      dy.size(3) == x.size(3),
+                  "winograd conv_backward takes bfloat16 channels-last x and dy of one batch and map size");
   const int64_t B = x.size(0), cin = x.size(1), H = x.size(2), W = x.size(3), cout = dy.size(1);
   auto dw = at::empty({cout, cin, 3, 3});
   winograd::conv3x3_weight_grad(reinterpret_cast<const uint16_t*>(x.data_ptr()),

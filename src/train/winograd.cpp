@@ -10,6 +10,7 @@
 #include "birdplane/check.h"
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define BIRDPLANE_WG __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,prfchw")))
 #define BIRDPLANE_WGI __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma,prfchw"), always_inline)) inline
@@ -28,7 +29,11 @@ bool available() {
 
 bool preferred() {
 #if defined(__x86_64__)
-  return available() && !__builtin_cpu_supports("amx-bf16");
+  // AMX-BF16: CPUID leaf 7, sub-leaf 0, EDX bit 22 (asked directly: clang's __builtin_cpu_supports does
+  // not know the name).
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool amx = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> 22) & 1u);
+  return available() && !amx;
 #else
   return false;
 #endif

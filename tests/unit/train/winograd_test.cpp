@@ -12,7 +12,8 @@
 
 using namespace birdplane::train;
 
-namespace {
+// A named namespace: in a unity build this file shares a translation unit with other tests' helpers.
+namespace winograd_test {
 
 constexpr auto kCl = at::MemoryFormat::ChannelsLast;
 
@@ -103,4 +104,4 @@ TEST(WinogradFits, NamesTheChannelCountsItTakes) {
   EXPECT_FALSE(winograd::weight_grad_fits(64, 12));
 }
 
-}  // namespace
+}  // namespace winograd_test

@@ -241,6 +241,7 @@ SpeedrunResult run_speedrun(const SpeedrunOptions& o, const data::ImageSet& trai
   auto& optimizer = *optimizer_ptr;
 
   SpeedrunStep step(net, o.step, bf16, o.label_smoothing, o.conv);
+  SpeedrunEvalConv eval_conv(o.conv);  // the run's accuracies with its own convolutions
   r.step = step.description();
   Lookahead lookahead(*model);
 

@@ -261,6 +261,13 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
   return r;
 }
 
+namespace {
+thread_local ConvAlgorithm eval_conv = ConvAlgorithm::kAuto;  // SpeedrunEvalConv's
+}  // namespace
+
+SpeedrunEvalConv::SpeedrunEvalConv(ConvAlgorithm conv) : previous_(eval_conv) { eval_conv = conv; }
+SpeedrunEvalConv::~SpeedrunEvalConv() { eval_conv = previous_; }
+
 bool speedrun_eval_fused(nn::SpeedrunNet& net) {
   return net.whiten_weight().device().is_cpu() && k::available();
 }
@@ -277,6 +284,7 @@ at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, 
   k::gelu(a.data_ptr(), bf16, a.numel(), a.data_ptr());
   // 1/sqrt(running variance + eps), positive: the pool may come before the normalization.
   auto invstd = [](const at::Tensor& var) { return (var + nn::SpeedrunNet::kNormEps).rsqrt().contiguous(); };
+  if (conv_algorithm == ConvAlgorithm::kAuto) conv_algorithm = eval_conv;
   const bool wino = conv_algorithm == ConvAlgorithm::kWinograd ||
                     (conv_algorithm == ConvAlgorithm::kAuto && bf16 && winograd::preferred());
   BIRDPLANE_CHECK_SETTING(!wino || (bf16 && winograd::available()), "conv",

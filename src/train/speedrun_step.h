@@ -55,6 +55,19 @@ bool speedrun_eval_fused(nn::SpeedrunNet& net);
 at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, bool bf16,
                                 ConvAlgorithm conv = ConvAlgorithm::kAuto);
 
+/// While one lives, speedrun_eval_logits on this thread takes `conv` where it is asked for kAuto: a run
+/// (run_speedrun) evaluates through the shared evaluation path (forward_with_tta) with its own setting.
+class SpeedrunEvalConv {
+ public:
+  explicit SpeedrunEvalConv(ConvAlgorithm conv);
+  ~SpeedrunEvalConv();
+  SpeedrunEvalConv(const SpeedrunEvalConv&) = delete;
+  SpeedrunEvalConv& operator=(const SpeedrunEvalConv&) = delete;
+
+ private:
+  ConvAlgorithm previous_;
+};
+
 /// The recipe's optimizer: Nesterov SGD over two groups, the batch-norm shifts (rate x bias_scaler) and
 /// the rest, each with the decoupled rate and decay of `options`; base_lr receives both groups' rates.
 std::unique_ptr<torch::optim::SGD> make_speedrun_optimizer(nn::SpeedrunNet& net, const SpeedrunOptions& options,

@@ -183,6 +183,19 @@ TEST(Speedrun, TheFusedEvaluationEqualsLibTorchs) {
     EXPECT_LE(rel(train::speedrun_eval_logits(*net, x, true, conv), want), std::max(1.5 * autocast_error, 0.01))
         << train::to_string(conv) << ", autocast's error " << autocast_error;
   }
+  // A run's own choice reaches the shared evaluation path (run_speedrun's accuracies).
+  {
+    train::SpeedrunEvalConv direct(train::ConvAlgorithm::kDirect);
+    EXPECT_TRUE(train::forward_in_precision(*net, x, train::Precision::kBf16)
+                    .equal(train::speedrun_eval_logits(*net, x, true, train::ConvAlgorithm::kDirect)));
+  }
+  if (train::winograd::available()) {
+    train::SpeedrunEvalConv wino(train::ConvAlgorithm::kWinograd);
+    EXPECT_TRUE(train::forward_in_precision(*net, x, train::Precision::kBf16)
+                    .equal(train::speedrun_eval_logits(*net, x, true, train::ConvAlgorithm::kWinograd)));
+    EXPECT_FALSE(train::speedrun_eval_logits(*net, x, true, train::ConvAlgorithm::kWinograd)
+                     .equal(train::speedrun_eval_logits(*net, x, true, train::ConvAlgorithm::kDirect)));
+  }
   // Evaluation takes this path (with and without test-time augmentation); training does not.
   EXPECT_TRUE(train::forward_in_precision(*net, x, train::Precision::kBf16).equal(fused16));
   const auto tta = train::forward_with_tta(*net, x, train::Precision::kFp32, train::Tta::kFlip);

@@ -122,7 +122,7 @@ void SpeedrunOptions::validate() const {
   BIRDPLANE_CHECK_SETTING(average_every >= 0, "average_every", "{} is out of range; expected at least 0",
                           average_every);
   BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || precision == Precision::kBf16, "conv",
-                          "winograd runs in bf16 only; use --precision bf16, or --conv auto or direct");
+                          "winograd runs in bf16 only; set precision to bf16, or conv to auto or direct");
 }
 
 nlohmann::json SpeedrunOptions::to_json() const {

@@ -3,11 +3,15 @@
 #include "birdplane/train/distributed.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <cstdlib>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -57,6 +61,108 @@ std::string first_line(const std::string& s) {
 
 std::string store_text(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 
+// The store did not answer a request within the timeout.
+class StoreSilent : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// c10d's TCPStore server (LibTorch 1.13) serves one request at a time and reads each one whole before
+// it looks at another client: a client stopped half-way through a request (SIGSTOP, a frozen machine)
+// leaves every other client waiting for its answer forever, and the client side has no timeout on
+// answers. So the requests a rank makes while the run goes on are made by this line's own thread, and
+// the caller stops waiting after `patience`. Once a request has gone unanswered the line is silent:
+// later requests fail at once, and its thread is left behind (it holds the connection) rather than
+// joined.
+class StoreLine {
+ public:
+  StoreLine(c10::intrusive_ptr<c10d::Store> store, std::chrono::milliseconds patience, std::string where)
+      : shared_(std::make_shared<Shared>()), patience_(patience), where_(std::move(where)) {
+    shared_->store = std::move(store);
+    thread_ = std::thread([shared = shared_] {
+      std::unique_lock<std::mutex> lock(shared->mutex);
+      while (true) {
+        shared->cv.wait(lock, [&] { return shared->stop || !shared->jobs.empty(); });
+        if (shared->jobs.empty()) return;
+        auto job = std::move(shared->jobs.front());
+        shared->jobs.pop_front();
+        lock.unlock();
+        job(*shared->store);
+        lock.lock();
+      }
+    });
+  }
+  ~StoreLine() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->stop = true;
+    }
+    shared_->cv.notify_all();
+    if (silent_) thread_.detach();
+    else thread_.join();
+  }
+  StoreLine(const StoreLine&) = delete;
+  StoreLine& operator=(const StoreLine&) = delete;
+
+  bool silent() const { return silent_; }
+  std::string silence() const {
+    return fmt::format("the rendezvous store at {} has not answered for {}", where_, seconds_text(patience_));
+  }
+
+  // request(store)'s result, or StoreSilent.
+  template <class Request>
+  auto ask(Request request) -> decltype(request(std::declval<c10d::Store&>())) {
+    using Result = decltype(request(std::declval<c10d::Store&>()));
+    if (silent_) throw StoreSilent(silence());
+    auto promise = std::make_shared<std::promise<Result>>();
+    auto answer = promise->get_future();
+    {
+      std::lock_guard<std::mutex> lock(shared_->mutex);
+      shared_->jobs.emplace_back([promise, request](c10d::Store& store) {
+        try {
+          if constexpr (std::is_void_v<Result>) {
+            request(store);
+            promise->set_value();
+          } else {
+            promise->set_value(request(store));
+          }
+        } catch (...) {
+          promise->set_exception(std::current_exception());
+        }
+      });
+    }
+    shared_->cv.notify_one();
+    if (answer.wait_for(patience_) != std::future_status::ready) {
+      silent_ = true;
+      throw StoreSilent(silence());
+    }
+    return answer.get();
+  }
+
+ private:
+  struct Shared {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::function<void(c10d::Store&)>> jobs;
+    bool stop = false;
+    c10::intrusive_ptr<c10d::Store> store;
+  };
+  std::shared_ptr<Shared> shared_;
+  std::thread thread_;
+  std::chrono::milliseconds patience_;
+  std::string where_;
+  std::atomic<bool> silent_{false};
+};
+
+// Each rank adds 1 to its own counter in the store every period, on its own connection and thread, so
+// that the others can tell a hung rank from a slow one. Its state is shared with the thread: a thread
+// stuck in a request to a silent store is left behind when the rank stops.
+struct Heartbeat {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stopping = false, finished = false;
+};
+
 }  // namespace
 
 std::optional<DistEnv> DistEnv::from_environment(const std::function<const char*(const char*)>& get_fn) {
@@ -90,12 +196,11 @@ struct Distributed::Impl {
   DistOptions options;
   std::string prefix;                               // keys of this attempt (torchrun may restart)
   c10::intrusive_ptr<c10d::Store> store;            // the main thread's connection (under prefix)
+  std::unique_ptr<StoreLine> line;                  // the requests made on `store` after the rendezvous
   c10::intrusive_ptr<c10d::Store> beat_store;       // the heartbeat thread's own connection
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
   std::thread beat_thread;
-  std::mutex beat_mutex;
-  std::condition_variable beat_cv;
-  bool stopping = false;
+  std::shared_ptr<Heartbeat> heartbeat = std::make_shared<Heartbeat>();
   int64_t text_count = 0;
 
   c10d::ProcessGroupGloo* live() const {
@@ -114,41 +219,60 @@ struct Distributed::Impl {
     return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
   }
 
-  void beat_loop() {
-    const auto period = std::chrono::duration<double>(options.heartbeat_seconds);
-    const std::string key = fmt::format("beat/{}", env.rank);
-    std::unique_lock<std::mutex> lock(beat_mutex);
-    while (!stopping) {
-      lock.unlock();
-      try {
-        beat_store->add(key, 1);
-      } catch (const std::exception&) {
-        return;  // the store is gone; a collective will notice and say so
+  void start_heartbeat() {
+    beat_thread = std::thread([beat = heartbeat, store = beat_store, key = fmt::format("beat/{}", env.rank),
+                               period = std::chrono::duration<double>(options.heartbeat_seconds)] {
+      std::unique_lock<std::mutex> lock(beat->mutex);
+      while (!beat->stopping) {
+        lock.unlock();
+        try {
+          store->add(key, 1);
+        } catch (const std::exception&) {
+          lock.lock();
+          break;  // the store is gone; a collective will notice and say so
+        }
+        lock.lock();
+        beat->cv.wait_for(lock, period, [&] { return beat->stopping; });
       }
-      lock.lock();
-      beat_cv.wait_for(lock, period, [&] { return stopping; });
-    }
+      beat->finished = true;
+      beat->cv.notify_all();
+    });
   }
 
-  int64_t beats(int64_t rank) { return store->add(fmt::format("beat/{}", rank), 0); }
+  void stop_heartbeat() {
+    if (!beat_thread.joinable()) return;
+    std::unique_lock<std::mutex> lock(heartbeat->mutex);
+    heartbeat->stopping = true;
+    heartbeat->cv.notify_all();
+    // A heartbeat waiting for a silent store's answer would never come back.
+    const auto patience = line && line->silent() ? std::chrono::milliseconds(1000) : options.timeout;
+    const bool finished = heartbeat->cv.wait_for(lock, patience, [&] { return heartbeat->finished; });
+    lock.unlock();
+    if (finished) beat_thread.join();
+    else beat_thread.detach();
+  }
+
+  int64_t beats(int64_t rank) {
+    return line->ask([key = fmt::format("beat/{}", rank)](c10d::Store& s) { return s.add(key, 0); });
+  }
+  bool has(const std::string& key) {
+    return line->ask([key](c10d::Store& s) { return s.check({key}); });
+  }
+  void acknowledge() {
+    line->ask([](c10d::Store& s) { s.add("acknowledged", 1); });
+  }
 
   std::optional<std::string> failure_of(int64_t rank) {
     const std::string key = fmt::format("failed/{}", rank);
-    if (!store->check({key})) return std::nullopt;
-    return store_text(store->get(key));
+    if (!has(key)) return std::nullopt;
+    return store_text(line->ask([key](c10d::Store& s) { return s.get(key); }));
   }
 };
 
 Distributed::Distributed(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Distributed::~Distributed() {
-  if (!impl_) return;
-  {
-    std::lock_guard<std::mutex> lock(impl_->beat_mutex);
-    impl_->stopping = true;
-  }
-  impl_->beat_cv.notify_all();
-  if (impl_->beat_thread.joinable()) impl_->beat_thread.join();
+  if (impl_) impl_->stop_heartbeat();
 }
 
 std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOptions& options) {
@@ -179,6 +303,7 @@ std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOpt
   }
   impl->store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, tcp);
   impl->beat_store = c10::make_intrusive<c10d::PrefixStore>(impl->prefix, beat_tcp);
+  impl->line = std::make_unique<StoreLine>(impl->store, options.timeout, impl->where());
 
   auto gloo = c10d::ProcessGroupGloo::Options::create(options.timeout);
   const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
@@ -190,8 +315,7 @@ std::unique_ptr<Distributed> Distributed::join(const DistEnv& env, const DistOpt
     gloo->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   }
   // The heartbeat starts before the group forms, so a rank that never arrives can be named.
-  Impl* raw = impl.get();
-  impl->beat_thread = std::thread([raw] { raw->beat_loop(); });
+  impl->start_heartbeat();
   auto dist = std::unique_ptr<Distributed>(new Distributed(std::move(impl)));
   try {
     dist->impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(
@@ -213,7 +337,11 @@ std::string Distributed::backend() const { return "gloo"; }
 void Distributed::report_failure(const std::string& message) noexcept {
   Impl& d = *impl_;
   try {
-    d.store->set(fmt::format("failed/{}", rank()), std::vector<uint8_t>(message.begin(), message.end()));
+    d.line->ask([key = fmt::format("failed/{}", rank()), value = std::vector<uint8_t>(message.begin(), message.end())](
+                    c10d::Store& s) { s.set(key, value); });
+  } catch (...) {
+  }
+  try {
     // Closing this rank's connections makes the others' pending collectives fail now rather than at
     // the timeout; they then read the message above.
     d.group.reset();
@@ -221,7 +349,8 @@ void Distributed::report_failure(const std::string& message) noexcept {
     // few seconds), since its exit takes the store with it.
     if (!d.env.agent_store && rank() == 0) {
       const auto until = Clock::now() + std::min<std::chrono::milliseconds>(d.options.timeout, std::chrono::seconds(10));
-      while (d.store->add("acknowledged", 0) < world_size() - 1 && Clock::now() < until)
+      while (d.line->ask([](c10d::Store& s) { return s.add("acknowledged", 0); }) < world_size() - 1 &&
+             Clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   } catch (...) {
@@ -237,7 +366,7 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
       for (int64_t r = 0; r < n; ++r) {
         if (r == rank()) continue;
         if (auto msg = d.failure_of(r)) {
-          d.store->add("acknowledged", 1);
+          d.acknowledge();
           return std::make_pair(r, *msg);
         }
       }
@@ -261,6 +390,14 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
     }
   } catch (const DistributedError&) {
     throw;
+  } catch (const StoreSilent& e) {
+    // Someone stopped half-way through a request to the store; who cannot be asked of it any more.
+    const bool first = what.rfind(e.what(), 0) == 0;  // the store's silence was the failure itself
+    throw DistributedError(fmt::format("{}{}: some rank (or another client of the store) stopped in the middle of "
+                                       "a request to it, hung or suspended, so it cannot say which; {}",
+                                       first ? "" : fmt::format("lost contact with the other ranks ({}), and ", cause),
+                                       e.what(), context),
+                           -1);
   } catch (const std::exception&) {
     // The store itself is gone: whoever served it stopped.
     if (!d.env.agent_store) {
@@ -322,7 +459,7 @@ std::string Distributed::broadcast_text(const std::string& text) {
 
 void Distributed::main_finished(const std::string& step) {
   try {
-    impl_->store->set("done/" + step, std::vector<uint8_t>{1});
+    impl_->line->ask([key = "done/" + step](c10d::Store& s) { s.set(key, std::vector<uint8_t>{1}); });
   } catch (const std::exception& e) {
     fail_lost(e.what(), "while telling the other ranks that " + step + " is done");
   }
@@ -333,9 +470,9 @@ void Distributed::wait_for_main(const std::string& step) {
   try {
     int64_t last = d.beats(0);
     auto last_change = Clock::now();
-    while (!d.store->check({"done/" + step})) {
+    while (!d.has("done/" + step)) {
       if (auto msg = d.failure_of(0)) {
-        d.store->add("acknowledged", 1);
+        d.acknowledge();
         throw DistributedError(fmt::format("rank 0 failed: {}", *msg), 0);
       }
       const int64_t now = d.beats(0);
@@ -588,7 +725,24 @@ StoreServer::StoreServer(int64_t port, std::chrono::milliseconds timeout) : impl
   }
 }
 
-StoreServer::~StoreServer() = default;
+StoreServer::~StoreServer() {
+  // c10d's server joins its thread on the way out, and that thread may be waiting forever for the rest
+  // of a request from a client that stopped half-way (see StoreLine). Ask it something first; if it
+  // does not answer, leave it running: the process ends soon and takes it along.
+  try {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<uint16_t>(port());
+    o.isServer = false;
+    o.waitWorkers = false;
+    o.timeout = std::chrono::seconds(2);
+    StoreLine probe(c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o), std::chrono::seconds(2),
+                    fmt::format("127.0.0.1:{}", port()));
+    probe.ask([](c10d::Store& s) { return s.add("birdplane/server-answers", 0); });
+  } catch (const StoreSilent&) {
+    (void)impl_->store.release();
+  } catch (const std::exception&) {
+  }
+}
 
 int64_t StoreServer::port() const { return impl_->store->getPort(); }
 

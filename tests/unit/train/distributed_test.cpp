@@ -1,4 +1,11 @@
 // torchrun's environment read into DistEnv; the environment --nproc gives its workers.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <map>
 #include <thread>
 
@@ -129,5 +136,79 @@ TEST(GradientReducer, TwoRanksEndWithTheMeanGradient) {
       EXPECT_TRUE(torch::allclose(params[i].grad(), mean[i], 1e-6, 1e-7)) << "rank " << rank << " parameter " << i;
       EXPECT_TRUE(torch::equal(params[i], reference->parameters()[i])) << "weights not broadcast";
     }
+  }
+}
+
+// c10d's store server reads each request whole before it serves anyone else: a client stopped half-way
+// through one (here a socket that sends one byte of a request and nothing more) would leave every rank
+// waiting for an answer forever. The ranks give up after the timeout and say why instead.
+TEST(RendezvousStore, AClientStoppedMidRequestIsNamedAfterTheTimeout) {
+  using namespace birdplane::train;
+  StoreServer server(0, std::chrono::seconds(30));
+  DistOptions options;
+  options.timeout = std::chrono::seconds(2);
+  std::atomic<int> joined{0};
+  std::atomic<bool> wedged{false};
+  std::vector<std::string> errors(2);
+  std::vector<int64_t> lost(2, 99);
+  std::vector<double> seconds(2);
+  auto rank_main = [&](int64_t rank) {
+    try {
+      DistEnv env;
+      env.rank = rank;
+      env.world_size = 2;
+      env.local_world_size = 2;
+      env.master_addr = "127.0.0.1";
+      env.master_port = server.port();
+      env.agent_store = true;
+      auto dist = Distributed::join(env, options);
+      ++joined;
+      while (!wedged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const auto start = std::chrono::steady_clock::now();
+      try {
+        // Rank 1 waits for a key; rank 0 asks who is lost after a failed collective.
+        if (rank == 0) dist->fail_lost("Timed out waiting for a recv", "in the test");
+        else dist->wait_for_main("the test's stage");
+      } catch (const DistributedError& e) {
+        errors[rank] = e.what();
+        lost[rank] = e.lost_rank();
+      }
+      seconds[rank] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    } catch (const std::exception& e) {
+      errors[rank] = std::string("unexpected: ") + e.what();
+    }
+  };
+  std::thread a(rank_main, 0), b(rank_main, 1);
+  while (joined < 2) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server.port()));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const uint8_t first_byte = 1;  // the start of a request, never finished
+  ASSERT_EQ(send(fd, &first_byte, 1, 0), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the server is now reading it
+  wedged = true;
+  a.join();
+  b.join();
+  close(fd);  // the server goes on, and the requests left behind are answered
+  EXPECT_EQ(errors[0].rfind("lost contact with the other ranks (Timed out waiting for a recv), and ", 0), 0u)
+      << errors[0];
+  EXPECT_EQ(errors[1].rfind("the rendezvous store at ", 0), 0u) << errors[1];
+  for (int rank = 0; rank < 2; ++rank) {
+    EXPECT_NE(errors[rank].find("the rendezvous store at 127.0.0.1:" + std::to_string(server.port()) +
+                                " has not answered for 2 s: some rank (or another client of the store) stopped in "
+                                "the middle of a request to it"),
+              std::string::npos)
+        << "rank " << rank << ": " << errors[rank];
+    EXPECT_NE(errors[rank].find(rank == 0 ? "in the test" : "while waiting for rank 0 to finish the test's stage"),
+              std::string::npos)
+        << errors[rank];
+    EXPECT_EQ(lost[rank], -1);
+    // Given up after the timeout (and not much later), not waited on forever.
+    EXPECT_GE(seconds[rank], 1.9);
+    EXPECT_LT(seconds[rank], 15.0);
   }
 }

@@ -123,6 +123,8 @@ void SpeedrunOptions::validate() const {
                           average_every);
   BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || precision == Precision::kBf16, "conv",
                           "winograd runs in bf16 only; set precision to bf16, or conv to auto or direct");
+  BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || step != StepKind::kAutograd, "conv",
+                          "winograd runs in the fused step only; set step to auto or fused, or conv to auto or direct");
 }
 
 nlohmann::json SpeedrunOptions::to_json() const {

@@ -128,6 +128,8 @@ SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, doubl
   const bool cpu = net.whiten_weight().device().is_cpu();
   std::string why = !cpu ? "the fused step runs on the CPU only" : !k::available() ? "this CPU has no AVX-512" : "";
   BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step", "fused: {}; use auto or autograd", why);
+  BIRDPLANE_CHECK_SETTING(conv_algorithm != ConvAlgorithm::kWinograd || why.empty(), "conv",
+                          "winograd runs in the fused step, and {}; use auto or direct", why);
   if (!why.empty()) {
     description_ = "autograd (" + why + ")";
     return;

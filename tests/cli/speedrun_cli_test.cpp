@@ -41,7 +41,8 @@ TEST(CliSpeedrun, BadSettingsExit2AndWriteNothing) {
   for (const auto& [flags, says] : std::vector<std::pair<std::string, std::string>>{
            {"--epochs 0", "epochs"}, {"--runs 0", "runs"}, {"--batch-size 4096", "--batch-size"},
            {"--precision fp16", "--precision"}, {"--step sideways", "--step"}, {"--conv sideways", "--conv"},
-           {"--conv winograd --precision fp32", "winograd runs in bf16 only"}}) {
+           {"--conv winograd --precision fp32", "winograd runs in bf16 only"},
+           {"--conv winograd --step autograd", "--conv: winograd runs in the fused step only"}}) {
     auto r = run_birdplane(base + flags);
     EXPECT_EQ(r.exit_code, 2) << flags << "\n" << r.out << r.err;
     EXPECT_TRUE(contains(r.err + r.out, says)) << flags << "\n" << r.out << r.err;

@@ -18,6 +18,7 @@
 #include "common/reused_memory.h"
 #include "birdplane/transforms/functional.h"
 #include "train/speedrun_step.h"
+#include "train/winograd.h"
 
 namespace birdplane::train {
 namespace {
@@ -125,6 +126,9 @@ void SpeedrunOptions::validate() const {
                           "winograd runs in bf16 only; set precision to bf16, or conv to auto or direct");
   BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || step != StepKind::kAutograd, "conv",
                           "winograd runs in the fused step only; set step to auto or fused, or conv to auto or direct");
+  BIRDPLANE_CHECK_SETTING(conv != ConvAlgorithm::kWinograd || winograd::available(), "conv",
+                          "winograd needs a CPU with AVX-512 and AVX512-BF16, which this one lacks; set conv to auto "
+                          "or direct");
 }
 
 nlohmann::json SpeedrunOptions::to_json() const {

@@ -25,6 +25,18 @@ std::optional<DistEnv> read(const std::map<std::string, std::string>& vars) {
     return it == vars.end() ? nullptr : it->second.c_str();
   });
 }
+
+// Rank `rank` of two on this machine, with the store `server` serves (as --nproc's workers have it).
+DistEnv rank_of_two(int64_t rank, const birdplane::train::StoreServer& server) {
+  DistEnv env;
+  env.rank = rank;
+  env.world_size = 2;
+  env.local_world_size = 2;
+  env.master_addr = "127.0.0.1";
+  env.master_port = server.port();
+  env.agent_store = true;
+  return env;
+}
 }  // namespace
 
 TEST(DistEnv, NoWorldSizeMeansOneProcess) { EXPECT_FALSE(read({{"RANK", "0"}}).has_value()); }
@@ -88,14 +100,7 @@ TEST(GradientReducer, TwoRanksEndWithTheMeanGradient) {
   std::vector<std::string> texts(2), errors(2);
   auto rank_main = [&](int64_t rank) {
     try {
-      DistEnv env;
-      env.rank = rank;
-      env.world_size = 2;
-      env.local_world_size = 2;
-      env.master_addr = "127.0.0.1";
-      env.master_port = server.port();
-      env.agent_store = true;
-      auto dist = Distributed::join(env, DistOptions());
+      auto dist = Distributed::join(rank_of_two(rank, server), DistOptions());
       std::vector<at::Tensor> state;
       for (auto& p : nets[rank]->parameters()) state.push_back(p.detach());
       dist->broadcast(state);
@@ -154,14 +159,7 @@ TEST(RendezvousStore, AClientStoppedMidRequestIsNamedAfterTheTimeout) {
   std::vector<double> seconds(2);
   auto rank_main = [&](int64_t rank) {
     try {
-      DistEnv env;
-      env.rank = rank;
-      env.world_size = 2;
-      env.local_world_size = 2;
-      env.master_addr = "127.0.0.1";
-      env.master_port = server.port();
-      env.agent_store = true;
-      auto dist = Distributed::join(env, options);
+      auto dist = Distributed::join(rank_of_two(rank, server), options);
       ++joined;
       while (!wedged) std::this_thread::sleep_for(std::chrono::milliseconds(10));
       const auto start = std::chrono::steady_clock::now();

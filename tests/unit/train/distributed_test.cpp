@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include "birdplane/check.h"
 #include "birdplane/train/distributed.h"
@@ -149,6 +150,10 @@ TEST(GradientReducer, TwoRanksEndWithTheMeanGradient) {
 // waiting for an answer forever. The ranks give up after the timeout and say why instead.
 TEST(RendezvousStore, AClientStoppedMidRequestIsNamedAfterTheTimeout) {
   using namespace birdplane::train;
+#if TORCH_VERSION_MAJOR >= 2
+  GTEST_SKIP() << "the half request below is written for the store server of LibTorch 1.x (Debian's 1.13); "
+                  "LibTorch 2 has another server, not checked here";
+#endif
   StoreServer server(0, std::chrono::seconds(30));
   DistOptions options;
   options.timeout = std::chrono::seconds(2);

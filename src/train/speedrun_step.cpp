@@ -121,24 +121,25 @@ struct SpeedrunStep::Fused {
 SpeedrunStep::SpeedrunStep(nn::SpeedrunNet& net, StepKind kind, bool bf16, double label_smoothing,
                            ConvAlgorithm conv_algorithm)
     : net_(net), bf16_(bf16), smoothing_(label_smoothing) {
+  const bool cpu = net.whiten_weight().device().is_cpu();
+  const std::string why =
+      !cpu ? "the fused step runs on the CPU only" : !k::available() ? "this CPU has no AVX-512" : "";
+  const bool can = bf16 && winograd::available();
+  // The step's own precondition (run_speedrun's settings check names the setting to change first).
+  BIRDPLANE_CHECK_SETTING(
+      conv_algorithm != ConvAlgorithm::kWinograd || (kind != StepKind::kAutograd && why.empty() && can), "conv",
+      "winograd runs in the fused step, in bf16, on a CPU with AVX512-BF16; use auto or direct");
   if (kind == StepKind::kAutograd) {
     description_ = "autograd";
     return;
   }
-  const bool cpu = net.whiten_weight().device().is_cpu();
-  std::string why = !cpu ? "the fused step runs on the CPU only" : !k::available() ? "this CPU has no AVX-512" : "";
   BIRDPLANE_CHECK_SETTING(kind != StepKind::kFused || why.empty(), "step", "fused: {}; use auto or autograd", why);
-  BIRDPLANE_CHECK_SETTING(conv_algorithm != ConvAlgorithm::kWinograd || why.empty(), "conv",
-                          "winograd runs in the fused step, and {}; use auto or direct", why);
   if (!why.empty()) {
     description_ = "autograd (" + why + ")";
     return;
   }
   fused_ = std::make_unique<Fused>();
   description_ = "fused";
-  const bool can = bf16 && winograd::available();
-  BIRDPLANE_CHECK_SETTING(conv_algorithm != ConvAlgorithm::kWinograd || can, "conv",
-                          "winograd: needs bf16 precision and a CPU with AVX512-BF16; use auto or direct");
   fused_->winograd = conv_algorithm == ConvAlgorithm::kWinograd || (conv_algorithm == ConvAlgorithm::kAuto && can &&
                                                                      winograd::preferred());
   if (fused_->winograd) description_ = "fused, winograd";

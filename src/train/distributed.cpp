@@ -61,6 +61,17 @@ std::string first_line(const std::string& s) {
 
 std::string store_text(const std::vector<uint8_t>& v) { return std::string(v.begin(), v.end()); }
 
+// A connection to the store at host:port, or (server) the store itself, served from this process.
+c10::intrusive_ptr<c10d::TCPStore> tcp_store(const std::string& host, int64_t port, bool server,
+                                             std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions o;
+  o.port = static_cast<uint16_t>(port);
+  o.isServer = server;
+  o.waitWorkers = false;
+  o.timeout = timeout;
+  return c10::make_intrusive<c10d::TCPStore>(host, o);
+}
+
 // The store did not answer a request within the timeout.
 class StoreSilent : public std::runtime_error {
  public:
@@ -109,7 +120,8 @@ class StoreLine {
     return fmt::format("the rendezvous store at {} has not answered for {}", where_, seconds_text(patience_));
   }
 
-  // request(store)'s result, or StoreSilent.
+  // request(store)'s result, or StoreSilent. The request must own what it uses: one given up on runs on
+  // after its caller has gone.
   template <class Request>
   auto ask(Request request) -> decltype(request(std::declval<c10d::Store&>())) {
     using Result = decltype(request(std::declval<c10d::Store&>()));
@@ -211,12 +223,7 @@ struct Distributed::Impl {
   std::string where() const { return fmt::format("{}:{}", env.master_addr, env.master_port); }
 
   c10::intrusive_ptr<c10d::TCPStore> connect(bool server) const {
-    c10d::TCPStoreOptions o;
-    o.port = static_cast<uint16_t>(env.master_port);
-    o.isServer = server;
-    o.waitWorkers = false;
-    o.timeout = options.timeout;
-    return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
+    return tcp_store(env.master_addr, env.master_port, server, options.timeout);
   }
 
   void start_heartbeat() {
@@ -252,15 +259,19 @@ struct Distributed::Impl {
     else beat_thread.detach();
   }
 
-  int64_t beats(int64_t rank) {
-    return line->ask([key = fmt::format("beat/{}", rank)](c10d::Store& s) { return s.add(key, 0); });
+  // The store's requests, through the line. (By value: a request given up on runs on without its caller.)
+  int64_t add(const std::string& key, int64_t delta) {
+    return line->ask([key, delta](c10d::Store& s) { return s.add(key, delta); });
+  }
+  void set(const std::string& key, const std::string& value) {
+    line->ask([key, bytes = std::vector<uint8_t>(value.begin(), value.end())](c10d::Store& s) { s.set(key, bytes); });
   }
   bool has(const std::string& key) {
     return line->ask([key](c10d::Store& s) { return s.check({key}); });
   }
-  void acknowledge() {
-    line->ask([](c10d::Store& s) { s.add("acknowledged", 1); });
-  }
+
+  int64_t beats(int64_t rank) { return add(fmt::format("beat/{}", rank), 0); }
+  void acknowledge() { add("acknowledged", 1); }
 
   std::optional<std::string> failure_of(int64_t rank) {
     const std::string key = fmt::format("failed/{}", rank);
@@ -337,8 +348,7 @@ std::string Distributed::backend() const { return "gloo"; }
 void Distributed::report_failure(const std::string& message) noexcept {
   Impl& d = *impl_;
   try {
-    d.line->ask([key = fmt::format("failed/{}", rank()), value = std::vector<uint8_t>(message.begin(), message.end())](
-                    c10d::Store& s) { s.set(key, value); });
+    d.set(fmt::format("failed/{}", rank()), message);
   } catch (...) {
   }
   try {
@@ -349,8 +359,7 @@ void Distributed::report_failure(const std::string& message) noexcept {
     // few seconds), since its exit takes the store with it.
     if (!d.env.agent_store && rank() == 0) {
       const auto until = Clock::now() + std::min<std::chrono::milliseconds>(d.options.timeout, std::chrono::seconds(10));
-      while (d.line->ask([](c10d::Store& s) { return s.add("acknowledged", 0); }) < world_size() - 1 &&
-             Clock::now() < until)
+      while (d.add("acknowledged", 0) < world_size() - 1 && Clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   } catch (...) {
@@ -361,6 +370,7 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
   Impl& d = *impl_;
   const std::string cause = first_line(what);
   const int64_t n = world_size();
+  const bool silent_already = d.line->silent();  // the store's silence is the failure itself
   try {
     auto named_failure = [&]() -> std::optional<std::pair<int64_t, std::string>> {
       for (int64_t r = 0; r < n; ++r) {
@@ -392,12 +402,12 @@ void Distributed::fail_lost(const std::string& what, const std::string& context)
     throw;
   } catch (const StoreSilent& e) {
     // Someone stopped half-way through a request to the store; who cannot be asked of it any more.
-    const bool first = what.rfind(e.what(), 0) == 0;  // the store's silence was the failure itself
-    throw DistributedError(fmt::format("{}{}: some rank (or another client of the store) stopped in the middle of "
-                                       "a request to it, hung or suspended, so it cannot say which; {}",
-                                       first ? "" : fmt::format("lost contact with the other ranks ({}), and ", cause),
-                                       e.what(), context),
-                           -1);
+    throw DistributedError(
+        fmt::format("{}{}: some rank (or another client of the store) stopped in the middle of a request to it, hung "
+                    "or suspended, so it cannot say which; {}",
+                    silent_already ? "" : fmt::format("lost contact with the other ranks ({}), and ", cause), e.what(),
+                    context),
+        -1);
   } catch (const std::exception&) {
     // The store itself is gone: whoever served it stopped.
     if (!d.env.agent_store) {
@@ -459,7 +469,7 @@ std::string Distributed::broadcast_text(const std::string& text) {
 
 void Distributed::main_finished(const std::string& step) {
   try {
-    impl_->line->ask([key = "done/" + step](c10d::Store& s) { s.set(key, std::vector<uint8_t>{1}); });
+    impl_->set("done/" + step, "1");
   } catch (const std::exception& e) {
     fail_lost(e.what(), "while telling the other ranks that " + step + " is done");
   }
@@ -711,13 +721,8 @@ struct StoreServer::Impl {
 StoreServer::StoreServer(int64_t port, std::chrono::milliseconds timeout) : impl_(std::make_unique<Impl>()) {
   BIRDPLANE_CHECK_SETTING(port >= 0 && port <= 65535, "master_port",
                           "{} is not a TCP port (expected 0 for a free one, or 1 to 65535)", port);
-  c10d::TCPStoreOptions o;
-  o.port = static_cast<uint16_t>(port);
-  o.isServer = true;
-  o.waitWorkers = false;
-  o.timeout = timeout;
   try {
-    impl_->store = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o);
+    impl_->store = tcp_store("127.0.0.1", port, true, timeout);
   } catch (const std::exception& e) {
     fail("could not serve the rendezvous store on 127.0.0.1 port {}: {}. Is another run using it? Pick another "
          "port, or 0 for a free one",
@@ -730,13 +735,8 @@ StoreServer::~StoreServer() {
   // of a request from a client that stopped half-way (see StoreLine). Ask it something first; if it
   // does not answer, leave it running: the process ends soon and takes it along.
   try {
-    c10d::TCPStoreOptions o;
-    o.port = static_cast<uint16_t>(port());
-    o.isServer = false;
-    o.waitWorkers = false;
-    o.timeout = std::chrono::seconds(2);
-    StoreLine probe(c10::make_intrusive<c10d::TCPStore>("127.0.0.1", o), std::chrono::seconds(2),
-                    fmt::format("127.0.0.1:{}", port()));
+    const std::chrono::seconds patience(2);
+    StoreLine probe(tcp_store("127.0.0.1", port(), false, patience), patience, fmt::format("127.0.0.1:{}", port()));
     probe.ask([](c10d::Store& s) { return s.add("birdplane/server-answers", 0); });
   } catch (const StoreSilent&) {
     (void)impl_->store.release();

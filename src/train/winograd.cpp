@@ -65,24 +65,32 @@ void pack(const float* w, int64_t cout, int64_t cin, bool transpose_flip, uint16
   // pair side by side), read front to back by the micro-kernel.
   const int64_t ci2 = transpose_flip ? cout : cin, co2 = transpose_flip ? cin : cout;
   BIRDPLANE_CHECK(ci2 % 2 == 0 && co2 % 32 == 0, "winograd pack: {} -> {} channels do not fit", ci2, co2);
-  at::parallel_for(0, co2, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      for (int64_t i = 0; i < ci2; ++i) {
-        double g[3][3];
-        for (int ky = 0; ky < 3; ++ky)
-          for (int kx = 0; kx < 3; ++kx)
-            g[ky][kx] = transpose_flip ? w[((i * cin + o) * 3 + (2 - ky)) * 3 + (2 - kx)] : w[((o * cin + i) * 3 + ky) * 3 + kx];
-        double t[4][3];  // G g
-        for (int a = 0; a < 4; ++a)
-          for (int kx = 0; kx < 3; ++kx) t[a][kx] = kG[a][0] * g[0][kx] + kG[a][1] * g[1][kx] + kG[a][2] * g[2][kx];
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) {
-            const double u = t[a][0] * kG[b][0] + t[a][1] * kG[b][1] + t[a][2] * kG[b][2];
-            const int64_t panel = (a * 4 + b) * (co2 / 32) + o / 32;
-            packed[((panel * (ci2 / 2) + i / 2) * 32 + o % 32) * 2 + (i & 1)] = to_bf16(static_cast<float>(u));
+  // One block of 32 output channels and one pair of input channels at a time: its 16 points' 128-byte
+  // runs are written whole, one after the other (filter by filter, every write would touch a line of
+  // its own in 16 panels far apart).
+  at::parallel_for(0, co2 / 32, 1, [&](int64_t begin, int64_t end) {
+    uint16_t run[16][32][2];
+    for (int64_t ob = begin; ob < end; ++ob)
+      for (int64_t i2 = 0; i2 < ci2 / 2; ++i2) {
+        for (int64_t oo = 0; oo < 32; ++oo)
+          for (int par = 0; par < 2; ++par) {
+            const int64_t o = ob * 32 + oo, i = 2 * i2 + par;
+            double g[3][3];
+            for (int ky = 0; ky < 3; ++ky)
+              for (int kx = 0; kx < 3; ++kx)
+                g[ky][kx] = transpose_flip ? w[((i * cin + o) * 3 + (2 - ky)) * 3 + (2 - kx)]
+                                           : w[((o * cin + i) * 3 + ky) * 3 + kx];
+            double t[4][3];  // G g
+            for (int a = 0; a < 4; ++a)
+              for (int kx = 0; kx < 3; ++kx) t[a][kx] = kG[a][0] * g[0][kx] + kG[a][1] * g[1][kx] + kG[a][2] * g[2][kx];
+            for (int a = 0; a < 4; ++a)
+              for (int b = 0; b < 4; ++b)
+                run[a * 4 + b][oo][par] =
+                    to_bf16(static_cast<float>(t[a][0] * kG[b][0] + t[a][1] * kG[b][1] + t[a][2] * kG[b][2]));
           }
+        for (int e = 0; e < 16; ++e)
+          std::memcpy(packed + (((e * (co2 / 32) + ob) * (ci2 / 2) + i2) * 32) * 2, run[e], sizeof run[e]);
       }
-    }
   });
 }
 

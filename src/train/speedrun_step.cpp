@@ -51,11 +51,18 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
 }
 
 // Whether a 3x3 convolution of cin -> cout channels runs in Winograd's form (when that form is on): every
-// layer but the first (24 input channels: its input gradient does not fit the form's blocks, and
-// oneDNN's direct forward is faster there; `birdplane_bench conv3x3`, docs/speedrun.md).
+// layer but the first (24 input channels: its gradients do not fit the form's blocks, and oneDNN's
+// direct forward is faster there; `birdplane_bench conv3x3`, docs/speedrun.md).
 bool winograd_layer(bool enabled, int64_t cin, int64_t cout) {
   return enabled && cin >= 64 && cout >= 64 && winograd::forward_fits(cin, cout) &&
          winograd::forward_fits(cout, cin) && winograd::weight_grad_fits(cin, cout);
+}
+
+// Whether a group's first convolution, the one the 2x2 pool follows, runs forward in Winograd's form
+// pooled as it is computed (when that form is on). The first layer too: without its full map to write
+// and read back, it outruns oneDNN's convolution and pool (docs/speedrun.md); its gradients stay direct.
+bool winograd_pooled_layer(bool enabled, int64_t cin, int64_t cout) {
+  return enabled && winograd::forward_fits(cin, cout);
 }
 
 // The filters w [cout, cin, 3, 3] (float) packed for winograd::conv3x3 (transpose_flip: for the input
@@ -79,11 +86,27 @@ at::Tensor winograd_conv(const at::Tensor& x, const at::Tensor& packed, int64_t 
   return y;
 }
 
+// The 3x3 convolution of x with the packed filters, max-pooled 2x2 (floor) as it is computed: into
+// pooled [B,cout,H/2,W/2] (channels-last, bfloat16) and, unless it is undefined, the window positions
+// `where` (uint8, [B,H/2,W/2,cout]), both allocated by the caller.
+void winograd_conv_pool(const at::Tensor& x, const at::Tensor& packed, at::Tensor& pooled, at::Tensor& where) {
+  BIRDPLANE_CHECK(x.scalar_type() == at::kBFloat16 && x.dim() == 4 && x.is_contiguous(kCl) &&
+                      pooled.scalar_type() == at::kBFloat16 && pooled.is_contiguous(kCl) &&
+                      pooled.size(0) == x.size(0) && pooled.size(2) == x.size(2) / 2 &&
+                      pooled.size(3) == x.size(3) / 2 && (!where.defined() || where.numel() == pooled.numel()),
+                  "winograd_conv_pool takes bfloat16 channels-last tensors of matching sizes");
+  winograd::conv3x3_pool2(reinterpret_cast<const uint16_t*>(x.data_ptr()), x.size(0), x.size(2), x.size(3), x.size(1),
+                          reinterpret_cast<const uint16_t*>(packed.data_ptr()), pooled.size(1),
+                          reinterpret_cast<uint16_t*>(pooled.data_ptr()),
+                          where.defined() ? where.data_ptr<uint8_t>() : nullptr);
+}
+
 // The input and weight gradients of a 3x3 convolution (padding 1, no bias) of x with w (float32 [cout,
 // cin,3,3]) for the output gradient dy; the input gradient only when asked. Winograd's form when
-// `wino`, else oneDNN's direct form with wc (w as the convolution ran it).
+// `wino`, else oneDNN's direct form with wc (w as the convolution ran it). `pooled`: dy came back through a
+// 2x2 max pool, so a last odd row and column of it are zeros (Winograd's form skips them).
 std::pair<at::Tensor, at::Tensor> conv_backward(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& w,
-                                                const at::Tensor& wc, bool wino, bool need_input) {
+                                                const at::Tensor& wc, bool wino, bool need_input, bool pooled) {
   if (!wino) {
     auto [dx, dw, unused] = at::convolution_backward(dy, x, wc, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1,
                                                      {need_input, true, false});
@@ -97,7 +120,7 @@ std::pair<at::Tensor, at::Tensor> conv_backward(const at::Tensor& dy, const at::
   auto dw = at::empty({cout, cin, 3, 3});
   winograd::conv3x3_weight_grad(reinterpret_cast<const uint16_t*>(x.data_ptr()),
                                 reinterpret_cast<const uint16_t*>(dy.data_ptr()), B, H, W, cin, cout,
-                                dw.data_ptr<float>());
+                                dw.data_ptr<float>(), pooled);
   at::Tensor dx;
   if (need_input) dx = winograd_conv(dy, winograd_pack(w, true), cin);
   return {dx, dw};
@@ -185,16 +208,20 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     S.wino1 = winograd_layer(fused_->winograd, C0, C);
     S.wino2 = winograd_layer(fused_->winograd, C, C);
     S.w1 = S.wino1 ? at::Tensor() : cast(G.conv1);
-    const auto y1 = S.wino1 ? winograd_conv(in, winograd_pack(G.conv1, false), C) : conv(in, S.w1, {}, 1);
-    const int64_t H = y1.size(2), W = y1.size(3);
+    const int64_t H = in.size(2), W = in.size(3), rows1 = B * (H / 2) * (W / 2);
     S.H = H;
     S.W = W;
-    S.pooled = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
+    S.pooled = at::empty({B, C, H / 2, W / 2}, in.options().memory_format(kCl));
     S.where = at::empty({S.pooled.numel()}, at::kByte);
     std::vector<double> mean(C), var(C);
-    k::pool2_stats(y1.data_ptr(), bf, B, H, W, C, S.pooled.data_ptr(), S.where.data_ptr<uint8_t>(), mean.data(),
-                   var.data());
-    const int64_t rows1 = B * (H / 2) * (W / 2);
+    if (winograd_pooled_layer(fused_->winograd, C0, C)) {  // pooled as it is computed: the full map is never written
+      winograd_conv_pool(in, winograd_pack(G.conv1, false), S.pooled, S.where);
+      k::channel_stats(S.pooled.data_ptr(), bf, rows1, C, mean.data(), var.data());
+    } else {
+      const auto y1 = conv(in, S.w1, {}, 1);
+      k::pool2_stats(y1.data_ptr(), bf, B, H, W, C, S.pooled.data_ptr(), S.where.data_ptr<uint8_t>(), mean.data(),
+                     var.data());
+    }
     S.n1 = finish_stats(mean, var, rows1, G.mean1, G.var1, G.count1);
     S.a1 = at::empty_like(S.pooled);
     k::norm_gelu(S.pooled.data_ptr(), bf, rows1, C, S.n1.mean.data_ptr<float>(), S.n1.invstd.data_ptr<float>(),
@@ -240,7 +267,7 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
     k::norm_gelu_backward_apply(dA.data_ptr(), S.y2.data_ptr(), bf, rows, C, S.n2.mean.data_ptr<float>(),
                                 S.n2.invstd.data_ptr<float>(), G.shift2.data_ptr<float>(), sdz.data(), sdzx.data(),
                                 dy2.data_ptr(), nullptr, 0, 0, 0);
-    auto [da1, dw2] = conv_backward(dy2, S.a1, G.conv2, S.w2, S.wino2, true);
+    auto [da1, dw2] = conv_backward(dy2, S.a1, G.conv2, S.w2, S.wino2, true, false);
     G.conv2.mutable_grad() = dw2;
     k::norm_gelu_backward_sums(da1.data_ptr(), S.pooled.data_ptr(), bf, rows, C, S.n1.mean.data_ptr<float>(),
                                S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data());
@@ -250,7 +277,7 @@ SpeedrunStepResult SpeedrunStep::gradients(const at::Tensor& x, const at::Tensor
                                 S.n1.invstd.data_ptr<float>(), G.shift1.data_ptr<float>(), sdz.data(), sdzx.data(),
                                 dy1.data_ptr(), S.where.data_ptr<uint8_t>(), B, S.H, S.W);
     const bool need_input = g > 0 || whiten_bias;
-    auto [din, dw1] = conv_backward(dy1, S.in, G.conv1, S.w1, S.wino1, need_input);
+    auto [din, dw1] = conv_backward(dy1, S.in, G.conv1, S.w1, S.wino1, need_input, true);
     G.conv1.mutable_grad() = dw1;
     dA = din;
   }
@@ -298,12 +325,19 @@ at::Tensor speedrun_eval_logits(nn::SpeedrunNet& net, const at::Tensor& images, 
   };
   for (int g = 0; g < 3; ++g) {
     auto& G = net.group(g);
-    const auto y1 = conv3(a, G.conv1);
-    const int64_t C = y1.size(1), H = y1.size(2), W = y1.size(3);
-    auto a1 = at::empty({B, C, H / 2, W / 2}, y1.options().memory_format(kCl));
+    const int64_t C = G.conv1.size(0), H = a.size(2), W = a.size(3);
+    auto a1 = at::empty({B, C, H / 2, W / 2}, a.options().memory_format(kCl));
     const auto m1 = G.mean1.contiguous(), s1 = invstd(G.var1), b1 = G.shift1.contiguous();
-    k::pool2_norm_gelu(y1.data_ptr(), bf16, B, H, W, C, m1.data_ptr<float>(), s1.data_ptr<float>(),
-                       b1.data_ptr<float>(), a1.data_ptr());
+    if (winograd_pooled_layer(wino, G.conv1.size(1), C)) {  // pooled as it is computed, then normalized in place
+      at::Tensor no_where;
+      winograd_conv_pool(a, winograd_pack(G.conv1, false), a1, no_where);
+      k::norm_gelu(a1.data_ptr(), bf16, a1.numel() / C, C, m1.data_ptr<float>(), s1.data_ptr<float>(),
+                   b1.data_ptr<float>(), a1.data_ptr());
+    } else {
+      const auto y1 = conv3(a, G.conv1);
+      k::pool2_norm_gelu(y1.data_ptr(), bf16, B, H, W, C, m1.data_ptr<float>(), s1.data_ptr<float>(),
+                         b1.data_ptr<float>(), a1.data_ptr());
+    }
     a = conv3(a1, G.conv2);
     const auto m2 = G.mean2.contiguous(), s2 = invstd(G.var2), b2 = G.shift2.contiguous();
     k::norm_gelu(a.data_ptr(), bf16, a.numel() / C, C, m2.data_ptr<float>(), s2.data_ptr<float>(),

@@ -107,12 +107,14 @@ inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1);
 }
 
-BIRDPLANE_WGI __m512 load_bf16(const uint16_t* p, __mmask16 m) {
-  // (The masked forms with every lane set: GCC 12 warns about the unmasked ones' undefined source.)
-  const __mmask16 all = 0xFFFF;
-  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
+// (The masked forms with every lane set: GCC 12 warns about the unmasked ones' undefined source.)
+constexpr __mmask16 kAll = 0xFFFF;
+
+BIRDPLANE_WGI __m512 widen_bf16(__m256i h) {
+  return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, h), 16));
 }
+
+BIRDPLANE_WGI __m512 load_bf16(const uint16_t* p, __mmask16 m) { return widen_bf16(_mm256_maskz_loadu_epi16(m, p)); }
 
 BIRDPLANE_WGI __m256i round_bf16(__m512 v) { return (__m256i)_mm512_cvtneps_pbh(v); }
 
@@ -224,8 +226,29 @@ BIRDPLANE_WGI void prefetch(std::pair<const char*, const char*> range, bool writ
   }
 }
 
+// Y = A^T M A (A^T = [[1,1,1,0],[0,1,-1,-1]]): a tile's 2x2 outputs out[row][column] from its 16 products
+// (16 channels; point e at m + e * kCols).
+BIRDPLANE_WGI void output_transform(const float* m, __m512 out[2][2]) {
+  __m512 mv[16];
+  for (int e = 0; e < 16; ++e) mv[e] = _mm512_loadu_ps(m + e * kCols);
+  __m512 s[2][4];
+  for (int q = 0; q < 4; ++q) {
+    s[0][q] = _mm512_add_ps(_mm512_add_ps(mv[q], mv[4 + q]), mv[8 + q]);
+    s[1][q] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + q], mv[8 + q]), mv[12 + q]);
+  }
+  for (int r = 0; r < 2; ++r) {
+    out[r][0] = _mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), s[r][2]);
+    out[r][1] = _mm512_sub_ps(_mm512_sub_ps(s[r][1], s[r][2]), s[r][3]);
+  }
+}
+
+// The blocks [blk_begin, blk_end) of the convolution's tiles. With kPool, y is the 2x2 max pool of the
+// output ([B, g.th, g.tw, cout], one value a tile: a tile's 2x2 outputs are a pooling window) and `where`
+// the window position of each maximum (0..3, row-major, the first wins ties), as pool2_stats gives them:
+// each output is rounded to bf16 before the comparisons.
+template <bool kPool>
 BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, int64_t cin, const uint16_t* packed,
-                              int64_t cout, uint16_t* y, int64_t blk_begin, int64_t blk_end) {
+                              int64_t cout, uint16_t* y, uint8_t* where, int64_t blk_begin, int64_t blk_end) {
   thread_local std::vector<uint16_t> vb;  // kept: no fresh pages for every call
   thread_local std::vector<float> mb;     // [tile][point][32]
   vb.resize(static_cast<size_t>(16 * kBlock * cin));
@@ -251,7 +274,11 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
           _mm256_mask_storeu_epi16(&vb[(e * kBlock + t) * cin + c], m, round_bf16(v[e]));
       }
     }
-    prefetch(tile_rows(y, g, cout, t0, t0 + nt, true), true);
+    if constexpr (kPool) {
+      prefetch({reinterpret_cast<const char*>(y + t0 * cout), reinterpret_cast<const char*>(y + (t0 + nt) * cout)}, true);
+    } else {
+      prefetch(tile_rows(y, g, cout, t0, t0 + nt, true), true);
+    }
     if (blk + 1 < blk_end) prefetch(tile_rows(x, g, cin, t0 + kBlock, std::min(T, t0 + 2 * kBlock), false), false);
     for (int64_t o = 0; o < cout; o += kCols) {
       for (int e = 0; e < 16; ++e) {
@@ -259,27 +286,35 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
         for (int64_t r0 = 0; r0 < kBlock; r0 += kRows)
           kernel(&vb[(e * kBlock + r0) * cin], 2, u, kCols * 2, pairs, &mb[(r0 * 16 + e) * kCols], 16 * kCols);
       }
-      // Back from the transformed space: Y = A^T M A, A^T = [[1,1,1,0],[0,1,-1,-1]].
+      // Back from the transformed space, tile by tile, 16 channels at a time.
       for (int64_t t = 0; t < nt; ++t) {
         int64_t b, i, j;
         g.locate(t0 + t, b, i, j);
-        uint16_t* img = y + b * H * W * cout;
         for (int half = 0; half < 2; ++half) {
-          __m512 mv[16];
-          for (int e = 0; e < 16; ++e) mv[e] = _mm512_loadu_ps(&mb[(t * 16 + e) * kCols + half * 16]);
-          __m512 s[2][4];
-          for (int q = 0; q < 4; ++q) {
-            s[0][q] = _mm512_add_ps(_mm512_add_ps(mv[q], mv[4 + q]), mv[8 + q]);
-            s[1][q] = _mm512_sub_ps(_mm512_sub_ps(mv[4 + q], mv[8 + q]), mv[12 + q]);
-          }
-          for (int r = 0; r < 2; ++r) {
-            const int64_t yy = 2 * i + r;
-            if (yy >= H) continue;
-            const __m512 out0 = _mm512_add_ps(_mm512_add_ps(s[r][0], s[r][1]), s[r][2]);
-            const __m512 out1 = _mm512_sub_ps(_mm512_sub_ps(s[r][1], s[r][2]), s[r][3]);
-            uint16_t* row = img + (yy * W + 2 * j) * cout + o + half * 16;
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), round_bf16(out0));
-            if (2 * j + 1 < W) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + cout), round_bf16(out1));
+          __m512 out[2][2];
+          output_transform(&mb[t * 16 * kCols + half * 16], out);
+          if constexpr (kPool) {
+            // Each output as the unpooled form stores it (bf16), back in float (exact), then the maximum.
+            __m512 best = widen_bf16(round_bf16(out[0][0]));
+            __m512i at = _mm512_setzero_si512();
+            for (int q = 1; q < 4; ++q) {
+              const __m512 v = widen_bf16(round_bf16(out[q / 2][q % 2]));
+              const __mmask16 gt = _mm512_mask_cmp_ps_mask(kAll, v, best, _CMP_GT_OQ);
+              best = _mm512_mask_mov_ps(best, gt, v);
+              at = _mm512_mask_mov_epi32(at, gt, _mm512_set1_epi32(q));
+            }
+            const int64_t at_out = (t0 + t) * cout + o + half * 16;
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + at_out), round_bf16(best));
+            if (where) _mm_storeu_si128(reinterpret_cast<__m128i*>(where + at_out), _mm512_maskz_cvtepi32_epi8(kAll, at));
+          } else {
+            uint16_t* img = y + b * H * W * cout;
+            for (int r = 0; r < 2; ++r) {
+              const int64_t yy = 2 * i + r;
+              if (yy >= H) continue;
+              uint16_t* row = img + (yy * W + 2 * j) * cout + o + half * 16;
+              _mm256_storeu_si256(reinterpret_cast<__m256i*>(row), round_bf16(out[r][0]));
+              if (2 * j + 1 < W) _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + cout), round_bf16(out[r][1]));
+            }
           }
         }
       }
@@ -425,15 +460,31 @@ void conv3x3(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t cin, co
                   cout);
   const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
   const int64_t T = B * g.th * g.tw, blocks = (T + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) { conv_blocks(x, g, T, cin, packed, cout, y, b0, b1); });
+  at::parallel_for(0, blocks, 1,
+                   [&](int64_t b0, int64_t b1) { conv_blocks<false>(x, g, T, cin, packed, cout, y, nullptr, b0, b1); });
+}
+
+void conv3x3_pool2(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t cin, const uint16_t* packed,
+                   int64_t cout, uint16_t* pooled, uint8_t* where) {
+  BIRDPLANE_CHECK(available() && forward_fits(cin, cout), "winograd conv3x3_pool2: unsupported ({} -> {} channels)",
+                  cin, cout);
+  const TileGrid g{H, W, H / 2, W / 2};  // the tiles the pool reads; a last odd row or column is never computed
+  const int64_t T = B * g.th * g.tw, blocks = (T + kBlock - 1) / kBlock;
+  at::parallel_for(0, blocks, 1,
+                   [&](int64_t b0, int64_t b1) { conv_blocks<true>(x, g, T, cin, packed, cout, pooled, where, b0, b1); });
 }
 
 void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64_t H, int64_t W, int64_t cin,
-                         int64_t cout, float* dw) {
+                         int64_t cout, float* dw, bool pooled) {
   BIRDPLANE_CHECK(available() && weight_grad_fits(cin, cout), "winograd weight gradient: unsupported ({} -> {} channels)",
                   cin, cout);
-  const TileGrid g{H, W, (H + 1) / 2, (W + 1) / 2};
+  // With `pooled`, a last odd row and column of dy are zeros: the tiles that hold nothing else are skipped.
+  const TileGrid g = pooled ? TileGrid{H, W, H / 2, W / 2} : TileGrid{H, W, (H + 1) / 2, (W + 1) / 2};
   const int64_t T = B * g.th * g.tw;
+  if (T == 0) {  // no tile (an empty batch, or a 1-pixel map behind a pool): no sum to move back
+    std::fill_n(dw, cout * cin * 9, 0.0f);
+    return;
+  }
   thread_local std::vector<float> du;  // kept: no fresh pages for every call (every value is written)
   if (du.size() < static_cast<size_t>(16 * cout * cin)) du.resize(static_cast<size_t>(16 * cout * cin));
   float* sums = du.data();  // (by pointer: in another thread `du` names that thread's own vector)
@@ -468,7 +519,10 @@ void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64
 void conv3x3(const uint16_t*, int64_t, int64_t, int64_t, int64_t, const uint16_t*, int64_t, uint16_t*) {
   BIRDPLANE_CHECK(false, "winograd conv3x3 needs an x86-64 CPU with AVX512-BF16");
 }
-void conv3x3_weight_grad(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, int64_t, int64_t, float*) {
+void conv3x3_pool2(const uint16_t*, int64_t, int64_t, int64_t, int64_t, const uint16_t*, int64_t, uint16_t*, uint8_t*) {
+  BIRDPLANE_CHECK(false, "winograd conv3x3_pool2 needs an x86-64 CPU with AVX512-BF16");
+}
+void conv3x3_weight_grad(const uint16_t*, const uint16_t*, int64_t, int64_t, int64_t, int64_t, int64_t, float*, bool) {
   BIRDPLANE_CHECK(false, "winograd weight gradient needs an x86-64 CPU with AVX512-BF16");
 }
 #endif

@@ -41,10 +41,18 @@ void pack(const float* w, int64_t cout, int64_t cin, bool transpose_flip, uint16
 void conv3x3(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t cin, const uint16_t* packed, int64_t cout,
              uint16_t* y);
 
+/// pooled [B,H/2,W/2,cout] = the 2x2 max pool (floor mode) of conv3x3's y, and where [B,H/2,W/2,cout] the
+/// window position of each maximum (0..3, row-major; the first wins ties): the same values as conv3x3
+/// then speedrun_kernels::pool2_stats. A tile's 2x2 outputs are one window, so y is never written, and
+/// the tiles of a last odd row or column, which the pool drops, are never computed. `where` may be null.
+void conv3x3_pool2(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t cin, const uint16_t* packed,
+                   int64_t cout, uint16_t* pooled, uint8_t* where);
+
 /// dw [cout, cin, 3, 3] (float32, overwritten) = the weight gradient of that convolution for its input x
 /// [B,H,W,cin] and output gradient dy [B,H,W,cout]. Sums run in a fixed order: the result does not
-/// depend on the number of threads.
+/// depend on the number of threads. `pooled`: the caller promises that a last odd row and column of dy
+/// are zeros (as the gradient through a 2x2 max pool has them), and the tiles there are skipped.
 void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64_t H, int64_t W, int64_t cin,
-                         int64_t cout, float* dw);
+                         int64_t cout, float* dw, bool pooled = false);
 
 }  // namespace birdplane::train::winograd

@@ -2,12 +2,15 @@
 // float64: the forward pass, the input gradient (the transposed, flipped filters) and the weight
 // gradient, on maps of odd and even sizes (half-empty tiles, an odd number of tiles), each no further
 // from float64 than a small multiple of oneDNN's direct bf16 form; the weight gradient independent of
-// the thread count.
+// the thread count. The forward pass max-pooled as it is computed equals the forward pass then the
+// speedrun's pooling kernel bit for bit, and the weight gradient that skips a gradient's zero last odd
+// row and column (behind a 2x2 pool) is as close to float64 as the full one.
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "train/speedrun_kernels.h"
 #include "train/winograd.h"
 
 using namespace birdplane::train;
@@ -60,6 +63,19 @@ TEST_P(Winograd, MatchesTheDirectConvolution) {
     auto y = at::empty({c.B, c.cout, c.H, c.W}, x.options().memory_format(kCl)).fill_(7);  // all overwritten
     winograd::conv3x3(bits(x), c.B, c.H, c.W, c.cin, bits(packed), c.cout, reinterpret_cast<uint16_t*>(y.data_ptr()));
     expect_close(y, y64, rel(y16, y64), "forward");
+    if (c.H >= 2 && c.W >= 2 && speedrun_kernels::available()) {
+      auto pooled = at::full({c.B, c.cout, c.H / 2, c.W / 2}, 7.0, x.options()).contiguous(kCl);
+      auto where = at::full({pooled.numel()}, 9, at::kByte);
+      winograd::conv3x3_pool2(bits(x), c.B, c.H, c.W, c.cin, bits(packed), c.cout,
+                              reinterpret_cast<uint16_t*>(pooled.data_ptr()), where.data_ptr<uint8_t>());
+      auto want = at::empty_like(pooled);
+      auto want_where = at::empty_like(where);
+      std::vector<double> mean(c.cout), var(c.cout);
+      speedrun_kernels::pool2_stats(y.data_ptr(), true, c.B, c.H, c.W, c.cout, want.data_ptr(),
+                                    want_where.data_ptr<uint8_t>(), mean.data(), var.data());
+      EXPECT_TRUE(pooled.equal(want)) << "pooled as computed: not the forward pass then the pool";
+      EXPECT_TRUE(where.equal(want_where)) << "the maxima's window positions differ";
+    }
   }
   if (winograd::forward_fits(c.cout, c.cin)) {
     auto packed = at::empty({winograd::packed_size(c.cout, c.cin)}, at::kBFloat16);
@@ -79,6 +95,25 @@ TEST_P(Winograd, MatchesTheDirectConvolution) {
     winograd::conv3x3_weight_grad(bits(x), bits(dy), c.B, c.H, c.W, c.cin, c.cout, dw1.data_ptr<float>());
     at::set_num_threads(threads);
     EXPECT_TRUE(dw1.equal(dw)) << "the weight gradient depends on the thread count";
+  }
+  if (winograd::weight_grad_fits(c.cin, c.cout) && (c.H % 2 || c.W % 2)) {
+    // Behind a 2x2 pool: the gradient's last odd row and column are zeros, and their tiles are skipped.
+    auto dyp = dy.clone();
+    if (c.H % 2) dyp.select(2, c.H - 1).zero_();
+    if (c.W % 2) dyp.select(3, c.W - 1).zero_();
+    const auto dw64p = std::get<1>(at::convolution_backward(dyp.to(at::kDouble), xd, wd, c10::nullopt, {1, 1}, {1, 1},
+                                                            {1, 1}, false, {0, 0}, 1, {false, true, false}));
+    const auto dw16p = std::get<1>(at::convolution_backward(dyp, x, wb, c10::nullopt, {1, 1}, {1, 1}, {1, 1}, false,
+                                                            {0, 0}, 1, {false, true, false}));
+    auto dw = at::full({c.cout, c.cin, 3, 3}, 7.0f);
+    winograd::conv3x3_weight_grad(bits(x), bits(dyp), c.B, c.H, c.W, c.cin, c.cout, dw.data_ptr<float>(), true);
+    expect_close(dw, dw64p, rel(dw16p, dw64p), "weight gradient behind a pool");
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
+    auto dw1 = at::empty_like(dw);
+    winograd::conv3x3_weight_grad(bits(x), bits(dyp), c.B, c.H, c.W, c.cin, c.cout, dw1.data_ptr<float>(), true);
+    at::set_num_threads(threads);
+    EXPECT_TRUE(dw1.equal(dw)) << "the weight gradient behind a pool depends on the thread count";
   }
 }
 

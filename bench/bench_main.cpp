@@ -33,7 +33,11 @@
 //   conv3x3 [BATCH]          the speedrun network's 3x3 convolutions (bf16, channels-last, batch 1024),
 //                            forward, input gradient and weight gradient, each in oneDNN's direct form
 //                            (LibTorch's) and in birdplane's Winograd form (src/train/winograd.h) where
-//                            it fits: seconds (best of 5), GFLOP/s of the direct form's arithmetic
+//                            it fits: seconds (best of 5), GFLOP/s of the direct form's arithmetic;
+//                            for each group's first convolution also the forward pass with the 2x2
+//                            max pool and its statistics (direct then speedrun_kernels::pool2_stats,
+//                            against Winograd's form pooled as computed, then channel_stats) and the
+//                            weight gradient behind the pool (Winograd, the dropped row's tiles skipped)
 //   folder-cached TREE SIZE DIR  the epoch from the cache in DIR (written by folder --keep-cache) in
 //                            this fresh process, as a user's second run does it: listing, cache
 //                            check and mapping, loader threads started, one epoch
@@ -67,6 +71,7 @@
 #include "birdplane/train/metrics.h"
 #include "common/reused_memory.h"
 #include "train/fused_step.h"
+#include "train/speedrun_kernels.h"
 #include "train/winograd.h"
 #include "birdplane/train/trainer.h"
 #include "birdplane/train/speedrun.h"
@@ -629,9 +634,11 @@ nlohmann::json bench_conv3x3(int64_t batch) {
   struct Layer {
     const char* name;
     int64_t cin, cout, side;
+    bool pooled;  // a group's first convolution: the 2x2 max pool follows
   };
-  const Layer layers[] = {{"group1.conv1", 24, 64, 31},   {"group1.conv2", 64, 64, 15},  {"group2.conv1", 64, 256, 15},
-                          {"group2.conv2", 256, 256, 7}, {"group3.conv1", 256, 256, 7}, {"group3.conv2", 256, 256, 3}};
+  const Layer layers[] = {{"group1.conv1", 24, 64, 31, true},   {"group1.conv2", 64, 64, 15, false},
+                          {"group2.conv1", 64, 256, 15, true},  {"group2.conv2", 256, 256, 7, false},
+                          {"group3.conv1", 256, 256, 7, true},  {"group3.conv2", 256, 256, 3, false}};
   auto best = [](const std::function<void()>& f) {
     double b = 1e30;
     for (int r = 0; r < 5; ++r) {
@@ -681,6 +688,31 @@ nlohmann::json bench_conv3x3(int64_t batch) {
         train::winograd::conv3x3_weight_grad(bits(x), bits(dy), batch, l.side, l.side, l.cin, l.cout,
                                              dw.data_ptr<float>());
       });
+      if (l.pooled)
+        j["winograd_weight_grad_pooled_s"] = best([&] {
+          train::winograd::conv3x3_weight_grad(bits(x), bits(dy), batch, l.side, l.side, l.cin, l.cout,
+                                               dw.data_ptr<float>(), true);
+        });
+    }
+    if (l.pooled && train::speedrun_kernels::available()) {
+      auto pooled = at::empty({batch, l.cout, l.side / 2, l.side / 2}, x.options().memory_format(kCl));
+      auto where = at::empty({pooled.numel()}, at::kByte);
+      std::vector<double> mean(l.cout), var(l.cout);
+      j["direct_forward_pool_s"] = best([&] {
+        const auto y = at::convolution(x, wb, {}, {1, 1}, {1, 1}, {1, 1}, false, {0, 0}, 1);
+        train::speedrun_kernels::pool2_stats(y.data_ptr(), true, batch, l.side, l.side, l.cout, pooled.data_ptr(),
+                                             where.data_ptr<uint8_t>(), mean.data(), var.data());
+      });
+      if (wino && train::winograd::forward_fits(l.cin, l.cout)) {
+        auto packed = at::empty({train::winograd::packed_size(l.cin, l.cout)}, at::kBFloat16);
+        j["winograd_forward_pooled_s"] = best([&] {
+          train::winograd::pack(w.data_ptr<float>(), l.cout, l.cin, false, bits(packed));
+          train::winograd::conv3x3_pool2(bits(x), batch, l.side, l.side, l.cin, bits(packed), l.cout, bits(pooled),
+                                         where.data_ptr<uint8_t>());
+          train::speedrun_kernels::channel_stats(pooled.data_ptr(), true, pooled.numel() / l.cout, l.cout,
+                                                 mean.data(), var.data());
+        });
+      }
     }
     out["layers"].push_back(j);
   }

@@ -275,7 +275,8 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
       }
     }
     if constexpr (kPool) {
-      prefetch({reinterpret_cast<const char*>(y + t0 * cout), reinterpret_cast<const char*>(y + (t0 + nt) * cout)}, true);
+      const auto* out = reinterpret_cast<const char*>(y);  // one pooled pixel a tile
+      prefetch({out + t0 * cout * 2, out + (t0 + nt) * cout * 2}, true);
     } else {
       prefetch(tile_rows(y, g, cout, t0, t0 + nt, true), true);
     }
@@ -305,7 +306,8 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
             }
             const int64_t at_out = (t0 + t) * cout + o + half * 16;
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + at_out), round_bf16(best));
-            if (where) _mm_storeu_si128(reinterpret_cast<__m128i*>(where + at_out), _mm512_maskz_cvtepi32_epi8(kAll, at));
+            if (where)
+              _mm_storeu_si128(reinterpret_cast<__m128i*>(where + at_out), _mm512_maskz_cvtepi32_epi8(kAll, at));
           } else {
             uint16_t* img = y + b * H * W * cout;
             for (int r = 0; r < 2; ++r) {
@@ -470,8 +472,9 @@ void conv3x3_pool2(const uint16_t* x, int64_t B, int64_t H, int64_t W, int64_t c
                   cin, cout);
   const TileGrid g{H, W, H / 2, W / 2};  // the tiles the pool reads; a last odd row or column is never computed
   const int64_t T = B * g.th * g.tw, blocks = (T + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1,
-                   [&](int64_t b0, int64_t b1) { conv_blocks<true>(x, g, T, cin, packed, cout, pooled, where, b0, b1); });
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    conv_blocks<true>(x, g, T, cin, packed, cout, pooled, where, b0, b1);
+  });
 }
 
 void conv3x3_weight_grad(const uint16_t* x, const uint16_t* dy, int64_t B, int64_t H, int64_t W, int64_t cin,

@@ -50,9 +50,9 @@ at::Tensor conv(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias
   return at::convolution(x, w, bias, {1, 1}, {padding, padding}, {1, 1}, false, {0, 0}, 1).contiguous(kCl);
 }
 
-// Whether a 3x3 convolution of cin -> cout channels runs in Winograd's form (when that form is on): every
-// layer but the first (24 input channels: its gradients do not fit the form's blocks, and oneDNN's
-// direct forward is faster there; `birdplane_bench conv3x3`, docs/speedrun.md).
+// Whether a 3x3 convolution of cin -> cout channels runs in Winograd's form, forward and both gradients
+// (when that form is on): every layer but the first, whose 24 input channels do not fit the gradients'
+// blocks (its forward pass is winograd_pooled_layer's choice).
 bool winograd_layer(bool enabled, int64_t cin, int64_t cout) {
   return enabled && cin >= 64 && cout >= 64 && winograd::forward_fits(cin, cout) &&
          winograd::forward_fits(cout, cin) && winograd::weight_grad_fits(cin, cout);

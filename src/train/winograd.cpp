@@ -289,8 +289,8 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
       }
       // Back from the transformed space, tile by tile, 16 channels at a time.
       for (int64_t t = 0; t < nt; ++t) {
-        int64_t b, i, j;
-        g.locate(t0 + t, b, i, j);
+        int64_t b = 0, i = 0, j = 0;
+        if constexpr (!kPool) g.locate(t0 + t, b, i, j);  // (pooled: the tile's index is the output's)
         for (int half = 0; half < 2; ++half) {
           __m512 out[2][2];
           output_transform(&mb[t * 16 * kCols + half * 16], out);

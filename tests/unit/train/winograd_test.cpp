@@ -39,6 +39,18 @@ void expect_close(const at::Tensor& got, const at::Tensor& want, double direct_e
   EXPECT_LE(e, 0.015) << what;
 }
 
+// The weight gradient (`pooled`: the caller's promise that dy's last odd row and column are zeros)
+// equals the same computed on one thread: its sums run in a fixed order.
+void expect_thread_independent(const at::Tensor& dw, const at::Tensor& x, const at::Tensor& dy, const Case& c,
+                               bool pooled, const char* what) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  auto dw1 = at::empty_like(dw);
+  winograd::conv3x3_weight_grad(bits(x), bits(dy), c.B, c.H, c.W, c.cin, c.cout, dw1.data_ptr<float>(), pooled);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(dw1.equal(dw)) << what << " depends on the thread count";
+}
+
 class Winograd : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Winograd, MatchesTheDirectConvolution) {
@@ -88,13 +100,7 @@ TEST_P(Winograd, MatchesTheDirectConvolution) {
     auto dw = at::full({c.cout, c.cin, 3, 3}, 7.0f);
     winograd::conv3x3_weight_grad(bits(x), bits(dy), c.B, c.H, c.W, c.cin, c.cout, dw.data_ptr<float>());
     expect_close(dw, dw64, rel(dw16, dw64), "weight gradient");
-    // The same sums in the same order on one thread.
-    const int threads = at::get_num_threads();
-    at::set_num_threads(1);
-    auto dw1 = at::empty_like(dw);
-    winograd::conv3x3_weight_grad(bits(x), bits(dy), c.B, c.H, c.W, c.cin, c.cout, dw1.data_ptr<float>());
-    at::set_num_threads(threads);
-    EXPECT_TRUE(dw1.equal(dw)) << "the weight gradient depends on the thread count";
+    expect_thread_independent(dw, x, dy, c, false, "the weight gradient");
   }
   if (winograd::weight_grad_fits(c.cin, c.cout) && (c.H % 2 || c.W % 2)) {
     // Behind a 2x2 pool: the gradient's last odd row and column are zeros, and their tiles are skipped.
@@ -108,12 +114,7 @@ TEST_P(Winograd, MatchesTheDirectConvolution) {
     auto dw = at::full({c.cout, c.cin, 3, 3}, 7.0f);
     winograd::conv3x3_weight_grad(bits(x), bits(dyp), c.B, c.H, c.W, c.cin, c.cout, dw.data_ptr<float>(), true);
     expect_close(dw, dw64p, rel(dw16p, dw64p), "weight gradient behind a pool");
-    const int threads = at::get_num_threads();
-    at::set_num_threads(1);
-    auto dw1 = at::empty_like(dw);
-    winograd::conv3x3_weight_grad(bits(x), bits(dyp), c.B, c.H, c.W, c.cin, c.cout, dw1.data_ptr<float>(), true);
-    at::set_num_threads(threads);
-    EXPECT_TRUE(dw1.equal(dw)) << "the weight gradient behind a pool depends on the thread count";
+    expect_thread_independent(dw, x, dyp, c, true, "the weight gradient behind a pool");
   }
 }
 

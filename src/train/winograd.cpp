@@ -42,7 +42,9 @@ bool preferred() {
 bool forward_fits(int64_t cin, int64_t cout) {
   return (cin == 24 || cin == 32 || cin == 64 || cin == 128 || cin == 256 || cin == 512) && cout > 0 && cout % 32 == 0;
 }
-bool weight_grad_fits(int64_t cin, int64_t cout) { return cin > 0 && cin % 32 == 0 && cout > 0 && cout % 8 == 0; }
+bool weight_grad_fits(int64_t cin, int64_t cout) {
+  return cin > 0 && cin % 32 == 0 && cin <= 4096 && cout > 0 && cout % 8 == 0 && cout <= 4096;
+}
 int64_t packed_size(int64_t cin, int64_t cout) { return 16 * cin * cout; }
 
 namespace {
@@ -99,6 +101,10 @@ namespace {
 
 constexpr int64_t kRows = 14;       // tiles per micro-kernel (forward)
 constexpr int64_t kBlock = 4 * kRows;  // tiles per block (forward)
+// A point's panel of a block's transformed inputs: kBlock tiles of cin channels, and a cache line more.
+// Without it, for 256 or 512 channels the 16 panels are a multiple of 4 KiB apart, so a tile's 16 stores
+// and the next loads share their low 12 address bits and the core stalls them as if they overlapped.
+constexpr int64_t point_stride(int64_t cin) { return kBlock * cin + 32; }
 constexpr int64_t kCols = 32;       // output channels per micro-kernel
 constexpr int64_t kChunkPairs = 64;  // tile pairs per chunk (weight gradient)
 constexpr int64_t kWRows = 8;       // output channels per weight-gradient micro-kernel
@@ -129,28 +135,59 @@ struct TileGrid {
   }
 };
 
-// The 16 transformed values B^T d B of the 4x4 input block whose top-left is (y0, x0), 16 channels from
-// c of x [.., H, W, C] (image base pointer img), zeros outside the map.
-BIRDPLANE_WGI void input_transform(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
-                                   int64_t c, __mmask16 m, __m512 v[16]) {
-  __m512 d[4][4];
-  for (int i = 0; i < 4; ++i)
-    for (int j = 0; j < 4; ++j) {
-      const int64_t y = y0 + i, x = x0 + j;
-      d[i][j] = (y >= 0 && y < H && x >= 0 && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
-    }
+// Where a tile's NxN block (N = 4: its inputs; 2: its outputs) is read: point (i, j) at row[i] + j * C,
+// with the lanes col[j]. A row outside the map reads a row of zeros (kZeroRow); a column outside it
+// reads no memory (its lanes are off: masked loads do not touch them). Found once a tile, not once for
+// each group of 16 channels; with C a constant the 16 points are 4 registers and fixed offsets.
+struct Block {
+  const uint16_t* row[4];
+  __mmask16 col[4];
+};
+
+constexpr int64_t kMaxChannels = 4096;
+alignas(64) const uint16_t kZeroRow[4 * kMaxChannels] = {};
+
+// p + n, where n may step before the map's first pixel (a column outside it, whose lanes are off).
+inline const uint16_t* step(const uint16_t* p, int64_t n) {
+  return reinterpret_cast<const uint16_t*>(reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n) * 2);
+}
+
+template <int N>
+void locate_block(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0, Block& blk) {
+  for (int i = 0; i < N; ++i) {
+    const int64_t y = y0 + i;
+    blk.row[i] = y >= 0 && y < H ? step(img, (y * W + x0) * C) : kZeroRow;
+  }
+  for (int j = 0; j < N; ++j)
+    blk.col[j] = x0 + j >= 0 && x0 + j < W ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>(0);
+}
+
+// A block that reads nothing (a tile past the last, in a pair): its transform is zeros.
+inline void empty_block(Block& blk) {
+  std::fill_n(blk.row, 4, kZeroRow);
+  std::fill_n(blk.col, 4, static_cast<__mmask16>(0));
+}
+
+// The 16 transformed values B^T d B of the block's 16 channels from c (lanes m) of a map of C channels,
+// rounded to bf16 and stored at out + e * stride for point e. Column by column first (d's columns to r),
+// then row by row, each row's four values stored as soon as they are made: 16 values held at a time.
+template <int64_t C>
+BIRDPLANE_WGI void input_transform_store(const Block& blk, int64_t c, __mmask16 m, uint16_t* out, int64_t stride) {
   __m512 r[4][4];
   for (int j = 0; j < 4; ++j) {
-    r[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-    r[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-    r[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-    r[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+    __m512 d[4];
+    for (int i = 0; i < 4; ++i) d[i] = load_bf16(blk.row[i] + j * C + c, m & blk.col[j]);
+    r[0][j] = _mm512_sub_ps(d[0], d[2]);
+    r[1][j] = _mm512_add_ps(d[1], d[2]);
+    r[2][j] = _mm512_sub_ps(d[2], d[1]);
+    r[3][j] = _mm512_sub_ps(d[1], d[3]);
   }
   for (int a = 0; a < 4; ++a) {
-    v[a * 4 + 0] = _mm512_sub_ps(r[a][0], r[a][2]);
-    v[a * 4 + 1] = _mm512_add_ps(r[a][1], r[a][2]);
-    v[a * 4 + 2] = _mm512_sub_ps(r[a][2], r[a][1]);
-    v[a * 4 + 3] = _mm512_sub_ps(r[a][1], r[a][3]);
+    uint16_t* o = out + a * 4 * stride;
+    _mm256_mask_storeu_epi16(o, m, round_bf16(_mm512_sub_ps(r[a][0], r[a][2])));
+    _mm256_mask_storeu_epi16(o + stride, m, round_bf16(_mm512_add_ps(r[a][1], r[a][2])));
+    _mm256_mask_storeu_epi16(o + 2 * stride, m, round_bf16(_mm512_sub_ps(r[a][2], r[a][1])));
+    _mm256_mask_storeu_epi16(o + 3 * stride, m, round_bf16(_mm512_sub_ps(r[a][1], r[a][3])));
   }
 }
 
@@ -216,15 +253,34 @@ std::pair<const char*, const char*> tile_rows(const void* map, const TileGrid& g
   return {base + (b0 * g.H + first) * g.W * C * 2, base + ((b1 * g.H + last) * g.W + g.W) * C * 2};
 }
 
-// Asks for a byte range ahead of its use, into the core's L2 (`write`: for writing). The transforms read
-// each input from four tiles' blocks, in an order the hardware prefetchers do not follow far enough
-// ahead; the products in between are long enough to bring the next block's rows in.
-BIRDPLANE_WGI void prefetch(std::pair<const char*, const char*> range, bool write) {
-  for (const char* p = range.first; p < range.second; p += 64) {
-    if (write) __builtin_prefetch(p, 1, 2);
-    else __builtin_prefetch(p, 0, 2);
+// Asks for a byte range ahead of its use, into the core's L2 (`write`: for writing), a slice at a time
+// between pieces of other work. The transforms read each input from four tiles' blocks, in an order the
+// hardware prefetchers do not follow far enough ahead; the products in between are long enough to bring
+// the next block's rows in. All at once, the thousands of requests fill the core's miss buffers and the
+// loop stalls until they drain; spread over the products, they drain while the products run.
+class Prefetch {
+ public:
+  Prefetch(std::pair<const char*, const char*> range, int64_t slices, bool write)
+      : p_(range.first), end_(range.second), write_(write) {
+    const int64_t lines = range.second > range.first ? (range.second - range.first + 63) / 64 : 0;
+    per_ = (lines + slices - 1) / slices;
   }
-}
+  void slice() {
+    for (int64_t k = 0; k < per_ && p_ < end_; ++k, p_ += 64) {
+      if (write_) __builtin_prefetch(p_, 1, 2);
+      else __builtin_prefetch(p_, 0, 2);
+    }
+  }
+  void rest() {
+    while (p_ < end_) slice();
+  }
+
+ private:
+  const char* p_;
+  const char* end_;
+  int64_t per_ = 0;
+  bool write_;
+};
 
 // Y = A^T M A (A^T = [[1,1,1,0],[0,1,-1,-1]]): a tile's 2x2 outputs out[row][column] from its 16 products
 // (16 channels; point e at m + e * kCols).
@@ -242,6 +298,43 @@ BIRDPLANE_WGI void output_transform(const float* m, __m512 out[2][2]) {
   }
 }
 
+// The transformed inputs of a block's tiles t0 .. t0 + nt into vb[point][tile][kC] (a point's panel
+// point_stride apart; zeros for the tiles past nt, up to kBlock), and where each tile is (image, tile row,
+// tile column), for the pass back.
+template <int64_t kC>
+BIRDPLANE_WG void transform_tiles(const uint16_t* x, const TileGrid& g, int64_t t0, int64_t nt, uint16_t* vb,
+                                  int64_t* where_b, int64_t* where_i, int64_t* where_j) {
+  for (int64_t t = 0; t < kBlock; ++t) {
+    if (t >= nt) {
+      for (int e = 0; e < 16; ++e) std::memset(vb + e * point_stride(kC) + t * kC, 0, kC * sizeof(uint16_t));
+      continue;
+    }
+    int64_t& b = where_b[t];
+    int64_t& i = where_i[t];
+    int64_t& j = where_j[t];
+    g.locate(t0 + t, b, i, j);
+    Block in;
+    locate_block<4>(x + b * g.H * g.W * kC, g.H, g.W, kC, 2 * i - 1, 2 * j - 1, in);
+    for (int64_t c = 0; c < kC; c += 16)
+      input_transform_store<kC>(in, c, lanes(kC - c), vb + t * kC + c, point_stride(kC));
+  }
+}
+
+using Transform = void (*)(const uint16_t*, const TileGrid&, int64_t, int64_t, uint16_t*, int64_t*, int64_t*, int64_t*);
+
+// transform_tiles for cin input channels (one of forward_fits's).
+Transform forward_transform(int64_t cin) {
+  switch (cin) {
+    case 24: return transform_tiles<24>;
+    case 32: return transform_tiles<32>;
+    case 64: return transform_tiles<64>;
+    case 128: return transform_tiles<128>;
+    case 256: return transform_tiles<256>;
+    case 512: return transform_tiles<512>;
+    default: return nullptr;
+  }
+}
+
 // The blocks [blk_begin, blk_end) of the convolution's tiles. With kPool, y is the 2x2 max pool of the
 // output ([B, g.th, g.tw, cout], one value a tile: a tile's 2x2 outputs are a pooling window) and `where`
 // the window position of each maximum (0..3, row-major, the first wins ties), as pool2_stats gives them:
@@ -251,46 +344,35 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
                               int64_t cout, uint16_t* y, uint8_t* where, int64_t blk_begin, int64_t blk_end) {
   thread_local std::vector<uint16_t> vb;  // kept: no fresh pages for every call
   thread_local std::vector<float> mb;     // [tile][point][32]
-  vb.resize(static_cast<size_t>(16 * kBlock * cin));
+  vb.resize(static_cast<size_t>(16 * point_stride(cin)));
   mb.resize(static_cast<size_t>(kBlock * 16 * kCols));
   const int64_t H = g.H, W = g.W, pairs = cin / 2;
   const Micro kernel = forward_micro(cin);
+  const Transform transform = forward_transform(cin);
   for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
     const int64_t t0 = blk * kBlock, nt = std::min(kBlock, T - t0);
-    // Transformed inputs of the block's tiles: vb[point][tile][cin].
-    for (int64_t t = 0; t < kBlock; ++t) {
-      if (t >= nt) {
-        for (int e = 0; e < 16; ++e) std::memset(&vb[(e * kBlock + t) * cin], 0, cin * sizeof(uint16_t));
-        continue;
-      }
-      int64_t b, i, j;
-      g.locate(t0 + t, b, i, j);
-      const uint16_t* img = x + b * H * W * cin;
-      for (int64_t c = 0; c < cin; c += 16) {
-        const __mmask16 m = lanes(cin - c);
-        __m512 v[16];
-        input_transform(img, H, W, cin, 2 * i - 1, 2 * j - 1, c, m, v);
-        for (int e = 0; e < 16; ++e)
-          _mm256_mask_storeu_epi16(&vb[(e * kBlock + t) * cin + c], m, round_bf16(v[e]));
-      }
-    }
-    if constexpr (kPool) {
-      const auto* out = reinterpret_cast<const char*>(y);  // one pooled pixel a tile
-      prefetch({out + t0 * cout * 2, out + (t0 + nt) * cout * 2}, true);
-    } else {
-      prefetch(tile_rows(y, g, cout, t0, t0 + nt, true), true);
-    }
-    if (blk + 1 < blk_end) prefetch(tile_rows(x, g, cin, t0 + kBlock, std::min(T, t0 + 2 * kBlock), false), false);
+    int64_t where_b[kBlock], where_i[kBlock], where_j[kBlock];
+    transform(x, g, t0, nt, vb.data(), where_b, where_i, where_j);
+    const auto* out = reinterpret_cast<const char*>(y);  // pooled: one pixel a tile
+    // A slice after each point's products: the outputs over the first block of channels (they are
+    // written after it), the next block's inputs over all of them.
+    Prefetch out_rows(kPool ? std::make_pair(out + t0 * cout * 2, out + (t0 + nt) * cout * 2)
+                            : tile_rows(y, g, cout, t0, t0 + nt, true),
+                      16, true);
+    Prefetch next_rows(blk + 1 < blk_end ? tile_rows(x, g, cin, t0 + kBlock, std::min(T, t0 + 2 * kBlock), false)
+                                         : std::make_pair(out, out),
+                       16 * (cout / kCols), false);
     for (int64_t o = 0; o < cout; o += kCols) {
       for (int e = 0; e < 16; ++e) {
         const uint16_t* u = packed + ((e * (cout / kCols) + o / kCols) * pairs) * kCols * 2;
         for (int64_t r0 = 0; r0 < kBlock; r0 += kRows)
-          kernel(&vb[(e * kBlock + r0) * cin], 2, u, kCols * 2, pairs, &mb[(r0 * 16 + e) * kCols], 16 * kCols);
+          kernel(&vb[e * point_stride(cin) + r0 * cin], 2, u, kCols * 2, pairs, &mb[(r0 * 16 + e) * kCols], 16 * kCols);
+        out_rows.slice();
+        next_rows.slice();
       }
+      out_rows.rest();
       // Back from the transformed space, tile by tile, 16 channels at a time.
       for (int64_t t = 0; t < nt; ++t) {
-        int64_t b = 0, i = 0, j = 0;
-        if constexpr (!kPool) g.locate(t0 + t, b, i, j);  // (pooled: the tile's index is the output's)
         for (int half = 0; half < 2; ++half) {
           __m512 out[2][2];
           output_transform(&mb[t * 16 * kCols + half * 16], out);
@@ -308,7 +390,8 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + at_out), round_bf16(best));
             if (where)
               _mm_storeu_si128(reinterpret_cast<__m128i*>(where + at_out), _mm512_maskz_cvtepi32_epi8(kAll, at));
-          } else {
+          } else {  // (pooled, above: the tile's index is the output's)
+            const int64_t b = where_b[t], i = where_i[t], j = where_j[t];
             uint16_t* img = y + b * H * W * cout;
             for (int r = 0; r < 2; ++r) {
               const int64_t yy = 2 * i + r;
@@ -328,15 +411,10 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
 // B^T d B (points 8h .. 8h+7), 16 channels from c. Half 0 needs input rows 0-2 of the block, half 1
 // rows 1-3.
 template <int h>
-BIRDPLANE_WGI void input_transform_half(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
-                                        int64_t c, __m512 v[8]) {
+BIRDPLANE_WGI void input_transform_half(const Block& blk, int64_t C, int64_t c, __m512 v[8]) {
   __m512 d[4][4];
   for (int i = h; i < 3 + h; ++i)
-    for (int j = 0; j < 4; ++j) {
-      const int64_t y = y0 + i, x = x0 + j;
-      d[i][j] = (y >= 0 && y < H && x >= 0 && x < W) ? load_bf16(img + (y * W + x) * C + c, 0xFFFF)
-                                                     : _mm512_setzero_ps();
-    }
+    for (int j = 0; j < 4; ++j) d[i][j] = load_bf16(blk.row[i] + j * C + c, blk.col[j]);
   __m512 r[2][4];
   for (int j = 0; j < 4; ++j) {
     if constexpr (h == 0) {
@@ -357,14 +435,10 @@ BIRDPLANE_WGI void input_transform_half(const uint16_t* img, int64_t H, int64_t 
 
 // Half `h` of the transformed output gradients A dY A^T of the 2x2 output block at (y0, x0).
 template <int h>
-BIRDPLANE_WGI void grad_transform_half(const uint16_t* img, int64_t H, int64_t W, int64_t C, int64_t y0, int64_t x0,
-                                       int64_t c, __mmask16 m, __m512 v[8]) {
+BIRDPLANE_WGI void grad_transform_half(const Block& blk, int64_t C, int64_t c, __mmask16 m, __m512 v[8]) {
   __m512 d[2][2];
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 2; ++j) {
-      const int64_t y = y0 + i, x = x0 + j;
-      d[i][j] = (y < H && x < W) ? load_bf16(img + (y * W + x) * C + c, m) : _mm512_setzero_ps();
-    }
+    for (int j = 0; j < 2; ++j) d[i][j] = load_bf16(blk.row[i] + j * C + c, m & blk.col[j]);
   __m512 q[2][2];
   for (int j = 0; j < 2; ++j) {
     if constexpr (h == 0) {
@@ -401,55 +475,51 @@ BIRDPLANE_WG void weight_half(const uint16_t* x, const uint16_t* dy, const TileG
                               int64_t cout, float* du) {
   const int64_t H = g.H, W = g.W, P = (T + 1) / 2;
   thread_local std::vector<uint16_t> vw, mw;
-  vw.resize(static_cast<size_t>(8 * kChunkPairs * cin * 2));
-  mw.resize(static_cast<size_t>(8 * kChunkPairs * cout * 2));
+  // A point's panel a cache line longer than its pairs need (as point_stride: no 4 KiB strides).
+  vw.resize(static_cast<size_t>(8 * (kChunkPairs * cin * 2 + 32)));
+  mw.resize(static_cast<size_t>(8 * (kChunkPairs * cout * 2 + 32)));
   for (int64_t first = 0; first < P; first += kChunkPairs) {
-    const int64_t np = std::min(kChunkPairs, P - first);
+    const int64_t np = std::min(kChunkPairs, P - first), vs = np * cin * 2 + 32, ms = np * cout * 2 + 32;
     for (int64_t p = 0; p < np; ++p) {
-      int64_t b[2], i[2], j[2];
-      bool live[2];
+      Block in[2], out[2];  // the pair's two tiles' input and output-gradient blocks
       for (int s = 0; s < 2; ++s) {
         const int64_t t = 2 * (first + p) + s;
-        live[s] = t < T;
-        if (live[s]) g.locate(t, b[s], i[s], j[s]);
+        if (t < T) {
+          int64_t b, i, j;
+          g.locate(t, b, i, j);
+          locate_block<4>(x + b * H * W * cin, H, W, cin, 2 * i - 1, 2 * j - 1, in[s]);
+          locate_block<2>(dy + b * H * W * cout, H, W, cout, 2 * i, 2 * j, out[s]);
+        } else {
+          empty_block(in[s]);
+          empty_block(out[s]);
+        }
       }
       for (int64_t c = 0; c < cin; c += 16) {
         __m512 v[2][8];
-        for (int s = 0; s < 2; ++s) {
-          if (live[s]) {
-            input_transform_half<h>(x + b[s] * H * W * cin, H, W, cin, 2 * i[s] - 1, 2 * j[s] - 1, c, v[s]);
-          } else {
-            for (auto& e : v[s]) e = _mm512_setzero_ps();
-          }
-        }
-        for (int e = 0; e < 8; ++e) _mm512_storeu_si512(&vw[((e * np + p) * cin + c) * 2], interleave(v[0][e], v[1][e]));
+        for (int s = 0; s < 2; ++s) input_transform_half<h>(in[s], cin, c, v[s]);
+        for (int e = 0; e < 8; ++e) _mm512_storeu_si512(&vw[e * vs + (p * cin + c) * 2], interleave(v[0][e], v[1][e]));
       }
       for (int64_t c = 0; c < cout; c += 16) {
         const __mmask16 m = lanes(cout - c);
         __m512 v[2][8];
-        for (int s = 0; s < 2; ++s) {
-          if (live[s]) {
-            grad_transform_half<h>(dy + b[s] * H * W * cout, H, W, cout, 2 * i[s], 2 * j[s], c, m, v[s]);
-          } else {
-            for (auto& e : v[s]) e = _mm512_setzero_ps();
-          }
-        }
+        for (int s = 0; s < 2; ++s) grad_transform_half<h>(out[s], cout, c, m, v[s]);
         for (int e = 0; e < 8; ++e)
-          _mm512_mask_storeu_epi32(&mw[((e * np + p) * cout + c) * 2], m, interleave(v[0][e], v[1][e]));
+          _mm512_mask_storeu_epi32(&mw[e * ms + (p * cout + c) * 2], m, interleave(v[0][e], v[1][e]));
       }
     }
     const int64_t next = 2 * (first + np), next_end = std::min(T, next + 2 * kChunkPairs);
-    if (next < T) {
-      prefetch(tile_rows(x, g, cin, next, next_end, false), false);
-      prefetch(tile_rows(dy, g, cout, next, next_end, true), false);
-    }
+    const char* none = reinterpret_cast<const char*>(x);
+    Prefetch next_x(next < T ? tile_rows(x, g, cin, next, next_end, false) : std::make_pair(none, none), 8, false);
+    Prefetch next_dy(next < T ? tile_rows(dy, g, cout, next, next_end, true) : std::make_pair(none, none), 8, false);
     const auto kernel = first > 0 ? micro<kWRows, 2, true> : micro<kWRows, 2, false>;
     for (int e = 0; e < 8; ++e) {
-      const uint16_t* ve = &vw[e * np * cin * 2];
-      const uint16_t* me = &mw[e * np * cout * 2];
+      const uint16_t* ve = &vw[e * vs];
+      const uint16_t* me = &mw[e * ms];
       float* de = du + e * cout * cin;
       for (int64_t o = 0; o < cout; o += kWRows)
         for (int64_t c = 0; c < cin; c += kCols) kernel(me + o * 2, cout * 2, ve + c * 2, cin * 2, np, de + o * cin + c, cin);
+      next_x.slice();
+      next_dy.slice();
     }
   }
 }

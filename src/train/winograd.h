@@ -27,7 +27,7 @@ bool preferred();
 
 /// Whether conv3x3 takes Cin input and Cout output channels (Cin 24, 32, 64, 128, 256 or 512; Cout a multiple of 32).
 bool forward_fits(int64_t cin, int64_t cout);
-/// Whether conv3x3_weight_grad takes them (Cin a multiple of 32, Cout of 8).
+/// Whether conv3x3_weight_grad takes them (Cin a multiple of 32, Cout of 8; both at most 4096).
 bool weight_grad_fits(int64_t cin, int64_t cout);
 
 /// Number of bfloat16 values of a packed filter bank (16 * cin * cout).

@@ -138,6 +138,7 @@ TEST(WinogradFits, NamesTheChannelCountsItTakes) {
   EXPECT_TRUE(winograd::weight_grad_fits(64, 256));
   EXPECT_FALSE(winograd::weight_grad_fits(24, 64));  // inputs in blocks of 32
   EXPECT_FALSE(winograd::weight_grad_fits(64, 12));
+  EXPECT_FALSE(winograd::weight_grad_fits(8192, 64));  // past the zero row that stands for rows outside the map
 }
 
 }  // namespace winograd_test

@@ -101,10 +101,12 @@ namespace {
 
 constexpr int64_t kRows = 14;       // tiles per micro-kernel (forward)
 constexpr int64_t kBlock = 4 * kRows;  // tiles per block (forward)
-// A point's panel of a block's transformed inputs: kBlock tiles of cin channels, and a cache line more.
-// Without it, for 256 or 512 channels the 16 panels are a multiple of 4 KiB apart, so a tile's 16 stores
-// and the next loads share their low 12 address bits and the core stalls them as if they overlapped.
-constexpr int64_t point_stride(int64_t cin) { return kBlock * cin + 32; }
+// A buffer's panels (one a point) are a cache line (32 bf16) longer than their n values need. Without it,
+// for 256 or 512 channels the panels are a multiple of 4 KiB apart, so a tile's stores to them and the
+// next loads share their low 12 address bits and the core stalls them as if they overlapped.
+constexpr int64_t padded(int64_t n) { return n + 32; }
+// A point's panel of a block's transformed inputs: kBlock tiles of cin channels.
+constexpr int64_t point_stride(int64_t cin) { return padded(kBlock * cin); }
 constexpr int64_t kCols = 32;       // output channels per micro-kernel
 constexpr int64_t kChunkPairs = 64;  // tile pairs per chunk (weight gradient)
 constexpr int64_t kWRows = 8;       // output channels per weight-gradient micro-kernel
@@ -227,19 +229,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"), noinline)) vo
 
 using Micro = void (*)(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t);
 
-// The forward micro-kernel for tiles of cin channels (rows of a at stride cin).
-Micro forward_micro(int64_t cin) {
-  switch (cin) {
-    case 24: return micro<kRows, 24, false>;
-    case 32: return micro<kRows, 32, false>;
-    case 64: return micro<kRows, 64, false>;
-    case 128: return micro<kRows, 128, false>;
-    case 256: return micro<kRows, 256, false>;
-    case 512: return micro<kRows, 512, false>;
-    default: return nullptr;
-  }
-}
-
 // The rows of a [B,H,W,C] map that the tiles [t0, t1) read (their 4x4 input blocks; `output`: the rows
 // their 2x2 outputs write), as a byte range.
 std::pair<const char*, const char*> tile_rows(const void* map, const TileGrid& g, int64_t C, int64_t t0, int64_t t1,
@@ -324,16 +313,21 @@ BIRDPLANE_WG void transform_tiles(const uint16_t* x, const TileGrid& g, int64_t 
 
 using Transform = void (*)(const uint16_t*, const TileGrid&, int64_t, int64_t, uint16_t*, int64_t*, int64_t*, int64_t*);
 
-// transform_tiles for cin input channels (one of forward_fits's).
-Transform forward_transform(int64_t cin) {
+// The forward pass's micro-kernel (rows of a at stride cin) and input transform for cin input channels
+// (one of forward_fits's; nulls for any other).
+template <int64_t kC>
+std::pair<Micro, Transform> forward_for() {
+  return {micro<kRows, kC, false>, transform_tiles<kC>};
+}
+std::pair<Micro, Transform> forward_kernels(int64_t cin) {
   switch (cin) {
-    case 24: return transform_tiles<24>;
-    case 32: return transform_tiles<32>;
-    case 64: return transform_tiles<64>;
-    case 128: return transform_tiles<128>;
-    case 256: return transform_tiles<256>;
-    case 512: return transform_tiles<512>;
-    default: return nullptr;
+    case 24: return forward_for<24>();
+    case 32: return forward_for<32>();
+    case 64: return forward_for<64>();
+    case 128: return forward_for<128>();
+    case 256: return forward_for<256>();
+    case 512: return forward_for<512>();
+    default: return {nullptr, nullptr};
   }
 }
 
@@ -349,8 +343,7 @@ BIRDPLANE_WG void conv_blocks(const uint16_t* x, const TileGrid& g, int64_t T, i
   vb.resize(static_cast<size_t>(16 * point_stride(cin)));
   mb.resize(static_cast<size_t>(kBlock * 16 * kCols));
   const int64_t H = g.H, W = g.W, pairs = cin / 2;
-  const Micro kernel = forward_micro(cin);
-  const Transform transform = forward_transform(cin);
+  const auto [kernel, transform] = forward_kernels(cin);
   for (int64_t blk = blk_begin; blk < blk_end; ++blk) {
     const int64_t t0 = blk * kBlock, nt = std::min(kBlock, T - t0);
     int64_t where_b[kBlock], where_i[kBlock], where_j[kBlock];
@@ -477,11 +470,10 @@ BIRDPLANE_WG void weight_half(const uint16_t* x, const uint16_t* dy, const TileG
                               int64_t cout, float* du) {
   const int64_t H = g.H, W = g.W, P = (T + 1) / 2;
   thread_local std::vector<uint16_t> vw, mw;
-  // A point's panel a cache line longer than its pairs need (as point_stride: no 4 KiB strides).
-  vw.resize(static_cast<size_t>(8 * (kChunkPairs * cin * 2 + 32)));
-  mw.resize(static_cast<size_t>(8 * (kChunkPairs * cout * 2 + 32)));
+  vw.resize(static_cast<size_t>(8 * padded(kChunkPairs * cin * 2)));
+  mw.resize(static_cast<size_t>(8 * padded(kChunkPairs * cout * 2)));
   for (int64_t first = 0; first < P; first += kChunkPairs) {
-    const int64_t np = std::min(kChunkPairs, P - first), vs = np * cin * 2 + 32, ms = np * cout * 2 + 32;
+    const int64_t np = std::min(kChunkPairs, P - first), vs = padded(np * cin * 2), ms = padded(np * cout * 2);
     for (int64_t p = 0; p < np; ++p) {
       Block in[2], out[2];  // the pair's two tiles' input and output-gradient blocks
       for (int s = 0; s < 2; ++s) {
